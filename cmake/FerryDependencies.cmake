@@ -19,8 +19,8 @@ if(NOT FERRY_CUDA STREQUAL "OFF")
     endif()
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
-    set(CMAKE_CUDA_STANDARD 20)
-    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+    # C++20 for CUDA sources is passed as a flag (ferry_options) rather than CMAKE_CUDA_STANDARD: CMake 3.25, Debian
+    # 12's, does not know the CUDA20 dialect for nvcc and refuses to configure.
     set(FERRY_HAVE_CUDA ON)
   elseif(FERRY_CUDA STREQUAL "ON")
     message(FATAL_ERROR "FERRY_CUDA=ON but no CUDA compiler was found")

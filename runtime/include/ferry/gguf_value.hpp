@@ -35,6 +35,8 @@ class GgufValue {
   static GgufValue string_array(std::vector<std::string> values);
   // An array from raw little-endian element bytes (used by the reader); bytes.size() == count * value_type_size(t).
   static GgufValue raw_array(GgufValueType element_type, uint64_t count, std::vector<uint8_t> bytes);
+  // A fixed-size scalar from its little-endian bits (used by the reader; a BOOL byte other than 0/1 is kept as is).
+  static GgufValue raw_scalar(GgufValueType type, uint64_t bits);
 
   GgufValueType type() const noexcept { return m_type; }
   GgufValueType array_type() const noexcept { return m_array_type; }  // meaningful when type() == ARRAY

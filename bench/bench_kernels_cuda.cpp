@@ -1,0 +1,489 @@
+// bench_kernels_cuda: ferry's GPU dequantization, quantized GEMV and dequant + GEMM (kernels/cuda/) against the
+// device's own limits, measured in the same run.
+//
+// What it measures (CUDA events on one stream, 2 warm-ups, median and min/max of --runs runs):
+// - Limits: device-to-device cudaMemcpy of 1 GiB (rate = bytes read + written), cuBLAS FP16 GEMM
+//   4096 x 3072 x 12288 (FP32 accumulate).
+// - Dequantization of 2^26 elements of every type to FP16 and BF16: GB/s of bytes in + bytes out and % of the copy
+//   rate; and the old path (FP32 temporary, then a cast) for comparison: time ratio and the 4 B/weight temporary it
+//   needs. Inputs and outputs (>= 128 MB) are larger than L2.
+// - GEMV at T = 1 on Llama/Mistral shapes for Q4_0, Q4_K, Q6_K, Q8_0 (+ every other type on one shape, + T = 8):
+//   GB/s of quantized weight bytes read and % of the copy rate. Each run reads the next of several weight copies
+//   (>= 256 MB in all), so no run finds its weights in L2 (50 MB).
+// - dequant_gemm (Q4_0) against cuBLAS on pre-dequantized FP16 weights (cublasGemmEx, same layouts) at T = 512 and
+//   4096 on Llama-13B and Flux shapes: time ratio. Two scratch sizes: the whole matrix (one tile) and 16 MiB tiles
+//   (which can stay in L2 between the dequantization and the GEMM).
+// Every kernel's output is checked before it is timed: dequantization bit-exact against ferry::ref::dequantize (on a
+// prefix), GEMV against ferry::ref::matmul (normalised error), the GEMM against the cuBLAS baseline.
+//
+// Usage: bench_kernels_cuda [--runs R] [--quick] [-o results.json]
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "ferry/error.hpp"
+#include "ferry/ggml_type.hpp"
+#include "ferry/half.hpp"
+#include "ferry/kernels/cuda/check.cuh"
+#include "ferry/kernels/cuda/dequant.cuh"
+#include "ferry/kernels/cuda/matmul.cuh"
+#include "ferry/kernels/ref/ops.hpp"
+#include "ferry/kernels/ref/quants.hpp"
+
+#ifndef FERRY_GIT_SHA
+#define FERRY_GIT_SHA "unknown"
+#endif
+#ifndef FERRY_GIT_DIRTY
+#define FERRY_GIT_DIRTY 0
+#endif
+
+namespace {
+
+using ferry::GgmlType;
+using nlohmann::json;
+
+struct Stats {
+  double median = 0, min = 0, max = 0;  // seconds
+};
+
+Stats stats_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return {n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]), v.front(), v.back()};
+}
+
+json to_json(const Stats& s) { return {{"median_s", s.median}, {"min_s", s.min}, {"max_s", s.max}}; }
+
+class DeviceMemory {
+ public:
+  explicit DeviceMemory(size_t bytes) : m_bytes(bytes) {
+    FERRY_CUDA_CHECK(cudaMalloc(&m_ptr, std::max<size_t>(bytes, 256)));
+  }
+  ~DeviceMemory() { cudaFree(m_ptr); }
+  DeviceMemory(const DeviceMemory&) = delete;
+  DeviceMemory& operator=(const DeviceMemory&) = delete;
+  template <class T = void>
+  T* as() const {
+    return static_cast<T*>(m_ptr);
+  }
+  size_t bytes() const { return m_bytes; }
+
+ private:
+  void* m_ptr = nullptr;
+  size_t m_bytes;
+};
+
+class Timer {
+ public:
+  explicit Timer(cudaStream_t stream) : m_stream(stream) {
+    FERRY_CUDA_CHECK(cudaEventCreate(&m_start));
+    FERRY_CUDA_CHECK(cudaEventCreate(&m_stop));
+  }
+  ~Timer() {
+    cudaEventDestroy(m_start);
+    cudaEventDestroy(m_stop);
+  }
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+  // Seconds per call of fn(run index), each run timed on its own after two warm-ups.
+  Stats time(int runs, const std::function<void(int)>& fn) {
+    for (int w = 0; w < 2; ++w) fn(w);
+    std::vector<double> t;
+    for (int r = 0; r < runs; ++r) {
+      FERRY_CUDA_CHECK(cudaEventRecord(m_start, m_stream));
+      fn(r + 2);
+      FERRY_CUDA_CHECK(cudaEventRecord(m_stop, m_stream));
+      FERRY_CUDA_CHECK(cudaEventSynchronize(m_stop));
+      float ms = 0;
+      FERRY_CUDA_CHECK(cudaEventElapsedTime(&ms, m_start, m_stop));
+      t.push_back(ms * 1e-3);
+    }
+    return stats_of(t);
+  }
+
+ private:
+  cudaStream_t m_stream;
+  cudaEvent_t m_start{}, m_stop{};
+};
+
+// 64-bit LCG: fast enough for 10^8 bytes, never constant.
+struct Lcg {
+  uint64_t x;
+  explicit Lcg(uint64_t seed) : x(seed * 6364136223846793005ull + 1442695040888963407ull) {}
+  uint64_t next() { return x = x * 6364136223846793005ull + 1442695040888963407ull; }
+  float uniform(float lo, float hi) { return lo + (hi - lo) * static_cast<float>(next() >> 40) / 16777216.0f; }
+};
+
+// Random blocks: random quant bytes, finite half scales of random magnitude (2^-12 .. 2^-4); float types hold
+// Gaussian-ish values. Timing does not depend on the values, validity does (no Inf/NaN to propagate).
+std::vector<uint8_t> random_tensor(GgmlType type, int64_t n_elems, uint64_t seed) {
+  const ferry::TypeTraits& t = ferry::type_traits(type);
+  std::vector<uint8_t> v(ferry::row_bytes(type, n_elems));
+  Lcg rng(seed);
+  for (size_t i = 0; i + 8 <= v.size(); i += 8) {
+    const uint64_t r = rng.next();
+    std::memcpy(v.data() + i, &r, 8);
+  }
+  auto put16 = [&](size_t off, uint16_t h) { std::memcpy(v.data() + off, &h, 2); };
+  auto scale = [&] { return std::ldexp(rng.uniform(1.0f, 2.0f), -4 - static_cast<int>(rng.next() % 9)); };
+  switch (type) {
+    case GgmlType::F32:
+      for (int64_t i = 0; i < n_elems; ++i) {
+        const float f = rng.uniform(-1.0f, 1.0f);
+        std::memcpy(v.data() + 4 * i, &f, 4);
+      }
+      return v;
+    case GgmlType::F16:
+    case GgmlType::BF16:
+      for (int64_t i = 0; i < n_elems; ++i) {
+        const float f = rng.uniform(-1.0f, 1.0f);
+        put16(2 * i, type == GgmlType::F16 ? ferry::fp32_to_fp16(f) : ferry::fp32_to_bf16(f));
+      }
+      return v;
+    default: break;
+  }
+  std::vector<int> offs;
+  switch (type) {
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_1:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K: offs = {0, 2}; break;
+    case GgmlType::Q2_K: offs = {80, 82}; break;
+    case GgmlType::Q3_K: offs = {108}; break;
+    case GgmlType::Q6_K: offs = {208}; break;
+    default: offs = {0}; break;
+  }
+  for (size_t b = 0; b < v.size() / t.type_size; ++b)
+    for (int o : offs) put16(b * t.type_size + o, ferry::fp32_to_fp16((rng.next() & 1) ? scale() : -scale()));
+  return v;
+}
+
+double normalized_error(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = static_cast<double>(a[i]) - b[i];
+    num += d * d;
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return den == 0 ? num : num / den;
+}
+
+std::string name(GgmlType t) { return std::string(ferry::type_name(t)); }
+
+struct Context {
+  cudaStream_t stream;
+  Timer* timer;
+  int runs;
+  double copy_rate;  // bytes read + written per second
+};
+
+// ---- limits --------------------------------------------------------------------------------------------------
+double measure_copy(Context& c, Stats* out) {
+  const size_t bytes = size_t{1} << 30;
+  DeviceMemory a(bytes), b(bytes);
+  FERRY_CUDA_CHECK(cudaMemset(a.as(), 0x5a, bytes));
+  const Stats s = c.timer->time(c.runs, [&](int) {
+    FERRY_CUDA_CHECK(cudaMemcpyAsync(b.as(), a.as(), bytes, cudaMemcpyDeviceToDevice, c.stream));
+  });
+  *out = s;
+  return 2.0 * static_cast<double>(bytes) / s.median;
+}
+
+// cublasGemmEx FP16 x FP16 -> FP32 with the layout dequant_gemm uses: y[T, N] = x[T, K] W[N, K]^T.
+void cublas_gemm(cublasHandle_t h, int64_t n, int64_t t, int64_t k, const __half* w, const __half* x, float* y) {
+  const float alpha = 1.0f, beta = 0.0f;
+  FERRY_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(t),
+                                  static_cast<int>(k), &alpha, w, CUDA_R_16F, static_cast<int>(k), x, CUDA_R_16F,
+                                  static_cast<int>(k), &beta, y, CUDA_R_32F, static_cast<int>(n), CUBLAS_COMPUTE_32F,
+                                  CUBLAS_GEMM_DEFAULT));
+}
+
+double measure_cublas_peak(Context& c, cublasHandle_t h, Stats* out) {
+  const int64_t n = 3072, t = 4096, k = 12288;
+  DeviceMemory w(n * k * 2), x(t * k * 2), y(t * n * 4);
+  FERRY_CUDA_CHECK(cudaMemset(w.as(), 0x3c, w.bytes()));  // 0x3c3c: a finite half (~1.06)
+  FERRY_CUDA_CHECK(cudaMemset(x.as(), 0x2c, x.bytes()));
+  const Stats s = c.timer->time(c.runs, [&](int) { cublas_gemm(h, n, t, k, w.as<__half>(), x.as<__half>(), y.as<float>()); });
+  *out = s;
+  return 2.0 * n * t * k / s.median;
+}
+
+// ---- dequantization -------------------------------------------------------------------------------------------
+json bench_dequant(Context& c, GgmlType type, int64_t n, std::vector<std::string>& rows) {
+  const auto host = random_tensor(type, n, 11 + static_cast<uint64_t>(type));
+  DeviceMemory src(host.size()), h(n * 2), b(n * 2), tmp(n * 4), cast(n * 2);
+  FERRY_CUDA_CHECK(cudaMemcpy(src.as(), host.data(), host.size(), cudaMemcpyHostToDevice));
+
+  // Validate on a prefix: FP16 equals the rounded reference bit for bit.
+  const int64_t check_n = std::min<int64_t>(n, 1 << 20);
+  ferry::cuda::dequantize_fp16(type, src.as(), h.as<__half>(), n, c.stream);
+  FERRY_CUDA_CHECK(cudaStreamSynchronize(c.stream));
+  std::vector<float> ref(check_n);
+  ferry::ref::dequantize(type, host.data(), ref.data(), check_n);
+  std::vector<uint16_t> got(check_n);
+  FERRY_CUDA_CHECK(cudaMemcpy(got.data(), h.as(), check_n * 2, cudaMemcpyDeviceToHost));
+  int64_t bad = 0;
+  for (int64_t i = 0; i < check_n; ++i) bad += got[i] != ferry::fp32_to_fp16(ref[i]);
+
+  const double in = static_cast<double>(host.size()), out = 2.0 * n;
+  const Stats s16 = c.timer->time(c.runs, [&](int) {
+    ferry::cuda::dequantize_fp16(type, src.as(), h.as<__half>(), n, c.stream);
+  });
+  const Stats sb = c.timer->time(c.runs, [&](int) {
+    ferry::cuda::dequantize_bf16(type, src.as(), b.as<__nv_bfloat16>(), n, c.stream);
+  });
+  const Stats s32 = c.timer->time(c.runs, [&](int) {
+    ferry::cuda::dequantize_fp16_via_fp32(type, src.as(), tmp.as<float>(), cast.as<__half>(), n, c.stream);
+  });
+  const double rate16 = (in + out) / s16.median, rateb = (in + out) / sb.median;
+  char line[512];
+  std::snprintf(line, sizeof line, "| %s | %.3f | %.0f | %.0f%% | %.0f | %.0f%% | %.1f | %.2fx | 4 | %s |",
+                name(type).c_str(), (in + out) / n, rate16 / 1e9, 100 * rate16 / c.copy_rate, rateb / 1e9,
+                100 * rateb / c.copy_rate, (s16.max - s16.min) / s16.median * 100, s32.median / s16.median,
+                bad == 0 ? "ok" : "MISMATCH");
+  rows.push_back(line);
+  return {{"type", name(type)},
+          {"elements", n},
+          {"bytes_in", in},
+          {"bytes_out", out},
+          {"fp16", {{"time", to_json(s16)}, {"GBps", rate16 / 1e9}, {"fraction_of_copy", rate16 / c.copy_rate}}},
+          {"bf16", {{"time", to_json(sb)}, {"GBps", rateb / 1e9}, {"fraction_of_copy", rateb / c.copy_rate}}},
+          {"via_fp32",
+           {{"time", to_json(s32)},
+            {"time_ratio_vs_direct", s32.median / s16.median},
+            {"temporary_bytes_per_weight", 4},
+            {"direct_temporary_bytes_per_weight", 0}}},
+          {"checked_elements", check_n},
+          {"mismatches", bad}};
+}
+
+// ---- GEMV ----------------------------------------------------------------------------------------------------
+json bench_gemv(Context& c, GgmlType type, int64_t n, int64_t k, int64_t t, std::vector<std::string>& rows) {
+  const size_t wbytes = ferry::row_bytes(type, k) * static_cast<size_t>(n);
+  const int copies = static_cast<int>(std::max<size_t>(2, ((size_t{256} << 20) + wbytes - 1) / wbytes));
+  const auto host = random_tensor(type, n * k, 21 + static_cast<uint64_t>(type) + static_cast<uint64_t>(n + k));
+  DeviceMemory w(wbytes * copies), x(t * k * 4), y(t * n * 4);
+  for (int i = 0; i < copies; ++i)
+    FERRY_CUDA_CHECK(cudaMemcpy(w.as<uint8_t>() + i * wbytes, host.data(), wbytes, cudaMemcpyHostToDevice));
+  Lcg rng(99);
+  std::vector<float> hx(t * k);
+  for (auto& f : hx) f = rng.uniform(-1.0f, 1.0f);
+  FERRY_CUDA_CHECK(cudaMemcpy(x.as(), hx.data(), hx.size() * 4, cudaMemcpyHostToDevice));
+  auto view = [&](int i) { return ferry::QuantMatrixView{type, w.as<uint8_t>() + (i % copies) * wbytes, k, n}; };
+
+  ferry::cuda::quant_gemv(view(0), x.as<float>(), t, y.as<float>(), c.stream);
+  FERRY_CUDA_CHECK(cudaStreamSynchronize(c.stream));
+  std::vector<float> got(t * n), ref(t * n);
+  FERRY_CUDA_CHECK(cudaMemcpy(got.data(), y.as(), got.size() * 4, cudaMemcpyDeviceToHost));
+  ferry::ref::matmul({type, host.data(), k, n}, hx.data(), t, ref.data());
+  const double err = normalized_error(got, ref);
+
+  const Stats s = c.timer->time(c.runs, [&](int r) {
+    ferry::cuda::quant_gemv(view(r), x.as<float>(), t, y.as<float>(), c.stream);
+  });
+  const double rate = static_cast<double>(wbytes) / s.median;
+  char line[512];
+  std::snprintf(line, sizeof line, "| %lld x %lld | %s | %lld | %.1f | %.1f | %.0f | %.0f%% | %.1f | %.1e |",
+                static_cast<long long>(n), static_cast<long long>(k), name(type).c_str(), static_cast<long long>(t),
+                wbytes / 1e6, s.median * 1e6, rate / 1e9, 100 * rate / c.copy_rate,
+                (s.max - s.min) / s.median * 100, err);
+  rows.push_back(line);
+  return {{"type", name(type)},     {"n", n},
+          {"k", k},                 {"tokens", t},
+          {"weight_bytes", wbytes}, {"weight_copies", copies},
+          {"time", to_json(s)},     {"GBps", rate / 1e9},
+          {"fraction_of_copy", rate / c.copy_rate}, {"normalized_error_vs_ref", err}};
+}
+
+// ---- dequant + GEMM ------------------------------------------------------------------------------------------
+json bench_gemm(Context& c, cublasHandle_t cublas, GgmlType type, int64_t n, int64_t k, int64_t t,
+                std::vector<std::string>& rows) {
+  const auto host = random_tensor(type, n * k, 31 + static_cast<uint64_t>(n * 7 + k));
+  DeviceMemory w(host.size()), w16(n * k * 2), x(t * k * 4), x16(t * k * 2), y_ref(t * n * 4), y(t * n * 4);
+  DeviceMemory scratch_w(n * k * 2), scratch_x(t * k * 2), workspace(ferry::cuda::kGemmWorkspaceBytes);
+  FERRY_CUDA_CHECK(cudaMemcpy(w.as(), host.data(), host.size(), cudaMemcpyHostToDevice));
+  Lcg rng(7 + t);
+  std::vector<float> hx(t * k);
+  for (auto& f : hx) f = rng.uniform(-1.0f, 1.0f);
+  FERRY_CUDA_CHECK(cudaMemcpy(x.as(), hx.data(), hx.size() * 4, cudaMemcpyHostToDevice));
+  // The baseline's inputs: the same weights and activations, already FP16.
+  ferry::cuda::dequantize_fp16(type, w.as(), w16.as<__half>(), n * k, c.stream);
+  ferry::cuda::dequantize_fp16(GgmlType::F32, x.as(), x16.as<__half>(), t * k, c.stream);
+  const ferry::QuantMatrixView view{type, w.as(), k, n};
+  auto scratch = [&](int64_t elems) {
+    ferry::cuda::GemmScratch s;
+    s.weight = scratch_w.as<__half>();
+    s.weight_elems = static_cast<size_t>(elems);
+    s.activations = scratch_x.as<__half>();
+    s.activation_elems = static_cast<size_t>(t * k);
+    s.workspace = workspace.as();
+    s.workspace_bytes = workspace.bytes();
+    return s;
+  };
+  const ferry::cuda::GemmScratch one_tile = scratch(n * k);
+  const ferry::cuda::GemmScratch l2_tiles = scratch(std::max<int64_t>(8 << 20, 64 * k));  // 16 MiB of FP16
+
+  cublas_gemm(cublas, n, t, k, w16.as<__half>(), x16.as<__half>(), y_ref.as<float>());
+  ferry::cuda::dequant_gemm(view, x.as<float>(), t, y.as<float>(), one_tile, cublas, c.stream);
+  FERRY_CUDA_CHECK(cudaStreamSynchronize(c.stream));
+  FERRY_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<float> a(t * n), b(t * n);
+  FERRY_CUDA_CHECK(cudaMemcpy(a.data(), y.as(), a.size() * 4, cudaMemcpyDeviceToHost));
+  FERRY_CUDA_CHECK(cudaMemcpy(b.data(), y_ref.as(), b.size() * 4, cudaMemcpyDeviceToHost));
+  const double err = normalized_error(a, b);
+
+  const Stats sb = c.timer->time(c.runs, [&](int) {
+    cublas_gemm(cublas, n, t, k, w16.as<__half>(), x16.as<__half>(), y_ref.as<float>());
+  });
+  const Stats s1 = c.timer->time(c.runs, [&](int) {
+    ferry::cuda::dequant_gemm(view, x.as<float>(), t, y.as<float>(), one_tile, cublas, c.stream);
+  });
+  const Stats s2 = c.timer->time(c.runs, [&](int) {
+    ferry::cuda::dequant_gemm(view, x.as<float>(), t, y.as<float>(), l2_tiles, cublas, c.stream);
+  });
+  const Stats sd = c.timer->time(c.runs, [&](int) {
+    ferry::cuda::dequantize_fp16(type, w.as(), scratch_w.as<__half>(), n * k, c.stream);
+  });
+  const double flops = 2.0 * n * t * k;
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "| %lld x %lld | %lld | %.0f | %.0f | %.1f | %.2fx | %.2fx | %.1f | %.1e |", static_cast<long long>(n),
+                static_cast<long long>(k), static_cast<long long>(t), flops / sb.median / 1e12,
+                flops / s1.median / 1e12, sd.median * 1e6, s1.median / sb.median, s2.median / sb.median,
+                (s1.max - s1.min) / s1.median * 100, err);
+  rows.push_back(line);
+  return {{"type", name(type)},
+          {"n", n},
+          {"k", k},
+          {"tokens", t},
+          {"cublas_fp16", {{"time", to_json(sb)}, {"TFLOPs", flops / sb.median / 1e12}}},
+          {"dequant_gemm_one_tile",
+           {{"time", to_json(s1)}, {"TFLOPs", flops / s1.median / 1e12}, {"ratio_vs_cublas", s1.median / sb.median}}},
+          {"dequant_gemm_16MiB_tiles",
+           {{"time", to_json(s2)},
+            {"ratio_vs_cublas", s2.median / sb.median},
+            {"tile_rows", l2_tiles.weight_elems / static_cast<size_t>(k) / 64 * 64}}},
+          {"dequant_alone", to_json(sd)},
+          {"normalized_error_vs_cublas", err}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"GPU dequantization, quantized GEMV and dequant+GEMM against copy bandwidth and cuBLAS"};
+  int runs = 15;
+  bool quick = false;
+  std::string json_path;
+  app.add_option("--runs", runs, "timed runs per measurement (median reported)")->check(CLI::Range(10, 1000));
+  app.add_flag("--quick", quick, "fewer shapes (a smoke test, not a report)");
+  app.add_option("-o,--output", json_path, "write the results as JSON to this file");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    cudaDeviceProp prop{};
+    FERRY_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    cudaStream_t stream;
+    FERRY_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    cublasHandle_t cublas;
+    FERRY_CUBLAS_CHECK(cublasCreate(&cublas));
+    FERRY_CUBLAS_CHECK(cublasSetStream(cublas, stream));
+    Timer timer(stream);
+    Context c{stream, &timer, runs, 0.0};
+
+    Stats copy_stats, gemm_stats;
+    c.copy_rate = measure_copy(c, &copy_stats);
+    const double peak = measure_cublas_peak(c, cublas, &gemm_stats);
+    const std::string build = std::string(FERRY_GIT_SHA) + (FERRY_GIT_DIRTY ? " (dirty)" : "");
+
+    std::printf("## GPU kernels: dequantization, GEMV, dequant + GEMM\n\n");
+    std::printf("device: %s (%d SMs, L2 %d MiB); build %s; median of %d runs after 2 warm-ups (CUDA events)\n\n",
+                prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, build.c_str(), runs);
+    std::printf("limits measured now: device copy %.2f TB/s (bytes read + written, 1 GiB); cuBLAS FP16 GEMM "
+                "4096x3072x12288 %.0f TFLOP/s\n\n",
+                c.copy_rate / 1e12, peak / 1e12);
+
+    json j;
+    j["device"] = prop.name;
+    j["sm_count"] = prop.multiProcessorCount;
+    j["build"] = {{"git_sha", FERRY_GIT_SHA}, {"dirty", FERRY_GIT_DIRTY != 0}};
+    j["runs"] = runs;
+    j["limits"] = {{"copy_bytes_per_s", c.copy_rate},
+                   {"copy", to_json(copy_stats)},
+                   {"cublas_fp16_gemm_flops", peak},
+                   {"cublas_fp16_gemm", to_json(gemm_stats)}};
+
+    // Dequantization.
+    std::vector<std::string> rows;
+    const GgmlType all[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
+                            GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+                            GgmlType::IQ4_NL, GgmlType::IQ4_XS, GgmlType::F16, GgmlType::BF16, GgmlType::F32};
+    const int64_t n_deq = quick ? (int64_t{1} << 22) : (int64_t{1} << 26);
+    for (GgmlType t : all) j["dequant"].push_back(bench_dequant(c, t, n_deq, rows));
+    std::printf("### Dequantization of %lld elements (FP16 and BF16 out; old path = FP32 temporary + cast)\n\n",
+                static_cast<long long>(n_deq));
+    std::printf("| type | B/elem moved | FP16 GB/s | FP16 %% of copy | BF16 GB/s | BF16 %% of copy | spread %% | "
+                "old path time | old path tmp B/weight | check |\n");
+    std::printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+    for (const auto& r : rows) std::printf("%s\n", r.c_str());
+
+    // GEMV.
+    rows.clear();
+    const int64_t shapes[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {5120, 13824}, {32000, 5120}};
+    const GgmlType main_types[] = {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0};
+    for (const auto& s : shapes) {
+      for (GgmlType t : main_types) j["gemv"].push_back(bench_gemv(c, t, s[0], s[1], 1, rows));
+      if (quick) break;
+    }
+    for (GgmlType t : all) {
+      if (std::find(std::begin(main_types), std::end(main_types), t) != std::end(main_types)) continue;
+      j["gemv"].push_back(bench_gemv(c, t, 14336, 4096, 1, rows));
+    }
+    for (GgmlType t : main_types) j["gemv"].push_back(bench_gemv(c, t, 14336, 4096, 8, rows));
+    std::printf("\n### Quantized GEMV (rate = quantized weight bytes / time)\n\n");
+    std::printf("| N x K | type | T | weights MB | us | GB/s | %% of copy | spread %% | error vs ref |\n");
+    std::printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for (const auto& r : rows) std::printf("%s\n", r.c_str());
+
+    // dequant + GEMM.
+    rows.clear();
+    const int64_t gemm_shapes[][2] = {{5120, 5120},  {13824, 5120}, {5120, 13824}, {9216, 3072},
+                                      {12288, 3072}, {3072, 12288}, {21504, 3072}, {3072, 15360}};
+    for (int64_t t : {512, 4096}) {
+      for (const auto& s : gemm_shapes) {
+        j["gemm"].push_back(bench_gemm(c, cublas, GgmlType::Q4_0, s[0], s[1], t, rows));
+        if (quick) break;
+      }
+    }
+    std::printf("\n### Q4_0 dequant + GEMM vs cuBLAS on pre-dequantized FP16 weights\n\n");
+    std::printf("| N x K | T | cuBLAS TFLOP/s | ours TFLOP/s | dequant alone us | ratio (one tile) | ratio (16 MiB "
+                "tiles) | spread %% | error vs cuBLAS |\n");
+    std::printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for (const auto& r : rows) std::printf("%s\n", r.c_str());
+
+    if (!json_path.empty()) {
+      std::ofstream f(json_path);
+      f << j.dump(2) << "\n";
+      if (!f) throw ferry::Error(ferry::ErrorCategory::IO, "cannot write " + json_path);
+    }
+    cublasDestroy(cublas);
+    cudaStreamDestroy(stream);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_kernels_cuda: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

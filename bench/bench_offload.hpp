@@ -1,0 +1,126 @@
+// Helpers of bench_offload: statistics, a device-memory sampler, copy-rate limits, stack runs. Not a library header.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "ferry/kernels/cuda/check.cuh"
+#include "ferry/offload/cuda/device_arena.hpp"
+#include "ferry/offload/cuda/raii.hpp"
+#include "ferry/offload/host_pool.hpp"
+#include "ferry/offload/scheduler.hpp"
+#include "ferry/offload/synthetic_stack.hpp"
+
+namespace ferry::bench {
+
+struct Spread {
+  double median = 0, min = 0, max = 0;
+};
+
+inline Spread spread_of(std::vector<double> v) {
+  if (v.empty()) return {};
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return {n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]), v.front(), v.back()};
+}
+
+// Polls cudaMemGetInfo on its own thread and keeps the lowest free memory seen, so transient peaks inside a run (not
+// only the state before and after it) count against the budget.
+class FreeMemorySampler {
+ public:
+  FreeMemorySampler() : m_lowest(free_now()) {
+    m_thread = std::thread([this] {
+      while (!m_stop.load(std::memory_order_relaxed)) {
+        size_t free_bytes = 0, total = 0;
+        if (cudaMemGetInfo(&free_bytes, &total) == cudaSuccess) observe(free_bytes);
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    });
+  }
+  ~FreeMemorySampler() { stop(); }
+  FreeMemorySampler(const FreeMemorySampler&) = delete;
+  FreeMemorySampler& operator=(const FreeMemorySampler&) = delete;
+
+  uint64_t stop() {
+    if (m_thread.joinable()) {
+      m_stop = true;
+      m_thread.join();
+      observe(free_now());
+    }
+    return m_lowest.load();
+  }
+
+  static uint64_t free_now() {
+    size_t free_bytes = 0, total = 0;
+    FERRY_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+    return free_bytes;
+  }
+
+ private:
+  void observe(uint64_t v) {
+    uint64_t cur = m_lowest.load();
+    while (v < cur && !m_lowest.compare_exchange_weak(cur, v)) {
+    }
+  }
+
+  std::atomic<bool> m_stop{false};
+  std::atomic<uint64_t> m_lowest;
+  std::thread m_thread;
+};
+
+// Host-to-device copy rate of `bytes` from pinned or pageable memory (GB/s, median of `runs` after a warm-up), into
+// a device buffer taken from a DeviceArena like everything else on the device.
+inline Spread h2d_rate(uint64_t bytes, bool pinned, int runs) {
+  MemoryPlanInput in;
+  in.layers = {{bytes, 0, Placement::RESIDENT}};
+  cuda::DeviceArena arena(compute_memory_plan(in, 0));
+  void* device = arena.allocate(MemoryCategory::RESIDENT_WEIGHTS, bytes, "copy target");
+  std::string reason;
+  detail::HostBlock host = detail::HostBlock::allocate(bytes, pinned, false, &reason);
+  for (uint64_t i = 0; i < bytes; i += 4096) host.data()[i] = static_cast<std::byte>(i * 2654435761u >> 24);
+  cuda::Stream stream = cuda::Stream::create();
+  cuda::Event begin = cuda::Event::create(true), end = cuda::Event::create(true);
+  std::vector<double> rates;
+  for (int r = -1; r < runs; ++r) {
+    FERRY_CUDA_CHECK(cudaEventRecord(begin.get(), stream.get()));
+    FERRY_CUDA_CHECK(cudaMemcpyAsync(device, host.data(), bytes, cudaMemcpyHostToDevice, stream.get()));
+    FERRY_CUDA_CHECK(cudaEventRecord(end.get(), stream.get()));
+    FERRY_CUDA_CHECK(cudaEventSynchronize(end.get()));
+    if (r >= 0) rates.push_back(static_cast<double>(bytes) / (cuda::elapsed_ms(begin, end) * 1e6));
+  }
+  return spread_of(rates);
+}
+
+// `runs` steps after `warmup` of one scheduler over T tokens; GPU step times (compute-stream events, ms), copy rates.
+struct RunResult {
+  Spread step_ms, wall_ms, copy_gbps;
+  double copy_bytes = 0;
+  double gpu_compute_ms = 0;
+};
+
+inline RunResult run_steps(LayerScheduler& s, const SyntheticStack& stack, int64_t n_tokens, int warmup, int runs) {
+  const std::vector<float> x0 = stack.make_input(n_tokens, 42);
+  std::vector<float> x = x0;
+  std::vector<double> step, wall, rate, compute;
+  for (int r = -warmup; r < runs; ++r) {
+    std::copy(x0.begin(), x0.end(), x.begin());
+    s.step(x.data(), n_tokens);
+    if (r < 0) continue;
+    const StepStats& st = s.last_step();
+    step.push_back(st.gpu_ms);
+    wall.push_back(st.wall_ms);
+    if (st.copy_bytes > 0) rate.push_back(st.copy_gbps());
+    compute.push_back(st.gpu_compute_ms);
+  }
+  RunResult out{spread_of(step), spread_of(wall), spread_of(rate), static_cast<double>(s.last_step().copy_bytes),
+                spread_of(compute).median};
+  return out;
+}
+
+}  // namespace ferry::bench

@@ -1,0 +1,40 @@
+// libFuzzer target for the GGUF reader: any input must either parse into a GgufFile whose every advertised byte is
+// readable, or be refused with ferry::Error. Anything else (a crash, a sanitizer report, another exception type, an
+// allocation beyond libFuzzer's -malloc_limit_mb) is a finding.
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "ferry/error.hpp"
+#include "ferry/gguf.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);
+  try {
+    const ferry::GgufFile file = ferry::GgufFile::from_memory(bytes, "fuzz.gguf");
+    // Touch every value and every tensor byte so a range the validator let through is read under ASan.
+    uint64_t sum = file.alignment() + file.data_offset();
+    for (const auto& kv : file.metadata()) {
+      sum += kv.key.size() + kv.value.array_size() + kv.value.scalar_bits() + kv.value.array_bytes().size();
+      if (kv.value.type() == ferry::GgufValueType::STRING) sum += kv.value.as_string(kv.key).size();
+      if (kv.value.is_array() && kv.value.array_type() == ferry::GgufValueType::STRING)
+        for (const auto& s : kv.value.as_string_array(kv.key)) sum += s.size();
+      if (kv.value.is_array() && kv.value.array_type() != ferry::GgufValueType::STRING) {
+        try {  // conversions may legitimately refuse (a negative value read as unsigned), never crash
+          for (int64_t v : kv.value.array_as<int64_t>(kv.key)) sum += static_cast<uint64_t>(v);
+        } catch (const ferry::Error&) {
+        }
+      }
+    }
+    for (const auto& t : file.tensors()) {
+      if (file.find_tensor(t.name) == nullptr) __builtin_trap();  // names are unique and findable
+      sum += static_cast<uint64_t>(t.rows());
+      for (std::byte b : file.tensor_data(t)) sum += static_cast<uint8_t>(b);
+    }
+    volatile uint64_t sink = sum;
+    (void)sink;
+  } catch (const ferry::Error&) {
+    // Refused with a message: the expected outcome for most inputs.
+  }
+  return 0;
+}

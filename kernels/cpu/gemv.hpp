@@ -1,0 +1,66 @@
+// The CPU GEMV path (n_tokens <= kCpuGemvMaxTokens): internal interface between matmul.cpp and the per-ISA kernels.
+//
+// Roofline: at T tokens a weight byte feeds ~2T/bytes_per_weight FLOPs (Q4_0: 0.56 B/weight, so T = 1 is ~3.6
+// FLOP/byte), far below what a core computes per byte of DRAM bandwidth, so GEMV is memory-bound once the per-byte
+// instruction count is small: the kernel must read each weight byte exactly once and spend only a few instructions per
+// 32 weights. Technique:
+//  - The activations are quantized once per call to int8 blocks of 32 (Q8Block: float scale d = max|x| / 127,
+//    round-to-nearest-even, plus the integer sum of each 16-element half). Every quantized weight type is then an
+//    integer code u (int8 range) times per-16/32-element integer scales, so a block's dot product is an exact int32
+//    sum (maddubs/madd on AVX2) scaled once in float: d_w * d_x * isum, minus the type's offset/min term.
+//  - Token loop innermost: a weight block is decoded into registers once and dotted with the T <= 8 activation rows.
+//  - Parallel over output rows with oneTBB (matmul.cpp); each row is one call.
+// Compute rate of the AVX2 variant, one core, T = 1, weights resident in L2 (AMD EPYC Zen 4, thread CPU time):
+// Q4_0 13.7, Q4_K 10.7, Q6_K 14.0, Q8_0 30, F16 31 GB/s of weights, about one 32-weight block per 4 cycles (bound by
+// vector-ALU throughput, not latency). A GEMV is memory-bound once cores x this rate exceeds the DRAM read rate.
+// Extra error from the int8 activations (the only approximation; the weights are used exactly): each activation is
+// off by at most d_x / 2 = max|x_block| / 254, a uniform rounding error of variance d_x^2 / 12. For random weights the
+// output's normalised error mse / mean-square is about E[d_x^2] / (12 E[x^2]): 1.7e-5 for uniform x, 3e-5 for Gaussian
+// x (block max ~2.3 sigma). Float types (F32/F16/BF16) use the float activations directly and add only float32
+// accumulation error. Non-finite activations make the whole block's scale NaN, so they surface as NaN outputs.
+// Not a public header.
+#pragma once
+
+#include <cstdint>
+
+#include "ferry/ggml_type.hpp"
+#include "isa.hpp"
+
+namespace ferry::cpu::detail {
+
+inline constexpr int kQ8BlockSize = 32;
+
+// One block of 32 quantized activations. x[i] ~= d * qs[i]; sum[h] = qs[16h] + ... + qs[16h + 15];
+// ds = d * (sum[0] + sum[1]), the block's sum of x as the kernels see it (the min/offset terms of affine types).
+struct Q8Block {
+  float d;
+  float ds;
+  int16_t sum[2];
+  int8_t qs[kQ8BlockSize];
+};
+static_assert(sizeof(Q8Block) == 44);
+
+// Quantizes rows [n_tokens, n_cols] (n_cols a multiple of 32) to n_tokens * n_cols / 32 blocks, token-major.
+void quantize_activations(const float* x, int64_t n_tokens, int64_t n_cols, Q8Block* out);
+
+// Everything a row-range kernel needs. Exactly one of xq / xf is used, by the weight type.
+struct GemvArgs {
+  const uint8_t* w;    // row 0 of the weight
+  uint64_t row_bytes;  // bytes per weight row
+  int64_t n_cols;      // K
+  int64_t n_rows;      // N, also the output's row stride
+  const Q8Block* xq;   // [n_tokens][n_cols / 32] quantized activations (quantized weight types)
+  const float* xf;     // [n_tokens][n_cols] float activations (F32, F16, BF16)
+  float* y;            // [n_tokens][n_rows]
+};
+
+// Computes y[t][r] for r in [r0, r1) and t < NT, where NT is the token count the kernel was picked for.
+using GemvRowsFn = void (*)(const GemvArgs& args, int64_t r0, int64_t r1);
+
+// True when the type's GEMV reads quantized activations (xq), false when it reads float ones (xf).
+bool gemv_uses_q8(GgmlType type);
+// The kernel for (type, n_tokens in 1..8) in the given variant; nullptr when the type has none.
+GemvRowsFn gemv_kernel_scalar(GgmlType type, int n_tokens);
+GemvRowsFn gemv_kernel_avx2(GgmlType type, int n_tokens);
+
+}  // namespace ferry::cpu::detail

@@ -1,0 +1,125 @@
+// cpu::matmul: y[T, N] = x[T, K] W[N, K]^T for a GGML-typed weight in host memory.
+//
+// Two regimes, split at kCpuGemvMaxTokens:
+//  - T <= 8 (decode): memory-bound. Fused dequantize + dot reading every weight byte once (gemv.hpp has the design
+//    and the int8-activation error budget), parallel over output rows with oneTBB, each task a grain of rows worth
+//    at least kGemvGrainBytes of weights so the per-task overhead stays far below the time to stream them.
+//  - T > 8 (prefill, diffusion): compute-bound. Row tiles of W are dequantized to float32 into a per-thread buffer
+//    (tile bounded by kTileBytes and 256 rows) and multiplied with Eigen's GEMM (single-threaded inside: oneTBB owns
+//    the threads), tiles in parallel. Dequantization costs O(N K) against O(T N K) for the GEMM, so each weight is
+//    dequantized exactly once. Error: float32 accumulation only (the activations are not quantized on this path).
+//    Eigen is compiled for the baseline ISA like the rest of the library (SSE2 on x86-64): compiling its templates
+//    for AVX2 in one translation unit would let the linker keep those bodies for every caller, breaking the
+//    portability promise; build with -march=native (CMAKE_CXX_FLAGS) to give Eigen AVX2/AVX-512 everywhere.
+#define EIGEN_DONT_PARALLELIZE  // never let Eigen start threads of its own under oneTBB
+#include <Eigen/Core>
+
+#include <tbb/blocked_range.h>
+#include <tbb/enumerable_thread_specific.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "dequant.hpp"
+#include "ferry/error.hpp"
+#include "ferry/kernels/cpu/ops.hpp"
+#include "gemv.hpp"
+#include "op_checks.hpp"
+
+namespace ferry::cpu {
+namespace {
+
+constexpr uint64_t kGemvGrainBytes = 32 * 1024;
+constexpr int64_t kTileBytes = 4 * 1024 * 1024;  // float32 bytes of one dequantized tile (per thread)
+constexpr int64_t kTileMaxRows = 256;
+constexpr int64_t kTileMinRows = 16;
+
+detail::GemvRowsFn pick_gemv(GgmlType type, int n_tokens) {
+  detail::GemvRowsFn fn = nullptr;
+  if (detail::active_isa() == detail::CpuIsa::AVX2) fn = detail::gemv_kernel_avx2(type, n_tokens);
+  if (fn == nullptr) fn = detail::gemv_kernel_scalar(type, n_tokens);
+  if (fn == nullptr)
+    fail(ErrorCategory::INTERNAL, "cpu::matmul: no GEMV kernel for type " + std::string(type_name(type)));
+  return fn;
+}
+
+void gemv(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y) {
+  const detail::GemvRowsFn fn = pick_gemv(w.type, static_cast<int>(n_tokens));
+  detail::GemvArgs args{};
+  args.w = static_cast<const uint8_t*>(w.data);
+  args.row_bytes = row_bytes(w.type, w.n_cols);
+  args.n_cols = w.n_cols;
+  args.n_rows = w.n_rows;
+  args.y = y;
+  // Reused across calls on this thread: decode calls allocate nothing once warm.
+  thread_local std::vector<detail::Q8Block> xq;
+  if (detail::gemv_uses_q8(w.type)) {
+    xq.resize(static_cast<size_t>(n_tokens * (w.n_cols / detail::kQ8BlockSize)));
+    detail::quantize_activations(x, n_tokens, w.n_cols, xq.data());
+    args.xq = xq.data();
+  } else {
+    args.xf = x;
+  }
+  const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(kGemvGrainBytes / args.row_bytes));
+  // Isolated: while this thread waits for the loop it must not pick up an unrelated task (a matmul called from another
+  // oneTBB task) that would resize `xq` under the loop still reading it.
+  tbb::this_task_arena::isolate([&] {
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.n_rows, grain),
+                      [&](const tbb::blocked_range<int64_t>& r) { fn(args, r.begin(), r.end()); });
+  });
+}
+
+using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Rows per tile: at least 4 tiles per thread when N allows (load balance), at most kTileBytes of floats.
+int64_t tile_rows(int64_t n_rows, int64_t n_cols) {
+  const int64_t threads = std::max(1, tbb::this_task_arena::max_concurrency());
+  int64_t rows = (n_rows + 4 * threads - 1) / (4 * threads);
+  rows = std::min({rows, kTileMaxRows, std::max<int64_t>(1, kTileBytes / (4 * n_cols))});
+  rows = (std::max(rows, kTileMinRows) + 15) / 16 * 16;
+  return std::min(rows, n_rows);
+}
+
+void gemm(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y) {
+  const int64_t k = w.n_cols, n = w.n_rows;
+  const int64_t rows = tile_rows(n, k);
+  const int64_t n_tiles = (n + rows - 1) / rows;
+  const uint64_t rb = row_bytes(w.type, k);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const Eigen::Map<const RowMajor> xm(x, n_tokens, k);
+  tbb::enumerable_thread_specific<std::vector<float>> buffers;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, n_tiles, 1), [&](const tbb::blocked_range<int64_t>& range) {
+    for (int64_t tile = range.begin(); tile < range.end(); ++tile) {
+      const int64_t r0 = tile * rows;
+      const int64_t nr = std::min(rows, n - r0);
+      const float* wt = nullptr;
+      if (w.type == GgmlType::F32) {
+        wt = reinterpret_cast<const float*>(base + static_cast<uint64_t>(r0) * rb);
+      } else {
+        std::vector<float>& buf = buffers.local();
+        buf.resize(static_cast<size_t>(rows * k));
+        // Serial on purpose: a nested parallel loop could let this thread pick up another tile that reuses `buf`.
+        detail::dequantize_serial(w.type, base + static_cast<uint64_t>(r0) * rb, buf.data(), nr * k);
+        wt = buf.data();
+      }
+      const Eigen::Map<const RowMajor> wm(wt, nr, k);
+      Eigen::Map<RowMajor, 0, Eigen::OuterStride<>> ym(y + r0, n_tokens, nr, Eigen::OuterStride<>(n));
+      ym.noalias() = xm * wm.transpose();
+    }
+  });
+}
+
+}  // namespace
+
+void matmul(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y) {
+  ferry::detail::check_matmul("cpu::matmul", w, x, n_tokens, y);
+  if (n_tokens == 0 || w.n_rows == 0) return;
+  if (n_tokens <= kCpuGemvMaxTokens)
+    gemv(w, x, n_tokens, y);
+  else
+    gemm(w, x, n_tokens, y);
+}
+
+}  // namespace ferry::cpu

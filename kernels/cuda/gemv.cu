@@ -1,0 +1,86 @@
+// Quantized GEMV: y[T, N] = x[T, K] · W[N, K]ᵀ for T <= 8 straight from the GGUF blocks.
+//
+// Roofline. At T = 1 a weight costs 2 FLOPs and 0.56 B (Q4_0) to 1.06 B (Q8_0): 2-4 FLOP/B against the H100's
+// ~20 FLOP/B ridge, so the kernel is bound by reading the quantized bytes once. x (T·K·4 B) and y (T·N·4 B) are
+// small next to W and stay in L2. Ideal time = quantized bytes / DRAM read bandwidth; the benchmark reports the rate
+// against device-to-device copy bandwidth (bytes read + written), the measurable stand-in for it. Dequantizing to
+// FP16 first would add 2 B/weight written and 2 B/weight read: 4-8x the traffic. At T = 8 the FP32 FMAs (16 per
+// weight over 2 rows) start to matter on CUDA cores; that is the reason T stops at 8 and dequant_gemm takes over.
+//
+// Technique.
+// - A warp owns 2 rows and walks them together: every staged x value it loads from shared memory feeds both rows.
+//   A CTA has 8 warps (16 rows); the grid is N / 16 CTAs, so the scheduler balances the tail, not a fixed split.
+// - x[0:T, K-segment] is staged once per CTA in shared memory as float (swizzled so the lanes' 16-byte reads are
+//   bank-conflict free); K is cut into segments only when T·K floats exceed 64 KiB.
+// - Lane work unit = ~4 bytes of quants of one block (gemv_units.cuh): the 32 lanes of a warp cover 144-840
+//   consecutive bytes of the row, so a warp-wide 32-bit load touches 2-7 cache lines even though most blocks are only
+//   2-byte aligned; a lane loads 2-4 units of both rows before decoding any (loads in flight hide DRAM latency).
+// - Quants become floats by bit operations (no I2F), scales are decoded per unit in registers, the dot product
+//   accumulates in FP32 (acc[2 rows][T] registers), and one warp-shuffle reduction per row and token ends it.
+//
+// Invariants. K is a multiple of the block size (8 for F32/F16/BF16); W rows are consecutive; x is [T, K] float32,
+// y is [T, N] float32 and every y element is written exactly once (no atomics, no pre-zeroing); results do not depend
+// on the launch configuration. Nothing allocates or synchronises.
+#include <string>
+
+#include "ferry/error.hpp"
+#include "ferry/kernels/cuda/matmul.cuh"
+#include "gemv_kernel.cuh"
+
+namespace ferry::cuda {
+
+bool gemv_supported(GgmlType type) noexcept {
+  switch (type) {
+    case GgmlType::Q4_0:
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_0:
+    case GgmlType::Q5_1:
+    case GgmlType::Q8_0:
+    case GgmlType::Q2_K:
+    case GgmlType::Q3_K:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
+    case GgmlType::IQ4_NL:
+    case GgmlType::IQ4_XS:
+    case GgmlType::F16:
+    case GgmlType::BF16:
+    case GgmlType::F32: return true;
+    default: return false;
+  }
+}
+
+namespace detail {
+// The float types are read in pseudo-blocks of 8 elements (one 16-byte vector of halves).
+bool gemv_shape_supported(const QuantMatrixView& w) noexcept {
+  if (!gemv_supported(w.type)) return false;
+  const bool is_float = w.type == GgmlType::F16 || w.type == GgmlType::BF16 || w.type == GgmlType::F32;
+  return !is_float || w.n_cols % 8 == 0;
+}
+}  // namespace detail
+
+void quant_gemv(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, cudaStream_t stream) {
+  const std::string name(type_name(w.type));
+  if (!gemv_supported(w.type))
+    fail(ErrorCategory::UNSUPPORTED, "quant_gemv: no GEMV kernel for GGML type " + name);
+  if (n_tokens < 1 || n_tokens > kGemvMaxTokens)
+    fail(ErrorCategory::INVALID_ARGUMENT, "quant_gemv: " + std::to_string(n_tokens) + " tokens, expected 1.." +
+                                              std::to_string(kGemvMaxTokens) + " (use dequant_gemm above that)");
+  if (w.n_rows < 0 || w.n_cols <= 0)
+    fail(ErrorCategory::INVALID_ARGUMENT, "quant_gemv " + name + ": bad shape " + std::to_string(w.n_rows) + " x " +
+                                              std::to_string(w.n_cols));
+  if (!detail::gemv_shape_supported(w))
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         "quant_gemv " + name + ": K = " + std::to_string(w.n_cols) + " must be a multiple of 8 for float weights");
+  const int64_t row_bytes = static_cast<int64_t>(ferry::row_bytes(w.type, w.n_cols));  // checks the block multiple
+  if (reinterpret_cast<uintptr_t>(w.data) % 2 != 0)
+    fail(ErrorCategory::INVALID_ARGUMENT, "quant_gemv " + name + ": weight data is not 2-byte aligned");
+  if (w.n_rows == 0) return;
+  const int n_tok = static_cast<int>(n_tokens);
+  if (detail::launch_gemv_q32(w, row_bytes, x, n_tok, y, stream)) return;
+  if (detail::launch_gemv_k(w, row_bytes, x, n_tok, y, stream)) return;
+  if (detail::launch_gemv_float(w, row_bytes, x, n_tok, y, stream)) return;
+  fail(ErrorCategory::INTERNAL, "quant_gemv: gemv_supported(" + name + ") but no kernel");
+}
+
+}  // namespace ferry::cuda

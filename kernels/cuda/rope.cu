@@ -1,0 +1,119 @@
+// Rotary position embeddings (llama's single-axis RoPE in both pair layouts, Flux's multi-axis RoPE) on the GPU.
+//
+// Roofline: 8 bytes moved per element (read and write in place), a few flops: memory-bound.
+// Technique: one block per token. The head_dim/2 angles of a token are shared by all its heads, so the block computes
+// each (cos, sin) once into shared memory and then rotates every head's pairs from there.
+// Precision: the inverse frequencies are computed on the host in double and passed as a kernel argument; the angle
+// pos * inv_freq is formed and reduced modulo 2*pi in double (positions reach 10^5 in long contexts, where a float
+// angle would be off by ~10^-2 rad), and only the reduced angle goes through sincosf. The doubles cost a handful of
+// FP64 operations per (token, pair), negligible even on consumer cards with 1/64-rate FP64.
+#include "ferry/kernels/cuda/rope.cuh"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "../cpu/op_checks.hpp"
+#include "ferry/error.hpp"
+#include "ferry/kernels/cuda/check.cuh"
+
+namespace ferry::cuda {
+namespace {
+
+constexpr int kMaxPairs = static_cast<int>(kRopeMaxHeadDim / 2);
+constexpr int kThreads = 256;
+constexpr int64_t kMaxGridTokens = 1 << 20;
+
+// Per pair i of a head: its inverse frequency and, for multi-axis RoPE, which position column drives it. Passed by
+// value (2.3 KB, under the 4 KB kernel-argument limit).
+struct RopeTable {
+  double inv_freq[kMaxPairs];
+  uint8_t axis[kMaxPairs];
+};
+
+// kMulti: positions are float [T, n_axes] (Flux); otherwise int32 [T]. pair_stride: distance between the two elements
+// of a pair (1 for ADJACENT, head_dim / 2 for HALF_SPLIT); pair_step: distance between consecutive pairs' first
+// elements (2 for ADJACENT, 1 for HALF_SPLIT).
+template <bool kMulti>
+__global__ void rope_kernel(float* x, int64_t n_tokens, int n_head, int head_dim, const int32_t* pos_i,
+                            const float* pos_f, int n_axes, int pair_stride, int pair_step, const RopeTable table) {
+  __shared__ float2 cos_sin[kMaxPairs];
+  const int n_pairs = head_dim / 2;
+  constexpr double kTwoPi = 6.283185307179586476925286766559;
+  for (int64_t t = blockIdx.x; t < n_tokens; t += gridDim.x) {
+    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) {
+      const double pos =
+          kMulti ? static_cast<double>(pos_f[t * n_axes + table.axis[p]]) : static_cast<double>(pos_i[t]);
+      double angle = pos * table.inv_freq[p];
+      angle -= kTwoPi * rint(angle / kTwoPi);
+      float s, c;
+      sincosf(static_cast<float>(angle), &s, &c);
+      cos_sin[p] = make_float2(c, s);
+    }
+    __syncthreads();
+    float* xt = x + t * static_cast<int64_t>(n_head) * head_dim;
+    for (int idx = threadIdx.x; idx < n_head * n_pairs; idx += blockDim.x) {
+      const int h = idx / n_pairs, p = idx % n_pairs;
+      float* v = xt + static_cast<int64_t>(h) * head_dim + p * pair_step;
+      const float2 cs = cos_sin[p];
+      const float a = v[0], b = v[pair_stride];
+      v[0] = a * cs.x - b * cs.y;
+      v[pair_stride] = a * cs.y + b * cs.x;
+    }
+    __syncthreads();  // cos_sin is rewritten for the next token
+  }
+}
+
+void check_common(const char* op, const float* x, const void* positions, int64_t n_tokens, int64_t n_head,
+                  int64_t head_dim) {
+  if (head_dim > kRopeMaxHeadDim)
+    fail(ErrorCategory::UNSUPPORTED, std::string(op) + ": head_dim " + std::to_string(head_dim) +
+                                         " is above the supported maximum " + std::to_string(kRopeMaxHeadDim));
+  if (n_head > (int64_t{1} << 20))
+    fail(ErrorCategory::INVALID_ARGUMENT, std::string(op) + ": n_head " + std::to_string(n_head) + " is implausible");
+  if (n_tokens > 0 && n_head > 0 && (x == nullptr || positions == nullptr))
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         std::string(op) + ": x or positions is null for " + std::to_string(n_tokens) + " tokens");
+}
+
+unsigned token_grid(int64_t n_tokens) { return static_cast<unsigned>(std::min(n_tokens, kMaxGridTokens)); }
+
+}  // namespace
+
+void rope(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const int32_t* positions, float freq_base,
+          RopeMode mode, cudaStream_t stream) {
+  ferry::detail::check_rope("cuda::rope", n_tokens, n_head, head_dim);
+  check_common("cuda::rope", x, positions, n_tokens, n_head, head_dim);
+  if (n_tokens == 0 || n_head == 0) return;
+  RopeTable table{};
+  const int64_t n_pairs = head_dim / 2;
+  for (int64_t i = 0; i < n_pairs; ++i)
+    table.inv_freq[i] = std::pow(static_cast<double>(freq_base), -2.0 * static_cast<double>(i) / head_dim);
+  const bool adjacent = mode == RopeMode::ADJACENT;
+  rope_kernel<false><<<token_grid(n_tokens), kThreads, 0, stream>>>(
+      x, n_tokens, static_cast<int>(n_head), static_cast<int>(head_dim), positions, nullptr, 1,
+      adjacent ? 1 : static_cast<int>(n_pairs), adjacent ? 2 : 1, table);
+  FERRY_CUDA_CHECK_LAUNCH();
+}
+
+void rope_multi_axis(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const float* positions,
+                     const int32_t* axes_dim, int32_t n_axes, float theta, cudaStream_t stream) {
+  ferry::detail::check_rope_multi_axis("cuda::rope_multi_axis", n_tokens, n_head, head_dim, axes_dim, n_axes);
+  check_common("cuda::rope_multi_axis", x, positions, n_tokens, n_head, head_dim);
+  if (n_axes > 255)
+    fail(ErrorCategory::UNSUPPORTED, "cuda::rope_multi_axis: " + std::to_string(n_axes) + " axes (at most 255)");
+  if (n_tokens == 0 || n_head == 0) return;
+  RopeTable table{};
+  int p = 0;
+  for (int32_t a = 0; a < n_axes; ++a) {
+    for (int32_t i = 0; i < axes_dim[a] / 2; ++i, ++p) {
+      table.inv_freq[p] = std::pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / axes_dim[a]);
+      table.axis[p] = static_cast<uint8_t>(a);
+    }
+  }
+  rope_kernel<true><<<token_grid(n_tokens), kThreads, 0, stream>>>(
+      x, n_tokens, static_cast<int>(n_head), static_cast<int>(head_dim), nullptr, positions, n_axes, 1, 2, table);
+  FERRY_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace ferry::cuda

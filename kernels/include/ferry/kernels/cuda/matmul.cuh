@@ -1,0 +1,54 @@
+// Quantized matrix products on the GPU: y[T, N] = x[T, K] · W[N, K]ᵀ with float32 activations in and out.
+// - quant_gemv (T <= kGemvMaxTokens): reads each quantized weight byte once, never materialises FP16 weights.
+// - dequant_gemm (any T): dequantizes W tile by tile straight to FP16 into caller-given scratch (its size bounds the
+//   tile, so the VRAM budget bounds it), converts x to FP16, and runs a cuBLASLt FP16 GEMM with FP32 accumulation.
+// - matmul picks between them.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "ferry/kernels/matrix.hpp"
+
+namespace ferry::cuda {
+
+inline constexpr int64_t kGemvMaxTokens = 8;
+
+bool gemv_supported(GgmlType type) noexcept;
+void quant_gemv(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, cudaStream_t stream);
+
+// Device scratch for dequant_gemm, sub-allocated by the caller (the arena).
+struct GemmScratch {
+  __half* weight = nullptr;  // a tile of dequantized weight rows
+  size_t weight_elems = 0;
+  __half* activations = nullptr;  // x converted to FP16, n_tokens * n_cols
+  size_t activation_elems = 0;
+  // cuBLASLt workspace (optional). With none, only GEMM algorithms that need no workspace (no split-K) are used;
+  // kGemmWorkspaceBytes lets cuBLAS pick what cublasGemmEx would.
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+};
+inline constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
+// Weight tiles are a multiple of this many rows (or the whole matrix), so every tile's output starts 256-byte aligned.
+inline constexpr int64_t kGemmTileRowMultiple = 64;
+// The smallest weight scratch dequant_gemm accepts for this matrix (one tile of rows), in elements.
+size_t gemm_min_weight_scratch(const QuantMatrixView& w) noexcept;
+// The activation scratch dequant_gemm needs for n_tokens rows of x, in elements.
+inline size_t gemm_activation_scratch(const QuantMatrixView& w, int64_t n_tokens) noexcept {
+  return static_cast<size_t>(n_tokens) * static_cast<size_t>(w.n_cols);
+}
+// y is bit-for-bit the same whatever the scratch size: every tile runs the one cuBLASLt algorithm chosen for the whole
+// matrix (see gemm.cu). The GEMMs go through a process-wide cuBLASLt handle; `cublas` is accepted for symmetry with
+// matmul and is not used.
+void dequant_gemm(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, const GemmScratch& scratch,
+                  cublasHandle_t cublas, cudaStream_t stream);
+
+// GEMV when n_tokens <= kGemvMaxTokens and the type has a GEMV kernel, else dequant_gemm.
+void matmul(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, const GemmScratch& scratch,
+            cublasHandle_t cublas, cudaStream_t stream);
+
+}  // namespace ferry::cuda

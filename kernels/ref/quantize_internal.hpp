@@ -1,0 +1,91 @@
+// Internals shared by the reference quantizers (quants_quantize*.cpp). Not a public header.
+// Every function here is pure: inputs in, block bytes out, no static mutable state, so rows of one tensor can be
+// quantized from many threads at once.
+//
+// Speed: `ferry make-model` quantizes multi-GB models with these, so the hot loops (one pass over a group of 16 or 32
+// values per candidate scale) are written for the compiler's vectorizer: float arithmetic only, branch-free clamps and
+// rounding, group lengths known at compile time, and sums formed as one term per element reduced by a fixed pairwise
+// tree (tree_sum). Results therefore depend on neither the vector width the compiler picks nor the thread count: the
+// same inputs give the same bytes.
+#pragma once
+
+#include <cstdint>
+
+#include "ferry/kernels/block_layouts.hpp"
+
+namespace ferry::ref::detail {
+
+// The nearest integer code to v in [lo, hi] (integer bounds), as a float, ties to even: v + 1.5 * 2^23 has an ulp of 1,
+// so that addition does the rounding (no libm call; vectorizable). Exact for |v| < 2^22; larger values, infinities and
+// NaN (0 * inf from a vanishing scale) come out beyond the code range or NaN, which the clamp sends to the right end
+// (NaN to lo). Rounding before clamping matters for speed, not only range: with constant bounds, clamp-then-round lets
+// the compiler fold the rounding of a bound into a branch, and the loop no longer vectorizes.
+inline float nearest_code(float v, float lo, float hi) {
+  constexpr float kMagic = 12582912.0f;
+  float q = (v + kMagic) - kMagic;
+  q = q > lo ? q : lo;
+  return q < hi ? q : hi;
+}
+
+// Sum of t[0..N) (N a power of two) as a fixed pairwise tree, overwriting t. The hot loops write one term per element
+// into t (a plain element-wise loop the compiler vectorizes) and reduce it here, whose order never changes.
+template <int N>
+inline float tree_sum(float* t) {
+  static_assert(N > 0 && (N & (N - 1)) == 0, "tree_sum needs a power of two");
+  for (int s = N / 2; s >= 1; s /= 2)
+    for (int i = 0; i < s; ++i) t[i] += t[i + s];
+  return t[0];
+}
+
+// Rounds a block's float scale to half; throws INVALID_ARGUMENT naming the type and block when it overflows the half
+// range (the input values were too large for the format), instead of writing an infinite scale.
+uint16_t scale_to_half(float scale, const char* type_name, int64_t block_index);
+
+// Weighted least-squares fit of x ~ scale * q + offset with offset <= 0 (the K-quants store -offset as an unsigned
+// "min"). q[i] in [0, nmax]; N values (16 or 32, instantiated in quantize_search.cpp). Tries a few candidate scales around nmax / (max - min), solves the
+// weighted least-squares scale and offset for each one's rounding, keeps the least weighted squared error, then
+// re-rounds against the best fit until the error stops falling.
+struct AffineFit {
+  float scale;   // >= 0
+  float offset;  // <= 0
+};
+template <int N>
+AffineFit fit_affine(const float* x, const float* w, int nmax);
+
+// Weighted least-squares fit of x ~ scale * q with q in [-nneg, nneg - 1] (scale may be negative: the grid is
+// asymmetric, so the sign decides which end the largest value uses). N values (16 or 32).
+template <int N>
+float fit_symmetric(const float* x, const float* w, int nneg);
+
+// As fit_symmetric for the IQ4_NL codebook: x ~ scale * kIq4nlValues[q].
+template <int N>
+float fit_codebook(const float* x, const float* w);
+
+// The IQ4_NL codebook value nearest to v (v already divided by the scale; ties go to the lower value), as a float, in
+// branch-free vectorizable arithmetic: the first value plus every gap whose midpoint v exceeds.
+inline float snap_iq4nl(float v) {
+  float y = static_cast<float>(kIq4nlValues[0]);
+  for (int k = 0; k < 15; ++k) {
+    const float lo = static_cast<float>(kIq4nlValues[k]), hi = static_cast<float>(kIq4nlValues[k + 1]);
+    y += v > 0.5f * (lo + hi) ? hi - lo : 0.0f;  // codebook values are small integers: every sum here is exact
+  }
+  return y;
+}
+
+// Index of the codebook value nearest to v (same choice as snap_iq4nl).
+int nearest_iq4nl(float v);
+
+// Importance weights for one super-block or block: w[i] = rms + |x[i]|. Large-magnitude weights dominate a layer's
+// output error, so they get more weight, while the rms floor keeps small values from being ignored.
+void importance_weights(const float* x, int n, float* w);
+
+// Block quantizers of quants_quantize_k.cpp; x holds one block of finite floats (32 for IQ4_NL, else 256).
+void quantize_block_q2_k(const float* x, BlockQ2_K& b, int64_t block_index);
+void quantize_block_q3_k(const float* x, BlockQ3_K& b, int64_t block_index);
+void quantize_block_q4_k(const float* x, BlockQ4_K& b, int64_t block_index);
+void quantize_block_q5_k(const float* x, BlockQ5_K& b, int64_t block_index);
+void quantize_block_q6_k(const float* x, BlockQ6_K& b, int64_t block_index);
+void quantize_block_iq4_nl(const float* x, BlockIQ4_NL& b, int64_t block_index);
+void quantize_block_iq4_xs(const float* x, BlockIQ4_XS& b, int64_t block_index);
+
+}  // namespace ferry::ref::detail

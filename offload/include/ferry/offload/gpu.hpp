@@ -1,0 +1,15 @@
+// Whether this process can use a GPU: the CUDA backend is built in and cudaGetDeviceCount finds a device. Asked once
+// (the answer is cached), so a CUDA build on a machine without a GPU falls back to CPU placements without retrying.
+#pragma once
+
+#include <string>
+
+namespace ferry {
+
+bool cuda_backend_built() noexcept;
+bool gpu_available() noexcept;
+// Why gpu_available() is false, for messages ("built without the CUDA backend (FERRY_CUDA=OFF)",
+// "cudaGetDeviceCount: no CUDA-capable device is detected"); empty when it is true.
+std::string gpu_unavailable_reason();
+
+}  // namespace ferry

@@ -1,0 +1,99 @@
+// LayerScheduler: runs an ordered stack of layers, each RESIDENT, STREAMED or CPU, over T tokens per step, inside a
+// hard VRAM budget. Everything it needs is reserved at construction (one device arena of the size the memory plan
+// computes, the pinned host pool, pinned activation buffers, CPU workspaces); a step allocates nothing.
+// The design note, with the stream timeline, is at the top of offload/src/cuda/scheduler_gpu.cpp.
+//
+// This header carries no CUDA types: a CPU-only build (FERRY_CUDA=OFF), or a CUDA build on a machine without a GPU,
+// runs stacks whose layers are all CPU, and refuses any other placement with UNSUPPORTED saying why.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ferry/offload/host_pool.hpp"
+#include "ferry/offload/layer.hpp"
+#include "ferry/offload/memory_plan.hpp"
+#include "ferry/offload/placement.hpp"
+#include "ferry/offload/trace.hpp"
+
+namespace ferry {
+
+struct SchedulerOptions {
+  uint64_t vram_budget = 0;  // bytes the process may hold on the device (design.md §3); needed when a layer is GPU
+  int64_t max_tokens = 1;    // the largest T a step will get: sizes activations and scratch
+  int prefetch_depth = 1;    // 1..4 layers copied ahead of compute: S = prefetch_depth + 1 staging slots
+  MarginPolicy margin;
+  uint64_t fp16_scratch_limit = uint64_t{64} << 20;      // cap on the dequantized-weight tile (the kernel's
+                                                         // minimum tile wins if larger)
+  uint64_t cublas_workspace_bytes = uint64_t{32} << 20;  // cuBLAS's recommendation for Hopper
+  int cpu_threads = 0;                // threads of the oneTBB arena that runs CPU layers; 0: all cores
+  bool prefetch_across_steps = true;  // at the end of a step, start copying the next step's first layers
+  bool simulate_pin_failure = false;  // test hook: the pinned pool falls back to pageable memory
+  std::filesystem::path trace_path;   // non-empty: record spans, write Chrome trace JSON here (atomically)
+  WarningSink warn;                   // null: default_warning (stderr)
+};
+
+// Timings of the last step. GPU times come from CUDA events on the stream that did the work.
+struct StepStats {
+  int64_t step = -1;
+  int64_t n_tokens = 0;
+  double wall_ms = 0;         // host: step() from entry to return
+  double gpu_ms = 0;          // compute stream: from the step's first to its last event
+  double gpu_compute_ms = 0;  // sum over GPU layers of their compute spans
+  double copy_ms = 0;         // sum over streamed layers of their copy spans
+  uint64_t copy_bytes = 0;
+  double cpu_ms = 0;        // sum over CPU layers (host clock)
+  double host_wait_ms = 0;  // the host blocked on the GPU for a CPU layer's input
+  double copy_gbps() const noexcept { return copy_ms > 0 ? static_cast<double>(copy_bytes) / (copy_ms * 1e6) : 0; }
+};
+
+struct MemoryReport {
+  MemoryPlan plan;  // what was reserved, per category
+  bool uses_device = false;
+  uint64_t arena_bytes = 0;  // the one device reservation
+  uint64_t arena_high_water = 0;
+  CategoryBytes arena_used{};  // per category
+  uint64_t host_pool_bytes = 0;
+  bool host_pool_pinned = false;
+  uint64_t host_bytes = 0;  // all host memory the scheduler holds: pool, activation buffers, workspace, KV
+  uint64_t host_high_water = 0;
+  std::string table() const;
+};
+
+class LayerScheduler {
+ public:
+  // Layers are borrowed: they (and their host weight bytes) must outlive the scheduler. Throws INVALID_ARGUMENT for
+  // inconsistent arguments, UNSUPPORTED for GPU placements without a GPU, BUDGET (before any device allocation) when
+  // the plan does not fit options.vram_budget.
+  LayerScheduler(std::vector<const Layer*> layers, std::vector<Placement> placements, const SchedulerOptions& options);
+  LayerScheduler(LayerScheduler&&) noexcept;
+  LayerScheduler& operator=(LayerScheduler&&) noexcept;
+  ~LayerScheduler();
+
+  // x: host [n_tokens, width], 1 <= n_tokens <= max_tokens; run through every layer in order, in place.
+  void step(float* x, int64_t n_tokens);
+
+  const StepStats& last_step() const noexcept;
+  MemoryReport memory() const;
+  const std::vector<Placement>& placements() const noexcept;
+  const TraceRecorder& trace() const noexcept;
+  // Writes the trace recorded so far to options.trace_path (the destructor does it too, reporting failures through
+  // the warning sink since it must not throw).
+  void write_trace() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> m_impl;
+};
+
+// The memory plan input the scheduler builds for these arguments (the GPU part measures the context overhead once per
+// process), without reserving anything: for tests, benchmarks and planners that need the minimum or required budget.
+MemoryPlanInput scheduler_memory_input(std::span<const Layer* const> layers, std::span<const Placement> placements,
+                                       const SchedulerOptions& options);
+
+}  // namespace ferry

@@ -1,0 +1,16 @@
+// The few calls the CUDA-free parts of offload/ need from the CUDA runtime, implemented by cuda/backend_cuda.cpp in a
+// CUDA build and by backend_none.cpp otherwise. Not a public header.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace ferry::detail {
+
+// cudaGetDeviceCount > 0; otherwise false with the reason.
+bool probe_gpu(std::string* reason);
+// cudaHostAlloc; nullptr with the CUDA error's text on failure.
+void* pinned_alloc(size_t bytes, std::string* error);
+void pinned_free(void* data) noexcept;
+
+}  // namespace ferry::detail

@@ -1,0 +1,81 @@
+#include <algorithm>
+#include <cstring>
+
+#include "engine.hpp"
+#include "ferry/error.hpp"
+
+namespace ferry::detail {
+
+CpuRunner::CpuRunner(const EngineSetup& setup)
+    : m_setup(setup), m_arena(setup.options.cpu_threads > 0 ? setup.options.cpu_threads : tbb::task_arena::automatic) {
+  std::string ignored;
+  for (size_t i = 0; i < setup.layers.size(); ++i) {
+    HostBlock kv;
+    if (setup.placements[i] == Placement::CPU) {
+      m_workspace_floats = std::max(m_workspace_floats, setup.layers[i]->workspace_floats(setup.options.max_tokens));
+      const uint64_t kv_bytes = setup.layers[i]->kv_cache_bytes();
+      kv = HostBlock::allocate(kv_bytes, false, false, &ignored);
+      if (kv_bytes > 0) std::memset(kv.data(), 0, kv_bytes);
+    }
+    m_kv.push_back(std::move(kv));
+  }
+  m_workspace = HostBlock::allocate(m_workspace_floats * sizeof(float), false, false, &ignored);
+}
+
+void CpuRunner::run(size_t index, float* x, int64_t n_tokens, int64_t step, StepStats& stats) {
+  const Layer& layer = *m_setup.layers[index];
+  const CpuLayerContext context{reinterpret_cast<float*>(m_workspace.data()), m_workspace_floats, m_kv[index].data()};
+  std::span<const WeightTensor> tensors = layer.weights();
+  // Host views are the layer's own; QuantMatrixView is what forward_cpu takes, so copy them out once per layer into a
+  // small fixed buffer rather than allocating per step.
+  constexpr size_t kInline = 16;
+  QuantMatrixView inline_views[kInline];
+  std::vector<QuantMatrixView> heap_views;
+  QuantMatrixView* views = inline_views;
+  if (tensors.size() > kInline) {
+    heap_views.resize(tensors.size());
+    views = heap_views.data();
+  }
+  for (size_t t = 0; t < tensors.size(); ++t) views[t] = tensors[t].view;
+
+  const Clock::time_point begin = Clock::now();
+  m_arena.execute([&] { layer.forward_cpu({views, tensors.size()}, x, n_tokens, context); });
+  const Clock::time_point end = Clock::now();
+  const double ms = std::chrono::duration<double, std::milli>(end - begin).count();
+  stats.cpu_ms += ms;
+  if (m_setup.trace != nullptr)
+    m_setup.trace->add({"cpu " + layer.name(), TraceTrack::CPU, micros_since(m_setup.epoch, begin), ms * 1e3, step,
+                        static_cast<int64_t>(index), 0});
+}
+
+uint64_t CpuRunner::host_bytes() const noexcept {
+  uint64_t total = m_workspace.size();
+  for (const HostBlock& kv : m_kv) total += kv.size();
+  return total;
+}
+
+namespace {
+
+class CpuEngine final : public Engine {
+ public:
+  explicit CpuEngine(const EngineSetup& setup) : m_setup(setup), m_runner(setup) {}
+
+  void step(float* x, int64_t n_tokens, int64_t step_index, StepStats& stats) override {
+    for (size_t i = 0; i < m_setup.layers.size(); ++i) m_runner.run(i, x, n_tokens, step_index, stats);
+  }
+
+  void report(MemoryReport& report) const override {
+    report.host_bytes = m_runner.host_bytes();
+    report.host_high_water = report.host_bytes;  // everything is allocated at construction
+  }
+
+ private:
+  const EngineSetup& m_setup;
+  CpuRunner m_runner;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> make_cpu_engine(const EngineSetup& setup) { return std::make_unique<CpuEngine>(setup); }
+
+}  // namespace ferry::detail

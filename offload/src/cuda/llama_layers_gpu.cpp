@@ -1,0 +1,101 @@
+// The llama block and head on the GPU: the same sequence of ops as llama_block_forward_cpu, on the compute stream,
+// with FP16 K/V in the layer's KV cache (arena memory) and every temporary carved from the layer's workspace.
+#include <cmath>
+
+#include "ferry/error.hpp"
+#include "ferry/kernels/cuda/attention.cuh"
+#include "ferry/kernels/cuda/check.cuh"
+#include "ferry/kernels/cuda/elementwise.cuh"
+#include "ferry/kernels/cuda/matmul.cuh"
+#include "ferry/kernels/cuda/norm.cuh"
+#include "ferry/kernels/cuda/positions.cuh"
+#include "ferry/kernels/cuda/rope.cuh"
+#include "ferry/llama_cpu.hpp"
+#include "ferry/offload/llama_layers.hpp"
+
+namespace ferry {
+namespace {
+
+// Query rows per attention chunk: long prompts are processed in pieces so the score matrix stays small.
+constexpr int64_t kAttentionChunkRows = 256;
+constexpr size_t kFloatsPerPositionBlock = 64;  // positions get their own 256-byte-aligned run of the workspace
+
+AttentionShape block_attention_shape(const LlamaConfig& c, int64_t n_tokens, int64_t n_kv, int64_t pos0) {
+  return AttentionShape{n_tokens,     n_kv, c.n_head, c.n_head_kv,
+                        c.head_dim(), pos0, true,     1.0f / std::sqrt(static_cast<float>(c.head_dim()))};
+}
+
+size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
+
+cuda::GemmScratch gemm_scratch(const GpuLayerContext& context) {
+  return cuda::GemmScratch{static_cast<__half*>(context.fp16_weight_scratch), context.fp16_weight_scratch_elems,
+                           static_cast<__half*>(context.fp16_activation_scratch),
+                           context.fp16_activation_scratch_elems};
+}
+
+}  // namespace
+
+size_t llama_block_gpu_extra_floats(const LlamaConfig& c, int64_t n_tokens, int64_t n_ctx) {
+  // The largest attention of a step: every query against the whole cache (the scratch does not depend on pos0).
+  const AttentionShape shape = block_attention_shape(c, n_tokens, n_ctx, n_ctx - n_tokens);
+  const size_t attention = cuda::attention_scratch_bytes(shape, std::min<int64_t>(n_tokens, kAttentionChunkRows));
+  return round_up(static_cast<size_t>(n_tokens), kFloatsPerPositionBlock) + round_up(attention, 256) / sizeof(float);
+}
+
+void LlamaBlockLayer::forward_gpu(std::span<const QuantMatrixView> weights, float* x, int64_t n_tokens,
+                                  const GpuLayerContext& context) const {
+  const LlamaConfig& c = m_config;
+  const int64_t T = n_tokens, pos0 = m_step->pos0, kvw = c.n_embd_kv();
+  if (weights.size() != COUNT || context.workspace_floats < workspace_floats(T))
+    fail(ErrorCategory::INTERNAL, "layer '" + m_name + "': forward_gpu given too few weights or workspace floats");
+  if (pos0 < 0 || pos0 + T > m_n_ctx)
+    fail(ErrorCategory::INVALID_ARGUMENT, "layer '" + m_name + "': positions up to " + std::to_string(pos0 + T) +
+                                              " exceed the KV cache of " + std::to_string(m_n_ctx));
+  cudaStream_t stream = context.stream;
+  cublasHandle_t cublas = context.cublas;
+  const cuda::GemmScratch scratch = gemm_scratch(context);
+  const LlamaLayerWeights w = rebind(weights);
+  const LlamaBlockBuffers b = LlamaBlockBuffers::carve(c, T, context.workspace);
+  float* after_buffers = context.workspace + LlamaBlockBuffers::workspace_floats(c, T);
+  auto* positions = reinterpret_cast<int32_t*>(after_buffers);
+  const size_t position_floats = round_up(static_cast<size_t>(T), kFloatsPerPositionBlock);
+  const size_t extra_floats = llama_block_gpu_extra_floats(c, T, m_n_ctx);
+  const cuda::AttentionScratch attention_scratch{after_buffers + position_floats,
+                                                 (extra_floats - position_floats) * sizeof(float)};
+  auto* k_cache = static_cast<__half*>(context.kv_cache);
+  __half* v_cache = k_cache + m_n_ctx * kvw;
+
+  cuda::iota_positions(positions, T, pos0, stream);
+  cuda::rms_norm(x, w.attn_norm, b.xn, T, c.n_embd, c.rms_eps, stream);
+  cuda::matmul(w.wq, b.xn, T, b.q, scratch, cublas, stream);
+  cuda::matmul(w.wk, b.xn, T, b.k, scratch, cublas, stream);
+  cuda::matmul(w.wv, b.xn, T, b.v, scratch, cublas, stream);
+  cuda::rope(b.q, T, c.n_head, c.head_dim(), positions, c.rope_freq_base, RopeMode::ADJACENT, stream);
+  cuda::rope(b.k, T, c.n_head_kv, c.head_dim(), positions, c.rope_freq_base, RopeMode::ADJACENT, stream);
+  cuda::store_kv(b.k, b.v, k_cache, v_cache, T, pos0, kvw, stream);
+  cuda::attention(block_attention_shape(c, T, pos0 + T, pos0), b.q, k_cache, v_cache, b.attn, attention_scratch, cublas,
+                  stream);
+  cuda::matmul(w.wo, b.attn, T, b.proj, scratch, cublas, stream);
+  cuda::add(x, b.proj, x, T * c.n_embd, stream);
+
+  cuda::rms_norm(x, w.ffn_norm, b.xn, T, c.n_embd, c.rms_eps, stream);
+  cuda::matmul(w.w_gate, b.xn, T, b.gate, scratch, cublas, stream);
+  cuda::matmul(w.w_up, b.xn, T, b.up, scratch, cublas, stream);
+  cuda::silu_mul(b.gate, b.up, b.gate, T * c.n_ff, stream);
+  cuda::matmul(w.w_down, b.gate, T, b.proj, scratch, cublas, stream);
+  cuda::add(x, b.proj, x, T * c.n_embd, stream);
+}
+
+void LlamaHeadLayer::forward_gpu(std::span<const QuantMatrixView> weights, float* x, int64_t n_tokens,
+                                 const GpuLayerContext& context) const {
+  if (weights.size() != COUNT || context.workspace_floats < workspace_floats(n_tokens))
+    fail(ErrorCategory::INTERNAL, "layer '" + m_name + "': forward_gpu given too few weights or workspace floats");
+  const int64_t first = m_step->all_logits ? 0 : n_tokens - 1;
+  const int64_t rows = n_tokens - first;
+  cuda::rms_norm(x + first * m_config.n_embd, static_cast<const float*>(weights[OUTPUT_NORM].data), context.workspace,
+                 rows, m_config.n_embd, m_config.rms_eps, context.stream);
+  cuda::matmul(weights[OUTPUT], context.workspace, rows, context.output, gemm_scratch(context), context.cublas,
+               context.stream);
+}
+
+}  // namespace ferry

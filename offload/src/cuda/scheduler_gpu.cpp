@@ -1,0 +1,367 @@
+// The GPU engine of LayerScheduler: one step over a stack of RESIDENT, STREAMED and CPU layers.
+//
+// Roofline. A streamed layer costs max(copy, compute) once copies overlap compute, and copy + compute when they do
+// not. Copy = quantized bytes / pinned H2D rate (~55 GB/s on the H100, 12-25 GB/s on PCIe 4 cards); compute grows with
+// T (2*T FLOPs per weight) while the copy does not, so for large T (prefill, diffusion) streaming hides behind compute
+// and the step costs what the all-resident step costs; for T = 1 the copy dominates and the step runs at the copy
+// rate. The engine's job is to make those two bounds the real ones: copies never wait on anything but a free slot,
+// compute never waits on anything but its own layer's copy, and neither waits on the host.
+//
+// Technique.
+// - Two streams: `compute` runs every GPU layer in order; `copy` moves streamed layers from the pinned pool into S
+//   staging slots in the arena. Streamed layer k (k-th STREAMED layer of the stack) uses slot k mod S.
+// - Copy of streamed layer k: waits for slot_free[k mod S] (recorded on compute after the slot's previous user,
+//   layer k - S, finished), then one cudaMemcpyAsync of the layer's whole span; copy_end[k] is recorded after it.
+// - Compute of streamed layer k: waits for copy_end[k]; after its kernels, records slot_free[k mod S].
+// - Copies are issued S - 1 layers ahead: just before compute k is enqueued, the copy of k + S - 1 is (its slot's
+//   previous user, k - 1, was enqueued already, so the wait is on an event that is recorded, not a future one).
+// - CPU layer: compute copies x to a pinned host buffer, records an event; the host waits for that event (the one
+//   place the host waits on the GPU inside a step), runs the layer on the oneTBB arena, and enqueues the copy back.
+//   Copies already in flight keep going while the CPU works.
+// - At the end of a step (after the output is back), the first S copies of the next step are issued, so streaming
+//   continues across steps (SchedulerOptions::prefetch_across_steps).
+//
+// Timeline, S = 3 (prefetch depth 2), five streamed layers L0..L4 (copy shorter than compute: overlap is total):
+//
+//   copy     |L0|L1|L2|     |L3|        |L4|
+//   compute     |==L0===|==L1===|==L2===|==L3===|==L4===|
+//                ^ waits copy_end[0]     ^ L3's copy waited slot_free[0] (L0 done), L4's slot_free[1]
+//
+// and with a CPU layer C between L1 and L2 (the host waits once, for C's input; copies run on):
+//
+//   copy     |L0|L1|L2|                 |L3|
+//   compute     |==L0===|==L1===|d2h|      .   |h2d|==L2===|==L3===|
+//   host                            wait|===C (oneTBB)===|
+//
+// Invariants: no device allocation after construction (everything is in the arena); a slot is overwritten only after
+// compute recorded slot_free for its previous user; the compute stream never waits on the host; all timing comes from
+// events on the stream that did the work, placed on the host clock through an anchor event recorded while the copy
+// stream is idle.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "../engine.hpp"
+#include "ferry/error.hpp"
+#include "ferry/kernels/cuda/check.cuh"
+#include "ferry/kernels/cuda/matmul.cuh"
+#include "ferry/offload/cuda/device_arena.hpp"
+#include "ferry/offload/cuda/raii.hpp"
+#include "ferry/offload/device_memory.hpp"
+#include "ferry/offload/size_parse.hpp"
+
+namespace ferry::detail {
+namespace {
+
+struct GpuLayer {
+  Placement placement = Placement::CPU;
+  int64_t streamed_index = -1;                           // k, for STREAMED layers
+  std::vector<QuantMatrixView> resident_views;           // RESIDENT: views into the arena
+  std::vector<std::vector<QuantMatrixView>> slot_views;  // STREAMED: views into each staging slot
+  void* kv = nullptr;
+  cuda::Event begin, end;  // compute span (timing events)
+};
+
+struct StreamedCopy {
+  size_t layer = 0;
+  std::span<const std::byte> source;  // the layer's span in the pinned pool
+  cuda::Event begin, end;             // end doubles as "copy done" for compute to wait on
+};
+
+class GpuEngine final : public Engine {
+ public:
+  GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const GpuSizing& sizing);
+  ~GpuEngine() override;
+
+  void step(float* x, int64_t n_tokens, int64_t step_index, StepStats& stats) override;
+  void report(MemoryReport& report) const override;
+
+ private:
+  void issue_copies_through(int64_t k);
+  void record_anchor();
+  void harvest(int64_t step_index, StepStats& stats);
+  GpuLayerContext context(size_t layer) const;
+  size_t slots() const { return m_slots.size(); }
+
+  const EngineSetup& m_setup;
+  MemoryPlan m_plan;
+  GpuSizing m_sizing;
+  cuda::Stream m_compute, m_copy;
+  cuda::DeviceArena m_arena;  // before the cuBLAS handle: the handle's workspace lives in the arena
+  cuda::CublasHandle m_cublas;
+  PinnedHostPool m_pool;
+  HostBlock m_io;  // pinned [max_tokens, width] floats: step input/output and CPU layers' activations
+  CpuRunner m_cpu;
+
+  std::vector<GpuLayer> m_layers;
+  std::vector<StreamedCopy> m_copies;  // per streamed layer, in stack order
+  std::vector<void*> m_slots;
+  std::vector<cuda::Event> m_slot_free;
+  cuda::Event m_cpu_input_ready;
+  cuda::Event m_anchor, m_step_begin, m_step_end;
+  double m_anchor_host_us = 0;
+  bool m_anchor_valid = false;
+  int64_t m_copies_issued = 0;  // streamed copies of the current (or next, when prefetched) step already issued
+  bool m_reported_pageable_rate = false;
+
+  float* m_x = nullptr;
+  float* m_workspace = nullptr;
+  void* m_weight_scratch = nullptr;
+  void* m_activation_scratch = nullptr;
+};
+
+GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const GpuSizing& sizing)
+    : m_setup(setup), m_plan(plan), m_sizing(sizing), m_cpu(setup) {
+  const SchedulerOptions& opt = setup.options;
+  m_compute = cuda::Stream::create();
+  m_copy = cuda::Stream::create();
+  m_arena = cuda::DeviceArena(plan);
+  m_cublas = cuda::CublasHandle::create();
+
+  void* cublas_ws = m_arena.allocate(MemoryCategory::CUBLAS_WORKSPACE, opt.cublas_workspace_bytes, "cuBLAS workspace");
+  FERRY_CUBLAS_CHECK(cublasSetStream(m_cublas.get(), m_compute.get()));
+  FERRY_CUBLAS_CHECK(cublasSetWorkspace(m_cublas.get(), cublas_ws, opt.cublas_workspace_bytes));
+
+  m_x = m_arena.allocate_array<float>(MemoryCategory::ACTIVATIONS, sizing.residual_floats, "residual stream");
+  m_workspace = m_arena.allocate_array<float>(MemoryCategory::ACTIVATIONS, sizing.workspace_floats, "layer workspace");
+  m_weight_scratch = m_arena.allocate(MemoryCategory::FP16_SCRATCH, sizing.weight_tile_elems * 2, "fp16 weight tile");
+  m_activation_scratch =
+      m_arena.allocate(MemoryCategory::FP16_SCRATCH, sizing.activation_fp16_elems * 2, "fp16 activations");
+
+  // Streamed layers: the pinned pool (filled now, from the layers' host bytes) and S slots of the largest one.
+  std::vector<std::span<const WeightTensor>> streamed;
+  uint64_t largest = 0;
+  for (size_t i = 0; i < setup.layers.size(); ++i)
+    if (setup.placements[i] == Placement::STREAMED) {
+      streamed.push_back(setup.layers[i]->weights());
+      largest = std::max(largest, layer_layout(setup.layers[i]->weights()).bytes);
+    }
+  m_pool = PinnedHostPool(streamed, HostPoolOptions{opt.simulate_pin_failure, setup.warn});
+  if (!streamed.empty())
+    for (int s = 0; s <= opt.prefetch_depth; ++s) {
+      m_slots.push_back(m_arena.allocate(MemoryCategory::STAGING, largest, "staging slot " + std::to_string(s)));
+      m_slot_free.push_back(cuda::Event::create(false));
+    }
+
+  std::string ignored;
+  m_io = HostBlock::allocate(sizing.residual_floats * sizeof(float), true, false, &ignored);
+
+  for (size_t i = 0; i < setup.layers.size(); ++i) {
+    const Layer& layer = *setup.layers[i];
+    GpuLayer g;
+    g.placement = setup.placements[i];
+    if (g.placement != Placement::CPU) {
+      g.begin = cuda::Event::create(true);
+      g.end = cuda::Event::create(true);
+      const uint64_t kv_bytes = layer.kv_cache_bytes();
+      g.kv = m_arena.allocate(MemoryCategory::KV_CACHE, kv_bytes, layer.name() + " KV cache");
+      if (kv_bytes > 0) FERRY_CUDA_CHECK(cudaMemset(g.kv, 0, kv_bytes));
+    }
+    const LayerLayout layout = layer_layout(layer.weights());
+    if (g.placement == Placement::RESIDENT) {
+      void* block = m_arena.allocate(MemoryCategory::RESIDENT_WEIGHTS, layout.bytes, layer.name() + " weights");
+      g.resident_views = views_in_block(layer.weights(), layout, block);
+      for (size_t t = 0; t < layer.weights().size(); ++t) {
+        const QuantMatrixView& host = layer.weights()[t].view;
+        FERRY_CUDA_CHECK(cudaMemcpy(const_cast<void*>(g.resident_views[t].data), host.data, tensor_bytes(host),
+                                    cudaMemcpyHostToDevice));
+      }
+    } else if (g.placement == Placement::STREAMED) {
+      g.streamed_index = static_cast<int64_t>(m_copies.size());
+      for (void* slot : m_slots) g.slot_views.push_back(views_in_block(layer.weights(), layout, slot));
+      StreamedCopy c;
+      c.layer = i;
+      c.source = m_pool.span(m_copies.size());
+      c.begin = cuda::Event::create(true);
+      c.end = cuda::Event::create(true);
+      m_copies.push_back(std::move(c));
+    }
+    m_layers.push_back(std::move(g));
+  }
+  m_cpu_input_ready = cuda::Event::create(false);
+  m_anchor = cuda::Event::create(true);
+  m_step_begin = cuda::Event::create(true);
+  m_step_end = cuda::Event::create(true);
+  FERRY_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+GpuEngine::~GpuEngine() {
+  // Nothing may still read the slots, the pool or the io buffer when they are freed.
+  if (m_compute) cudaStreamSynchronize(m_compute.get());
+  if (m_copy) cudaStreamSynchronize(m_copy.get());
+}
+
+GpuLayerContext GpuEngine::context(size_t layer) const {
+  GpuLayerContext c;
+  c.stream = m_compute.get();
+  c.cublas = m_cublas.get();
+  c.fp16_weight_scratch = m_weight_scratch;
+  c.fp16_weight_scratch_elems = m_sizing.weight_tile_elems;
+  c.fp16_activation_scratch = m_activation_scratch;
+  c.fp16_activation_scratch_elems = m_sizing.activation_fp16_elems;
+  c.workspace = m_workspace;
+  c.workspace_floats = m_sizing.workspace_floats;
+  c.kv_cache = m_layers[layer].kv;
+  return c;
+}
+
+void GpuEngine::issue_copies_through(int64_t last) {
+  last = std::min<int64_t>(last, static_cast<int64_t>(m_copies.size()) - 1);
+  for (; m_copies_issued <= last; ++m_copies_issued) {
+    const int64_t k = m_copies_issued;
+    StreamedCopy& c = m_copies[static_cast<size_t>(k)];
+    const size_t slot = static_cast<size_t>(k) % slots();
+    cudaStream_t copy = m_copy.get();
+    FERRY_CUDA_CHECK(cudaStreamWaitEvent(copy, m_slot_free[slot].get(), 0));
+    FERRY_CUDA_CHECK(cudaEventRecord(c.begin.get(), copy));
+    FERRY_CUDA_CHECK(cudaMemcpyAsync(m_slots[slot], c.source.data(), c.source.size(), cudaMemcpyHostToDevice, copy));
+    FERRY_CUDA_CHECK(cudaEventRecord(c.end.get(), copy));
+  }
+}
+
+void GpuEngine::record_anchor() {
+  // Recorded while the copy stream is idle, so the event's device time is the host time taken just before.
+  m_anchor_host_us = micros_since(m_setup.epoch, Clock::now());
+  FERRY_CUDA_CHECK(cudaEventRecord(m_anchor.get(), m_copy.get()));
+  m_anchor_valid = true;
+}
+
+void GpuEngine::step(float* x, int64_t n_tokens, int64_t step_index, StepStats& stats) {
+  cudaStream_t compute = m_compute.get();
+  const size_t x_bytes = static_cast<size_t>(n_tokens * m_setup.width) * sizeof(float);
+  auto* io = reinterpret_cast<float*>(m_io.data());
+  if (!m_anchor_valid) record_anchor();
+
+  FERRY_CUDA_CHECK(cudaEventRecord(m_step_begin.get(), compute));
+  std::memcpy(io, x, x_bytes);
+  FERRY_CUDA_CHECK(cudaMemcpyAsync(m_x, io, x_bytes, cudaMemcpyHostToDevice, compute));
+
+  for (size_t i = 0; i < m_layers.size(); ++i) {
+    GpuLayer& g = m_layers[i];
+    const Layer& layer = *m_setup.layers[i];
+    switch (g.placement) {
+      case Placement::STREAMED: {
+        const int64_t k = g.streamed_index;
+        const size_t slot = static_cast<size_t>(k) % slots();
+        issue_copies_through(k + static_cast<int64_t>(slots()) - 1);
+        FERRY_CUDA_CHECK(cudaStreamWaitEvent(compute, m_copies[static_cast<size_t>(k)].end.get(), 0));
+        FERRY_CUDA_CHECK(cudaEventRecord(g.begin.get(), compute));
+        layer.forward_gpu(g.slot_views[slot], m_x, n_tokens, context(i));
+        FERRY_CUDA_CHECK(cudaEventRecord(g.end.get(), compute));
+        FERRY_CUDA_CHECK(cudaEventRecord(m_slot_free[slot].get(), compute));
+        break;
+      }
+      case Placement::RESIDENT:
+        FERRY_CUDA_CHECK(cudaEventRecord(g.begin.get(), compute));
+        layer.forward_gpu(g.resident_views, m_x, n_tokens, context(i));
+        FERRY_CUDA_CHECK(cudaEventRecord(g.end.get(), compute));
+        break;
+      case Placement::CPU: {
+        FERRY_CUDA_CHECK(cudaMemcpyAsync(io, m_x, x_bytes, cudaMemcpyDeviceToHost, compute));
+        FERRY_CUDA_CHECK(cudaEventRecord(m_cpu_input_ready.get(), compute));
+        const Clock::time_point wait_begin = Clock::now();
+        FERRY_CUDA_CHECK(cudaEventSynchronize(m_cpu_input_ready.get()));
+        const Clock::time_point wait_end = Clock::now();
+        const double wait_ms = std::chrono::duration<double, std::milli>(wait_end - wait_begin).count();
+        stats.host_wait_ms += wait_ms;
+        if (m_setup.trace != nullptr)
+          m_setup.trace->add({"wait for " + layer.name() + " input", TraceTrack::HOST,
+                              micros_since(m_setup.epoch, wait_begin), wait_ms * 1e3, step_index,
+                              static_cast<int64_t>(i), 0});
+        m_cpu.run(i, io, n_tokens, step_index, stats);
+        FERRY_CUDA_CHECK(cudaMemcpyAsync(m_x, io, x_bytes, cudaMemcpyHostToDevice, compute));
+        break;
+      }
+    }
+  }
+  FERRY_CUDA_CHECK(cudaMemcpyAsync(io, m_x, x_bytes, cudaMemcpyDeviceToHost, compute));
+  FERRY_CUDA_CHECK(cudaEventRecord(m_step_end.get(), compute));
+  FERRY_CUDA_CHECK(cudaEventSynchronize(m_step_end.get()));
+  std::memcpy(x, io, x_bytes);
+
+  harvest(step_index, stats);
+  m_copies_issued = 0;
+  m_anchor_valid = false;
+  if (m_setup.options.prefetch_across_steps && !m_copies.empty()) {
+    record_anchor();
+    issue_copies_through(static_cast<int64_t>(slots()) - 1);
+  }
+  if (!m_pool.pinned() && !m_copies.empty() && !m_reported_pageable_rate) {
+    m_reported_pageable_rate = true;
+    m_setup.warn("streaming from pageable host memory ran at " + std::to_string(stats.copy_gbps()) +
+                 " GB/s in the first step (" + std::to_string(m_copies.size()) + " layers, " +
+                 format_size(stats.copy_bytes) + ")");
+  }
+}
+
+void GpuEngine::harvest(int64_t step_index, StepStats& stats) {
+  stats.gpu_ms = cuda::elapsed_ms(m_step_begin, m_step_end);
+  TraceRecorder* trace = m_setup.trace;
+  auto at_us = [&](const cuda::Event& e) { return m_anchor_host_us + 1e3 * cuda::elapsed_ms(m_anchor, e); };
+  for (size_t i = 0; i < m_layers.size(); ++i) {
+    const GpuLayer& g = m_layers[i];
+    if (g.placement == Placement::CPU) continue;
+    const double ms = cuda::elapsed_ms(g.begin, g.end);
+    stats.gpu_compute_ms += ms;
+    if (trace != nullptr)
+      trace->add({m_setup.layers[i]->name(), TraceTrack::COMPUTE, at_us(g.begin), ms * 1e3, step_index,
+                  static_cast<int64_t>(i), 0});
+  }
+  for (const StreamedCopy& c : m_copies) {
+    const double ms = cuda::elapsed_ms(c.begin, c.end);
+    stats.copy_ms += ms;
+    stats.copy_bytes += c.source.size();
+    if (trace != nullptr)
+      trace->add({"copy " + m_setup.layers[c.layer]->name(), TraceTrack::COPY, at_us(c.begin), ms * 1e3, step_index,
+                  static_cast<int64_t>(c.layer), c.source.size()});
+  }
+}
+
+void GpuEngine::report(MemoryReport& r) const {
+  r.plan = m_plan;
+  r.uses_device = true;
+  r.arena_bytes = m_arena.size();
+  r.arena_high_water = m_arena.high_water();
+  for (size_t i = 0; i < kMemoryCategoryCount; ++i)
+    r.arena_used[i] = m_arena.allocator().used(static_cast<MemoryCategory>(i));
+  r.host_pool_bytes = m_pool.bytes();
+  r.host_pool_pinned = m_pool.pinned();
+  r.host_bytes = m_pool.bytes() + m_io.size() + m_cpu.host_bytes();
+  r.host_high_water = r.host_bytes;  // all host memory is taken at construction
+}
+
+}  // namespace
+
+GpuSizing gpu_sizing(const std::vector<const Layer*>& layers, const std::vector<Placement>& placements,
+                     const SchedulerOptions& options) {
+  GpuSizing s;
+  s.context_bytes = device_memory_baseline().context_bytes;
+  const auto t = static_cast<size_t>(options.max_tokens);
+  s.residual_floats = t * static_cast<size_t>(layers[0]->width());
+  const size_t cap_elems = options.fp16_scratch_limit / 2;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (placements[i] == Placement::CPU) continue;
+    s.workspace_floats = std::max(s.workspace_floats, layers[i]->workspace_floats(options.max_tokens));
+    // Matrices (more than one row) go through cuda::matmul: GEMV needs no scratch, dequant_gemm a weight tile and an
+    // FP16 copy of the input.
+    for (const WeightTensor& w : layers[i]->weights()) {
+      if (w.view.n_rows <= 1) continue;
+      const bool gemm = options.max_tokens > cuda::kGemvMaxTokens || !cuda::gemv_supported(w.view.type);
+      if (!gemm) continue;
+      const size_t elems = static_cast<size_t>(w.view.n_rows) * static_cast<size_t>(w.view.n_cols);
+      const size_t tile = std::min(elems, std::max(cuda::gemm_min_weight_scratch(w.view), cap_elems));
+      s.weight_tile_elems = std::max(s.weight_tile_elems, tile);
+      s.activation_fp16_elems = std::max(s.activation_fp16_elems, t * static_cast<size_t>(w.view.n_cols));
+    }
+  }
+  return s;
+}
+
+std::unique_ptr<Engine> make_gpu_engine(const EngineSetup& setup, const MemoryPlanInput& input,
+                                        const GpuSizing& sizing) {
+  const MemoryPlan plan = plan_memory(input, setup.options.vram_budget);  // BUDGET here, before any allocation
+  return std::make_unique<GpuEngine>(setup, plan, sizing);
+}
+
+}  // namespace ferry::detail

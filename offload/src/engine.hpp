@@ -1,0 +1,77 @@
+// What LayerScheduler runs a step with: the CPU engine (every layer on the CPU, no device touched) or the GPU engine
+// (cuda/scheduler_gpu.cpp, CUDA builds only). Not a public header.
+#pragma once
+
+#include <tbb/task_arena.h>
+
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include "ferry/offload/host_pool.hpp"
+#include "ferry/offload/scheduler.hpp"
+
+namespace ferry::detail {
+
+using Clock = std::chrono::steady_clock;
+
+struct EngineSetup {
+  std::vector<const Layer*> layers;
+  std::vector<Placement> placements;
+  SchedulerOptions options;
+  int64_t width = 0;
+  Clock::time_point epoch;         // time zero of the trace
+  TraceRecorder* trace = nullptr;  // null: not tracing
+  WarningSink warn;                // never null here
+};
+
+inline double micros_since(Clock::time_point epoch, Clock::time_point t) {
+  return std::chrono::duration<double, std::micro>(t - epoch).count();
+}
+
+// Runs CPU layers on a oneTBB task_arena with their own host workspace and KV caches (allocated here, once).
+class CpuRunner {
+ public:
+  explicit CpuRunner(const EngineSetup& setup);
+  // Layer `index` on host activations x [n_tokens, width]; adds its time to stats.cpu_ms and records a CPU span.
+  void run(size_t index, float* x, int64_t n_tokens, int64_t step, StepStats& stats);
+  uint64_t host_bytes() const noexcept;
+
+ private:
+  const EngineSetup& m_setup;
+  tbb::task_arena m_arena;
+  HostBlock m_workspace;
+  size_t m_workspace_floats = 0;
+  std::vector<HostBlock> m_kv;  // per layer (empty block for GPU layers)
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual void step(float* x, int64_t n_tokens, int64_t step_index, StepStats& stats) = 0;
+  virtual void report(MemoryReport& report) const = 0;
+};
+
+std::unique_ptr<Engine> make_cpu_engine(const EngineSetup& setup);
+
+#if defined(FERRY_HAVE_CUDA)
+// Device-side sizes the plan needs, computed once from the layers and options (kernel tile minimums, GEMV or GEMM).
+struct GpuSizing {
+  uint64_t context_bytes = 0;        // measured overhead (device_memory_baseline)
+  size_t weight_tile_elems = 0;      // FP16 weight scratch
+  size_t activation_fp16_elems = 0;  // FP16 copy of a GEMM's input
+  size_t residual_floats = 0;        // x [max_tokens, width]
+  size_t workspace_floats = 0;       // the largest GPU layer's workspace at max_tokens
+};
+GpuSizing gpu_sizing(const std::vector<const Layer*>& layers, const std::vector<Placement>& placements,
+                     const SchedulerOptions& options);
+// Throws BUDGET (before any device allocation) when `input` does not fit the budget.
+std::unique_ptr<Engine> make_gpu_engine(const EngineSetup& setup, const MemoryPlanInput& input,
+                                        const GpuSizing& sizing);
+#endif
+
+// The plan input for a setup, shared by LayerScheduler and scheduler_memory_input.
+MemoryPlanInput memory_input(const std::vector<const Layer*>& layers, const std::vector<Placement>& placements,
+                             const SchedulerOptions& options);
+
+}  // namespace ferry::detail

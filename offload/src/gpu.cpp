@@ -1,0 +1,44 @@
+#include "ferry/offload/gpu.hpp"
+
+#include <mutex>
+
+#include "backend.hpp"
+
+namespace ferry {
+namespace {
+
+struct Probe {
+  bool available = false;
+  std::string reason;
+};
+
+const Probe& probe() {
+  static const Probe result = [] {
+    Probe p;
+    p.available = detail::probe_gpu(&p.reason);
+    return p;
+  }();
+  return result;
+}
+
+}  // namespace
+
+bool cuda_backend_built() noexcept {
+#if defined(FERRY_HAVE_CUDA)
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool gpu_available() noexcept {
+  try {
+    return probe().available;
+  } catch (...) {
+    return false;
+  }
+}
+
+std::string gpu_unavailable_reason() { return probe().available ? std::string() : probe().reason; }
+
+}  // namespace ferry

@@ -1,0 +1,50 @@
+#include "ferry/offload/layer.hpp"
+
+#include "ferry/checked_math.hpp"
+#include "ferry/error.hpp"
+#include "ferry/offload/memory_plan.hpp"
+
+namespace ferry {
+
+uint64_t tensor_bytes(const QuantMatrixView& view) {
+  if (view.n_rows < 0 || view.n_cols <= 0)
+    fail(ErrorCategory::INVALID_ARGUMENT, "tensor of " + std::to_string(view.n_rows) + " x " +
+                                              std::to_string(view.n_cols) + " elements has a negative or empty shape");
+  const auto bytes = checked_mul(row_bytes(view.type, view.n_cols), static_cast<uint64_t>(view.n_rows));
+  if (!bytes) fail(ErrorCategory::INVALID_ARGUMENT, "tensor size overflows 64 bits");
+  return *bytes;
+}
+
+LayerLayout layer_layout(std::span<const WeightTensor> tensors) {
+  LayerLayout layout;
+  layout.offsets.reserve(tensors.size());
+  uint64_t offset = 0;
+  for (const WeightTensor& t : tensors) {
+    uint64_t bytes = 0;
+    try {
+      bytes = tensor_bytes(t.view);
+    } catch (const Error& e) {
+      fail(e.category(), "tensor '" + t.name + "': " + e.what());
+    }
+    layout.offsets.push_back(offset);
+    const auto end = checked_add(offset, bytes);
+    if (!end) fail(ErrorCategory::INVALID_ARGUMENT, "tensor '" + t.name + "': layer size overflows 64 bits");
+    offset = align_up(*end);
+  }
+  layout.bytes = offset;
+  return layout;
+}
+
+std::vector<QuantMatrixView> views_in_block(std::span<const WeightTensor> tensors, const LayerLayout& layout,
+                                            const void* block) {
+  std::vector<QuantMatrixView> views;
+  views.reserve(tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    QuantMatrixView v = tensors[i].view;
+    v.data = static_cast<const std::byte*>(block) + layout.offsets[i];
+    views.push_back(v);
+  }
+  return views;
+}
+
+}  // namespace ferry

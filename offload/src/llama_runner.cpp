@@ -1,0 +1,148 @@
+#include "ferry/offload/llama_runner.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "ferry/error.hpp"
+#include "ferry/kernels/cpu/ops.hpp"
+#include "ferry/llama_cpu.hpp"
+#include "ferry/offload/gpu.hpp"
+#include "ferry/offload/memory_plan.hpp"
+
+namespace ferry {
+namespace {
+
+constexpr std::pair<LlamaPolicy, std::string_view> kPolicies[] = {
+    {LlamaPolicy::RESIDENT_FIRST, "resident-first"},
+    {LlamaPolicy::RESIDENT_STREAM, "resident-stream"},
+    {LlamaPolicy::STREAM_ALL, "stream-all"},
+    {LlamaPolicy::CPU_ALL, "cpu-all"},
+};
+
+SchedulerOptions scheduler_options(const LlamaRunnerOptions& o) {
+  SchedulerOptions s;
+  s.vram_budget = o.vram_budget;
+  s.max_tokens = o.max_tokens;
+  s.prefetch_depth = o.prefetch_depth;
+  s.trace_path = o.trace_path;
+  return s;
+}
+
+}  // namespace
+
+std::string_view llama_policy_name(LlamaPolicy policy) noexcept {
+  for (const auto& [p, name] : kPolicies)
+    if (p == policy) return name;
+  return "?";
+}
+
+LlamaPolicy parse_llama_policy(std::string_view name) {
+  for (const auto& [p, n] : kPolicies)
+    if (n == name) return p;
+  fail(ErrorCategory::INVALID_ARGUMENT, "unknown policy '" + std::string(name) +
+                                            "' (choose resident-first, resident-stream, stream-all or cpu-all)");
+}
+
+LlamaOffloadRunner::LlamaOffloadRunner(const LlamaConfig& config, const LlamaWeights& weights,
+                                       const LlamaRunnerOptions& options)
+    : m_config(config), m_weights(weights), m_options(options) {
+  const size_t n = static_cast<size_t>(config.n_layer) + 1;
+  const bool gpu = options.policy != LlamaPolicy::CPU_ALL && options.vram_budget > 0 && gpu_available();
+  if (!gpu) {
+    build(std::vector<Placement>(n, Placement::CPU));
+    return;
+  }
+  // Layers first (placement-independent), then placements judged by the memory plan of each candidate.
+  build({});
+  std::vector<const Layer*> layers;
+  for (const auto& l : m_layers) layers.push_back(l.get());
+  const SchedulerOptions sched = scheduler_options(options);
+  std::vector<Placement> placements;
+  switch (options.policy) {
+    case LlamaPolicy::STREAM_ALL:
+      placements.assign(n, Placement::STREAMED);
+      break;
+    case LlamaPolicy::RESIDENT_STREAM:
+      placements.assign(n, Placement::STREAMED);
+      placements = resident_first_placement(scheduler_memory_input(layers, placements, sched), options.vram_budget);
+      break;
+    case LlamaPolicy::RESIDENT_FIRST:
+    case LlamaPolicy::CPU_ALL:
+      // Like llama.cpp's -ngl: the first layers on the GPU while the plan fits, the rest (and the head, unless
+      // everything fits) on the CPU. No staging slots are needed, so the whole budget goes to resident layers.
+      placements.assign(n, Placement::CPU);
+      for (size_t i = 0; i < n; ++i) {
+        placements[i] = Placement::RESIDENT;
+        const MemoryPlan plan =
+            compute_memory_plan(scheduler_memory_input(layers, placements, sched), options.vram_budget);
+        if (plan.required_budget > options.vram_budget) {
+          placements[i] = Placement::CPU;
+          break;
+        }
+      }
+      break;
+  }
+  build(std::move(placements));
+}
+
+LlamaOffloadRunner::LlamaOffloadRunner(const LlamaConfig& config, const LlamaWeights& weights,
+                                       const LlamaRunnerOptions& options, std::vector<Placement> placements)
+    : m_config(config), m_weights(weights), m_options(options) {
+  if (placements.size() != static_cast<size_t>(config.n_layer) + 1)
+    fail(ErrorCategory::INVALID_ARGUMENT, "llama runner: " + std::to_string(placements.size()) + " placements for " +
+                                              std::to_string(config.n_layer) + " blocks and the head");
+  build({});
+  build(std::move(placements));
+}
+
+LlamaOffloadRunner::~LlamaOffloadRunner() = default;
+
+void LlamaOffloadRunner::build(std::vector<Placement> placements) {
+  if (m_layers.empty()) {
+    for (int64_t i = 0; i < m_config.n_layer; ++i)
+      m_layers.push_back(
+          std::make_unique<LlamaBlockLayer>(m_config, m_weights.layers[i], i, m_options.n_ctx, &m_step));
+    m_layers.push_back(std::make_unique<LlamaHeadLayer>(m_config, m_weights, &m_step));
+    m_x.resize(static_cast<size_t>(m_options.max_tokens * m_config.n_embd));
+  }
+  if (placements.empty()) return;
+  std::vector<const Layer*> layers;
+  for (const auto& l : m_layers) layers.push_back(l.get());
+  m_scheduler = std::make_unique<LayerScheduler>(std::move(layers), std::move(placements), scheduler_options(m_options));
+}
+
+void LlamaOffloadRunner::forward(std::span<const int32_t> tokens, int64_t pos0, std::span<float> logits,
+                                 bool all_logits) {
+  check_forward_arguments(m_config, m_options.n_ctx, tokens, pos0, logits.size(), all_logits);
+  const auto n = static_cast<int64_t>(tokens.size());
+  for (int64_t start = 0; start < n; start += m_options.max_tokens) {
+    const int64_t T = std::min(m_options.max_tokens, n - start);
+    const bool last_chunk = start + T == n;
+    cpu::embedding_lookup(m_weights.token_embd, tokens.data() + start, T, m_x.data());
+    m_step.pos0 = pos0 + start;
+    m_step.all_logits = all_logits;
+    m_scheduler->step(m_x.data(), T);
+    const std::span<const float> out = m_scheduler->output();
+    if (all_logits) {
+      std::memcpy(logits.data() + start * m_config.n_vocab, out.data(), T * m_config.n_vocab * sizeof(float));
+    } else if (last_chunk) {
+      std::memcpy(logits.data(), out.data(), m_config.n_vocab * sizeof(float));
+    }
+  }
+}
+
+std::string LlamaOffloadRunner::placement_summary() const {
+  std::map<Placement, int> blocks;
+  const auto& p = placements();
+  for (size_t i = 0; i + 1 < p.size(); ++i) blocks[p[i]]++;
+  std::string s = std::to_string(m_config.n_layer) + " blocks:";
+  bool first = true;
+  for (const auto& [placement, count] : blocks) {
+    s += (first ? " " : ", ") + std::to_string(count) + " " + std::string(placement_name(placement));
+    first = false;
+  }
+  return s + "; output head: " + std::string(placement_name(p.back()));
+}
+
+}  // namespace ferry

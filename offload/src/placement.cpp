@@ -1,0 +1,28 @@
+#include "ferry/offload/placement.hpp"
+
+#include <cctype>
+#include <string>
+
+namespace ferry {
+
+std::string_view placement_name(Placement placement) noexcept {
+  switch (placement) {
+    case Placement::RESIDENT:
+      return "resident";
+    case Placement::STREAMED:
+      return "streamed";
+    case Placement::CPU:
+      return "cpu";
+  }
+  return "?";
+}
+
+std::optional<Placement> parse_placement(std::string_view name) noexcept {
+  std::string lower;
+  for (char c : name) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  for (Placement p : {Placement::RESIDENT, Placement::STREAMED, Placement::CPU})
+    if (placement_name(p) == lower) return p;
+  return std::nullopt;
+}
+
+}  // namespace ferry

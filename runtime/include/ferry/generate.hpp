@@ -1,0 +1,51 @@
+// Text generation: tokenize the prompt, run it through a backend in one prefill call, then sample one token at a time
+// until EOS or the token limit, streaming each token's text as it is produced.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "ferry/sampler.hpp"
+
+namespace ferry {
+
+class Tokenizer;
+
+// Anything that can run the llama forward pass with a KV cache (the CPU runner, the offloaded GPU runner).
+class LlamaBackend {
+ public:
+  virtual ~LlamaBackend() = default;
+  virtual int64_t n_ctx() const noexcept = 0;
+  virtual int64_t n_vocab() const noexcept = 0;
+  // See LlamaCpuRunner::forward.
+  virtual void forward(std::span<const int32_t> tokens, int64_t pos0, std::span<float> logits, bool all_logits) = 0;
+};
+
+struct GenerateOptions {
+  std::string prompt;
+  int64_t max_new_tokens = 64;
+  bool add_bos = true;
+  SamplerConfig sampler;
+};
+
+struct GenerateStats {
+  int64_t prompt_tokens = 0;
+  int64_t generated_tokens = 0;
+  double prompt_seconds = 0.0;  // the prefill call
+  double generate_seconds = 0.0;  // every decode step, sampling included
+  bool stopped_at_eos = false;
+  double prompt_tokens_per_second() const noexcept { return prompt_seconds > 0 ? prompt_tokens / prompt_seconds : 0; }
+  double generate_tokens_per_second() const noexcept {
+    return generate_seconds > 0 ? generated_tokens / generate_seconds : 0;
+  }
+};
+
+// Throws INVALID_ARGUMENT when the prompt (plus at least one new token) does not fit the backend's context; the
+// message gives both numbers. `on_text` receives each generated token's text.
+GenerateStats generate(LlamaBackend& backend, const Tokenizer& tokenizer, const GenerateOptions& options,
+                       const std::function<void(std::string_view)>& on_text);
+
+}  // namespace ferry

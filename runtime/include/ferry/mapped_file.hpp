@@ -1,0 +1,35 @@
+// MappedFile: a whole file mapped read-only into memory (RAII, move-only). GGUF tensors are read straight from the
+// mapping, so a model is never copied into private memory just to be parsed; the kernel pages it in on demand.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <span>
+
+namespace ferry {
+
+class MappedFile {
+ public:
+  // Maps `path` read-only. An empty file gives an empty span (mmap refuses length 0, so nothing is mapped).
+  // Throws IO naming the path and the system's reason when the file cannot be opened, sized or mapped.
+  explicit MappedFile(const std::filesystem::path& path);
+
+  MappedFile(MappedFile&& other) noexcept;
+  MappedFile& operator=(MappedFile&& other) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile();
+
+  std::span<const std::byte> bytes() const noexcept { return {m_data, m_size}; }
+  size_t size() const noexcept { return m_size; }
+  const std::filesystem::path& path() const noexcept { return m_path; }
+
+ private:
+  void release() noexcept;
+
+  std::filesystem::path m_path;
+  const std::byte* m_data = nullptr;
+  size_t m_size = 0;
+};
+
+}  // namespace ferry

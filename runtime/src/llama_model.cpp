@@ -1,0 +1,128 @@
+#include "ferry/llama_model.hpp"
+
+#include <cstdint>
+#include <string>
+
+#include "ferry/error.hpp"
+#include "ferry/gguf.hpp"
+
+namespace ferry {
+namespace {
+
+std::string shape_string(const std::vector<int64_t>& ne) {
+  std::string s = "[";
+  for (size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
+  return s + "]";
+}
+
+int64_t positive_key(const GgufFile& file, const std::string& key) {
+  const auto v = file.get<int64_t>(key);
+  if (v <= 0) fail(ErrorCategory::FORMAT, file.name() + ": key '" + key + "' must be positive, found " + std::to_string(v));
+  return v;
+}
+
+const GgufTensorInfo& expect_tensor(const GgufFile& file, const std::string& name, std::vector<int64_t> ne) {
+  const GgufTensorInfo& t = file.tensor(name);
+  if (t.ne != ne)
+    fail(ErrorCategory::FORMAT, file.name() + ": tensor '" + name + "' has shape " + shape_string(t.ne) +
+                                    ", expected " + shape_string(ne) + " (ne order)");
+  if (!type_traits(t.type).dequantizable)
+    fail(ErrorCategory::UNSUPPORTED, file.name() + ": tensor '" + name + "' has type " +
+                                         std::string(type_name(t.type)) + ", which ferry cannot compute with");
+  return t;
+}
+
+const float* norm_weight(const GgufFile& file, const std::string& name, int64_t n) {
+  const GgufTensorInfo& t = expect_tensor(file, name, {n});
+  if (t.type != GgmlType::F32)
+    fail(ErrorCategory::UNSUPPORTED, file.name() + ": norm tensor '" + name + "' has type " +
+                                         std::string(type_name(t.type)) + ", expected F32");
+  const void* data = file.tensor_data(t).data();
+  if (reinterpret_cast<uintptr_t>(data) % alignof(float) != 0)
+    fail(ErrorCategory::UNSUPPORTED, file.name() + ": norm tensor '" + name + "' at file offset " +
+                                         std::to_string(t.file_offset) + " is not 4-byte aligned");
+  return static_cast<const float*>(data);
+}
+
+QuantMatrixView matrix(const GgufFile& file, const std::string& name, int64_t n_cols, int64_t n_rows) {
+  const GgufTensorInfo& t = expect_tensor(file, name, {n_cols, n_rows});
+  return QuantMatrixView{t.type, file.tensor_data(t).data(), n_cols, n_rows};
+}
+
+}  // namespace
+
+LlamaConfig LlamaConfig::from_gguf(const GgufFile& file) {
+  const std::string arch = file.get_string("general.architecture");
+  if (arch != "llama")
+    fail(ErrorCategory::UNSUPPORTED, file.name() + ": architecture '" + arch +
+                                         "' is not supported (ferry runs 'llama': Llama 1/2/3, Mistral, TinyLlama)");
+  LlamaConfig c;
+  c.n_layer = positive_key(file, "llama.block_count");
+  c.n_embd = positive_key(file, "llama.embedding_length");
+  c.n_ff = positive_key(file, "llama.feed_forward_length");
+  c.n_head = positive_key(file, "llama.attention.head_count");
+  c.n_head_kv = file.find("llama.attention.head_count_kv") ? positive_key(file, "llama.attention.head_count_kv")
+                                                             : c.n_head;
+  c.n_ctx_train = positive_key(file, "llama.context_length");
+  c.rms_eps = file.get<float>("llama.attention.layer_norm_rms_epsilon");
+  c.rope_freq_base = file.get_optional<float>("llama.rope.freq_base").value_or(10000.0f);
+  if (c.n_embd % c.n_head != 0)
+    fail(ErrorCategory::FORMAT, file.name() + ": llama.embedding_length " + std::to_string(c.n_embd) +
+                                    " is not divisible by llama.attention.head_count " + std::to_string(c.n_head));
+  if (c.n_head % c.n_head_kv != 0)
+    fail(ErrorCategory::FORMAT, file.name() + ": llama.attention.head_count " + std::to_string(c.n_head) +
+                                    " is not a multiple of llama.attention.head_count_kv " + std::to_string(c.n_head_kv));
+  c.n_rot = file.find("llama.rope.dimension_count") ? positive_key(file, "llama.rope.dimension_count") : c.head_dim();
+  if (c.n_rot != c.head_dim())
+    fail(ErrorCategory::UNSUPPORTED, file.name() + ": llama.rope.dimension_count " + std::to_string(c.n_rot) +
+                                         " differs from the head dimension " + std::to_string(c.head_dim()) +
+                                         " (partial rotary embeddings are not supported)");
+  if (c.head_dim() % 2 != 0)
+    fail(ErrorCategory::FORMAT, file.name() + ": head dimension " + std::to_string(c.head_dim()) + " is odd");
+  if (!(c.rms_eps > 0.0f) || !(c.rope_freq_base > 0.0f))
+    fail(ErrorCategory::FORMAT, file.name() + ": llama.attention.layer_norm_rms_epsilon and llama.rope.freq_base must "
+                                              "be positive");
+  const GgufTensorInfo& embd = file.tensor("token_embd.weight");
+  if (embd.ne.size() != 2)
+    fail(ErrorCategory::FORMAT, file.name() + ": tensor 'token_embd.weight' has shape " + shape_string(embd.ne) +
+                                    ", expected 2 dimensions");
+  c.n_vocab = file.get_optional<int64_t>("llama.vocab_size").value_or(embd.ne[1]);
+  return c;
+}
+
+LlamaWeights LlamaWeights::from_gguf(const GgufFile& file, const LlamaConfig& c) {
+  LlamaWeights w;
+  w.token_embd = matrix(file, "token_embd.weight", c.n_embd, c.n_vocab);
+  w.output_norm = norm_weight(file, "output_norm.weight", c.n_embd);
+  if (file.find_tensor("output.weight")) {
+    w.output = matrix(file, "output.weight", c.n_embd, c.n_vocab);
+  } else {
+    w.output = w.token_embd;
+    w.tied_output = true;
+  }
+  const int64_t kv = c.n_embd_kv();
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    LlamaLayerWeights l;
+    l.attn_norm = norm_weight(file, p + "attn_norm.weight", c.n_embd);
+    l.wq = matrix(file, p + "attn_q.weight", c.n_embd, c.n_embd);
+    l.wk = matrix(file, p + "attn_k.weight", c.n_embd, kv);
+    l.wv = matrix(file, p + "attn_v.weight", c.n_embd, kv);
+    l.wo = matrix(file, p + "attn_output.weight", c.n_embd, c.n_embd);
+    l.ffn_norm = norm_weight(file, p + "ffn_norm.weight", c.n_embd);
+    l.w_gate = matrix(file, p + "ffn_gate.weight", c.n_embd, c.n_ff);
+    l.w_up = matrix(file, p + "ffn_up.weight", c.n_embd, c.n_ff);
+    l.w_down = matrix(file, p + "ffn_down.weight", c.n_ff, c.n_embd);
+    w.layers.push_back(l);
+  }
+  return w;
+}
+
+uint64_t LlamaWeights::layer_bytes(const LlamaLayerWeights& l, int64_t n_embd) {
+  uint64_t total = 2 * static_cast<uint64_t>(n_embd) * sizeof(float);
+  for (const QuantMatrixView* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+    total += row_bytes(m->type, m->n_cols) * static_cast<uint64_t>(m->n_rows);
+  return total;
+}
+
+}  // namespace ferry

@@ -1,0 +1,58 @@
+// ferry: the command-line program. Parses the subcommand, runs it, and turns every ferry::Error into one line on
+// stderr ("ferry: format error: FILE: ...") and a non-zero exit status.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+#include <vector>
+
+#include "commands.hpp"
+#include "ferry/error.hpp"
+
+#ifdef FERRY_USE_MIMALLOC
+#include <mimalloc.h>
+#endif
+
+namespace {
+
+// Exit statuses: 1 for bad input or a refused request, 2 for usage errors (CLI11's convention), 3 for internal errors.
+int exit_status_for(ferry::ErrorCategory category) {
+  switch (category) {
+    case ferry::ErrorCategory::INTERNAL:
+    case ferry::ErrorCategory::CUDA: return 3;
+    case ferry::ErrorCategory::INVALID_ARGUMENT: return 2;
+    default: return 1;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+#ifdef FERRY_USE_MIMALLOC
+  (void)mi_version();  // keeps libmimalloc linked (it replaces malloc/new for the whole process)
+#endif
+  CLI::App app{"ferry: run GGUF-quantized models on GPUs smaller than the model"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "ferry 0.1.0");
+  std::vector<std::pair<CLI::App*, ferry::cli::Action>> commands;
+  auto remember = [&](ferry::cli::Action action) { commands.emplace_back(app.get_subcommands({}).back(), action); };
+  remember(ferry::cli::add_info_command(app));
+  remember(ferry::cli::add_dump_command(app));
+  remember(ferry::cli::add_make_model_command(app));
+  remember(ferry::cli::add_run_command(app));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (auto& [sub, action] : commands)
+      if (sub->parsed()) return action();
+    return 2;
+  } catch (const ferry::Error& e) {
+    std::fprintf(stderr, "ferry: %s: %s\n", std::string(ferry::category_name(e.category())).c_str(), e.what());
+    return exit_status_for(e.category());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ferry: internal error: %s\n", e.what());
+    return 3;
+  }
+}

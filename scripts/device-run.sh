@@ -1,0 +1,37 @@
+#!/bin/bash
+# One call on the GPU machine: build ferry with CUDA for the H100 (sm_90), run the test suite and the benchmarks, and
+# leave logs and JSON results under $OUT. Run from the repository root there, with .devdeps carried along
+# (see ../shared/device/README.md):
+#   bash scripts/device-run.sh [TEST_REGEX] [BENCH...]
+# TEST_REGEX selects CTest tests (default: all); BENCH names bench executables to run (default: none; "all" = every
+# bench_* target that was built). Each bench writes $OUT/<bench>.json and its markdown table to $OUT/<bench>.md.
+set -uo pipefail
+out=${OUT:-$PWD/out}
+mkdir -p "$out"
+regex=${1:-.}
+shift || true
+benches=("$@")
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,pcie.link.gen.current,pcie.link.width.current \
+  --format=csv | tee "$out/gpu.txt"
+cmake_args=$(bash .devdeps/unpack.sh) || exit 1
+export LD_LIBRARY_PATH=/opt/ferry-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+generator=()
+command -v ninja >/dev/null && generator=(-G Ninja)
+start=$(date +%s)
+# shellcheck disable=SC2086
+cmake -S . -B build-device "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DFERRY_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES=90 $cmake_args >"$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; exit 1; }
+cmake --build build-device -j16 >"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -60; exit 1; }
+echo "build: $(( $(date +%s) - start )) s"
+ctest --test-dir build-device --output-on-failure -R "$regex" --timeout 600 2>&1 | tee "$out/ctest.log" | tail -40
+
+if [ "${#benches[@]}" -eq 1 ] && [ "${benches[0]}" = all ]; then
+  mapfile -t benches < <(cd build-device/bench 2>/dev/null && ls bench_* 2>/dev/null)
+fi
+for b in "${benches[@]}"; do
+  exe=build-device/bench/$b
+  [ -x "$exe" ] || { echo "no bench $b"; continue; }
+  echo "== $b"
+  "$exe" -o "$out/$b.json" 2>&1 | tee "$out/$b.md"
+done

@@ -1,0 +1,8 @@
+#!/bin/bash
+# The README's test command: installs the dependencies, builds, and runs every test with CTest. GPU tests report
+# "skipped: no GPU" on machines without one. Extra arguments go to CMake (e.g. -DCMAKE_CUDA_ARCHITECTURES=89).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh "$@"
+ctest --test-dir "${FERRY_BUILD_DIR:-build}" --output-on-failure -j"$(nproc)"

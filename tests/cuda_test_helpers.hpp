@@ -1,0 +1,148 @@
+// Helpers for the CUDA kernel tests (test_dequant_cuda, test_matmul_cuda): device buffers with guard bytes, a stream,
+// and random GGUF blocks. Tests allocate their own device memory here because they check kernels in isolation from
+// the arena; library code never calls cudaMalloc.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ferry/ggml_type.hpp"
+#include "ferry/half.hpp"
+#include "ferry/kernels/cuda/check.cuh"
+
+namespace ferry::test {
+
+// Device memory with kGuard bytes before and after the payload, filled with a canary pattern so out-of-bounds
+// writes by a kernel are caught; `offset` shifts the payload by a few bytes to exercise misaligned-pointer paths.
+class GuardedBuffer {
+ public:
+  static constexpr size_t kGuard = 256;
+  static constexpr uint8_t kCanary = 0xA5;
+
+  explicit GuardedBuffer(size_t bytes, size_t offset = 0) : m_bytes(bytes), m_offset(offset) {
+    FERRY_CUDA_CHECK(cudaMalloc(&m_base, total()));
+    FERRY_CUDA_CHECK(cudaMemset(m_base, kCanary, total()));
+  }
+  ~GuardedBuffer() { cudaFree(m_base); }
+  GuardedBuffer(const GuardedBuffer&) = delete;
+  GuardedBuffer& operator=(const GuardedBuffer&) = delete;
+
+  template <class T = void>
+  T* get() const {
+    return reinterpret_cast<T*>(static_cast<uint8_t*>(m_base) + kGuard + m_offset);
+  }
+  size_t bytes() const { return m_bytes; }
+  void upload(const void* src, size_t n) const { FERRY_CUDA_CHECK(cudaMemcpy(get(), src, n, cudaMemcpyHostToDevice)); }
+  template <class T>
+  std::vector<T> download() const {
+    std::vector<T> v(m_bytes / sizeof(T));
+    FERRY_CUDA_CHECK(cudaMemcpy(v.data(), get(), v.size() * sizeof(T), cudaMemcpyDeviceToHost));
+    return v;
+  }
+  // True when every byte outside the payload still holds the canary.
+  bool guards_intact() const {
+    std::vector<uint8_t> all(total());
+    FERRY_CUDA_CHECK(cudaMemcpy(all.data(), m_base, all.size(), cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < all.size(); ++i) {
+      const bool inside = i >= kGuard + m_offset && i < kGuard + m_offset + m_bytes;
+      if (!inside && all[i] != kCanary) return false;
+    }
+    return true;
+  }
+
+ private:
+  size_t total() const { return m_bytes + 2 * kGuard + m_offset; }
+  void* m_base = nullptr;
+  size_t m_bytes;
+  size_t m_offset;
+};
+
+class Stream {
+ public:
+  Stream() { FERRY_CUDA_CHECK(cudaStreamCreateWithFlags(&m_stream, cudaStreamNonBlocking)); }
+  ~Stream() { cudaStreamDestroy(m_stream); }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  operator cudaStream_t() const { return m_stream; }
+  void sync() const { FERRY_CUDA_CHECK(cudaStreamSynchronize(m_stream)); }
+
+ private:
+  cudaStream_t m_stream = nullptr;
+};
+
+// Byte offsets of the half-precision scale fields (d, dmin, m) in one block of each type.
+inline std::vector<int> half_field_offsets(GgmlType type) {
+  switch (type) {
+    case GgmlType::Q4_0:
+    case GgmlType::Q5_0:
+    case GgmlType::Q8_0:
+    case GgmlType::IQ4_NL:
+    case GgmlType::IQ4_XS: return {0};
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_1:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K: return {0, 2};
+    case GgmlType::Q2_K: return {80, 82};
+    case GgmlType::Q3_K: return {108};
+    case GgmlType::Q6_K: return {208};
+    default: return {};
+  }
+}
+
+// n_elems elements of `type` as raw bytes: every quant, scale and mask bit random, the half scale fields finite with
+// magnitudes from 2^-20 (FP16 outputs in the subnormal range) up to `max_scale`. F32/F16/BF16: random finite values
+// of every exponent the format has, so conversions meet overflow and subnormals too.
+inline std::vector<uint8_t> random_blocks(GgmlType type, int64_t n_elems, uint64_t seed, float max_scale = 1.0f) {
+  const TypeTraits& t = type_traits(type);
+  const size_t bytes = row_bytes(type, n_elems);
+  std::mt19937_64 rng(seed);
+  std::vector<uint8_t> v(bytes);
+  for (auto& b : v) b = static_cast<uint8_t>(rng());
+  std::uniform_real_distribution<float> mant(1.0f, 2.0f);
+  std::uniform_int_distribution<int> expo(-20, -1);
+  auto random_scale = [&] {
+    const float s = std::ldexp(mant(rng), expo(rng)) * max_scale;
+    return (rng() & 1) ? -s : s;
+  };
+  auto put16 = [&](size_t off, uint16_t h) { std::memcpy(v.data() + off, &h, 2); };
+  if (type == GgmlType::F16) {
+    for (size_t i = 0; i < bytes; i += 2) {
+      uint16_t h;
+      std::memcpy(&h, v.data() + i, 2);
+      if ((h & 0x7c00u) == 0x7c00u) put16(i, static_cast<uint16_t>(h & 0xbfffu));  // no Inf / NaN
+    }
+  } else if (type == GgmlType::BF16) {
+    for (size_t i = 0; i < bytes; i += 2) {
+      uint16_t h;
+      std::memcpy(&h, v.data() + i, 2);
+      if ((h & 0x7f80u) == 0x7f80u) put16(i, static_cast<uint16_t>(h & 0xbfffu));
+    }
+  } else if (type == GgmlType::F32) {
+    for (size_t i = 0; i < bytes; i += 4) {
+      uint32_t u;
+      std::memcpy(&u, v.data() + i, 4);
+      if ((u & 0x7f800000u) == 0x7f800000u) u &= 0xbfffffffu;
+      std::memcpy(v.data() + i, &u, 4);
+    }
+  } else {
+    const auto offsets = half_field_offsets(type);
+    for (size_t blk = 0; blk < bytes / t.type_size; ++blk)
+      for (int off : offsets) put16(blk * t.type_size + off, fp32_to_fp16(random_scale()));
+  }
+  return v;
+}
+
+inline bool is_nan_half(uint16_t h) { return (h & 0x7c00u) == 0x7c00u && (h & 0x03ffu) != 0; }
+inline bool is_nan_bf16(uint16_t h) { return (h & 0x7f80u) == 0x7f80u && (h & 0x007fu) != 0; }
+
+inline std::string type_label(GgmlType type) { return std::string(type_name(type)); }
+
+}  // namespace ferry::test

@@ -1,0 +1,314 @@
+// GPU matrix products (kernels/cuda/gemv.cu, gemm.cu) against the scalar reference ferry::ref::matmul, which
+// dequantizes with ref::dequantize and accumulates in double.
+//
+// Tolerances (normalised error, mse(gpu, ref) / mse(ref, 0), as ggml's op tests use it):
+// - quant_gemv: 1e-8. It decodes the weights in FP32 (fused multiply-adds: within an ulp of the reference values)
+//   and accumulates in FP32 in its own order; for K <= 8192 that is ~K·2^-48 ≈ 1e-11 relative. Any indexing or
+//   decoding mistake gives O(1e-2) or more.
+// - dequant_gemm, against the reference on the exact operands: 1e-6. W and x are rounded to FP16 (relative error up
+//   to 2^-11, mean square ~4e-8 each), so ~8e-8 is expected; 1e-6 leaves a 12x margin.
+// - dequant_gemm, against the reference on FP16-rounded W and x: 1e-8. Only the tensor cores' FP32 accumulation
+//   remains (as for the GEMV); this isolates the kernel's own error from the FP16 format's.
+// Weights: random blocks (every quant bit random, scales 2^-20 .. 2^-1 of 0.05) for the quantized types, Gaussian
+// weights for F32/F16/BF16; x uniform in [-1, 1]. Outputs sit between guard bytes and are checked for NaN.
+#include <doctest/doctest.h>
+
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+
+#include <cstring>
+#include <vector>
+
+#include "cuda_test_helpers.hpp"
+#include "ferry/error.hpp"
+#include "ferry/half.hpp"
+#include "ferry/kernels/cuda/matmul.cuh"
+#include "ferry/kernels/ref/ops.hpp"
+#include "ferry/kernels/ref/quants.hpp"
+#include "support/random.hpp"
+
+namespace ferry::test {
+namespace {
+
+constexpr double kGemvTolerance = 1e-8;
+constexpr double kGemmTolerance = 1e-6;
+constexpr double kGemmRoundedTolerance = 1e-8;
+
+const GgmlType kGemvTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,   GgmlType::Q5_1,   GgmlType::Q8_0,
+                               GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K,   GgmlType::Q5_K,   GgmlType::Q6_K,
+                               GgmlType::IQ4_NL, GgmlType::IQ4_XS, GgmlType::F16, GgmlType::BF16, GgmlType::F32};
+
+class Cublas {
+ public:
+  Cublas() { FERRY_CUBLAS_CHECK(cublasCreate(&m_handle)); }
+  ~Cublas() { cublasDestroy(m_handle); }
+  Cublas(const Cublas&) = delete;
+  Cublas& operator=(const Cublas&) = delete;
+  operator cublasHandle_t() const { return m_handle; }
+
+ private:
+  cublasHandle_t m_handle = nullptr;
+};
+
+bool is_float_type(GgmlType type) {
+  return type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16;
+}
+
+// Weights for a product test: random blocks for quantized types, Gaussian values for float types (random bit
+// patterns would overflow FP16 on the GEMM path).
+std::vector<uint8_t> make_weights(GgmlType type, int64_t n, int64_t k, uint64_t seed) {
+  if (!is_float_type(type)) return random_blocks(type, n * k, seed, 0.05f);
+  const auto w = random_weights(static_cast<size_t>(n * k), seed, 0.05f);
+  std::vector<uint8_t> bytes(row_bytes(type, n * k));
+  for (size_t i = 0; i < w.size(); ++i) {
+    if (type == GgmlType::F32) {
+      std::memcpy(bytes.data() + 4 * i, &w[i], 4);
+    } else {
+      const uint16_t h = type == GgmlType::F16 ? fp32_to_fp16(w[i]) : fp32_to_bf16(w[i]);
+      std::memcpy(bytes.data() + 2 * i, &h, 2);
+    }
+  }
+  return bytes;
+}
+
+struct Operands {
+  GgmlType type;
+  int64_t n, k, t;
+  std::vector<uint8_t> w;
+  std::vector<float> x;
+  GuardedBuffer d_w, d_x;
+  Operands(GgmlType type_, int64_t n_, int64_t k_, int64_t t_, uint64_t seed)
+      : type(type_), n(n_), k(k_), t(t_), w(make_weights(type_, n_, k_, seed)),
+        x(random_floats(static_cast<size_t>(t_ * k_), seed + 7)), d_w(w.size()), d_x(x.size() * 4) {
+    d_w.upload(w.data(), w.size());
+    d_x.upload(x.data(), x.size() * 4);
+  }
+  QuantMatrixView host_view() const { return {type, w.data(), k, n}; }
+  QuantMatrixView device_view() const { return {type, d_w.get(), k, n}; }
+  std::vector<float> reference() const {
+    std::vector<float> y(static_cast<size_t>(t * n));
+    ref::matmul(host_view(), x.data(), t, y.data());
+    return y;
+  }
+  // The reference on the operands as the GEMM sees them: W and x rounded to FP16.
+  std::vector<float> reference_fp16_operands() const {
+    std::vector<float> wf(static_cast<size_t>(n * k));
+    ref::dequantize(type, w.data(), wf.data(), n * k);
+    for (auto& v : wf) v = fp16_to_fp32(fp32_to_fp16(v));
+    std::vector<float> xr = x;
+    for (auto& v : xr) v = fp16_to_fp32(fp32_to_fp16(v));
+    std::vector<float> y(static_cast<size_t>(t * n));
+    ref::matmul(QuantMatrixView{GgmlType::F32, wf.data(), k, n}, xr.data(), t, y.data());
+    return y;
+  }
+};
+
+int64_t count_nans(const std::vector<float>& v) {
+  int64_t c = 0;
+  for (float f : v) c += f != f;
+  return c;
+}
+
+// Scratch for dequant_gemm: `weight_rows` rows of dequantized weights, x in FP16, and a cuBLASLt workspace.
+struct Scratch {
+  GuardedBuffer weight, act, workspace;
+  cuda::GemmScratch view;
+  Scratch(int64_t weight_rows, int64_t k, int64_t t)
+      : weight(static_cast<size_t>(weight_rows * k) * 2), act(static_cast<size_t>(t * k) * 2),
+        workspace(cuda::kGemmWorkspaceBytes) {
+    view.weight = weight.get<__half>();
+    view.weight_elems = static_cast<size_t>(weight_rows * k);
+    view.activations = act.get<__half>();
+    view.activation_elems = static_cast<size_t>(t * k);
+    view.workspace = workspace.get();
+    view.workspace_bytes = cuda::kGemmWorkspaceBytes;
+  }
+  bool guards_intact() const { return weight.guards_intact() && act.guards_intact(); }
+};
+
+std::vector<float> run_gemv(const Operands& op, Stream& stream) {
+  GuardedBuffer d_y(static_cast<size_t>(op.t * op.n) * 4);
+  cuda::quant_gemv(op.device_view(), op.d_x.get<float>(), op.t, d_y.get<float>(), stream);
+  stream.sync();
+  CHECK(d_y.guards_intact());
+  return d_y.download<float>();
+}
+
+std::vector<float> run_gemm(const Operands& op, int64_t scratch_rows, Stream& stream, const Cublas& cublas) {
+  Scratch scratch(scratch_rows, op.k, op.t);
+  GuardedBuffer d_y(static_cast<size_t>(op.t * op.n) * 4);
+  cuda::dequant_gemm(op.device_view(), op.d_x.get<float>(), op.t, d_y.get<float>(), scratch.view, cublas, stream);
+  stream.sync();
+  CHECK(d_y.guards_intact());
+  CHECK(scratch.guards_intact());
+  return d_y.download<float>();
+}
+
+TEST_CASE("quant_gemv matches ref::matmul for every type, T = 1, 3, 8 and odd shapes") {
+  Stream stream;
+  uint64_t seed = 5000;
+  for (GgmlType type : kGemvTypes) {
+    const int64_t qk = is_float_type(type) ? 8 : type_traits(type).block_size;
+    // (rows, K): one block, three blocks (an odd count), and 4096 (two K segments at T = 8).
+    const int64_t shapes[][2] = {{1, qk}, {5, 3 * qk}, {7, 4096}, {13, qk}, {301, 4096}};
+    for (int64_t t : {1, 3, 8}) {
+      for (const auto& s : shapes) {
+        const Operands op(type, s[0], s[1], t, ++seed);
+        INFO("type ", type_label(type), ", N = ", op.n, ", K = ", op.k, ", T = ", t, ", seed ", seed);
+        const auto y = run_gemv(op, stream);
+        const auto ref = op.reference();
+        const double err = normalized_error(y, ref, ref.size());
+        INFO("normalised error ", err);
+        CHECK(err <= kGemvTolerance);
+        CHECK(count_nans(y) == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("quant_gemv with several K segments (T = 3, K = 8192) and unaligned rows (Q4_1, K = 96)") {
+  Stream stream;
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0}) {
+    const Operands op(type, 37, 8192, 3, 777 + static_cast<uint64_t>(type));
+    INFO("type ", type_label(type));
+    const auto y = run_gemv(op, stream);
+    const auto ref = op.reference();
+    CHECK(normalized_error(y, ref, ref.size()) <= kGemvTolerance);
+  }
+  // The types with 4-, 8- or 16-byte loads take them only when the data and the row size allow; a copy of the
+  // weights shifted by 2 bytes sends them down the 2-byte-load path.
+  for (GgmlType type : {GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::IQ4_XS, GgmlType::F16}) {
+    const int64_t qk = is_float_type(type) ? 8 : type_traits(type).block_size;
+    const Operands op(type, 9, 3 * qk, 2, 900 + static_cast<uint64_t>(type));
+    GuardedBuffer shifted(op.w.size(), 2);
+    shifted.upload(op.w.data(), op.w.size());
+    GuardedBuffer d_y(static_cast<size_t>(op.t * op.n) * 4);
+    cuda::quant_gemv({type, shifted.get(), op.k, op.n}, op.d_x.get<float>(), op.t, d_y.get<float>(), stream);
+    stream.sync();
+    const auto y = d_y.download<float>();
+    const auto ref = op.reference();
+    INFO("type ", type_label(type), " from a 2-byte-aligned copy");
+    CHECK(normalized_error(y, ref, ref.size()) <= kGemvTolerance);
+    CHECK(d_y.guards_intact());
+  }
+}
+
+TEST_CASE("dequant_gemm matches ref::matmul within FP16 rounding, T = 9, 33, 512") {
+  Stream stream;
+  Cublas cublas;
+  uint64_t seed = 9000;
+  struct Case {
+    int64_t t, n, k_blocks;
+    bool all_types;
+  };
+  const Case cases[] = {{9, 13, 3, true}, {9, 301, 4, true}, {33, 7, 2, false}, {33, 130, 8, false},
+                        {512, 301, 4, false}};
+  for (const Case& c : cases) {
+    for (GgmlType type : kGemvTypes) {
+      const bool common = type == GgmlType::Q4_0 || type == GgmlType::Q4_K || type == GgmlType::Q6_K ||
+                          type == GgmlType::Q8_0 || type == GgmlType::F16;
+      if (!c.all_types && !common) continue;
+      const int64_t qk = is_float_type(type) ? 32 : type_traits(type).block_size;
+      const Operands op(type, c.n, c.k_blocks * qk, c.t, ++seed);
+      INFO("type ", type_label(type), ", N = ", op.n, ", K = ", op.k, ", T = ", op.t, ", seed ", seed);
+      const auto y = run_gemm(op, op.n, stream, cublas);
+      const auto ref = op.reference();
+      const auto ref16 = op.reference_fp16_operands();
+      const double err = normalized_error(y, ref, ref.size());
+      const double err16 = normalized_error(y, ref16, ref16.size());
+      INFO("normalised error ", err, " (exact operands), ", err16, " (FP16 operands)");
+      CHECK(err <= kGemmTolerance);
+      CHECK(err16 <= kGemmRoundedTolerance);
+      CHECK(count_nans(y) == 0);
+    }
+  }
+}
+
+TEST_CASE("dequant_gemm with a scratch of several tiles equals the one-tile result bit for bit") {
+  Stream stream;
+  Cublas cublas;
+  for (GgmlType type : {GgmlType::Q4_K, GgmlType::Q4_0, GgmlType::Q6_K}) {
+    for (int64_t t : {33, 512}) {
+      const Operands op(type, 200, 1024, t, 4242 + t + static_cast<uint64_t>(type));
+      INFO("type ", type_label(type), ", T = ", t);
+      const auto one = run_gemm(op, op.n, stream, cublas);
+      const auto four = run_gemm(op, 64, stream, cublas);    // tiles of 64, 64, 64, 8 rows
+      const auto two = run_gemm(op, 130, stream, cublas);    // rounded down to 128: tiles of 128, 72 rows
+      const auto odd = run_gemm(op, 199, stream, cublas);    // 192 + 8
+      CHECK(std::memcmp(one.data(), four.data(), one.size() * 4) == 0);
+      CHECK(std::memcmp(one.data(), two.data(), one.size() * 4) == 0);
+      CHECK(std::memcmp(one.data(), odd.data(), one.size() * 4) == 0);
+      const auto ref = op.reference();
+      CHECK(normalized_error(one, ref, ref.size()) <= kGemmTolerance);
+    }
+  }
+}
+
+TEST_CASE("dequant_gemm refuses scratch below one tile with BUDGET") {
+  Stream stream;
+  Cublas cublas;
+  auto category_of = [](auto&& fn) {
+    try {
+      fn();
+    } catch (const Error& e) {
+      return e.category();
+    }
+    return ErrorCategory::INTERNAL;  // nothing thrown
+  };
+  const Operands big(GgmlType::Q4_0, 100, 256, 12, 31);
+  CHECK(cuda::gemm_min_weight_scratch(big.device_view()) == 64 * 256);
+  const Operands small(GgmlType::Q4_0, 13, 256, 12, 32);
+  CHECK(cuda::gemm_min_weight_scratch(small.device_view()) == 13 * 256);
+  GuardedBuffer d_y(static_cast<size_t>(100 * 12) * 4);
+  {
+    Scratch s(63, 256, 12);
+    CHECK(category_of([&] {
+            cuda::dequant_gemm(big.device_view(), big.d_x.get<float>(), 12, d_y.get<float>(), s.view, cublas, stream);
+          }) == ErrorCategory::BUDGET);
+  }
+  {
+    Scratch s(12, 256, 12);
+    CHECK(category_of([&] {
+            cuda::dequant_gemm(small.device_view(), small.d_x.get<float>(), 12, d_y.get<float>(), s.view, cublas,
+                               stream);
+          }) == ErrorCategory::BUDGET);
+  }
+  {
+    Scratch s(64, 256, 11);  // activation scratch for 11 tokens, called with 12
+    CHECK(category_of([&] {
+            cuda::dequant_gemm(big.device_view(), big.d_x.get<float>(), 12, d_y.get<float>(), s.view, cublas, stream);
+          }) == ErrorCategory::BUDGET);
+  }
+  stream.sync();
+  CHECK(d_y.guards_intact());
+  const auto untouched = d_y.download<uint8_t>();
+  CHECK(untouched[0] == GuardedBuffer::kCanary);  // nothing was enqueued before the check
+  CHECK(category_of([&] {
+          cuda::quant_gemv(big.device_view(), big.d_x.get<float>(), 9, d_y.get<float>(), stream);
+        }) == ErrorCategory::INVALID_ARGUMENT);
+  CHECK(category_of([&] {
+          cuda::quant_gemv({GgmlType::Q8_1, big.d_w.get(), 256, 10}, big.d_x.get<float>(), 1, d_y.get<float>(),
+                           stream);
+        }) == ErrorCategory::UNSUPPORTED);
+}
+
+TEST_CASE("matmul takes the GEMV up to 8 tokens and the GEMM above") {
+  Stream stream;
+  Cublas cublas;
+  for (int64_t t : {8, 9}) {
+    const Operands op(GgmlType::Q5_K, 77, 512, t, 600 + t);
+    Scratch scratch(op.n, op.k, op.t);
+    GuardedBuffer d_y(static_cast<size_t>(op.t * op.n) * 4);
+    cuda::matmul(op.device_view(), op.d_x.get<float>(), t, d_y.get<float>(), scratch.view, cublas, stream);
+    stream.sync();
+    const auto y = d_y.download<float>();
+    const auto direct = t <= cuda::kGemvMaxTokens ? run_gemv(op, stream) : run_gemm(op, op.n, stream, cublas);
+    INFO("T = ", t);
+    CHECK(std::memcmp(y.data(), direct.data(), y.size() * 4) == 0);
+    const auto ref = op.reference();
+    CHECK(normalized_error(y, ref, ref.size()) <= (t <= cuda::kGemvMaxTokens ? kGemvTolerance : kGemmTolerance));
+  }
+}
+
+}  // namespace
+}  // namespace ferry::test

@@ -1,0 +1,325 @@
+// The offload engine's pure arithmetic: budget parsing, the memory plan of design.md §3, the arena's bookkeeping and
+// the layer layout. No GPU needed.
+#include <doctest/doctest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ferry/error.hpp"
+#include "ferry/offload/arena_allocator.hpp"
+#include "ferry/offload/layer.hpp"
+#include "ferry/offload/memory_plan.hpp"
+#include "ferry/offload/placement.hpp"
+#include "ferry/offload/size_parse.hpp"
+
+using namespace ferry;
+
+namespace {
+
+constexpr uint64_t kKiB = 1024, kMiB = kKiB * 1024, kGiB = kMiB * 1024;
+
+template <class F>
+std::string error_of(F&& f, ErrorCategory expected) {
+  try {
+    f();
+  } catch (const Error& e) {
+    CHECK(e.category() == expected);
+    return e.what();
+  }
+  FAIL("no error was thrown");
+  return {};
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+MemoryPlanInput example_input() {
+  MemoryPlanInput in;
+  in.context_bytes = 500 * kMiB + 123;
+  in.layers = {{80 * kMiB, 0, Placement::RESIDENT},
+               {70 * kMiB + 1000, 4 * kMiB, Placement::STREAMED},
+               {90 * kMiB, 0, Placement::CPU},  // the largest layer, but on the CPU: no staging for it
+               {60 * kMiB, 2 * kMiB, Placement::STREAMED},
+               {75 * kMiB, 0, Placement::RESIDENT}};
+  in.staging_slots = 3;
+  in.fp16_scratch_bytes = 64 * kMiB;
+  in.activation_bytes = 12 * kMiB + 7;
+  in.cublas_workspace_bytes = 32 * kMiB;
+  return in;
+}
+
+}  // namespace
+
+TEST_CASE("budget sizes parse with binary and decimal units") {
+  CHECK(parse_size("8GiB") == 8 * kGiB);
+  CHECK(parse_size("7.5G") == 7'500'000'000ull);
+  CHECK(parse_size("512MiB") == 512 * kMiB);
+  CHECK(parse_size("1.5GB") == 1'500'000'000ull);
+  CHECK(parse_size("1.5GiB") == 3 * kGiB / 2);
+  CHECK(parse_size("0.25KiB") == 256);
+  CHECK(parse_size("4096") == 4096);
+  CHECK(parse_size("4096B") == 4096);
+  CHECK(parse_size("3k") == 3000);
+  CHECK(parse_size("2 mib") == 2 * kMiB);
+  CHECK(parse_size("  1TiB ") == 1024 * kGiB);
+  CHECK(parse_size("2T") == 2'000'000'000'000ull);
+  CHECK(parse_size(".5M") == 500'000);
+  CHECK(parse_size("3.") == 3);
+  CHECK(parse_size("1.0000005K") == 1000);                       // 1000.0005 bytes: rounds to the nearest byte
+  CHECK(parse_size("1.0005K") == 1001);                          // 1000.5 bytes: halves round up
+  CHECK(parse_size("17179869183GiB") == 17179869183ull * kGiB);  // 2^64 - 2^30: the largest whole GiB count
+  CHECK(parse_budget("1MiB") == kMiB);
+}
+
+TEST_CASE("garbage sizes are refused with a message that shows the accepted forms") {
+  for (const char* bad :
+       {"", "   ", "GiB", "8XB", "-1G", "+1G", "1.2.3G", "8 Gi", "1e9", "nan", "0x10", "8GiBs", "1,5G", "1.5B", "0.5",
+        "8 G B", "99999999999999999999999", "20000000000GiB", "1.1234567890123456789G"}) {
+    CAPTURE(bad);
+    const std::string message = error_of([&] { parse_size(bad); }, ErrorCategory::INVALID_ARGUMENT);
+    CHECK(contains(message, std::string("'") + bad + "'"));
+    CHECK(contains(message, "GiB"));
+  }
+  CHECK(contains(error_of([] { parse_budget("0GiB"); }, ErrorCategory::INVALID_ARGUMENT), "zero"));
+}
+
+TEST_CASE("sizes format in binary units") {
+  CHECK(format_size(0) == "0 B");
+  CHECK(format_size(1023) == "1023 B");
+  CHECK(format_size(1536) == "1.50 KiB");
+  CHECK(format_size(8 * kGiB) == "8.00 GiB");
+  CHECK(format_size(7 * kGiB + kGiB / 4) == "7.25 GiB");
+}
+
+TEST_CASE("placement names round-trip") {
+  for (Placement p : {Placement::RESIDENT, Placement::STREAMED, Placement::CPU})
+    CHECK(parse_placement(placement_name(p)) == p);
+  CHECK(parse_placement("Streamed") == Placement::STREAMED);
+  CHECK_FALSE(parse_placement("gpu").has_value());
+}
+
+TEST_CASE("the memory plan follows the formula of design.md section 3") {
+  const MemoryPlanInput in = example_input();
+  const uint64_t budget = 2 * kGiB;
+  const MemoryPlan plan = plan_memory(in, budget);
+  CHECK(plan.uses_device);
+  CHECK(plan[MemoryCategory::CONTEXT] == in.context_bytes);
+  CHECK(plan[MemoryCategory::RESIDENT_WEIGHTS] == 80 * kMiB + 75 * kMiB);
+  // S x the largest STREAMED layer, aligned (70 MiB + 1000 rounds up to a multiple of 256).
+  CHECK(plan[MemoryCategory::STAGING] == 3 * align_up(70 * kMiB + 1000));
+  CHECK(plan[MemoryCategory::FP16_SCRATCH] == 64 * kMiB);
+  CHECK(plan[MemoryCategory::ACTIVATIONS] == align_up(12 * kMiB + 7));
+  CHECK(plan[MemoryCategory::KV_CACHE] == 6 * kMiB);  // GPU layers only (the CPU layer has none here anyway)
+  CHECK(plan[MemoryCategory::CUBLAS_WORKSPACE] == 32 * kMiB);
+  // Margin max(5%, 256 MiB): at 2 GiB, 5% is 102.4 MiB, so the floor wins.
+  CHECK(plan[MemoryCategory::MARGIN] == 256 * kMiB);
+  CHECK(plan.arena_bytes() == plan.total() - plan[MemoryCategory::CONTEXT] - plan[MemoryCategory::MARGIN]);
+  CHECK(plan.total() <= budget);
+  CHECK(plan.budget == budget);
+  const uint64_t fixed = plan.total() - plan[MemoryCategory::MARGIN];
+  CHECK(plan.required_budget == fixed + 256 * kMiB);
+  // The minimum streams both resident layers too: S x the largest GPU layer (80 MiB), nothing resident.
+  const uint64_t fixed_min = fixed - (80 + 75) * kMiB - plan[MemoryCategory::STAGING] + 3 * 80 * kMiB;
+  CHECK(plan.minimum_budget == fixed_min + 256 * kMiB);
+  for (const char* name : {"context", "resident weights", "staging slots", "fp16 scratch", "activations", "kv cache",
+                           "cublas workspace", "margin", "minimum"})
+    CHECK(contains(plan.breakdown(), name));
+}
+
+TEST_CASE("the margin is 5% of the budget above 5 GiB") {
+  MemoryPlanInput in = example_input();
+  const uint64_t budget = 16 * kGiB;
+  const MemoryPlan plan = plan_memory(in, budget);
+  CHECK(plan[MemoryCategory::MARGIN] == (budget * 5 + 99) / 100);
+  // A large fixed part: the smallest budget is fixed / 0.95, not fixed + 256 MiB.
+  in.layers[0].weight_bytes = 12 * kGiB;
+  const MemoryPlan big = compute_memory_plan(in, 0);
+  const uint64_t fixed = big.total();  // margin is the floor at budget 0; take it out
+  const uint64_t rest = fixed - big[MemoryCategory::MARGIN];
+  CHECK(big.required_budget >= rest + margin_at(big.required_budget, in.margin));
+  CHECK(big.required_budget - 1 < rest + margin_at(big.required_budget - 1, in.margin));
+  CHECK(big.required_budget > rest + 256 * kMiB);
+}
+
+TEST_CASE("the required and minimum budgets are exact thresholds") {
+  std::mt19937_64 rng(20261126);
+  for (int trial = 0; trial < 200; ++trial) {
+    MemoryPlanInput in;
+    in.context_bytes = rng() % (600 * kMiB);
+    in.staging_slots = 2 + static_cast<int>(rng() % 4);
+    in.fp16_scratch_bytes = rng() % (128 * kMiB);
+    in.activation_bytes = rng() % (64 * kMiB);
+    in.cublas_workspace_bytes = rng() % (32 * kMiB);
+    in.margin.fraction = static_cast<double>(rng() % 20) / 100.0;
+    in.margin.floor_bytes = rng() % (512 * kMiB);
+    const int n = 1 + static_cast<int>(rng() % 12);
+    for (int i = 0; i < n; ++i)
+      in.layers.push_back({rng() % (2 * kGiB), rng() % (64 * kMiB), static_cast<Placement>(rng() % 3)});
+    in.layers[rng() % in.layers.size()].placement = Placement::RESIDENT;  // at least one GPU layer
+    CAPTURE(trial);
+    const MemoryPlan plan = compute_memory_plan(in, 0);
+    REQUIRE(plan.uses_device);
+    CHECK(plan.minimum_budget <= plan.required_budget);
+    CHECK_NOTHROW(plan_memory(in, plan.required_budget));
+    const std::string message = error_of([&] { plan_memory(in, plan.required_budget - 1); }, ErrorCategory::BUDGET);
+    CHECK(contains(message, std::to_string(plan.minimum_budget)));
+    if (plan.minimum_budget > 0) {
+      const std::string below = error_of([&] { plan_memory(in, plan.minimum_budget - 1); }, ErrorCategory::BUDGET);
+      CHECK(contains(below, "below the minimum"));
+      CHECK(contains(below, std::to_string(plan.minimum_budget)));
+    }
+    // The plan at the required budget holds everything with the margin the policy asks for at that budget.
+    const MemoryPlan at = plan_memory(in, plan.required_budget);
+    CHECK(at.total() <= at.budget);
+    CHECK(at[MemoryCategory::MARGIN] == margin_at(at.budget, in.margin));
+  }
+}
+
+TEST_CASE("a budget below the minimum is refused naming the minimum and the breakdown") {
+  const MemoryPlanInput in = example_input();
+  const MemoryPlan plan = compute_memory_plan(in, 0);
+  const std::string message = error_of([&] { plan_memory(in, 512 * kMiB); }, ErrorCategory::BUDGET);
+  CHECK(contains(message, "minimum"));
+  CHECK(contains(message, format_size(plan.minimum_budget)));
+  CHECK(contains(message, "staging slots"));
+  CHECK(contains(message, "3 staging slots"));
+}
+
+TEST_CASE("a stack entirely on the CPU needs no device memory") {
+  MemoryPlanInput in = example_input();
+  for (LayerFootprint& l : in.layers) l.placement = Placement::CPU;
+  const MemoryPlan plan = plan_memory(in, 1);
+  CHECK_FALSE(plan.uses_device);
+  CHECK(plan.total() == 0);
+  CHECK(plan.arena_bytes() == 0);
+}
+
+TEST_CASE("bad plan inputs are refused") {
+  MemoryPlanInput in = example_input();
+  in.staging_slots = 1;
+  CHECK(contains(error_of([&] { plan_memory(in, 8 * kGiB); }, ErrorCategory::INVALID_ARGUMENT), "staging slots"));
+  in.staging_slots = 6;
+  CHECK_THROWS_AS(plan_memory(in, 8 * kGiB), Error);
+  in.staging_slots = 2;
+  in.margin.fraction = 0.9;
+  CHECK(contains(error_of([&] { plan_memory(in, 8 * kGiB); }, ErrorCategory::INVALID_ARGUMENT), "margin"));
+}
+
+TEST_CASE("resident-first placement fills the budget in order and always fits") {
+  MemoryPlanInput in = example_input();
+  for (LayerFootprint& l : in.layers)
+    if (l.placement != Placement::CPU) l.placement = Placement::STREAMED;
+  const uint64_t minimum = compute_memory_plan(in, 0).minimum_budget;
+  CHECK_THROWS_AS(resident_first_placement(in, minimum - 1), Error);
+  size_t previous_resident = 0;
+  for (uint64_t budget = minimum; budget < minimum + kGiB; budget += 16 * kMiB) {
+    const std::vector<Placement> p = resident_first_placement(in, budget);
+    REQUIRE(p.size() == in.layers.size());
+    MemoryPlanInput placed = in;
+    size_t resident = 0;
+    for (size_t i = 0; i < p.size(); ++i) {
+      placed.layers[i].placement = p[i];
+      resident += p[i] == Placement::RESIDENT;
+      if (in.layers[i].placement == Placement::CPU) CHECK(p[i] == Placement::CPU);
+    }
+    CHECK_NOTHROW(plan_memory(placed, budget));
+    CHECK(resident >= previous_resident);
+    previous_resident = resident;
+  }
+  CHECK(previous_resident == 4);  // ample: every GPU layer resident
+}
+
+TEST_CASE("arena regions are aligned, disjoint, and refuse overflow with the breakdown") {
+  CategoryBytes reserve{};
+  reserve[static_cast<size_t>(MemoryCategory::RESIDENT_WEIGHTS)] = 10 * kKiB;
+  reserve[static_cast<size_t>(MemoryCategory::STAGING)] = 3 * kKiB + 1;  // rounds up to 3 KiB + 256
+  reserve[static_cast<size_t>(MemoryCategory::ACTIVATIONS)] = 4 * kKiB;
+  const uintptr_t base = 0x7f0000000000;
+  ArenaAllocator arena(base, reserve);
+  CHECK(arena.capacity() == 10 * kKiB + 3 * kKiB + 256 + 4 * kKiB);
+
+  std::mt19937_64 rng(7);
+  struct Piece {
+    uintptr_t at;
+    uint64_t bytes;
+    MemoryCategory category;
+  };
+  std::vector<Piece> pieces;
+  for (MemoryCategory c : {MemoryCategory::RESIDENT_WEIGHTS, MemoryCategory::STAGING, MemoryCategory::ACTIVATIONS}) {
+    for (;;) {
+      const uint64_t bytes = 1 + rng() % 700;
+      if (arena.used(c) + align_up(bytes) > arena.reserved(c)) break;
+      pieces.push_back({arena.allocate(c, bytes, "piece"), bytes, c});
+    }
+  }
+  for (const Piece& p : pieces) {
+    CHECK(p.at % kArenaAlignment == 0);
+    CHECK(p.at >= base);
+    CHECK(p.at + p.bytes <= base + arena.capacity());
+  }
+  for (size_t i = 0; i < pieces.size(); ++i)
+    for (size_t j = i + 1; j < pieces.size(); ++j)
+      CHECK((pieces[i].at + pieces[i].bytes <= pieces[j].at || pieces[j].at + pieces[j].bytes <= pieces[i].at));
+
+  const uint64_t used_before = arena.used_total();
+  const std::string message =
+      error_of([&] { arena.allocate(MemoryCategory::STAGING, 2 * kKiB, "slot 9"); }, ErrorCategory::BUDGET);
+  CHECK(arena.used_total() == used_before);  // a refused request changes nothing
+  for (const char* s : {"slot 9", "staging slots", "requested", "used", "reserved", "resident weights", "activations"})
+    CHECK(contains(message, s));
+  CHECK(arena.high_water() == used_before);
+  arena.reset(MemoryCategory::ACTIVATIONS);
+  CHECK(arena.used(MemoryCategory::ACTIVATIONS) == 0);
+  CHECK(arena.high_water() == used_before);
+  CHECK_THROWS_AS(arena.allocate(MemoryCategory::KV_CACHE, 1, "kv"), Error);  // nothing reserved for it
+  CHECK_NOTHROW(arena.allocate(MemoryCategory::KV_CACHE, 0, "empty kv"));
+  CategoryBytes not_arena{};
+  not_arena[static_cast<size_t>(MemoryCategory::MARGIN)] = 1;
+  CHECK_THROWS_AS(ArenaAllocator(base, not_arena), Error);
+  CHECK_THROWS_AS(ArenaAllocator(base + 8, reserve), Error);
+}
+
+TEST_CASE("a layer's tensors are laid out back to back at aligned offsets") {
+  std::vector<uint8_t> a(1000), b(2000), c(300);
+  const std::vector<WeightTensor> tensors = {
+      {"norm", QuantMatrixView{GgmlType::F32, a.data(), 250, 1}},  // 1000 bytes
+      {"w", QuantMatrixView{GgmlType::Q4_0, b.data(), 64, 11}},    // 11 rows x 36 bytes = 396
+      {"w2", QuantMatrixView{GgmlType::Q4_K, c.data(), 256, 2}},   // 2 x 144 = 288
+  };
+  const LayerLayout layout = layer_layout(tensors);
+  REQUIRE(layout.offsets.size() == 3);
+  CHECK(layout.offsets[0] == 0);
+  CHECK(layout.offsets[1] == 1024);
+  CHECK(layout.offsets[2] == 1024 + 512);
+  CHECK(layout.bytes == 1024 + 512 + 512);
+  std::vector<std::byte> block(layout.bytes);
+  const auto views = views_in_block(tensors, layout, block.data());
+  CHECK(views[2].data == block.data() + 1536);
+  CHECK(views[2].n_rows == 2);
+  CHECK(views[1].type == GgmlType::Q4_0);
+  const std::vector<WeightTensor> bad = {{"odd", QuantMatrixView{GgmlType::Q4_0, b.data(), 33, 1}}};
+  CHECK(contains(error_of([&] { layer_layout(bad); }, ErrorCategory::INVALID_ARGUMENT), "odd"));
+}
+
+TEST_CASE("the minimum budget takes the best split between resident and streamed") {
+  MemoryPlanInput in;
+  in.context_bytes = 300 * kMiB;
+  in.staging_slots = 3;
+  in.cublas_workspace_bytes = 4 * kMiB;
+  // Two GPU layers and three slots: streaming both needs 3 x 100 MiB, keeping both resident 200 MiB.
+  in.layers = {{100 * kMiB, 0, Placement::STREAMED}, {100 * kMiB, 0, Placement::STREAMED}};
+  MemoryPlanInput resident = in;
+  for (LayerFootprint& l : resident.layers) l.placement = Placement::RESIDENT;
+  CHECK(compute_memory_plan(in, 0).minimum_budget == compute_memory_plan(resident, 0).required_budget);
+  CHECK(compute_memory_plan(in, 0).required_budget > compute_memory_plan(in, 0).minimum_budget);
+  // One giant layer among small ones: the giant stays resident, the rest stream (1 GiB + 3 x 10 MiB).
+  in.layers = {{kGiB, 0, Placement::STREAMED}};
+  for (int i = 0; i < 8; ++i) in.layers.push_back({10 * kMiB, 0, Placement::STREAMED});
+  MemoryPlanInput split = in;
+  split.layers[0].placement = Placement::RESIDENT;
+  const MemoryPlan best = compute_memory_plan(split, 0);
+  CHECK(best[MemoryCategory::RESIDENT_WEIGHTS] + best[MemoryCategory::STAGING] == kGiB + 30 * kMiB);
+  CHECK(compute_memory_plan(in, 0).minimum_budget == best.required_budget);
+}

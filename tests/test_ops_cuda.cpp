@@ -1,0 +1,710 @@
+// The CUDA transformer ops (kernels/cuda) against the scalar reference (ferry::ref): norms, RoPE, element-wise ops,
+// embedding lookup, the KV-cache write and attention on both of its paths.
+// Every check uses fresh random data (the base seed is printed; FERRY_TEST_SEED=N replays a run), odd shapes, outputs
+// pre-filled with NaN (an element the kernel forgets to write fails the NaN check), guard bytes on both sides of every
+// device buffer a kernel writes (checked after the call), and a normalised error mse(got, ref) / mse(ref, 0) against a
+// tolerance whose reason is written beside it.
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ferry/error.hpp"
+#include "ferry/ggml_type.hpp"
+#include "ferry/half.hpp"
+#include "ferry/kernels/cuda/attention.cuh"
+#include "ferry/kernels/cuda/elementwise.cuh"
+#include "ferry/kernels/cuda/embedding.cuh"
+#include "ferry/kernels/cuda/norm.cuh"
+#include "ferry/kernels/cuda/rope.cuh"
+#include "ferry/kernels/ref/ops.hpp"
+#include "support/random.hpp"
+
+using namespace ferry;
+
+namespace {
+
+#define CUDA_OK(call) REQUIRE((call) == cudaSuccess)
+
+// Float kernels are compared in FP32 against a double reference: per-element relative errors of a few ulps (~1e-6 at
+// worst) give a normalised (squared) error near 1e-13; 1e-10 leaves a wide margin while an indexing or masking bug
+// lands near 1.
+constexpr double kFp32Tolerance = 1e-10;
+
+uint64_t next_seed() {
+  static uint64_t seed = [] {
+    const char* env = std::getenv("FERRY_TEST_SEED");
+    const uint64_t s = env ? std::strtoull(env, nullptr, 10) : std::random_device{}();
+    MESSAGE("test_ops_cuda base seed " << s << " (replay with FERRY_TEST_SEED=" << s << ")");
+    return s;
+  }();
+  return seed++;
+}
+
+constexpr size_t kGuardBytes = 256;  // keeps the payload 256-byte aligned like the arena's allocations
+constexpr unsigned char kGuardByte = 0xA5;
+
+// Device memory with kGuardBytes of a known pattern on each side; guards_intact() says whether a kernel wrote outside.
+class GuardedBuffer {
+ public:
+  explicit GuardedBuffer(size_t bytes) : m_bytes(bytes) {
+    CUDA_OK(cudaMalloc(&m_raw, bytes + 2 * kGuardBytes));
+    CUDA_OK(cudaMemset(m_raw, kGuardByte, bytes + 2 * kGuardBytes));
+  }
+  template <class T>
+  explicit GuardedBuffer(const std::vector<T>& v) : GuardedBuffer(v.size() * sizeof(T)) {
+    upload(v);
+  }
+  ~GuardedBuffer() { cudaFree(m_raw); }
+  GuardedBuffer(const GuardedBuffer&) = delete;
+  GuardedBuffer& operator=(const GuardedBuffer&) = delete;
+
+  void* data() { return static_cast<unsigned char*>(m_raw) + kGuardBytes; }
+  template <class T>
+  T* as() {
+    return static_cast<T*>(data());
+  }
+  size_t bytes() const { return m_bytes; }
+
+  template <class T>
+  void upload(const std::vector<T>& v) {
+    REQUIRE(v.size() * sizeof(T) <= m_bytes);
+    CUDA_OK(cudaMemcpy(data(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  template <class T>
+  std::vector<T> download(size_t n) {
+    REQUIRE(n * sizeof(T) <= m_bytes);
+    std::vector<T> v(n);
+    CUDA_OK(cudaMemcpy(v.data(), data(), n * sizeof(T), cudaMemcpyDeviceToHost));
+    return v;
+  }
+  bool guards_intact() {
+    std::vector<unsigned char> all(m_bytes + 2 * kGuardBytes);
+    CUDA_OK(cudaMemcpy(all.data(), m_raw, all.size(), cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < kGuardBytes; ++i)
+      if (all[i] != kGuardByte || all[all.size() - 1 - i] != kGuardByte) return false;
+    return true;
+  }
+
+ private:
+  void* m_raw = nullptr;
+  size_t m_bytes;
+};
+
+// An output buffer pre-filled with NaN, so an element the kernel never writes fails the NaN check.
+GuardedBuffer nan_output(size_t n) {
+  return GuardedBuffer(std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()));
+}
+
+struct Gpu {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  Gpu() {
+    CUDA_OK(cudaStreamCreate(&stream));
+    REQUIRE(cublasCreate(&cublas) == CUBLAS_STATUS_SUCCESS);
+  }
+  ~Gpu() {
+    cublasDestroy(cublas);
+    cudaStreamDestroy(stream);
+  }
+  void sync() { CUDA_OK(cudaStreamSynchronize(stream)); }
+};
+
+size_t count_non_finite(const std::vector<float>& v) {
+  size_t n = 0;
+  for (float x : v) n += std::isfinite(x) ? 0 : 1;
+  return n;
+}
+
+// The largest error seen per tolerance, printed at exit: how much margin each written-down tolerance has.
+struct ErrorLedger {
+  std::map<double, double> worst;
+  ~ErrorLedger() {
+    for (const auto& [tol, err] : worst)
+      std::printf("test_ops_cuda: tolerance %.1e: largest normalised error %.3e\n", tol, err);
+  }
+};
+ErrorLedger g_ledger;
+
+// The reference outputs here are finite, so any non-finite output is a bug; then the normalised error.
+void expect_close(const std::vector<float>& got, const std::vector<float>& ref, double tolerance) {
+  REQUIRE(got.size() == ref.size());
+  CHECK(count_non_finite(got) == 0);
+  const double err = test::normalized_error(got, ref, ref.size());
+  double& worst = g_ledger.worst[tolerance];
+  worst = std::max(worst, err);
+  INFO("normalised error " << err << ", tolerance " << tolerance);
+  CHECK(err <= tolerance);
+}
+
+std::vector<uint16_t> to_fp16(const std::vector<float>& v) {
+  std::vector<uint16_t> h(v.size());
+  for (size_t i = 0; i < v.size(); ++i) h[i] = fp32_to_fp16(v[i]);
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("cuda rms_norm and layer_norm match the reference") {
+  Gpu gpu;
+  // n <= 1024 takes the warp-per-row kernel, above it the block-per-row kernel; 1 and 37 are not multiples of 32.
+  for (int64_t rows : {1, 5, 7, 13}) {
+    for (int64_t n : {1, 37, 128, 1000, 1025, 4097}) {
+      for (bool weighted : {false, true}) {
+        const uint64_t seed = next_seed();
+        CAPTURE(rows);
+        CAPTURE(n);
+        CAPTURE(weighted);
+        CAPTURE(seed);
+        const size_t count = static_cast<size_t>(rows * n);
+        const std::vector<float> x = test::random_floats(count, seed, -2.0f, 2.0f);
+        const std::vector<float> w = test::random_floats(static_cast<size_t>(n), seed + 1, 0.5f, 1.5f);
+        std::vector<float> ref(count);
+        ref::rms_norm(x.data(), weighted ? w.data() : nullptr, ref.data(), rows, n, 1e-5f);
+        GuardedBuffer dx(x), dw(w);
+        GuardedBuffer dy = nan_output(count);
+        cuda::rms_norm(dx.as<float>(), weighted ? dw.as<float>() : nullptr, dy.as<float>(), rows, n, 1e-5f, gpu.stream);
+        gpu.sync();
+        expect_close(dy.download<float>(count), ref, kFp32Tolerance);
+        CHECK(dy.guards_intact());
+
+        // LayerNorm on rows with a large mean (3 +- 1): the two-pass variance must not cancel.
+        const std::vector<float> xl = test::random_floats(count, seed + 2, 2.0f, 4.0f);
+        ref::layer_norm(xl.data(), ref.data(), rows, n, 1e-6f);
+        GuardedBuffer dxl(xl);
+        GuardedBuffer dyl = nan_output(count);
+        cuda::layer_norm(dxl.as<float>(), dyl.as<float>(), rows, n, 1e-6f, gpu.stream);
+        gpu.sync();
+        expect_close(dyl.download<float>(count), ref, kFp32Tolerance);
+        CHECK(dyl.guards_intact());
+      }
+    }
+  }
+  {  // in place
+    const uint64_t seed = next_seed();
+    CAPTURE(seed);
+    const int64_t rows = 7, n = 3001;
+    const std::vector<float> x = test::random_floats(rows * n, seed, -3.0f, 3.0f);
+    const std::vector<float> w = test::random_floats(n, seed + 1, -1.0f, 1.0f);
+    std::vector<float> ref(x.size());
+    ref::rms_norm(x.data(), w.data(), ref.data(), rows, n, 1e-5f);
+    GuardedBuffer dx(x), dw(w);
+    cuda::rms_norm(dx.as<float>(), dw.as<float>(), dx.as<float>(), rows, n, 1e-5f, gpu.stream);
+    gpu.sync();
+    expect_close(dx.download<float>(x.size()), ref, kFp32Tolerance);
+    CHECK(dx.guards_intact());
+  }
+  {  // bad shapes are refused
+    CHECK_THROWS_AS(cuda::rms_norm(nullptr, nullptr, nullptr, -1, 4, 1e-5f, gpu.stream), Error);
+    CHECK_THROWS_AS(cuda::layer_norm(nullptr, nullptr, 3, 4, 1e-5f, gpu.stream), Error);
+  }
+}
+
+TEST_CASE("cuda rope matches the reference in both pair layouts") {
+  Gpu gpu;
+  for (int64_t n_tokens : {1, 3, 8, 33}) {
+    for (int64_t n_head : {1, 5, 7}) {
+      for (int64_t head_dim : {18, 80, 128}) {
+        for (RopeMode mode : {RopeMode::ADJACENT, RopeMode::HALF_SPLIT}) {
+          const uint64_t seed = next_seed();
+          CAPTURE(n_tokens);
+          CAPTURE(n_head);
+          CAPTURE(head_dim);
+          CAPTURE(static_cast<int>(mode));
+          CAPTURE(seed);
+          const size_t count = static_cast<size_t>(n_tokens * n_head * head_dim);
+          const std::vector<float> x = test::random_floats(count, seed, -1.0f, 1.0f);
+          // Positions up to 100000 with llama-3's base: a float angle would be off by ~1e-2 rad there.
+          std::mt19937_64 rng(seed + 1);
+          std::uniform_int_distribution<int32_t> pos_dist(0, 100000);
+          std::vector<int32_t> pos(static_cast<size_t>(n_tokens));
+          for (auto& p : pos) p = pos_dist(rng);
+          const float base = seed % 2 ? 10000.0f : 500000.0f;
+          std::vector<float> ref = x;
+          ref::rope(ref.data(), n_tokens, n_head, head_dim, pos.data(), base, mode);
+          GuardedBuffer dx(x), dpos(pos);
+          cuda::rope(dx.as<float>(), n_tokens, n_head, head_dim, dpos.as<int32_t>(), base, mode, gpu.stream);
+          gpu.sync();
+          expect_close(dx.download<float>(count), ref, kFp32Tolerance);
+          CHECK(dx.guards_intact());
+        }
+      }
+    }
+  }
+  {  // bad shapes are refused
+    CHECK_THROWS_AS(cuda::rope(nullptr, 1, 1, 7, nullptr, 1e4f, RopeMode::ADJACENT, gpu.stream), Error);
+    CHECK_THROWS_AS(cuda::rope(nullptr, 1, 1, 1024, nullptr, 1e4f, RopeMode::ADJACENT, gpu.stream), Error);
+  }
+}
+
+TEST_CASE("cuda rope_multi_axis matches the reference (Flux)") {
+  Gpu gpu;
+  struct Axes {
+    std::vector<int32_t> dims;
+    int64_t head_dim;
+  };
+  for (const Axes& axes : {Axes{{16, 56, 56}, 128}, Axes{{4, 6, 8}, 18}, Axes{{10}, 10}}) {
+    for (int64_t n_tokens : {1, 3, 8, 33}) {
+      for (int64_t n_head : {1, 5}) {
+        const uint64_t seed = next_seed();
+        CAPTURE(axes.head_dim);
+        CAPTURE(n_tokens);
+        CAPTURE(n_head);
+        CAPTURE(seed);
+        const auto n_axes = static_cast<int32_t>(axes.dims.size());
+        const size_t count = static_cast<size_t>(n_tokens * n_head * axes.head_dim);
+        const std::vector<float> x = test::random_floats(count, seed, -1.0f, 1.0f);
+        // Flux's ids are small integers stored as floats; fractional values test the float path too.
+        const std::vector<float> pos =
+            test::random_floats(static_cast<size_t>(n_tokens * n_axes), seed + 1, 0.0f, 96.0f);
+        std::vector<float> ref = x;
+        ref::rope_multi_axis(ref.data(), n_tokens, n_head, axes.head_dim, pos.data(), axes.dims.data(), n_axes,
+                             10000.0f);
+        GuardedBuffer dx(x), dpos(pos);
+        cuda::rope_multi_axis(dx.as<float>(), n_tokens, n_head, axes.head_dim, dpos.as<float>(), axes.dims.data(),
+                              n_axes, 10000.0f, gpu.stream);
+        gpu.sync();
+        expect_close(dx.download<float>(count), ref, kFp32Tolerance);
+        CHECK(dx.guards_intact());
+      }
+    }
+  }
+  const int32_t bad_axes[] = {16, 56, 54};  // sums to 126, not 128
+  CHECK_THROWS_AS(cuda::rope_multi_axis(nullptr, 1, 1, 128, nullptr, bad_axes, 3, 1e4f, gpu.stream), Error);
+}
+
+TEST_CASE("cuda element-wise ops match the reference") {
+  Gpu gpu;
+  // offset 1 shifts every pointer by one float: the kernels must fall back from float4 to scalar accesses.
+  for (int64_t n : {1, 37, 1000, 4099, 100003}) {
+    for (int64_t offset : {0, 1}) {
+      const uint64_t seed = next_seed();
+      CAPTURE(n);
+      CAPTURE(offset);
+      CAPTURE(seed);
+      const size_t count = static_cast<size_t>(n), o = static_cast<size_t>(offset);
+      const std::vector<float> a = test::random_floats(count + o, seed, -8.0f, 8.0f);
+      const std::vector<float> b = test::random_floats(count + o, seed + 1, -2.0f, 2.0f);
+      GuardedBuffer da(a), db(b);
+      const float* pa = da.as<float>() + o;
+      const float* pb = db.as<float>() + o;
+      std::vector<float> ref(count);
+      auto run = [&](const char* name, auto&& ref_fn, auto&& gpu_fn) {
+        CAPTURE(name);
+        ref_fn(ref.data());
+        GuardedBuffer dy = nan_output(count + o);
+        gpu_fn(dy.as<float>() + o);
+        gpu.sync();
+        const std::vector<float> got = dy.download<float>(count + o);
+        expect_close(std::vector<float>(got.begin() + offset, got.end()), ref, kFp32Tolerance);
+        CHECK(dy.guards_intact());
+      };
+      run(
+          "silu_mul", [&](float* y) { ref::silu_mul(a.data() + o, b.data() + o, y, n); },
+          [&](float* y) { cuda::silu_mul(pa, pb, y, n, gpu.stream); });
+      run(
+          "gelu_tanh", [&](float* y) { ref::gelu_tanh(a.data() + o, y, n); },
+          [&](float* y) { cuda::gelu_tanh(pa, y, n, gpu.stream); });
+      run(
+          "add", [&](float* y) { ref::add(a.data() + o, b.data() + o, y, n); },
+          [&](float* y) { cuda::add(pa, pb, y, n, gpu.stream); });
+    }
+  }
+  {  // add in place
+    const uint64_t seed = next_seed();
+    CAPTURE(seed);
+    const int64_t n = 5003;
+    const std::vector<float> a = test::random_floats(n, seed), b = test::random_floats(n, seed + 1);
+    std::vector<float> ref(n);
+    ref::add(a.data(), b.data(), ref.data(), n);
+    GuardedBuffer da(a), db(b);
+    cuda::add(da.as<float>(), db.as<float>(), da.as<float>(), n, gpu.stream);
+    gpu.sync();
+    expect_close(da.download<float>(n), ref, kFp32Tolerance);
+    CHECK(da.guards_intact());
+  }
+}
+
+TEST_CASE("cuda modulate and gated_add match the reference") {
+  Gpu gpu;
+  for (int64_t rows : {1, 5, 7, 13}) {
+    for (int64_t n : {37, 128, 3073}) {
+      for (int64_t offset : {0, 1}) {
+        const uint64_t seed = next_seed();
+        CAPTURE(rows);
+        CAPTURE(n);
+        CAPTURE(offset);
+        CAPTURE(seed);
+        const size_t count = static_cast<size_t>(rows * n), o = static_cast<size_t>(offset);
+        const std::vector<float> x = test::random_floats(count + o, seed, -3.0f, 3.0f);
+        const std::vector<float> shift = test::random_floats(n + o, seed + 1, -1.0f, 1.0f);
+        const std::vector<float> scale = test::random_floats(n + o, seed + 2, -1.0f, 1.0f);
+        const std::vector<float> residual = test::random_floats(count + o, seed + 3, -2.0f, 2.0f);
+        GuardedBuffer dx(x), dshift(shift), dscale(scale);
+
+        std::vector<float> ref(count);
+        ref::modulate(x.data() + o, shift.data() + o, scale.data() + o, ref.data(), rows, n);
+        GuardedBuffer dy = nan_output(count + o);
+        cuda::modulate(dx.as<float>() + o, dshift.as<float>() + o, dscale.as<float>() + o, dy.as<float>() + o, rows, n,
+                       gpu.stream);
+        gpu.sync();
+        std::vector<float> got = dy.download<float>(count + o);
+        expect_close(std::vector<float>(got.begin() + offset, got.end()), ref, kFp32Tolerance);
+        CHECK(dy.guards_intact());
+
+        ref.assign(residual.begin() + offset, residual.end());
+        ref::gated_add(ref.data(), scale.data() + o, x.data() + o, rows, n);
+        GuardedBuffer dres(residual);
+        cuda::gated_add(dres.as<float>() + o, dscale.as<float>() + o, dx.as<float>() + o, rows, n, gpu.stream);
+        gpu.sync();
+        got = dres.download<float>(count + o);
+        expect_close(std::vector<float>(got.begin() + offset, got.end()), ref, kFp32Tolerance);
+        CHECK(dres.guards_intact());
+      }
+    }
+  }
+}
+
+TEST_CASE("cuda embedding_lookup decodes every supported type bit-exactly") {
+  Gpu gpu;
+  // Tables of random bytes: every bit pattern of scales and quants occurs, including FP16 scales that are huge,
+  // subnormal, infinite or NaN. The GPU decoders repeat the reference's rounding steps, so outputs must be equal bit
+  // for bit (NaN counts as equal to NaN: the payload of a converted NaN is not specified).
+  const int64_t n_rows = 11;
+  for (const TypeTraits& t : all_type_traits()) {
+    if (!t.dequantizable) continue;
+    const std::string type_label(t.name);
+    CAPTURE(type_label);
+    REQUIRE(cuda::embedding_supported(t.type));
+    const int64_t n_cols = t.block_size == 1 ? 37 : t.block_size * (t.block_size == 32 ? 13 : 3);
+    const uint64_t rb = row_bytes(t.type, n_cols);
+    for (int64_t n_tokens : {1, 3, 8, 33}) {
+      const uint64_t seed = next_seed();
+      CAPTURE(n_tokens);
+      CAPTURE(seed);
+      std::mt19937_64 rng(seed);
+      std::vector<uint8_t> table(static_cast<size_t>(rb * n_rows));
+      for (auto& byte : table) byte = static_cast<uint8_t>(rng());
+      std::vector<int32_t> ids(static_cast<size_t>(n_tokens));
+      for (auto& id : ids) id = static_cast<int32_t>(rng() % n_rows);
+      const size_t count = static_cast<size_t>(n_tokens * n_cols);
+      std::vector<float> ref(count);
+      const QuantMatrixView host_view{t.type, table.data(), n_cols, n_rows};
+      ref::embedding_lookup(host_view, ids.data(), n_tokens, ref.data());
+
+      GuardedBuffer dtable(table), dids(ids);
+      GuardedBuffer dout = nan_output(count);
+      cuda::embedding_lookup({t.type, dtable.data(), n_cols, n_rows}, dids.as<int32_t>(), n_tokens, dout.as<float>(),
+                             gpu.stream);
+      gpu.sync();
+      const std::vector<float> got = dout.download<float>(count);
+      size_t mismatches = 0;
+      for (size_t i = 0; i < count; ++i) {
+        const bool both_nan = std::isnan(got[i]) && std::isnan(ref[i]);
+        uint32_t gb, rbits;
+        std::memcpy(&gb, &got[i], 4);
+        std::memcpy(&rbits, &ref[i], 4);
+        if (!both_nan && gb != rbits) ++mismatches;
+      }
+      CHECK(mismatches == 0);
+      CHECK(dout.guards_intact());
+    }
+  }
+  {  // ids outside the table give NaN rows and touch nothing else
+    const uint64_t seed = next_seed();
+    CAPTURE(seed);
+    const int64_t n_cols = 64;
+    const std::vector<float> values = test::random_floats(static_cast<size_t>(n_rows * n_cols), seed);
+    const std::vector<int32_t> ids = {3, -1, static_cast<int32_t>(n_rows), 0, std::numeric_limits<int32_t>::max()};
+    GuardedBuffer dtable(values), dids(ids);
+    GuardedBuffer dout(ids.size() * n_cols * sizeof(float));
+    cuda::embedding_lookup({GgmlType::F32, dtable.data(), n_cols, n_rows}, dids.as<int32_t>(),
+                           static_cast<int64_t>(ids.size()), dout.as<float>(), gpu.stream);
+    gpu.sync();
+    const std::vector<float> got = dout.download<float>(ids.size() * n_cols);
+    for (size_t t = 0; t < ids.size(); ++t) {
+      CAPTURE(t);
+      const bool valid = ids[t] >= 0 && ids[t] < n_rows;
+      for (int64_t e = 0; e < n_cols; ++e) {
+        const float g = got[t * n_cols + e];
+        if (valid)
+          CHECK(g == values[ids[t] * n_cols + e]);
+        else
+          CHECK(std::isnan(g));
+      }
+    }
+    CHECK(dout.guards_intact());
+  }
+  {  // bad arguments are refused
+    CHECK_THROWS_AS(cuda::embedding_lookup({GgmlType::Q4_0, nullptr, 33, 4}, nullptr, 1, nullptr, gpu.stream), Error);
+    CHECK_THROWS_AS(cuda::embedding_lookup({GgmlType::IQ2_XXS, nullptr, 256, 4}, nullptr, 1, nullptr, gpu.stream),
+                    Error);
+  }
+}
+
+TEST_CASE("cuda store_kv writes FP16 rows at pos0 and nothing else") {
+  Gpu gpu;
+  for (int64_t n_tokens : {1, 3, 33}) {
+    for (int64_t row_width : {37, 1024}) {
+      for (int64_t pos0 : {0, 5}) {
+        const uint64_t seed = next_seed();
+        CAPTURE(n_tokens);
+        CAPTURE(row_width);
+        CAPTURE(pos0);
+        CAPTURE(seed);
+        const size_t count = static_cast<size_t>(n_tokens * row_width);
+        std::vector<float> k = test::random_floats(count, seed, -4.0f, 4.0f);
+        std::vector<float> v = test::random_floats(count, seed + 1, -4.0f, 4.0f);
+        // Values at the edges of FP16: overflow to infinity, subnormals, exact ties.
+        k[0] = 70000.0f;
+        v[count - 1] = -1e-6f;
+        if (count > 2) k[count / 2] = 1.0f + 1.0f / 2048.0f;
+        const int64_t capacity = pos0 + n_tokens + 3;
+        GuardedBuffer dk(k), dv(v);
+        GuardedBuffer kc(static_cast<size_t>(capacity * row_width) * 2),
+            vc(static_cast<size_t>(capacity * row_width) * 2);
+        cuda::store_kv(dk.as<float>(), dv.as<float>(), kc.as<__half>(), vc.as<__half>(), n_tokens, pos0, row_width,
+                       gpu.stream);
+        gpu.sync();
+        for (auto [src, cache] : {std::pair{&k, &kc}, std::pair{&v, &vc}}) {
+          const std::vector<uint16_t> got = cache->download<uint16_t>(static_cast<size_t>(capacity * row_width));
+          size_t wrong = 0, touched = 0;
+          for (int64_t r = 0; r < capacity; ++r) {
+            for (int64_t i = 0; i < row_width; ++i) {
+              const uint16_t g = got[r * row_width + i];
+              if (r >= pos0 && r < pos0 + n_tokens)
+                wrong += g != fp32_to_fp16((*src)[(r - pos0) * row_width + i]);
+              else
+                touched += g != 0xA5A5;
+            }
+          }
+          CHECK(wrong == 0);
+          CHECK(touched == 0);
+          CHECK(cache->guards_intact());
+        }
+      }
+    }
+  }
+}
+
+namespace {
+
+enum class Path { AUTO, CHUNKED, DECODE };
+
+struct AttentionData {
+  std::vector<float> q;
+  std::vector<uint16_t> k, v;
+  std::vector<float> ref;
+};
+
+AttentionShape make_shape(int64_t n_q, int64_t n_kv, int64_t n_head, int64_t n_kv_head, int64_t head_dim, bool causal) {
+  return AttentionShape{n_q,      n_kv,
+                        n_head,   n_kv_head,
+                        head_dim, causal ? n_kv - n_q : 0,
+                        causal,   1.0f / std::sqrt(static_cast<float>(head_dim))};
+}
+
+// q in [-6, 6] makes score rows peaky (std ~2 after scaling), so masking, normalisation and max handling matter.
+AttentionData attention_data(const AttentionShape& s, uint64_t seed) {
+  AttentionData d;
+  d.q = test::random_floats(static_cast<size_t>(s.n_q * s.n_head * s.head_dim), seed, -6.0f, 6.0f);
+  const auto kv_count = static_cast<size_t>(s.n_kv * s.n_kv_head * s.head_dim);
+  d.k = to_fp16(test::random_floats(kv_count, seed + 1));
+  d.v = to_fp16(test::random_floats(kv_count, seed + 2));
+  d.ref.resize(d.q.size());
+  ref::attention(s, d.q.data(), d.k.data(), d.v.data(), d.ref.data());
+  return d;
+}
+
+// Runs one path with a guarded scratch of scratch_bytes (0: no scratch) and returns the output.
+std::vector<float> run_attention(Gpu& gpu, const AttentionShape& s, const AttentionData& d, Path path,
+                                 size_t scratch_bytes, int64_t chunk_rows = INT64_MAX) {
+  GuardedBuffer dq(d.q), dk(d.k), dv(d.v);
+  GuardedBuffer dout = nan_output(d.q.size());
+  GuardedBuffer dscratch(std::max<size_t>(scratch_bytes, 1));
+  const cuda::AttentionScratch scratch{scratch_bytes ? dscratch.data() : nullptr, scratch_bytes};
+  const auto* k = dk.as<__half>();
+  const auto* v = dv.as<__half>();
+  switch (path) {
+    case Path::AUTO:
+      cuda::attention(s, dq.as<float>(), k, v, dout.as<float>(), scratch, gpu.cublas, gpu.stream);
+      break;
+    case Path::CHUNKED:
+      cuda::attention_chunked(s, dq.as<float>(), k, v, dout.as<float>(), scratch, chunk_rows, gpu.cublas, gpu.stream);
+      break;
+    case Path::DECODE:
+      cuda::attention_decode(s, dq.as<float>(), k, v, dout.as<float>(), scratch, gpu.stream);
+      break;
+  }
+  gpu.sync();
+  CHECK(dout.guards_intact());
+  CHECK(dscratch.guards_intact());
+  return dout.download<float>(d.q.size());
+}
+
+// Chunked path: q and P are rounded to FP16 (relative 2^-12 each) before the tensor-core GEMMs. A numpy model of
+// exactly that rounding on these data (q in [-6, 6], head_dim 64-128) gives normalised errors of 0.6e-7 .. 2.7e-7;
+// 2e-6 leaves ~7x margin, while a wrong mask, head mapping or normaliser gives > 1e-3.
+constexpr double kChunkedTolerance = 2e-6;
+// Decode path: q stays FP32, K and V are read exactly, accumulation is FP32 with exp2f (2 ulp): ~1e-12 expected.
+constexpr double kDecodeTolerance = 1e-9;
+
+}  // namespace
+
+TEST_CASE("cuda attention matches the reference: GQA, causal, both paths") {
+  Gpu gpu;
+  for (int64_t ratio : {1, 2, 4}) {
+    for (bool causal : {false, true}) {
+      const uint64_t seed = next_seed();
+      CAPTURE(ratio);
+      CAPTURE(causal);
+      CAPTURE(seed);
+      const AttentionShape s = make_shape(33, 300, 2 * ratio, 2, 64, causal);  // causal: q_pos0 = 267
+      const AttentionData d = attention_data(s, seed);
+      CHECK_FALSE(cuda::attention_uses_decode(s));
+      const size_t bytes = cuda::attention_scratch_bytes(s, s.n_q);
+      expect_close(run_attention(gpu, s, d, Path::AUTO, bytes), d.ref, kChunkedTolerance);  // chunked
+      expect_close(run_attention(gpu, s, d, Path::DECODE, 0), d.ref, kDecodeTolerance);     // decode kernel forced
+    }
+  }
+}
+
+TEST_CASE("cuda attention decode: q_pos0 > 0, odd groups, head sizes, KV splits") {
+  Gpu gpu;
+  struct Case {
+    int64_t n_q, n_kv, n_head, n_kv_head, head_dim;
+    bool causal;
+  };
+  const Case cases[] = {
+      {1, 300, 4, 4, 64, true},  {3, 300, 8, 4, 64, true},    {8, 300, 16, 4, 64, true},  {1, 300, 6, 2, 80, true},
+      {5, 37, 24, 2, 128, true}, {7, 301, 16, 2, 128, false}, {1, 5000, 8, 2, 128, true}, {2, 4099, 32, 8, 128, true},
+      {1, 13, 4, 1, 256, true},  {3, 129, 5, 5, 18, true},    {1, 1, 2, 1, 64, true},
+  };
+  for (const Case& c : cases) {
+    const uint64_t seed = next_seed();
+    CAPTURE(c.n_q);
+    CAPTURE(c.n_kv);
+    CAPTURE(c.n_head);
+    CAPTURE(c.n_kv_head);
+    CAPTURE(c.head_dim);
+    CAPTURE(c.causal);
+    CAPTURE(seed);
+    const AttentionShape s = make_shape(c.n_q, c.n_kv, c.n_head, c.n_kv_head, c.head_dim, c.causal);
+    CHECK(cuda::attention_uses_decode(s));
+    const AttentionData d = attention_data(s, seed);
+    const size_t full = cuda::attention_scratch_bytes(s, 1);
+    // No scratch: one block per (query, head tile) over the whole cache. With scratch: split over the KV length.
+    expect_close(run_attention(gpu, s, d, Path::AUTO, 0), d.ref, kDecodeTolerance);
+    expect_close(run_attention(gpu, s, d, Path::AUTO, full), d.ref, kDecodeTolerance);
+    // A scratch too small for the full split count: fewer splits, same answer.
+    expect_close(run_attention(gpu, s, d, Path::DECODE, full / 5), d.ref, kDecodeTolerance);
+  }
+  {  // an odd head_dim takes the chunked path even for one query
+    const AttentionShape s = make_shape(1, 50, 4, 2, 17, true);
+    CHECK_FALSE(cuda::attention_uses_decode(s));
+    const AttentionData d = attention_data(s, next_seed());
+    expect_close(run_attention(gpu, s, d, Path::AUTO, cuda::attention_scratch_bytes(s, 1)), d.ref, kChunkedTolerance);
+    CHECK_THROWS_AS(run_attention(gpu, s, d, Path::DECODE, 0), Error);
+  }
+}
+
+TEST_CASE("cuda attention chunked path: odd shapes") {
+  Gpu gpu;
+  struct Case {
+    int64_t n_q, n_kv, n_head, n_kv_head, head_dim;
+    bool causal;
+    int64_t chunk;
+  };
+  const Case cases[] = {
+      {13, 37, 4, 2, 80, false, 5},
+      {13, 37, 4, 4, 18, true, 4},
+      {9, 9, 3, 1, 64, true, 2},
+      {33, 300, 8, 2, 128, true, 7},
+      {40, 40, 2, 2, 96, true, 40},
+      {33, 1000, 4, 1, 64, false, 16},
+      // Rows longer than 8192 keys leave the register softmax for the two-pass in-place one.
+      {9, 9000, 2, 1, 64, true, 4},
+      {12, 8500, 2, 2, 32, false, 12},
+  };
+  for (const Case& c : cases) {
+    const uint64_t seed = next_seed();
+    CAPTURE(c.n_q);
+    CAPTURE(c.n_kv);
+    CAPTURE(c.n_head);
+    CAPTURE(c.n_kv_head);
+    CAPTURE(c.head_dim);
+    CAPTURE(c.causal);
+    CAPTURE(c.chunk);
+    CAPTURE(seed);
+    const AttentionShape s = make_shape(c.n_q, c.n_kv, c.n_head, c.n_kv_head, c.head_dim, c.causal);
+    const AttentionData d = attention_data(s, seed);
+    // Scratch sized for exactly c.chunk rows: several chunks, each with its own causal key range.
+    const size_t bytes = cuda::attention_scratch_bytes(s, c.chunk);
+    CHECK(cuda::attention_max_chunk(s, bytes) == std::min(c.chunk, c.n_q));
+    expect_close(run_attention(gpu, s, d, Path::CHUNKED, bytes), d.ref, kChunkedTolerance);
+  }
+}
+
+TEST_CASE("cuda attention long chunked case: >= 4 chunks equal one chunk and the reference") {
+  Gpu gpu;
+  for (bool causal : {true, false}) {
+    const uint64_t seed = next_seed();
+    CAPTURE(causal);
+    CAPTURE(seed);
+    // n_q = n_kv = 1100; causal with GQA 2, non-causal without.
+    const AttentionShape s = causal ? make_shape(1100, 1100, 4, 2, 64, true) : make_shape(1100, 1100, 2, 2, 64, false);
+    const AttentionData d = attention_data(s, seed);
+    const size_t small = cuda::attention_scratch_bytes(s, 250);
+    const int64_t max_chunk = cuda::attention_max_chunk(s, small);
+    CHECK(max_chunk == 250);
+    CHECK((s.n_q + max_chunk - 1) / max_chunk >= 4);
+    // The whole score matrix is never allocated: the chunked scratch is well under n_q x n_kv floats per head.
+    CHECK(small < static_cast<size_t>(s.n_q * s.n_kv * s.n_head * 4) / 3);
+    const std::vector<float> chunked = run_attention(gpu, s, d, Path::AUTO, small);
+    const std::vector<float> single = run_attention(gpu, s, d, Path::AUTO, cuda::attention_scratch_bytes(s, s.n_q));
+    expect_close(chunked, d.ref, kChunkedTolerance);
+    expect_close(single, d.ref, kChunkedTolerance);
+    // Both round the same q and P; only the GEMMs' summation order can differ (a flipped FP16 rounding of one P moves
+    // it by 2^-11), so chunked and single-chunk agree far more closely than either agrees with the reference.
+    expect_close(chunked, single, 1e-8);
+  }
+}
+
+TEST_CASE("cuda attention scratch sizing and budget errors") {
+  const AttentionShape s = make_shape(100, 700, 8, 2, 128, true);
+  for (int64_t c : {1, 7, 64, 100}) {
+    CAPTURE(c);
+    const size_t bytes = cuda::attention_scratch_bytes(s, c);
+    CHECK(cuda::attention_max_chunk(s, bytes) == c);
+    CHECK(cuda::attention_max_chunk(s, bytes - 1) == c - 1);
+  }
+  CHECK(cuda::attention_scratch_bytes(s, 1000) == cuda::attention_scratch_bytes(s, 100));  // clamped to n_q
+  CHECK(cuda::attention_max_chunk(s, size_t{1} << 40) == s.n_q);
+
+  Gpu gpu;
+  const AttentionData d = attention_data(s, next_seed());
+  const size_t one_row = cuda::attention_scratch_bytes(s, 1);
+  for (size_t bytes : {size_t{0}, one_row - 1}) {
+    CAPTURE(bytes);
+    try {
+      run_attention(gpu, s, d, Path::AUTO, bytes);
+      FAIL("no BUDGET error for a scratch below one query row");
+    } catch (const Error& e) {
+      CHECK(e.category() == ErrorCategory::BUDGET);
+    }
+  }
+  const AttentionShape bad{4, 10, 6, 4, 64, 0, false, 0.125f};  // 6 heads over 4 KV heads
+  CHECK_THROWS_AS(cuda::attention_scratch_bytes(bad, 1), Error);
+}
