@@ -101,7 +101,8 @@ inline Spread h2d_rate(uint64_t bytes, bool pinned, int runs) {
 struct RunResult {
   Spread step_ms, wall_ms, copy_gbps;
   double copy_bytes = 0;
-  double gpu_compute_ms = 0;
+  double gpu_compute_ms = 0;  // median over the timed steps of the summed GPU layer spans
+  std::vector<double> step_samples, rate_samples;
 };
 
 inline RunResult run_steps(LayerScheduler& s, const SyntheticStack& stack, int64_t n_tokens, int warmup, int runs) {
@@ -118,8 +119,13 @@ inline RunResult run_steps(LayerScheduler& s, const SyntheticStack& stack, int64
     if (st.copy_bytes > 0) rate.push_back(st.copy_gbps());
     compute.push_back(st.gpu_compute_ms);
   }
-  RunResult out{spread_of(step), spread_of(wall), spread_of(rate), static_cast<double>(s.last_step().copy_bytes),
-                spread_of(compute).median};
+  RunResult out{spread_of(step),
+                spread_of(wall),
+                spread_of(rate),
+                static_cast<double>(s.last_step().copy_bytes),
+                spread_of(compute).median,
+                step,
+                rate};
   return out;
 }
 

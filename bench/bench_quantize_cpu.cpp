@@ -170,8 +170,9 @@ int main(int argc, char** argv) {
     std::printf("cpu: %s; build %s%s; %lld weights per type in rows of %lld; median of %d runs after 1 warm-up\n\n",
                 cpu.c_str(), FERRY_GIT_SHA, FERRY_GIT_DIRTY ? " (dirty)" : "", static_cast<long long>(elements),
                 static_cast<long long>(kRow), runs);
-    std::printf("| type | ns/weight wall (median) | wall (min .. max) | ns/weight CPU (median) | CPU (min .. max) | "
-                "normalised RMS error |\n");
+    std::printf(
+        "| type | ns/weight wall (median) | wall (min .. max) | ns/weight CPU (median) | CPU (min .. max) | "
+        "normalised RMS error |\n");
     std::printf("| --- | ---: | ---: | ---: | ---: | ---: |\n");
     const double ns = 1e9 / static_cast<double>(elements);
     for (const Row& r : rows)
@@ -183,12 +184,18 @@ int main(int argc, char** argv) {
       j["benchmark"] = "quantize_cpu_ref";
       j["build"] = {{"git_sha", FERRY_GIT_SHA}, {"git_dirty", FERRY_GIT_DIRTY != 0}, {"compiler", __VERSION__}};
       j["host"] = {{"cpu_model", cpu}, {"hardware_threads", std::thread::hardware_concurrency()}};
-      j["parameters"] = {{"elements", elements}, {"row", kRow},   {"runs", runs},   {"warmup_runs", 1},
-                         {"threads", 1},         {"seed", seed}, {"data", "gaussian sigma 0.02, 0.1% outliers x8"}};
+      j["parameters"] = {{"elements", elements},
+                         {"row", kRow},
+                         {"runs", runs},
+                         {"warmup_runs", 1},
+                         {"threads", 1},
+                         {"seed", seed},
+                         {"data", "gaussian sigma 0.02, 0.1% outliers x8"}};
       for (const Row& r : rows) {
         j["results"].push_back({
             {"type", r.type},
-            {"ns_per_weight_wall", {{"median", r.wall.median * ns}, {"min", r.wall.min * ns}, {"max", r.wall.max * ns}}},
+            {"ns_per_weight_wall",
+             {{"median", r.wall.median * ns}, {"min", r.wall.min * ns}, {"max", r.wall.max * ns}}},
             {"ns_per_weight_cpu", {{"median", r.cpu.median * ns}, {"min", r.cpu.min * ns}, {"max", r.cpu.max * ns}}},
             {"normalised_rms_error", r.error},
         });

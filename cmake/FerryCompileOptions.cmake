@@ -2,7 +2,7 @@
 add_library(ferry_options INTERFACE)
 target_compile_options(ferry_options INTERFACE
   $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wno-missing-field-initializers>
-  $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20 --expt-relaxed-constexpr -Xcompiler=-Wall>)
+  $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -Xcompiler=-Wall>)
 if(FERRY_HAVE_CUDA)
   target_compile_definitions(ferry_options INTERFACE FERRY_HAVE_CUDA=1)
 endif()

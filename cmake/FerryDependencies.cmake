@@ -19,8 +19,13 @@ if(NOT FERRY_CUDA STREQUAL "OFF")
     endif()
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
-    # C++20 for CUDA sources is passed as a flag (ferry_options) rather than CMAKE_CUDA_STANDARD: CMake 3.25, Debian
-    # 12's, does not know the CUDA20 dialect for nvcc and refuses to configure.
+    # CMake 3.25 (Debian 12's) knows nvcc's flags only up to C++17; nvcc 12+ takes -std=c++20, so tell it.
+    if(NOT DEFINED CMAKE_CUDA20_STANDARD_COMPILE_OPTION OR CMAKE_CUDA20_STANDARD_COMPILE_OPTION STREQUAL "")
+      set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+      set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+    endif()
+    set(CMAKE_CUDA_STANDARD 20)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
     set(FERRY_HAVE_CUDA ON)
   elseif(FERRY_CUDA STREQUAL "ON")
     message(FATAL_ERROR "FERRY_CUDA=ON but no CUDA compiler was found")

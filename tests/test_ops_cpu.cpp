@@ -10,6 +10,7 @@
 // pool of all matmul cases.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
@@ -71,7 +72,7 @@ class Guarded {
   explicit Guarded(size_t n) : m_n(n), m_buf(n + 2 * kGuard, bits_to_float(kCanaryBits)) {
     for (size_t i = 0; i < n; ++i) data()[i] = std::nanf("");
   }
-  Guarded(const std::vector<float>& init) : Guarded(init.size()) { std::copy(init.begin(), init.end(), data()); }
+  explicit Guarded(const std::vector<float>& init) : Guarded(init.size()) { std::copy(init.begin(), init.end(), data()); }
   float* data() { return m_buf.data() + kGuard; }
   const float* data() const { return m_buf.data() + kGuard; }
   size_t size() const { return m_n; }

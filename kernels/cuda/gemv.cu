@@ -11,13 +11,19 @@
 // - A warp owns 2 rows and walks them together: every staged x value it loads from shared memory feeds both rows.
 //   A CTA has 8 warps (16 rows); the grid is N / 16 CTAs, so the scheduler balances the tail, not a fixed split.
 // - x[0:T, K-segment] is staged once per CTA in shared memory as float (swizzled so the lanes' 16-byte reads are
-//   bank-conflict free); K is cut into segments only when T·K floats exceed 64 KiB.
-// - Lane work unit = ~4 bytes of quants of one block (gemv_units.cuh): the 32 lanes of a warp cover 144-840
-//   consecutive bytes of the row, so a warp-wide 32-bit load touches 2-7 cache lines even though most blocks are only
-//   2-byte aligned; a lane loads 2-4 units of both rows before decoding any (loads in flight hide DRAM latency).
-// - Quants become floats by bit operations (no I2F), scales are decoded per unit in registers, the dot product
-//   accumulates in FP32 (acc[2 rows][T] registers), and one warp-shuffle reduction per row and token ends it.
-//
+//   bank-conflict free); K is cut into segments only when T·K floats exceed 56 KiB.
+// - The 16 rows' quantized bytes stream through a 4-deep ring of shared-memory slots, one chunk (~600 B per row) per
+//   slot, filled with 16-byte cp.async from the 16-byte-aligned pieces that cover each row's chunk (the 18-, 34- and
+//   210-byte blocks are only 2-byte aligned, so lanes cannot read them with wide loads directly). DRAM sees
+//   coalesced 16-byte reads and three chunks per CTA stay in flight however long the decode takes; the decode
+//   reads shared memory at a few cycles' latency. (A first version read the blocks from global memory with 2- and
+//   4-byte loads per lane: 16-46% of copy bandwidth, latency-bound; F16 rows, read as 16-byte vectors, reached 80%.)
+// - Lane work unit = ~4 bytes of quants of one block (gemv_units.cuh): a warp's lanes read a few hundred
+//   consecutive staged bytes per step (few bank conflicts). Quants become floats by bit operations (no I2F), and
+//   the group scale is applied once per 4 weights: acc += sc · Σ q·x (- mn · Σ x), FP32 throughout (acc[2][T]
+//   registers); one warp-shuffle reduction per row and token ends it.
+// - F16 / BF16 / F32 weights take a simpler kernel (gemv_float.cu): each lane reads 16-byte vectors of its rows
+//   straight from global memory.
 // Invariants. K is a multiple of the block size (8 for F32/F16/BF16); W rows are consecutive; x is [T, K] float32,
 // y is [T, N] float32 and every y element is written exactly once (no atomics, no pre-zeroing); results do not depend
 // on the launch configuration. Nothing allocates or synchronises.
@@ -25,7 +31,7 @@
 
 #include "ferry/error.hpp"
 #include "ferry/kernels/cuda/matmul.cuh"
-#include "gemv_kernel.cuh"
+#include "gemv_common.cuh"
 
 namespace ferry::cuda {
 

@@ -1,7 +1,8 @@
 // The quantized GEMV kernel template and its launcher (design note: gemv.cu). Instantiated per type family in
-// gemv_q32.cu, gemv_k.cu and gemv_float.cu so no translation unit carries all 64 kernels.
+// gemv_q32.cu and gemv_k.cu so no translation unit carries all 48 kernels.
 #pragma once
 
+#include <cuda_pipeline_primitives.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -9,48 +10,63 @@
 
 #include "ferry/kernels/cuda/check.cuh"
 #include "ferry/kernels/matrix.hpp"
+#include "gemv_common.cuh"
 #include "gemv_units.cuh"
 
 namespace ferry::cuda::detail {
 
-inline constexpr int kGemvWarps = 8;       // warps per CTA
-inline constexpr int kGemvRowsPerWarp = 2;  // rows a warp computes together, sharing every x load
-inline constexpr int kGemvThreads = 32 * kGemvWarps;
-inline constexpr int kGemvRowsPerCta = kGemvWarps * kGemvRowsPerWarp;
-// Shared memory for the staged activations. x is staged once per CTA and K segment; 64 KiB holds all of x for T = 1
-// up to K = 16384 (every shape in the benchmark), and still lets three CTAs share an SM.
-inline constexpr int kGemvSmemBytes = 64 * 1024;
+inline constexpr int kGemvStages = 4;  // chunks in flight: 3 being fetched while one is decoded
+// Shared memory for staged x: all of x for T = 1 up to K = 14336 (every benchmark shape), so x is staged once.
+inline constexpr int kGemvXBytes = 56 * 1024;
 
-// Float4 index swizzle of the staged x: XOR bit 2 with bit 3. Lanes of the 32-element types read float4 s and 4 + s
-// of blocks b and b + 1 (quarter-warp = two blocks); without the swizzle both blocks' reads hit the same 16 banks.
-// For lanes that read 8 consecutive float4s (K-quants, float types) it is a permutation inside the 8: still
-// conflict-free. Rows are padded to a multiple of 8 float4s so the swizzle stays inside the row.
-__device__ __forceinline__ int x_swizzle(int f4) { return f4 ^ ((f4 >> 1) & 4); }
-__host__ __device__ inline int64_t gemv_x_row_f4(int64_t seg_len) { return (seg_len / 4 + 7) / 8 * 8; }
+// Stage geometry of one type: a chunk of kChunk elements of one row is kChunkBytes contiguous bytes starting at any
+// 2-byte boundary; it is fetched as the 16-byte-aligned pieces that cover it (kPieces at most) into a slot that keeps
+// the global address modulo 16, so a block's alignment in shared memory equals its alignment in global memory.
+template <class U>
+struct GemvStage {
+  static constexpr int kChunkBytes = U::kChunk / U::kQK * U::kBytes;
+  static constexpr int kPieces = (kChunkBytes + 30 + 15) / 16;
+  static constexpr int kSlot = kPieces * 16;
+  static constexpr int kStageBytes = kGemvRowsPerCta * kSlot;
+};
 
-// One CTA computes kGemvRowsPerCta consecutive rows; warp w rows row0 + 2w, +1. For each K segment the CTA stages
-// x[0:T, seg] in shared memory (float, swizzled), then each lane walks units lane, lane + 32, ... of the segment:
-// it loads kUnroll units of both rows into registers first (bytes in flight), then decodes each to kE floats and
-// accumulates against the staged x for every token. A warp-shuffle reduction ends each row.
+// One 16-byte piece of weights into shared memory: asynchronously when it lies inside [lo, hi) (the matrix), else
+// the bytes that do, 2 at a time (only at the first and last bytes of a matrix that is not 16-byte aligned).
+__device__ __forceinline__ void fetch_piece(uint8_t* dst, const uint8_t* src, const uint8_t* lo, const uint8_t* hi) {
+  if (src >= lo && src + 16 <= hi) {
+    __pipeline_memcpy_async(dst, src, 16);
+  } else {
+    for (int i = 0; i < 16; i += 2)
+      if (src + i >= lo && src + i < hi) *reinterpret_cast<uint16_t*>(dst + i) = ldg_u16(src + i);
+  }
+}
+
+// One CTA computes kGemvRowsPerCta consecutive rows (warp w: rows 2w, 2w + 1). x[0:T, K-segment] is staged in shared
+// memory (float, swizzled); the rows' blocks stream through a kGemvStages-deep ring of shared-memory slots filled by
+// 16-byte cp.async, so DRAM sees coalesced wide reads and always has 3 chunks (~28 KB per CTA) in flight, whatever
+// the decode costs. Each lane decodes units lane, lane + 32, ... of a chunk for both rows and accumulates
+// sc · Σ q·x (- mn · Σ x) per group for every token.
 template <GgmlType kType, int kT>
 __global__ void __launch_bounds__(kGemvThreads)
     quant_gemv_kernel(const uint8_t* __restrict__ w, int64_t row_bytes, int64_t n_rows, int64_t n_cols,
                       const float* __restrict__ x, int n_tok, float* __restrict__ y, int64_t seg_len, bool w_aligned,
                       bool x_vec) {
   using U = GemvUnit<kType>;
+  using G = GemvStage<U>;
   constexpr int kRW = kGemvRowsPerWarp;
-  extern __shared__ float4 xs[];
-  const int lane = threadIdx.x % 32;
-  const int64_t row0 = (static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32) * kRW;
+  constexpr int kS = kGemvStages;
+  extern __shared__ float4 smem4[];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t cta_row0 = static_cast<int64_t>(blockIdx.x) * kGemvRowsPerCta;
+  const int64_t row0 = cta_row0 + warp * kRW;
   const int64_t x_row_f4 = gemv_x_row_f4(seg_len);
+  float4* xs = smem4;
+  uint8_t* slots = reinterpret_cast<uint8_t*>(smem4 + n_tok * x_row_f4);
+  const uint8_t* w_end = w + n_rows * row_bytes;
 
-  const uint8_t* rows[kRW];
   bool valid[kRW];
 #pragma unroll
-  for (int r = 0; r < kRW; ++r) {
-    valid[r] = row0 + r < n_rows;
-    rows[r] = w + (valid[r] ? row0 + r : 0) * row_bytes;
-  }
+  for (int r = 0; r < kRW; ++r) valid[r] = row0 + r < n_rows;
   float acc[kRW][kT];
 #pragma unroll
   for (int r = 0; r < kRW; ++r)
@@ -59,55 +75,54 @@ __global__ void __launch_bounds__(kGemvThreads)
 
   for (int64_t s0 = 0; s0 < n_cols; s0 += seg_len) {
     const int len = static_cast<int>(min(seg_len, n_cols - s0));
-    if (s0 > 0) __syncthreads();  // every warp is done with the previous segment
-    for (int t = 0; t < n_tok; ++t) {
-      float4* dst = xs + t * x_row_f4;
-      const float* src = x + t * n_cols + s0;
-      if (x_vec) {
-        for (int i = threadIdx.x; i < len / 4; i += kGemvThreads)
-          dst[x_swizzle(i)] = __ldg(reinterpret_cast<const float4*>(src) + i);
-      } else {
-        for (int i = threadIdx.x; i < len / 4; i += kGemvThreads)
-          dst[x_swizzle(i)] = make_float4(src[4 * i], src[4 * i + 1], src[4 * i + 2], src[4 * i + 3]);
-      }
-    }
-    __syncthreads();
-    if (!valid[0]) continue;  // the last CTA's spare warps still take part in the barriers
-
-    const int units = len / U::kQK * U::kParts;
-    const int64_t blk0 = s0 / U::kQK;
-    for (int u0 = 0; u0 < units; u0 += 32 * U::kUnroll) {
-      typename U::Raw raw[U::kUnroll][kRW];
-#pragma unroll
-      for (int k = 0; k < U::kUnroll; ++k) {
-        const int unit = u0 + 32 * k + lane;
-        if (unit < units) {
-#pragma unroll
-          for (int r = 0; r < kRW; ++r)
-            if (valid[r])
-              raw[k][r] = U::load(rows[r] + (blk0 + unit / U::kParts) * U::kBytes, unit % U::kParts, w_aligned);
+    const int n_chunks = (len + U::kChunk - 1) / U::kChunk;
+    // Fetch chunk c of this segment (all rows of the CTA) into ring slot c % kS.
+    auto issue = [&](int c) {
+      if (c < n_chunks) {
+        const int64_t byte0 = (s0 + static_cast<int64_t>(c) * U::kChunk) / U::kQK * U::kBytes;
+        const int cb = min(U::kChunk, len - c * U::kChunk) / U::kQK * U::kBytes;
+        uint8_t* stage = slots + (c % kS) * G::kStageBytes;
+        for (int i = threadIdx.x; i < kGemvRowsPerCta * G::kPieces; i += kGemvThreads) {
+          const int r = i / G::kPieces, p = i % G::kPieces;
+          if (cta_row0 + r >= n_rows) continue;
+          const uint8_t* start = w + (cta_row0 + r) * row_bytes + byte0;
+          const uint8_t* src =
+              reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(start) & ~uintptr_t{15}) + 16 * p;
+          if (src < start + cb) fetch_piece(stage + r * G::kSlot + 16 * p, src, w, w_end);
         }
       }
+      __pipeline_commit();  // an empty group past the end keeps the wait count below uniform
+    };
+
+    __syncthreads();  // every warp is done with the previous segment's x and slots
+    for (int c = 0; c < kS - 1; ++c) issue(c);
+    stage_x(xs, x, n_tok, n_cols, s0, len, x_row_f4, x_vec);
+
+    for (int c = 0; c < n_chunks; ++c) {
+      __pipeline_wait_prior(kS - 2);  // this thread's pieces of chunk c have landed
+      __syncthreads();                // everyone's have, and everyone is done with chunk c - 1's slot
+      issue(c + kS - 1);              // refills the slot chunk c - 1 used
+      if (!valid[0]) continue;
+
+      const int clen = min(U::kChunk, len - c * U::kChunk);
+      const int units = clen / U::kQK * U::kParts;
+      const int64_t byte0 = (s0 + static_cast<int64_t>(c) * U::kChunk) / U::kQK * U::kBytes;
+      const int blk_x0 = c * (U::kChunk / U::kQK);  // first block of the chunk, counted from the segment start
+      const uint8_t* base[kRW];
 #pragma unroll
-      for (int k = 0; k < U::kUnroll; ++k) {
-        const int unit = u0 + 32 * k + lane;
-        if (unit >= units) break;
+      for (int r = 0; r < kRW; ++r) {
+        const auto start = reinterpret_cast<uintptr_t>(w + (valid[r] ? row0 + r : row0) * row_bytes + byte0);
+        base[r] = slots + (c % kS) * G::kStageBytes + (warp * kRW + r) * G::kSlot + (start & 15u);
+      }
+#pragma unroll 2
+      for (int unit = lane; unit < units; unit += 32) {
         const int blk = unit / U::kParts, part = unit % U::kParts;
-        float wv[kRW][U::kE];
+        float q[kRW][U::kE], sc[kRW][U::kE / 4], mn[kRW][U::kE / 4];
 #pragma unroll
-        for (int r = 0; r < kRW; ++r)
-          if (valid[r]) U::decode(raw[k][r], part, wv[r]);
-        int swap = 0;
-        if constexpr (U::kSwapHalves) {
-          swap = (unit >> 2) & 1;
-#pragma unroll
-          for (int r = 0; r < kRW; ++r)
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              const float a = wv[r][i], b = wv[r][4 + i];
-              wv[r][i] = swap ? b : a;
-              wv[r][4 + i] = swap ? a : b;
-            }
+        for (int r = 0; r < kRW; ++r) {
+          if (!valid[r]) continue;
+          const typename U::Raw raw = U::load(base[r] + blk * U::kBytes, part, w_aligned);
+          U::decode(raw, part, q[r], sc[r], mn[r]);
         }
 #pragma unroll
         for (int t = 0; t < kT; ++t) {
@@ -115,47 +130,40 @@ __global__ void __launch_bounds__(kGemvThreads)
           const float4* xt = xs + t * x_row_f4;
 #pragma unroll
           for (int j = 0; j < U::kE / 4; ++j) {
-            const float4 xv = xt[x_swizzle((blk * U::kQK + U::x_off(part, j ^ swap)) / 4)];
+            const float4 xv = xt[x_swizzle(((blk_x0 + blk) * U::kQK + U::x_off(part, j)) / 4)];
+            const float xsum = U::kHasMin ? (xv.x + xv.y) + (xv.z + xv.w) : 0.0f;
 #pragma unroll
             for (int r = 0; r < kRW; ++r) {
-              float a = acc[r][t];
-              a = fmaf(wv[r][4 * j], xv.x, a);
-              a = fmaf(wv[r][4 * j + 1], xv.y, a);
-              a = fmaf(wv[r][4 * j + 2], xv.z, a);
-              a = fmaf(wv[r][4 * j + 3], xv.w, a);
-              acc[r][t] = a;
+              float s = q[r][4 * j] * xv.x;
+              s = fmaf(q[r][4 * j + 1], xv.y, s);
+              s = fmaf(q[r][4 * j + 2], xv.z, s);
+              s = fmaf(q[r][4 * j + 3], xv.w, s);
+              acc[r][t] = fmaf(sc[r][j], s, acc[r][t]);
+              if constexpr (U::kHasMin) acc[r][t] = fmaf(-mn[r][j], xsum, acc[r][t]);
             }
           }
         }
       }
     }
   }
-
-#pragma unroll
-  for (int r = 0; r < kRW; ++r) {
-#pragma unroll
-    for (int t = 0; t < kT; ++t) {
-      float v = acc[r][t];
-#pragma unroll
-      for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0 && valid[r] && t < n_tok) y[t * n_rows + row0 + r] = v;
-    }
-  }
+  __pipeline_wait_prior(0);
+  gemv_reduce_store<kRW, kT>(acc, valid, row0, n_tok, n_rows, y);
 }
 
 template <GgmlType kType, int kT>
 void launch_quant_gemv_t(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,
                          cudaStream_t stream) {
   using U = GemvUnit<kType>;
-  constexpr int kFloats = kGemvSmemBytes / 4;
-  // Segment: all of K if it fits, else the largest multiple of 256 elements (every block size divides it).
-  const int64_t cap = std::max<int64_t>(256, kFloats / n_tok / 256 * 256);
+  using G = GemvStage<U>;
+  // Segment: all of K if x fits, else the largest multiple of 256 elements (every block size divides it) that does.
+  const int64_t cap = std::max<int64_t>(256, kGemvXBytes / 4 / n_tok / 256 * 256);
   const int64_t seg_len = std::min<int64_t>(w.n_cols, cap);
-  const size_t smem = static_cast<size_t>(n_tok) * gemv_x_row_f4(seg_len) * 16;
+  const size_t smem =
+      static_cast<size_t>(n_tok) * gemv_x_row_f4(seg_len) * 16 + static_cast<size_t>(kGemvStages) * G::kStageBytes;
   // Opting in to more than 48 KiB of dynamic shared memory is per kernel; once per process (ferry drives one GPU).
   static const bool configured = [] {
     FERRY_CUDA_CHECK(cudaFuncSetAttribute(quant_gemv_kernel<kType, kT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          kGemvSmemBytes));
+                                          kGemvXBytes + kGemvStages * G::kStageBytes + 1024));
     return true;
   }();
   (void)configured;
@@ -177,13 +185,5 @@ void launch_quant_gemv(const QuantMatrixView& w, int64_t row_bytes, const float*
   if (n_tok <= 4) return launch_quant_gemv_t<kType, 4>(w, row_bytes, x, n_tok, y, stream);
   return launch_quant_gemv_t<kType, 8>(w, row_bytes, x, n_tok, y, stream);
 }
-
-// Defined in the family files; each returns false for a type outside its family.
-bool launch_gemv_q32(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,
-                     cudaStream_t stream);
-bool launch_gemv_k(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,
-                   cudaStream_t stream);
-bool launch_gemv_float(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,
-                       cudaStream_t stream);
 
 }  // namespace ferry::cuda::detail

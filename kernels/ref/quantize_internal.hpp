@@ -3,38 +3,46 @@
 // quantized from many threads at once.
 //
 // Speed: `ferry make-model` quantizes multi-GB models with these, so the hot loops (one pass over a group of 16 or 32
-// values per candidate scale) are written for the compiler's vectorizer: float arithmetic only, branch-free clamps and
-// rounding, group lengths known at compile time, and sums formed as one term per element reduced by a fixed pairwise
-// tree (tree_sum). Results therefore depend on neither the vector width the compiler picks nor the thread count: the
-// same inputs give the same bytes.
+// values per candidate scale) are written for the compiler's vectorizer: branch-free rounding and clamps, group lengths
+// known at compile time, and sums formed as one term per element reduced by a fixed pairwise tree (tree_sum). Results
+// therefore depend on neither the vector width the compiler picks nor the optimization level nor the thread count:
+// the same inputs give the same bytes (checked at -O0, -O2, -O3 and -march=native).
 #pragma once
 
+#include <algorithm>
+#include <bit>
 #include <cstdint>
+#include <utility>
 
 #include "ferry/kernels/block_layouts.hpp"
 
 namespace ferry::ref::detail {
 
-// The nearest integer code to v in [lo, hi] (integer bounds), as a float, ties to even: v + 1.5 * 2^23 has an ulp of 1,
-// so that addition does the rounding (no libm call; vectorizable). Exact for |v| < 2^22; larger values, infinities and
-// NaN (0 * inf from a vanishing scale) come out beyond the code range or NaN, which the clamp sends to the right end
-// (NaN to lo). Rounding before clamping matters for speed, not only range: with constant bounds, clamp-then-round lets
-// the compiler fold the rounding of a bound into a branch, and the loop no longer vectorizes.
-inline float nearest_code(float v, float lo, float hi) {
+// The nearest integer code to v in [lo, hi], ties to even. v + 1.5 * 2^23 has an ulp of 1, so that float addition
+// does the rounding, and for |v| < 2^22 the sum's bit pattern minus the constant's is the rounded integer; beyond that,
+// and for infinities, the bit pattern is still monotonic in v, so the clamp gives the right end. No libm call, no
+// branch: the clamp is on integers, which the compiler always turns into min/max instructions (a float clamp must keep
+// NaN semantics, and with constant bounds it can end up as branches that stop the loop from vectorizing). NaN (0 * inf
+// from a vanishing scale) gives some code in [lo, hi], deterministically.
+inline int nearest_code(float v, int lo, int hi) {
   constexpr float kMagic = 12582912.0f;
-  float q = (v + kMagic) - kMagic;
-  q = q > lo ? q : lo;
-  return q < hi ? q : hi;
+  constexpr int32_t kMagicBits = 0x4b400000;
+  const int32_t q = std::bit_cast<int32_t>(v + kMagic) - kMagicBits;
+  return std::min(std::max(q, lo), hi);
 }
 
 // Sum of t[0..N) (N a power of two) as a fixed pairwise tree, overwriting t. The hot loops write one term per element
-// into t (a plain element-wise loop the compiler vectorizes) and reduce it here, whose order never changes.
+// into t (a plain element-wise loop the compiler vectorizes) and reduce it here, whose order never changes. One level
+// per template instance, so every loop has a constant trip count and vectorizes at -O2 too.
 template <int N>
 inline float tree_sum(float* t) {
-  static_assert(N > 0 && (N & (N - 1)) == 0, "tree_sum needs a power of two");
-  for (int s = N / 2; s >= 1; s /= 2)
-    for (int i = 0; i < s; ++i) t[i] += t[i + s];
-  return t[0];
+  static_assert(N >= 2 && (N & (N - 1)) == 0, "tree_sum needs a power of two");
+  if constexpr (N == 2) {
+    return t[0] + t[1];
+  } else {
+    for (int i = 0; i < N / 2; ++i) t[i] += t[i + N / 2];
+    return tree_sum<N / 2>(t);
+  }
 }
 
 // Rounds a block's float scale to half; throws INVALID_ARGUMENT naming the type and block when it overflows the half
@@ -42,9 +50,9 @@ inline float tree_sum(float* t) {
 uint16_t scale_to_half(float scale, const char* type_name, int64_t block_index);
 
 // Weighted least-squares fit of x ~ scale * q + offset with offset <= 0 (the K-quants store -offset as an unsigned
-// "min"). q[i] in [0, nmax]; N values (16 or 32, instantiated in quantize_search.cpp). Tries a few candidate scales around nmax / (max - min), solves the
-// weighted least-squares scale and offset for each one's rounding, keeps the least weighted squared error, then
-// re-rounds against the best fit until the error stops falling.
+// "min"). q[i] in [0, nmax]; N values (16 or 32, instantiated in quantize_search.cpp). Tries a few candidate scales
+// around nmax / (max - min), solves the weighted least-squares scale and offset for each one's rounding, keeps the
+// least weighted squared error, then re-rounds against the best fit until the error stops falling.
 struct AffineFit {
   float scale;   // >= 0
   float offset;  // <= 0
@@ -62,15 +70,19 @@ template <int N>
 float fit_codebook(const float* x, const float* w);
 
 // The IQ4_NL codebook value nearest to v (v already divided by the scale; ties go to the lower value), as a float, in
-// branch-free vectorizable arithmetic: the first value plus every gap whose midpoint v exceeds.
-inline float snap_iq4nl(float v) {
-  float y = static_cast<float>(kIq4nlValues[0]);
-  for (int k = 0; k < 15; ++k) {
-    const float lo = static_cast<float>(kIq4nlValues[k]), hi = static_cast<float>(kIq4nlValues[k + 1]);
-    y += v > 0.5f * (lo + hi) ? hi - lo : 0.0f;  // codebook values are small integers: every sum here is exact
-  }
-  return y;
+// branch-free vectorizable arithmetic: the first value plus every gap whose midpoint v exceeds. Codebook values are
+// small integers, so every sum here is exact. The 15 gaps are a fold, not a loop, so the element loops around this
+// vectorize at -O2 too (which does not unroll an inner loop).
+template <int K>
+inline float iq4nl_gap_below(float v) {
+  constexpr auto lo = static_cast<float>(kIq4nlValues[K]), hi = static_cast<float>(kIq4nlValues[K + 1]);
+  return v > 0.5f * (lo + hi) ? hi - lo : 0.0f;
 }
+template <int... K>
+inline float iq4nl_snap_fold(float v, std::integer_sequence<int, K...>) {
+  return (static_cast<float>(kIq4nlValues[0]) + ... + iq4nl_gap_below<K>(v));
+}
+inline float snap_iq4nl(float v) { return iq4nl_snap_fold(v, std::make_integer_sequence<int, 15>{}); }
 
 // Index of the codebook value nearest to v (same choice as snap_iq4nl).
 int nearest_iq4nl(float v);

@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    const int status = app.exit(e);  // prints help, the version, or the usage error
+    return status == 0 ? 0 : 2;
   }
   try {
     for (auto& [sub, action] : commands)

@@ -9,9 +9,9 @@ bool probe_gpu(std::string* reason) {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess) {
-    *reason =
-        std::string("cudaGetDeviceCount failed: ") + cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + "))";
-    cudaGetLastError();  // clear the sticky-free error so later calls do not report it again
+    *reason = std::string("no usable CUDA device (cudaGetDeviceCount failed: ") + cudaGetErrorName(status) + ", " +
+              cudaGetErrorString(status) + ")";
+    cudaGetLastError();  // clear the (non-sticky) error so later calls do not report it again
     return false;
   }
   if (count == 0) {
