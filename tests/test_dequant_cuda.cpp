@@ -137,9 +137,8 @@ TEST_CASE("dequantize refuses unsupported types and partial blocks") {
         ErrorCategory::UNSUPPORTED);
   CHECK(category_of([&] { cuda::dequantize_fp16(GgmlType::Q4_0, src.get(), dst.get<__half>(), 48, stream); }) ==
         ErrorCategory::INVALID_ARGUMENT);
-  CHECK(category_of([&] {
-          cuda::dequantize_bf16(GgmlType::Q6_K, src.get(), dst.get<__nv_bfloat16>(), 300, stream);
-        }) == ErrorCategory::INVALID_ARGUMENT);
+  CHECK(category_of([&] { cuda::dequantize_bf16(GgmlType::Q6_K, src.get(), dst.get<__nv_bfloat16>(), 300, stream); }) ==
+        ErrorCategory::INVALID_ARGUMENT);
   stream.sync();
   CHECK(dst.guards_intact());
   // Zero elements is a no-op, not an error.

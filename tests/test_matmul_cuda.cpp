@@ -34,9 +34,9 @@ constexpr double kGemvTolerance = 1e-8;
 constexpr double kGemmTolerance = 1e-6;
 constexpr double kGemmRoundedTolerance = 1e-8;
 
-const GgmlType kGemvTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,   GgmlType::Q5_1,   GgmlType::Q8_0,
-                               GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K,   GgmlType::Q5_K,   GgmlType::Q6_K,
-                               GgmlType::IQ4_NL, GgmlType::IQ4_XS, GgmlType::F16, GgmlType::BF16, GgmlType::F32};
+const GgmlType kGemvTypes[] = {GgmlType::Q4_0,   GgmlType::Q4_1,   GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
+                               GgmlType::Q2_K,   GgmlType::Q3_K,   GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+                               GgmlType::IQ4_NL, GgmlType::IQ4_XS, GgmlType::F16,  GgmlType::BF16, GgmlType::F32};
 
 class Cublas {
  public:
@@ -50,9 +50,7 @@ class Cublas {
   cublasHandle_t m_handle = nullptr;
 };
 
-bool is_float_type(GgmlType type) {
-  return type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16;
-}
+bool is_float_type(GgmlType type) { return type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16; }
 
 // Weights for a product test: random blocks for quantized types, Gaussian values for float types (random bit
 // patterns would overflow FP16 on the GEMM path).
@@ -78,8 +76,14 @@ struct Operands {
   std::vector<float> x;
   GuardedBuffer d_w, d_x;
   Operands(GgmlType type_, int64_t n_, int64_t k_, int64_t t_, uint64_t seed)
-      : type(type_), n(n_), k(k_), t(t_), w(make_weights(type_, n_, k_, seed)),
-        x(random_floats(static_cast<size_t>(t_ * k_), seed + 7)), d_w(w.size()), d_x(x.size() * 4) {
+      : type(type_),
+        n(n_),
+        k(k_),
+        t(t_),
+        w(make_weights(type_, n_, k_, seed)),
+        x(random_floats(static_cast<size_t>(t_ * k_), seed + 7)),
+        d_w(w.size()),
+        d_x(x.size() * 4) {
     d_w.upload(w.data(), w.size());
     d_x.upload(x.data(), x.size() * 4);
   }
@@ -114,7 +118,8 @@ struct Scratch {
   GuardedBuffer weight, act, workspace;
   cuda::GemmScratch view;
   Scratch(int64_t weight_rows, int64_t k, int64_t t)
-      : weight(static_cast<size_t>(weight_rows * k) * 2), act(static_cast<size_t>(t * k) * 2),
+      : weight(static_cast<size_t>(weight_rows * k) * 2),
+        act(static_cast<size_t>(t * k) * 2),
         workspace(cuda::kGemmWorkspaceBytes) {
     view.weight = weight.get<__half>();
     view.weight_elems = static_cast<size_t>(weight_rows * k);
@@ -201,8 +206,8 @@ TEST_CASE("dequant_gemm matches ref::matmul within FP16 rounding, T = 9, 33, 512
     int64_t t, n, k_blocks;
     bool all_types;
   };
-  const Case cases[] = {{9, 13, 3, true}, {9, 301, 4, true}, {33, 7, 2, false}, {33, 130, 8, false},
-                        {512, 301, 4, false}};
+  const Case cases[] = {
+      {9, 13, 3, true}, {9, 301, 4, true}, {33, 7, 2, false}, {33, 130, 8, false}, {512, 301, 4, false}};
   for (const Case& c : cases) {
     for (GgmlType type : kGemvTypes) {
       const bool common = type == GgmlType::Q4_0 || type == GgmlType::Q4_K || type == GgmlType::Q6_K ||
@@ -232,9 +237,9 @@ TEST_CASE("dequant_gemm with a scratch of several tiles equals the one-tile resu
       const Operands op(type, 200, 1024, t, 4242 + t + static_cast<uint64_t>(type));
       INFO("type ", type_label(type), ", T = ", t);
       const auto one = run_gemm(op, op.n, stream, cublas);
-      const auto four = run_gemm(op, 64, stream, cublas);    // tiles of 64, 64, 64, 8 rows
-      const auto two = run_gemm(op, 130, stream, cublas);    // rounded down to 128: tiles of 128, 72 rows
-      const auto odd = run_gemm(op, 199, stream, cublas);    // 192 + 8
+      const auto four = run_gemm(op, 64, stream, cublas);  // tiles of 64, 64, 64, 8 rows
+      const auto two = run_gemm(op, 130, stream, cublas);  // rounded down to 128: tiles of 128, 72 rows
+      const auto odd = run_gemm(op, 199, stream, cublas);  // 192 + 8
       CHECK(std::memcmp(one.data(), four.data(), one.size() * 4) == 0);
       CHECK(std::memcmp(one.data(), two.data(), one.size() * 4) == 0);
       CHECK(std::memcmp(one.data(), odd.data(), one.size() * 4) == 0);
@@ -283,12 +288,10 @@ TEST_CASE("dequant_gemm refuses scratch below one tile with BUDGET") {
   CHECK(d_y.guards_intact());
   const auto untouched = d_y.download<uint8_t>();
   CHECK(untouched[0] == GuardedBuffer::kCanary);  // nothing was enqueued before the check
+  CHECK(category_of([&] { cuda::quant_gemv(big.device_view(), big.d_x.get<float>(), 9, d_y.get<float>(), stream); }) ==
+        ErrorCategory::INVALID_ARGUMENT);
   CHECK(category_of([&] {
-          cuda::quant_gemv(big.device_view(), big.d_x.get<float>(), 9, d_y.get<float>(), stream);
-        }) == ErrorCategory::INVALID_ARGUMENT);
-  CHECK(category_of([&] {
-          cuda::quant_gemv({GgmlType::Q8_1, big.d_w.get(), 256, 10}, big.d_x.get<float>(), 1, d_y.get<float>(),
-                           stream);
+          cuda::quant_gemv({GgmlType::Q8_1, big.d_w.get(), 256, 10}, big.d_x.get<float>(), 1, d_y.get<float>(), stream);
         }) == ErrorCategory::UNSUPPORTED);
 }
 

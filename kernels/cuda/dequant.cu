@@ -54,8 +54,8 @@ void convert_f32_to_fp16(const float* src, __half* dst, int64_t n, cudaStream_t 
 void check_source_alignment(GgmlType type, const void* src, const char* what) {
   const uintptr_t need = type == GgmlType::F32 ? 4 : 2;
   if (reinterpret_cast<uintptr_t>(src) % need != 0)
-    fail(ErrorCategory::INVALID_ARGUMENT, std::string(what) + " " + std::string(type_name(type)) +
-                                              ": source is not " + std::to_string(need) + "-byte aligned");
+    fail(ErrorCategory::INVALID_ARGUMENT, std::string(what) + " " + std::string(type_name(type)) + ": source is not " +
+                                              std::to_string(need) + "-byte aligned");
 }
 
 namespace {
@@ -65,13 +65,14 @@ void dequantize_to(GgmlType type, const void* src, Out* dst, int64_t n, cudaStre
   check_dequant_args(type, n, what);
   check_source_alignment(type, src, what);
   if (n == 0) return;
-  const bool done = dispatch_block_type(type, [&]<GgmlType kType>() {
-    launch_dequant_blocks<kType, Out>(src, dst, n, stream);
-  });
+  const bool done =
+      dispatch_block_type(type, [&]<GgmlType kType>() { launch_dequant_blocks<kType, Out>(src, dst, n, stream); });
   if (done) return;
   constexpr bool kToHalf = std::is_same_v<Out, __half>;
   switch (type) {
-    case GgmlType::F32: launch_convert<float, Out>(src, dst, n, stream); return;
+    case GgmlType::F32:
+      launch_convert<float, Out>(src, dst, n, stream);
+      return;
     case GgmlType::F16:
       if constexpr (kToHalf) {
         FERRY_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * 2, cudaMemcpyDeviceToDevice, stream));
@@ -86,7 +87,8 @@ void dequantize_to(GgmlType type, const void* src, Out* dst, int64_t n, cudaStre
         launch_convert<__nv_bfloat16, Out>(src, dst, n, stream);
       }
       return;
-    default: break;
+    default:
+      break;
   }
   fail(ErrorCategory::INTERNAL, std::string(what) + ": no kernel for " + std::string(type_name(type)));
 }
@@ -110,8 +112,10 @@ bool can_dequantize(GgmlType type) noexcept {
     case GgmlType::Q5_K:
     case GgmlType::Q6_K:
     case GgmlType::IQ4_NL:
-    case GgmlType::IQ4_XS: return true;
-    default: return false;
+    case GgmlType::IQ4_XS:
+      return true;
+    default:
+      return false;
   }
 }
 

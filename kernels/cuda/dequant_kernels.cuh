@@ -15,7 +15,7 @@
 namespace ferry::cuda::detail {
 
 inline constexpr int kDequantThreads = 256;
-inline constexpr int kDequantChunksPerThread = 2;  // chunks of 8 elements
+inline constexpr int kDequantChunksPerThread = 2;                                        // chunks of 8 elements
 inline constexpr int kDequantTileElems = kDequantThreads * kDequantChunksPerThread * 8;  // 4096
 
 // ---- output stores: 8 values, one 16-byte store when the destination allows it ----------------------------------
@@ -176,11 +176,17 @@ struct Load8<__nv_bfloat16> : Load8Half<__nv_bfloat16> {};
 template <class Out>
 __device__ __forceinline__ Out convert_one(float v);
 template <>
-__device__ __forceinline__ __half convert_one<__half>(float v) { return __float2half_rn(v); }
+__device__ __forceinline__ __half convert_one<__half>(float v) {
+  return __float2half_rn(v);
+}
 template <>
-__device__ __forceinline__ __nv_bfloat16 convert_one<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+__device__ __forceinline__ __nv_bfloat16 convert_one<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
 template <>
-__device__ __forceinline__ float convert_one<float>(float v) { return v; }
+__device__ __forceinline__ float convert_one<float>(float v) {
+  return v;
+}
 
 // `vec`: both pointers 16-byte aligned, so full groups of 8 use vector loads and stores.
 template <class Src, class Out>
@@ -223,19 +229,44 @@ void launch_convert(const void* src, Out* dst, int64_t n, cudaStream_t stream) {
 template <class Fn>
 bool dispatch_block_type(GgmlType type, Fn&& fn) {
   switch (type) {
-    case GgmlType::Q4_0: fn.template operator()<GgmlType::Q4_0>(); return true;
-    case GgmlType::Q4_1: fn.template operator()<GgmlType::Q4_1>(); return true;
-    case GgmlType::Q5_0: fn.template operator()<GgmlType::Q5_0>(); return true;
-    case GgmlType::Q5_1: fn.template operator()<GgmlType::Q5_1>(); return true;
-    case GgmlType::Q8_0: fn.template operator()<GgmlType::Q8_0>(); return true;
-    case GgmlType::Q2_K: fn.template operator()<GgmlType::Q2_K>(); return true;
-    case GgmlType::Q3_K: fn.template operator()<GgmlType::Q3_K>(); return true;
-    case GgmlType::Q4_K: fn.template operator()<GgmlType::Q4_K>(); return true;
-    case GgmlType::Q5_K: fn.template operator()<GgmlType::Q5_K>(); return true;
-    case GgmlType::Q6_K: fn.template operator()<GgmlType::Q6_K>(); return true;
-    case GgmlType::IQ4_NL: fn.template operator()<GgmlType::IQ4_NL>(); return true;
-    case GgmlType::IQ4_XS: fn.template operator()<GgmlType::IQ4_XS>(); return true;
-    default: return false;
+    case GgmlType::Q4_0:
+      fn.template operator()<GgmlType::Q4_0>();
+      return true;
+    case GgmlType::Q4_1:
+      fn.template operator()<GgmlType::Q4_1>();
+      return true;
+    case GgmlType::Q5_0:
+      fn.template operator()<GgmlType::Q5_0>();
+      return true;
+    case GgmlType::Q5_1:
+      fn.template operator()<GgmlType::Q5_1>();
+      return true;
+    case GgmlType::Q8_0:
+      fn.template operator()<GgmlType::Q8_0>();
+      return true;
+    case GgmlType::Q2_K:
+      fn.template operator()<GgmlType::Q2_K>();
+      return true;
+    case GgmlType::Q3_K:
+      fn.template operator()<GgmlType::Q3_K>();
+      return true;
+    case GgmlType::Q4_K:
+      fn.template operator()<GgmlType::Q4_K>();
+      return true;
+    case GgmlType::Q5_K:
+      fn.template operator()<GgmlType::Q5_K>();
+      return true;
+    case GgmlType::Q6_K:
+      fn.template operator()<GgmlType::Q6_K>();
+      return true;
+    case GgmlType::IQ4_NL:
+      fn.template operator()<GgmlType::IQ4_NL>();
+      return true;
+    case GgmlType::IQ4_XS:
+      fn.template operator()<GgmlType::IQ4_XS>();
+      return true;
+    default:
+      return false;
   }
 }
 

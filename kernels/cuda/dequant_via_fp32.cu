@@ -7,22 +7,25 @@
 
 namespace ferry::cuda {
 
-void dequantize_fp16_via_fp32(GgmlType type, const void* src, float* tmp, __half* dst, int64_t n,
-                              cudaStream_t stream) {
+void dequantize_fp16_via_fp32(GgmlType type, const void* src, float* tmp, __half* dst, int64_t n, cudaStream_t stream) {
   detail::check_dequant_args(type, n, "dequantize_fp16_via_fp32");
   detail::check_source_alignment(type, src, "dequantize_fp16_via_fp32");
   if (n == 0) return;
-  const bool done = detail::dispatch_block_type(type, [&]<GgmlType kType>() {
-    detail::launch_dequant_blocks<kType, float>(src, tmp, n, stream);
-  });
+  const bool done = detail::dispatch_block_type(
+      type, [&]<GgmlType kType>() { detail::launch_dequant_blocks<kType, float>(src, tmp, n, stream); });
   if (!done) {
     switch (type) {
       case GgmlType::F32:
         FERRY_CUDA_CHECK(cudaMemcpyAsync(tmp, src, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToDevice, stream));
         break;
-      case GgmlType::F16: detail::launch_convert<__half, float>(src, tmp, n, stream); break;
-      case GgmlType::BF16: detail::launch_convert<__nv_bfloat16, float>(src, tmp, n, stream); break;
-      default: fail(ErrorCategory::INTERNAL, "dequantize_fp16_via_fp32: no kernel for " + std::string(type_name(type)));
+      case GgmlType::F16:
+        detail::launch_convert<__half, float>(src, tmp, n, stream);
+        break;
+      case GgmlType::BF16:
+        detail::launch_convert<__nv_bfloat16, float>(src, tmp, n, stream);
+        break;
+      default:
+        fail(ErrorCategory::INTERNAL, "dequantize_fp16_via_fp32: no kernel for " + std::string(type_name(type)));
     }
   }
   detail::launch_convert<float, __half>(tmp, dst, n, stream);

@@ -23,8 +23,8 @@ __device__ __forceinline__ int x_swizzle(int f4) { return f4 ^ ((f4 >> 1) & 4); 
 __host__ __device__ inline int64_t gemv_x_row_f4(int64_t seg_len) { return (seg_len / 4 + 7) / 8 * 8; }
 
 // Stages x[0:T, s0 : s0 + len] (float32, row stride n_cols) into shared memory, swizzled.
-__device__ __forceinline__ void stage_x(float4* xs, const float* __restrict__ x, int n_tok, int64_t n_cols,
-                                        int64_t s0, int len, int64_t x_row_f4, bool x_vec) {
+__device__ __forceinline__ void stage_x(float4* xs, const float* __restrict__ x, int n_tok, int64_t n_cols, int64_t s0,
+                                        int len, int64_t x_row_f4, bool x_vec) {
   for (int t = 0; t < n_tok; ++t) {
     float4* dst = xs + t * x_row_f4;
     const float* src = x + t * n_cols + s0;

@@ -210,10 +210,17 @@ void launch_float_gemv(const QuantMatrixView& w, int64_t row_bytes, const float*
 bool launch_gemv_float(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,
                        cudaStream_t stream) {
   switch (w.type) {
-    case GgmlType::F16: launch_float_gemv<GemvUnitF16>(w, row_bytes, x, n_tok, y, stream); return true;
-    case GgmlType::BF16: launch_float_gemv<GemvUnitBf16>(w, row_bytes, x, n_tok, y, stream); return true;
-    case GgmlType::F32: launch_float_gemv<GemvUnitF32>(w, row_bytes, x, n_tok, y, stream); return true;
-    default: return false;
+    case GgmlType::F16:
+      launch_float_gemv<GemvUnitF16>(w, row_bytes, x, n_tok, y, stream);
+      return true;
+    case GgmlType::BF16:
+      launch_float_gemv<GemvUnitBf16>(w, row_bytes, x, n_tok, y, stream);
+      return true;
+    case GgmlType::F32:
+      launch_float_gemv<GemvUnitF32>(w, row_bytes, x, n_tok, y, stream);
+      return true;
+    default:
+      return false;
   }
 }
 

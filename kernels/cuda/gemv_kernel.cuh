@@ -44,10 +44,11 @@ __device__ __forceinline__ void fetch_piece(uint8_t* dst, const uint8_t* src, co
 // One CTA computes kGemvRowsPerCta consecutive rows (warp w: rows 2w, 2w + 1). x[0:T, K-segment] is staged in shared
 // memory (float, swizzled); the rows' blocks stream through a kGemvStages-deep ring of shared-memory slots filled by
 // 16-byte cp.async, so DRAM sees coalesced wide reads and always has 3 chunks (~28 KB per CTA) in flight, whatever
-// the decode costs. Each lane decodes units lane, lane + 32, ... of a chunk for both rows and accumulates
-// sc · Σ q·x (- mn · Σ x) per group for every token.
+// the decode costs. Each lane decodes its units of a chunk (a fixed part of every kBlkStep-th block) for both rows and
+// accumulates sc · Σ q·x (- mn · Σ x) per group for every token.
+// (__launch_bounds__ minimum of 2 CTAs: the ring and x take ~110 KiB at most, two CTAs fit an H100 SM.)
 template <GgmlType kType, int kT>
-__global__ void __launch_bounds__(kGemvThreads)
+__global__ void __launch_bounds__(kGemvThreads, 2)
     quant_gemv_kernel(const uint8_t* __restrict__ w, int64_t row_bytes, int64_t n_rows, int64_t n_cols,
                       const float* __restrict__ x, int n_tok, float* __restrict__ y, int64_t seg_len, bool w_aligned,
                       bool x_vec) {
@@ -63,6 +64,16 @@ __global__ void __launch_bounds__(kGemvThreads)
   float4* xs = smem4;
   uint8_t* slots = reinterpret_cast<uint8_t*>(smem4 + n_tok * x_row_f4);
   const uint8_t* w_end = w + n_rows * row_bytes;
+
+  // kParts divides 32, so a lane always decodes the same part of its blocks: lane l takes part l % kParts of blocks
+  // l / kParts, + kBlkStep, ... of each chunk, and the part's x offsets are fixed for the whole kernel.
+  constexpr int kBlkStep = 32 / U::kParts;
+  constexpr int kUnitsPerLane = U::kChunk / U::kQK / kBlkStep;
+  static_assert(32 % U::kParts == 0 && U::kChunk / U::kQK % kBlkStep == 0, "a chunk is whole steps of the warp");
+  const int part = lane % U::kParts, blk_lane = lane / U::kParts;
+  int x_off[U::kE / 4];
+#pragma unroll
+  for (int j = 0; j < U::kE / 4; ++j) x_off[j] = U::x_off(part, j);
 
   bool valid[kRW];
 #pragma unroll
@@ -104,40 +115,47 @@ __global__ void __launch_bounds__(kGemvThreads)
       issue(c + kS - 1);              // refills the slot chunk c - 1 used
       if (!valid[0]) continue;
 
-      const int clen = min(U::kChunk, len - c * U::kChunk);
-      const int units = clen / U::kQK * U::kParts;
+      const int nblk = min(U::kChunk, len - c * U::kChunk) / U::kQK;  // blocks in this chunk (all but the last: full)
       const int64_t byte0 = (s0 + static_cast<int64_t>(c) * U::kChunk) / U::kQK * U::kBytes;
       const int blk_x0 = c * (U::kChunk / U::kQK);  // first block of the chunk, counted from the segment start
       const uint8_t* base[kRW];
 #pragma unroll
       for (int r = 0; r < kRW; ++r) {
+        // A row past the end (odd N) decodes its slot's stale bytes; its sums are never stored.
         const auto start = reinterpret_cast<uintptr_t>(w + (valid[r] ? row0 + r : row0) * row_bytes + byte0);
         base[r] = slots + (c % kS) * G::kStageBytes + (warp * kRW + r) * G::kSlot + (start & 15u);
       }
-#pragma unroll 2
-      for (int unit = lane; unit < units; unit += 32) {
-        const int blk = unit / U::kParts, part = unit % U::kParts;
+      // All of this lane's units of the chunk (kUnitsPerLane per row) are read first and decoded after, so their
+      // shared-memory latencies overlap and the decodes form independent chains.
+      typename U::Raw raw[kUnitsPerLane][kRW];
+#pragma unroll
+      for (int i = 0; i < kUnitsPerLane; ++i) {
+        const int blk = blk_lane + i * kBlkStep;
+        if (blk < nblk) {
+#pragma unroll
+          for (int r = 0; r < kRW; ++r) raw[i][r] = U::load(base[r] + blk * U::kBytes, part, w_aligned);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < kUnitsPerLane; ++i) {
+        const int blk = blk_lane + i * kBlkStep;
+        if (blk >= nblk) continue;
         float q[kRW][U::kE], sc[kRW][U::kE / 4], mn[kRW][U::kE / 4];
 #pragma unroll
-        for (int r = 0; r < kRW; ++r) {
-          if (!valid[r]) continue;
-          const typename U::Raw raw = U::load(base[r] + blk * U::kBytes, part, w_aligned);
-          U::decode(raw, part, q[r], sc[r], mn[r]);
-        }
+        for (int r = 0; r < kRW; ++r) U::decode(raw[i][r], part, q[r], sc[r], mn[r]);
+        const int x_blk = (blk_x0 + blk) * U::kQK;
 #pragma unroll
         for (int t = 0; t < kT; ++t) {
           if (t >= n_tok) break;
           const float4* xt = xs + t * x_row_f4;
 #pragma unroll
           for (int j = 0; j < U::kE / 4; ++j) {
-            const float4 xv = xt[x_swizzle(((blk_x0 + blk) * U::kQK + U::x_off(part, j)) / 4)];
+            const float4 xv = xt[x_swizzle((x_blk + x_off[j]) / 4)];
             const float xsum = U::kHasMin ? (xv.x + xv.y) + (xv.z + xv.w) : 0.0f;
 #pragma unroll
             for (int r = 0; r < kRW; ++r) {
-              float s = q[r][4 * j] * xv.x;
-              s = fmaf(q[r][4 * j + 1], xv.y, s);
-              s = fmaf(q[r][4 * j + 2], xv.z, s);
-              s = fmaf(q[r][4 * j + 3], xv.w, s);
+              const float s =
+                  fmaf(q[r][4 * j], xv.x, q[r][4 * j + 1] * xv.y) + fmaf(q[r][4 * j + 2], xv.z, q[r][4 * j + 3] * xv.w);
               acc[r][t] = fmaf(sc[r][j], s, acc[r][t]);
               if constexpr (U::kHasMin) acc[r][t] = fmaf(-mn[r][j], xsum, acc[r][t]);
             }

@@ -203,8 +203,12 @@ struct GemvUnit<GgmlType::Q3_K> {
   };
   static __device__ __forceinline__ Raw load(const uint8_t* b, int p, bool) {
     const int h = p / 8, w = p % 8;
-    return {ld_u32_a2(b + 32 + 32 * h + 4 * w), ld_u32_a2(b + 4 * w), ld_u32_a2(b + 96), ld_u32_a2(b + 100),
-            ld_u32_a2(b + 104), ld_u16(b + 108)};
+    return {ld_u32_a2(b + 32 + 32 * h + 4 * w),
+            ld_u32_a2(b + 4 * w),
+            ld_u32_a2(b + 96),
+            ld_u32_a2(b + 100),
+            ld_u32_a2(b + 104),
+            ld_u16(b + 108)};
   }
   static __device__ __forceinline__ void decode(const Raw& r, int p, float* q, float* sc, float*) {
     const float d = half_bits_to_float(r.d);

@@ -20,11 +20,15 @@ CpuRunner::CpuRunner(const EngineSetup& setup)
     m_kv.push_back(std::move(kv));
   }
   m_workspace = HostBlock::allocate(m_workspace_floats * sizeof(float), false, false, &ignored);
+  if (setup.placements.back() == Placement::CPU && setup.output_floats > 0)
+    m_output = HostBlock::allocate(setup.output_floats * sizeof(float), false, false, &ignored);
 }
 
 void CpuRunner::run(size_t index, float* x, int64_t n_tokens, int64_t step, StepStats& stats) {
   const Layer& layer = *m_setup.layers[index];
-  const CpuLayerContext context{reinterpret_cast<float*>(m_workspace.data()), m_workspace_floats, m_kv[index].data()};
+  const bool last = index + 1 == m_setup.layers.size();
+  const CpuLayerContext context{reinterpret_cast<float*>(m_workspace.data()), m_workspace_floats, m_kv[index].data(),
+                                last ? output() : nullptr};
   std::span<const WeightTensor> tensors = layer.weights();
   // Host views are the layer's own; QuantMatrixView is what forward_cpu takes, so copy them out once per layer into a
   // small fixed buffer rather than allocating per step.
@@ -49,7 +53,7 @@ void CpuRunner::run(size_t index, float* x, int64_t n_tokens, int64_t step, Step
 }
 
 uint64_t CpuRunner::host_bytes() const noexcept {
-  uint64_t total = m_workspace.size();
+  uint64_t total = m_workspace.size() + m_output.size();
   for (const HostBlock& kv : m_kv) total += kv.size();
   return total;
 }
@@ -63,6 +67,8 @@ class CpuEngine final : public Engine {
   void step(float* x, int64_t n_tokens, int64_t step_index, StepStats& stats) override {
     for (size_t i = 0; i < m_setup.layers.size(); ++i) m_runner.run(i, x, n_tokens, step_index, stats);
   }
+
+  const float* output() const override { return m_runner.output(); }
 
   void report(MemoryReport& report) const override {
     report.host_bytes = m_runner.host_bytes();

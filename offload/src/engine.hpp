@@ -20,6 +20,7 @@ struct EngineSetup {
   std::vector<Placement> placements;
   SchedulerOptions options;
   int64_t width = 0;
+  size_t output_floats = 0;  // the last layer's output at max_tokens (0: the stack has no output)
   Clock::time_point epoch;         // time zero of the trace
   TraceRecorder* trace = nullptr;  // null: not tracing
   WarningSink warn;                // never null here
@@ -36,6 +37,8 @@ class CpuRunner {
   // Layer `index` on host activations x [n_tokens, width]; adds its time to stats.cpu_ms and records a CPU span.
   void run(size_t index, float* x, int64_t n_tokens, int64_t step, StepStats& stats);
   uint64_t host_bytes() const noexcept;
+  // The host output buffer (setup.output_floats floats) when the last layer runs on the CPU, else null.
+  float* output() const noexcept { return reinterpret_cast<float*>(m_output.data()); }
 
  private:
   const EngineSetup& m_setup;
@@ -43,6 +46,7 @@ class CpuRunner {
   HostBlock m_workspace;
   size_t m_workspace_floats = 0;
   std::vector<HostBlock> m_kv;  // per layer (empty block for GPU layers)
+  HostBlock m_output;
 };
 
 class Engine {
@@ -50,6 +54,8 @@ class Engine {
   virtual ~Engine() = default;
   virtual void step(float* x, int64_t n_tokens, int64_t step_index, StepStats& stats) = 0;
   virtual void report(MemoryReport& report) const = 0;
+  // Host copy of the last layer's output after a step (setup.output_floats floats), or null without one.
+  virtual const float* output() const = 0;
 };
 
 std::unique_ptr<Engine> make_cpu_engine(const EngineSetup& setup);
@@ -62,6 +68,7 @@ struct GpuSizing {
   size_t activation_fp16_elems = 0;  // FP16 copy of a GEMM's input
   size_t residual_floats = 0;        // x [max_tokens, width]
   size_t workspace_floats = 0;       // the largest GPU layer's workspace at max_tokens
+  size_t output_floats = 0;          // the last layer's output, when that layer runs on the GPU
 };
 GpuSizing gpu_sizing(const std::vector<const Layer*>& layers, const std::vector<Placement>& placements,
                      const SchedulerOptions& options);

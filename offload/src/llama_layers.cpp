@@ -85,7 +85,14 @@ void LlamaHeadLayer::forward_cpu(std::span<const QuantMatrixView> weights, float
 }  // namespace ferry
 
 #ifndef FERRY_HAVE_CUDA
+// Without the CUDA backend the scheduler never places a layer on the GPU; these keep the vtable complete.
 namespace ferry {
 size_t llama_block_gpu_extra_floats(const LlamaConfig&, int64_t, int64_t) { return 0; }
+void LlamaBlockLayer::forward_gpu(std::span<const QuantMatrixView>, float*, int64_t, const GpuLayerContext&) const {
+  fail(ErrorCategory::UNSUPPORTED, "layer '" + m_name + "': this build of ferry has no CUDA backend");
+}
+void LlamaHeadLayer::forward_gpu(std::span<const QuantMatrixView>, float*, int64_t, const GpuLayerContext&) const {
+  fail(ErrorCategory::UNSUPPORTED, "layer '" + m_name + "': this build of ferry has no CUDA backend");
+}
 }  // namespace ferry
 #endif

@@ -35,6 +35,10 @@ void check_arguments(const std::vector<const Layer*>& layers, const std::vector<
   for (size_t i = 0; i < layers.size(); ++i)
     if (layers[i] == nullptr)
       fail(ErrorCategory::INVALID_ARGUMENT, "scheduler: layer " + std::to_string(i) + " is null");
+  for (size_t i = 0; i + 1 < layers.size(); ++i)
+    if (layers[i]->output_floats(options.max_tokens > 0 ? options.max_tokens : 1) > 0)
+      fail(ErrorCategory::INVALID_ARGUMENT, "scheduler: layer " + std::to_string(i) + " '" + layers[i]->name() +
+                                                "' has an output but is not the last layer");
   const int64_t width = layers[0]->width();
   for (size_t i = 0; i < layers.size(); ++i)
     if (layers[i]->width() != width || width <= 0)
@@ -76,7 +80,8 @@ MemoryPlanInput memory_input(const std::vector<const Layer*>& layers, const std:
   const GpuSizing sizing = gpu_sizing(layers, placements, options);
   input.context_bytes = sizing.context_bytes;
   input.fp16_scratch_bytes = align_up(sizing.weight_tile_elems * 2) + align_up(sizing.activation_fp16_elems * 2);
-  input.activation_bytes = align_up(sizing.residual_floats * 4) + align_up(sizing.workspace_floats * 4);
+  input.activation_bytes = align_up(sizing.residual_floats * 4) + align_up(sizing.workspace_floats * 4) +
+                           align_up(sizing.output_floats * 4);
   input.cublas_workspace_bytes = options.cublas_workspace_bytes;
 #endif
   return input;
@@ -98,6 +103,7 @@ LayerScheduler::LayerScheduler(std::vector<const Layer*> layers, std::vector<Pla
   check_arguments(layers, placements, options);
   detail::EngineSetup& setup = m_impl->setup;
   setup.width = layers[0]->width();
+  setup.output_floats = layers.back()->output_floats(options.max_tokens);
   setup.layers = std::move(layers);
   setup.placements = std::move(placements);
   setup.options = options;
@@ -150,6 +156,12 @@ void LayerScheduler::step(float* x, int64_t n_tokens) {
 }
 
 const StepStats& LayerScheduler::last_step() const noexcept { return m_impl->last; }
+
+std::span<const float> LayerScheduler::output() const noexcept {
+  const float* out = m_impl->engine->output();
+  if (out == nullptr || m_impl->last.n_tokens < 1) return {};
+  return {out, m_impl->setup.layers.back()->output_floats(m_impl->last.n_tokens)};
+}
 
 const std::vector<Placement>& LayerScheduler::placements() const noexcept { return m_impl->setup.placements; }
 

@@ -10,8 +10,13 @@
 #include "ferry/error.hpp"
 #include "ferry/generate.hpp"
 #include "ferry/gguf.hpp"
-#include "ferry/llama_cpu.hpp"
 #include "ferry/llama_model.hpp"
+#ifdef FERRY_HAVE_CUDA
+#include "ferry/offload/device_memory.hpp"
+#endif
+#include "ferry/offload/gpu.hpp"
+#include "ferry/offload/llama_runner.hpp"
+#include "ferry/offload/size_parse.hpp"
 #include "ferry/tokenizer.hpp"
 
 namespace ferry::cli {
@@ -26,7 +31,26 @@ struct RunOptions {
   int32_t top_k = 40;
   float top_p = 0.95f;
   uint64_t seed = 0;
+  std::string vram = "8GiB";
+  std::string policy = "resident-first";
+  int prefetch = 1;
+  std::string trace;
 };
+
+// Device memory as design.md counts it: what the process holds (free memory before the CUDA context minus free memory
+// now; the arena is reserved once, so now is the peak) and the arena's own high-water mark.
+std::string device_memory_line(const MemoryReport& m) {
+  if (!m.uses_device) return "device memory: none (every layer on the CPU)\n";
+  std::string line = "device memory: arena " + format_size(m.arena_bytes) + " reserved, high-water " +
+                     format_size(m.arena_high_water);
+#ifdef FERRY_HAVE_CUDA
+  const DeviceMemoryBaseline& b = device_memory_baseline();
+  const uint64_t free_now = device_free_bytes();
+  const uint64_t before = b.free_before_context > 0 ? b.free_before_context : b.free_after_context + b.context_bytes;
+  if (before > free_now) line += "; process " + format_size(before - free_now) + " (" + b.method + ")";
+#endif
+  return line + "\n";
+}
 
 int run(const RunOptions& o) {
   std::string path = o.model;
@@ -42,7 +66,17 @@ int run(const RunOptions& o) {
   if (n_ctx > config.n_ctx_train)
     std::fprintf(stderr, "ferry: warning: --ctx %lld exceeds the model's training context of %lld\n",
                  static_cast<long long>(n_ctx), static_cast<long long>(config.n_ctx_train));
-  LlamaCpuRunner backend(config, weights, n_ctx);
+  LlamaRunnerOptions ro;
+  ro.n_ctx = n_ctx;
+  ro.max_tokens = std::min<int64_t>(512, n_ctx);
+  ro.policy = parse_llama_policy(o.policy);
+  ro.vram_budget = parse_budget(o.vram);
+  ro.prefetch_depth = o.prefetch;
+  ro.trace_path = o.trace;
+  const bool gpu = gpu_available();
+  if (!gpu && ro.policy != LlamaPolicy::CPU_ALL)
+    std::fprintf(stderr, "ferry: no GPU (%s): every layer runs on the CPU\n", gpu_unavailable_reason().c_str());
+  LlamaOffloadRunner backend(config, weights, ro);
 
   GenerateOptions g;
   g.prompt = o.prompt;
@@ -59,13 +93,14 @@ int run(const RunOptions& o) {
                "\nmodel: %s (%lld layers, width %lld)\n"
                "prompt:     %lld tokens in %.3f s (%.1f tokens/s)\n"
                "generation: %lld tokens in %.3f s (%.1f tokens/s)%s\n"
-               "placement:  all %lld layers on the CPU\n"
-               "peak device memory: 0 MiB (no GPU used)\n",
+               "placement:  %s (--vram %s, --policy %s)\n"
+               "%s",
                path.c_str(), static_cast<long long>(config.n_layer), static_cast<long long>(config.n_embd),
                static_cast<long long>(stats.prompt_tokens), stats.prompt_seconds, stats.prompt_tokens_per_second(),
                static_cast<long long>(stats.generated_tokens), stats.generate_seconds,
                stats.generate_tokens_per_second(), stats.stopped_at_eos ? " (stopped at end of text)" : "",
-               static_cast<long long>(config.n_layer));
+               backend.placement_summary().c_str(), o.vram.c_str(), o.policy.c_str(),
+               device_memory_line(backend.scheduler().memory()).c_str());
   return 0;
 }
 
@@ -82,6 +117,10 @@ Action add_run_command(CLI::App& app) {
   cmd->add_option("--top-k", o->top_k, "Top-k cut (0: none)")->check(CLI::Range(0, 1 << 24));
   cmd->add_option("--top-p", o->top_p, "Nucleus cut in (0, 1]")->check(CLI::Range(0.0f, 1.0f));
   cmd->add_option("--seed", o->seed, "Sampling seed");
+  cmd->add_option("--vram", o->vram, "VRAM budget: everything ferry holds on the GPU (8GiB, 7.5G, 512MiB)");
+  cmd->add_option("--policy", o->policy, "resident-first | resident-stream | stream-all | cpu-all");
+  cmd->add_option("--prefetch", o->prefetch, "Streamed layers copied ahead of compute (1-4)")->check(CLI::Range(1, 4));
+  cmd->add_option("--trace", o->trace, "Write the copy/compute/CPU spans as Chrome trace JSON to this file");
   return [o] { return run(*o); };
 }
 

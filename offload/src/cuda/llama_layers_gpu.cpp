@@ -28,9 +28,14 @@ AttentionShape block_attention_shape(const LlamaConfig& c, int64_t n_tokens, int
 size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
 cuda::GemmScratch gemm_scratch(const GpuLayerContext& context) {
-  return cuda::GemmScratch{static_cast<__half*>(context.fp16_weight_scratch), context.fp16_weight_scratch_elems,
-                           static_cast<__half*>(context.fp16_activation_scratch),
-                           context.fp16_activation_scratch_elems};
+  cuda::GemmScratch s;
+  s.weight = static_cast<__half*>(context.fp16_weight_scratch);
+  s.weight_elems = context.fp16_weight_scratch_elems;
+  s.activations = static_cast<__half*>(context.fp16_activation_scratch);
+  s.activation_elems = context.fp16_activation_scratch_elems;
+  s.workspace = context.cublas_workspace;
+  s.workspace_bytes = context.cublas_workspace_bytes;
+  return s;
 }
 
 }  // namespace

@@ -76,6 +76,9 @@ class GpuEngine final : public Engine {
 
   void step(float* x, int64_t n_tokens, int64_t step_index, StepStats& stats) override;
   void report(MemoryReport& report) const override;
+  const float* output() const override {
+    return m_output != nullptr ? reinterpret_cast<const float*>(m_io_output.data()) : m_cpu.output();
+  }
 
  private:
   void issue_copies_through(int64_t k);
@@ -92,6 +95,7 @@ class GpuEngine final : public Engine {
   cuda::CublasHandle m_cublas;
   PinnedHostPool m_pool;
   HostBlock m_io;  // pinned [max_tokens, width] floats: step input/output and CPU layers' activations
+  HostBlock m_io_output;  // pinned copy of the last layer's output, when it runs on the GPU
   CpuRunner m_cpu;
 
   std::vector<GpuLayer> m_layers;
@@ -107,6 +111,8 @@ class GpuEngine final : public Engine {
 
   float* m_x = nullptr;
   float* m_workspace = nullptr;
+  float* m_output = nullptr;  // device output of the last layer (null when it runs on the CPU or has none)
+  void* m_cublas_workspace = nullptr;  // shared by cuBLAS (set on the handle) and cuBLASLt (via GemmScratch)
   void* m_weight_scratch = nullptr;
   void* m_activation_scratch = nullptr;
 };
@@ -119,12 +125,14 @@ GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const Gpu
   m_arena = cuda::DeviceArena(plan);
   m_cublas = cuda::CublasHandle::create();
 
-  void* cublas_ws = m_arena.allocate(MemoryCategory::CUBLAS_WORKSPACE, opt.cublas_workspace_bytes, "cuBLAS workspace");
+  m_cublas_workspace = m_arena.allocate(MemoryCategory::CUBLAS_WORKSPACE, opt.cublas_workspace_bytes, "cuBLAS workspace");
   FERRY_CUBLAS_CHECK(cublasSetStream(m_cublas.get(), m_compute.get()));
-  FERRY_CUBLAS_CHECK(cublasSetWorkspace(m_cublas.get(), cublas_ws, opt.cublas_workspace_bytes));
+  FERRY_CUBLAS_CHECK(cublasSetWorkspace(m_cublas.get(), m_cublas_workspace, opt.cublas_workspace_bytes));
 
   m_x = m_arena.allocate_array<float>(MemoryCategory::ACTIVATIONS, sizing.residual_floats, "residual stream");
   m_workspace = m_arena.allocate_array<float>(MemoryCategory::ACTIVATIONS, sizing.workspace_floats, "layer workspace");
+  if (sizing.output_floats > 0)
+    m_output = m_arena.allocate_array<float>(MemoryCategory::ACTIVATIONS, sizing.output_floats, "output");
   m_weight_scratch = m_arena.allocate(MemoryCategory::FP16_SCRATCH, sizing.weight_tile_elems * 2, "fp16 weight tile");
   m_activation_scratch =
       m_arena.allocate(MemoryCategory::FP16_SCRATCH, sizing.activation_fp16_elems * 2, "fp16 activations");
@@ -146,6 +154,8 @@ GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const Gpu
 
   std::string ignored;
   m_io = HostBlock::allocate(sizing.residual_floats * sizeof(float), true, false, &ignored);
+  if (m_output != nullptr)
+    m_io_output = HostBlock::allocate(sizing.output_floats * sizeof(float), true, false, &ignored);
 
   for (size_t i = 0; i < setup.layers.size(); ++i) {
     const Layer& layer = *setup.layers[i];
@@ -196,6 +206,8 @@ GpuLayerContext GpuEngine::context(size_t layer) const {
   GpuLayerContext c;
   c.stream = m_compute.get();
   c.cublas = m_cublas.get();
+  c.cublas_workspace = m_cublas_workspace;
+  c.cublas_workspace_bytes = m_setup.options.cublas_workspace_bytes;
   c.fp16_weight_scratch = m_weight_scratch;
   c.fp16_weight_scratch_elems = m_sizing.weight_tile_elems;
   c.fp16_activation_scratch = m_activation_scratch;
@@ -203,6 +215,7 @@ GpuLayerContext GpuEngine::context(size_t layer) const {
   c.workspace = m_workspace;
   c.workspace_floats = m_sizing.workspace_floats;
   c.kv_cache = m_layers[layer].kv;
+  if (layer + 1 == m_layers.size()) c.output = m_output;
   return c;
 }
 
@@ -276,6 +289,10 @@ void GpuEngine::step(float* x, int64_t n_tokens, int64_t step_index, StepStats& 
     }
   }
   FERRY_CUDA_CHECK(cudaMemcpyAsync(io, m_x, x_bytes, cudaMemcpyDeviceToHost, compute));
+  if (m_output != nullptr)
+    FERRY_CUDA_CHECK(cudaMemcpyAsync(m_io_output.data(), m_output,
+                                     m_setup.layers.back()->output_floats(n_tokens) * sizeof(float),
+                                     cudaMemcpyDeviceToHost, compute));
   FERRY_CUDA_CHECK(cudaEventRecord(m_step_end.get(), compute));
   FERRY_CUDA_CHECK(cudaEventSynchronize(m_step_end.get()));
   std::memcpy(x, io, x_bytes);
@@ -327,7 +344,7 @@ void GpuEngine::report(MemoryReport& r) const {
     r.arena_used[i] = m_arena.allocator().used(static_cast<MemoryCategory>(i));
   r.host_pool_bytes = m_pool.bytes();
   r.host_pool_pinned = m_pool.pinned();
-  r.host_bytes = m_pool.bytes() + m_io.size() + m_cpu.host_bytes();
+  r.host_bytes = m_pool.bytes() + m_io.size() + m_io_output.size() + m_cpu.host_bytes();
   r.host_high_water = r.host_bytes;  // all host memory is taken at construction
 }
 
@@ -339,6 +356,7 @@ GpuSizing gpu_sizing(const std::vector<const Layer*>& layers, const std::vector<
   s.context_bytes = device_memory_baseline().context_bytes;
   const auto t = static_cast<size_t>(options.max_tokens);
   s.residual_floats = t * static_cast<size_t>(layers[0]->width());
+  if (placements.back() != Placement::CPU) s.output_floats = layers.back()->output_floats(options.max_tokens);
   const size_t cap_elems = options.fp16_scratch_limit / 2;
   for (size_t i = 0; i < layers.size(); ++i) {
     if (placements[i] == Placement::CPU) continue;

@@ -18,9 +18,13 @@ void SyntheticLayer::forward_gpu(std::span<const QuantMatrixView> w, float* x, i
                                       " workspace floats, needs 3 and " + std::to_string(workspace_floats(n_tokens)));
   cudaStream_t stream = context.stream;
   cublasHandle_t cublas = context.cublas;
-  const cuda::GemmScratch scratch{static_cast<__half*>(context.fp16_weight_scratch), context.fp16_weight_scratch_elems,
-                                  static_cast<__half*>(context.fp16_activation_scratch),
-                                  context.fp16_activation_scratch_elems};
+  cuda::GemmScratch scratch;
+  scratch.weight = static_cast<__half*>(context.fp16_weight_scratch);
+  scratch.weight_elems = context.fp16_weight_scratch_elems;
+  scratch.activations = static_cast<__half*>(context.fp16_activation_scratch);
+  scratch.activation_elems = context.fp16_activation_scratch_elems;
+  scratch.workspace = context.cublas_workspace;
+  scratch.workspace_bytes = context.cublas_workspace_bytes;
   float* h = context.workspace;
   float* u = h + n_tokens * m_width;
   cuda::rms_norm(x, static_cast<const float*>(w[kNorm].data), h, n_tokens, m_width, m_eps, stream);

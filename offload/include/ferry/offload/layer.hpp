@@ -44,6 +44,10 @@ std::vector<QuantMatrixView> views_in_block(std::span<const WeightTensor> tensor
 struct GpuLayerContext {
   CUstream_st* stream = nullptr;        // the compute stream: enqueue everything here, never synchronize
   cublasContext* cublas = nullptr;      // bound to `stream`, workspace from the arena
+  // The same arena workspace, for cuBLASLt calls (cuda::GemmScratch::workspace): every GEMM runs on `stream`, one after
+  // another, so cuBLAS and cuBLASLt can share it.
+  void* cublas_workspace = nullptr;
+  size_t cublas_workspace_bytes = 0;
   void* fp16_weight_scratch = nullptr;  // __half elements: a tile of dequantized weight for dequant_gemm
   size_t fp16_weight_scratch_elems = 0;
   void* fp16_activation_scratch = nullptr;  // __half elements: x converted to FP16 for dequant_gemm
@@ -51,6 +55,7 @@ struct GpuLayerContext {
   float* workspace = nullptr;  // workspace_floats(n_tokens) floats, contents undefined on entry
   size_t workspace_floats = 0;
   void* kv_cache = nullptr;  // kv_cache_bytes() bytes, this layer's own
+  float* output = nullptr;   // output_floats(n_tokens) floats (device), for the layer that has an output
 };
 
 // What forward_cpu gets: host pointers. Runs inside the scheduler's oneTBB task_arena.
@@ -58,6 +63,7 @@ struct CpuLayerContext {
   float* workspace = nullptr;
   size_t workspace_floats = 0;
   void* kv_cache = nullptr;
+  float* output = nullptr;  // output_floats(n_tokens) floats (host), for the layer that has an output
 };
 
 class Layer {
@@ -74,6 +80,9 @@ class Layer {
   virtual size_t workspace_floats(int64_t n_tokens) const = 0;
   // Per-layer KV cache (zero for layers without attention).
   virtual uint64_t kv_cache_bytes() const { return 0; }
+  // Floats the layer writes besides the residual stream (a model's logits); only the last layer of a stack may have
+  // an output. The scheduler reserves it where the layer runs and hands it back after the step (output()).
+  virtual size_t output_floats(int64_t /*n_tokens*/) const { return 0; }
 
   // x: device [n_tokens, width()], updated in place; weights: weights() re-pointed at device memory.
   virtual void forward_gpu(std::span<const QuantMatrixView> weights, float* x, int64_t n_tokens,

@@ -78,6 +78,9 @@ class LayerScheduler {
   void step(float* x, int64_t n_tokens);
 
   const StepStats& last_step() const noexcept;
+  // The last layer's output of the last step (Layer::output_floats of its token count), on the host; empty when the
+  // last layer has none or before the first step. Valid until the next step.
+  std::span<const float> output() const noexcept;
   MemoryReport memory() const;
   const std::vector<Placement>& placements() const noexcept;
   const TraceRecorder& trace() const noexcept;

@@ -1,0 +1,59 @@
+// The llama forward pass under the layer scheduler: with every layer on the CPU it must equal the plain CPU runner
+// bit for bit (same kernels, same order); GPU placements are tested in test_llama_gpu.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <vector>
+
+#include "ferry/error.hpp"
+#include "ferry/gguf.hpp"
+#include "ferry/llama_cpu.hpp"
+#include "ferry/model_maker.hpp"
+#include "ferry/offload/llama_runner.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace ferry;
+
+TEST_CASE("offload runner with CPU placements equals the CPU runner bit for bit") {
+  const test::TempDir dir;
+  const auto path = dir.path() / "tiny.gguf";
+  write_llama_model(llama_preset("tiny"), MakeModelOptions{ModelFileType::Q4_K_M, 7, 32, ""}, path);
+  const GgufFile file = GgufFile::open(path);
+  const LlamaConfig c = LlamaConfig::from_gguf(file);
+  const LlamaWeights w = LlamaWeights::from_gguf(file, c);
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 11; ++i) prompt.push_back((i * 37 + 5) % static_cast<int32_t>(c.n_vocab));
+
+  LlamaCpuRunner cpu(c, w, 64, 8);
+  LlamaRunnerOptions o;
+  o.n_ctx = 64;
+  o.max_tokens = 8;  // 11 tokens: two scheduler steps
+  o.policy = LlamaPolicy::CPU_ALL;
+  LlamaOffloadRunner offload(c, w, o);
+  CHECK(offload.placement_summary() == "2 blocks: 2 cpu; output head: cpu");
+
+  std::vector<float> a(prompt.size() * c.n_vocab), b(prompt.size() * c.n_vocab, NAN);
+  cpu.forward(prompt, 0, a, true);
+  offload.forward(prompt, 0, b, true);
+  CHECK(a == b);
+  // decode continues from the same caches
+  std::vector<float> la(c.n_vocab), lb(c.n_vocab, NAN);
+  for (int step = 0; step < 4; ++step) {
+    const int32_t tok[1] = {static_cast<int32_t>((step * 101 + 3) % c.n_vocab)};
+    cpu.forward(tok, static_cast<int64_t>(prompt.size()) + step, la, false);
+    offload.forward(tok, static_cast<int64_t>(prompt.size()) + step, lb, false);
+    CHECK(la == lb);
+  }
+}
+
+TEST_CASE("policies parse by name; unknown names are refused with the list") {
+  CHECK(parse_llama_policy("resident-first") == LlamaPolicy::RESIDENT_FIRST);
+  CHECK(parse_llama_policy("stream-all") == LlamaPolicy::STREAM_ALL);
+  try {
+    parse_llama_policy("fastest");
+    FAIL("expected an error");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("resident-stream") != std::string::npos);
+  }
+}
