@@ -4,10 +4,15 @@
 # (see ../shared/device/README.md):
 #   bash scripts/device-run.sh [TEST_REGEX] [BENCH...]
 # TEST_REGEX selects CTest tests (default: all); BENCH names bench executables to run (default: none; "all" = every
-# bench_* target that was built). Each bench writes $OUT/<bench>.json and its markdown table to $OUT/<bench>.md.
+# bench_* target that was built). Each bench writes <bench>.json and its markdown table <bench>.md; logs and results
+# come back packed in $OUT/results.tgz. FERRY_CMAKE_ARGS adds CMake arguments (e.g. -DFERRY_BENCH_GIT_SHA=...).
 set -uo pipefail
-out=${OUT:-$PWD/out}
-mkdir -p "$out"
+# Everything goes to a scratch folder that is packed into $OUT/results.tgz on exit (also on a timeout), since only a
+# few files come back from the GPU machine.
+final=${OUT:-$PWD/out}
+mkdir -p "$final"
+out=$(mktemp -d)
+trap 'tar czf "$final/results.tgz" -C "$out" . 2>/dev/null' EXIT
 regex=${1:-.}
 shift || true
 benches=("$@")
@@ -21,7 +26,7 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 start=$(date +%s)
 # shellcheck disable=SC2086
 cmake -S . -B build-device "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DFERRY_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES=90 $cmake_args >"$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; exit 1; }
+  -DCMAKE_CUDA_ARCHITECTURES=90 $cmake_args ${FERRY_CMAKE_ARGS:-} >"$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; exit 1; }
 cmake --build build-device -j16 >"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -60; exit 1; }
 echo "build: $(( $(date +%s) - start )) s"
 ctest --test-dir build-device --output-on-failure -R "$regex" --timeout 600 2>&1 | tee "$out/ctest.log" | tail -40
@@ -35,3 +40,5 @@ for b in "${benches[@]}"; do
   echo "== $b"
   "$exe" -o "$out/$b.json" 2>&1 | tee "$out/$b.md"
 done
+# Further commands (FERRY_EXTRA), run with RESULTS set to the folder that is packed into results.tgz.
+if [ -n "${FERRY_EXTRA:-}" ]; then RESULTS=$out bash -c "$FERRY_EXTRA"; fi

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "ferry/error.hpp"
 #include "ferry/gguf.hpp"
 #include "ferry/llama_cpu.hpp"
 #include "ferry/model_maker.hpp"
