@@ -57,7 +57,7 @@ LlamaOffloadRunner::LlamaOffloadRunner(const LlamaConfig& config, const LlamaWei
   build({});
   std::vector<const Layer*> layers;
   for (const auto& l : m_layers) layers.push_back(l.get());
-  const SchedulerOptions sched = scheduler_options(options);
+  const SchedulerOptions sched = scheduler_options(m_options);
   std::vector<Placement> placements;
   switch (options.policy) {
     case LlamaPolicy::STREAM_ALL:
@@ -100,6 +100,10 @@ LlamaOffloadRunner::~LlamaOffloadRunner() = default;
 
 void LlamaOffloadRunner::build(std::vector<Placement> placements) {
   if (m_layers.empty()) {
+    if (m_options.n_ctx < 1 || m_options.max_tokens < 1)
+      fail(ErrorCategory::INVALID_ARGUMENT, "llama runner: context length and tokens per step must be positive");
+    // A step never holds more tokens than the context, and the workspaces are sized for the step.
+    m_options.max_tokens = std::min(m_options.max_tokens, m_options.n_ctx);
     for (int64_t i = 0; i < m_config.n_layer; ++i)
       m_layers.push_back(
           std::make_unique<LlamaBlockLayer>(m_config, m_weights.layers[i], i, m_options.n_ctx, &m_step));

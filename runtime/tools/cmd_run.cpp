@@ -32,7 +32,7 @@ struct RunOptions {
   float top_p = 0.95f;
   uint64_t seed = 0;
   std::string vram = "8GiB";
-  std::string policy = "resident-first";
+  std::string policy = "resident-stream";
   int prefetch = 1;
   std::string trace;
 };
