@@ -30,93 +30,22 @@
 #include <string>
 #include <vector>
 
+#include "bench_cuda_common.hpp"
 #include "ferry/error.hpp"
 #include "ferry/half.hpp"
 #include "ferry/kernels/cuda/attention.cuh"
 #include "ferry/kernels/cuda/check.cuh"
 
-#ifndef FERRY_GIT_SHA
-#define FERRY_GIT_SHA "unknown"
-#endif
-#ifndef FERRY_GIT_DIRTY
-#define FERRY_GIT_DIRTY 0
-#endif
-
 namespace {
 
 using ferry::AttentionShape;
-
-struct Stats {
-  double median = 0, min = 0, max = 0;  // seconds
-};
-
-Stats stats_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return {n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]), v.front(), v.back()};
-}
-
-// Device memory owned for the benchmark's lifetime.
-class DeviceMemory {
- public:
-  explicit DeviceMemory(size_t bytes) : m_bytes(bytes) {
-    FERRY_CUDA_CHECK(cudaMalloc(&m_ptr, std::max<size_t>(bytes, 256)));
-  }
-  ~DeviceMemory() { cudaFree(m_ptr); }
-  DeviceMemory(const DeviceMemory&) = delete;
-  DeviceMemory& operator=(const DeviceMemory&) = delete;
-  template <class T>
-  T* as() const {
-    return static_cast<T*>(m_ptr);
-  }
-  size_t bytes() const { return m_bytes; }
-
- private:
-  void* m_ptr = nullptr;
-  size_t m_bytes;
-};
-
-class Timer {
- public:
-  explicit Timer(cudaStream_t stream) : m_stream(stream) {
-    FERRY_CUDA_CHECK(cudaEventCreate(&m_start));
-    FERRY_CUDA_CHECK(cudaEventCreate(&m_stop));
-  }
-  ~Timer() {
-    cudaEventDestroy(m_start);
-    cudaEventDestroy(m_stop);
-  }
-  Timer(const Timer&) = delete;
-  Timer& operator=(const Timer&) = delete;
-  // Seconds per call of fn, each run timed on its own.
-  Stats time(int runs, const std::function<void()>& fn) {
-    for (int w = 0; w < 2; ++w) fn();
-    std::vector<double> t;
-    for (int r = 0; r < runs; ++r) {
-      FERRY_CUDA_CHECK(cudaEventRecord(m_start, m_stream));
-      fn();
-      FERRY_CUDA_CHECK(cudaEventRecord(m_stop, m_stream));
-      FERRY_CUDA_CHECK(cudaEventSynchronize(m_stop));
-      float ms = 0;
-      FERRY_CUDA_CHECK(cudaEventElapsedTime(&ms, m_start, m_stop));
-      t.push_back(ms * 1e-3);
-    }
-    return stats_of(t);
-  }
-
- private:
-  cudaStream_t m_stream;
-  cudaEvent_t m_start{}, m_stop{};
-};
+using namespace ferry::bench;
 
 // Uniform values in [lo, hi) from a 64-bit LCG: fast enough for ~10^8 elements, never constant.
 std::vector<float> random_floats(size_t n, uint64_t seed, float lo, float hi) {
   std::vector<float> v(n);
-  uint64_t x = seed * 6364136223846793005ull + 1442695040888963407ull;
-  for (auto& f : v) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    f = lo + (hi - lo) * static_cast<float>(x >> 40) / static_cast<float>(1ull << 24);
-  }
+  Lcg rng(seed);
+  for (auto& f : v) f = rng.uniform(lo, hi);
   return v;
 }
 
@@ -129,16 +58,6 @@ std::vector<float> download(const DeviceMemory& src, size_t n) {
   std::vector<float> v(n);
   FERRY_CUDA_CHECK(cudaMemcpy(v.data(), src.as<void>(), n * sizeof(float), cudaMemcpyDeviceToHost));
   return v;
-}
-
-double normalized_error(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double d = static_cast<double>(a[i]) - b[i];
-    num += d * d;
-    den += static_cast<double>(b[i]) * b[i];
-  }
-  return den == 0 ? num : num / den;
 }
 
 double attention_flops(const AttentionShape& s) {

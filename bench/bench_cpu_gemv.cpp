@@ -33,57 +33,15 @@
 #include <tbb/partitioner.h>
 #include <tbb/task_arena.h>
 
+#include "bench_common.hpp"
 #include "ferry/error.hpp"
 #include "ferry/ggml_type.hpp"
 #include "ferry/kernels/cpu/ops.hpp"
 
-#ifndef FERRY_GIT_SHA
-#define FERRY_GIT_SHA "unknown"
-#endif
-#ifndef FERRY_GIT_DIRTY
-#define FERRY_GIT_DIRTY 0
-#endif
-
 namespace {
 
 using ferry::GgmlType;
-using Clock = std::chrono::steady_clock;
-
-struct Stats {
-  double median = 0, min = 0, max = 0;
-};
-
-Stats stats_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  const double median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-  return {median, v.front(), v.back()};
-}
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      const auto colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(line.find_first_not_of(" \t", colon + 1));
-    }
-  }
-  return "unknown";
-}
-
-// Seconds of each of `runs` calls of fn(run) after one warm-up call fn(-1).
-template <class Fn>
-std::vector<double> time_runs(int runs, Fn&& fn) {
-  fn(-1);
-  std::vector<double> t;
-  for (int r = 0; r < runs; ++r) {
-    const auto t0 = Clock::now();
-    fn(r);
-    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-  }
-  return t;
-}
+using namespace ferry::bench;
 
 // Memory bandwidth limits, all threads.
 struct Bandwidth {
@@ -247,7 +205,7 @@ int main(int argc, char** argv) {
     const std::string cpu = cpu_model();
     std::printf("## CPU GEMV, T = %d\n\n", tokens);
     std::printf("cpu: %s; %d threads; build %s%s; median of %d runs after 1 warm-up; 1 GB = 1e9 B\n\n", cpu.c_str(),
-                used_threads, FERRY_GIT_SHA, FERRY_GIT_DIRTY ? " (dirty)" : "", runs);
+                used_threads, FERRY_GIT_SHA, dirty_suffix(), runs);
     std::printf(
         "limit: parallel read %.1f GB/s (min .. max %.1f .. %.1f), parallel copy %.1f GB/s (read + write), "
         "over %lld MiB\n\n",
@@ -268,14 +226,14 @@ int main(int argc, char** argv) {
     if (!json_path.empty()) {
       nlohmann::json j;
       j["benchmark"] = "cpu_gemv";
-      j["build"] = {{"git_sha", FERRY_GIT_SHA}, {"git_dirty", FERRY_GIT_DIRTY != 0}, {"compiler", __VERSION__}};
+      j["build"] = build_json();
       j["device"] = {{"cpu_model", cpu}, {"threads", used_threads}};
       j["parameters"] = {{"tokens", tokens},         {"runs", runs},         {"warmup_runs", 1},
                          {"stream_mib", stream_mib}, {"pool_mib", pool_mib}, {"data", "random codes, finite scales"}};
       j["limit"] = {{"read_gbps_median", bw.read_gbps()},
                     {"copy_gbps_median", bw.copy_gbps()},
-                    {"read_seconds", {{"median", bw.read_s.median}, {"min", bw.read_s.min}, {"max", bw.read_s.max}}},
-                    {"copy_seconds", {{"median", bw.copy_s.median}, {"min", bw.copy_s.min}, {"max", bw.copy_s.max}}},
+                    {"read_seconds", stats_json(bw.read_s)},
+                    {"copy_seconds", stats_json(bw.copy_s)},
                     {"bytes", bw.bytes}};
       j["results"] = nlohmann::json::array();
       for (const Row& r : rows) {
@@ -286,7 +244,7 @@ int main(int argc, char** argv) {
             {"type", r.type},
             {"bytes", r.bytes},
             {"copies_rotated", r.copies},
-            {"seconds", {{"median", r.seconds.median}, {"min", r.seconds.min}, {"max", r.seconds.max}}},
+            {"seconds", stats_json(r.seconds)},
             {"gbps",
              {{"median", b / r.seconds.median / 1e9},
               {"min", b / r.seconds.max / 1e9},
@@ -295,9 +253,7 @@ int main(int argc, char** argv) {
             {"ratio_to_read_bw", b / r.seconds.median / 1e9 / bw.read_gbps()},
         });
       }
-      std::ofstream f(json_path);
-      f << j.dump(2) << "\n";
-      if (!f) {
+      if (!write_json_file(json_path, j)) {
         std::cerr << "cannot write " << json_path << "\n";
         return 1;
       }

@@ -25,44 +25,15 @@
 
 #include <tbb/parallel_for.h>
 
+#include "bench_common.hpp"
 #include "ferry/error.hpp"
 #include "ferry/ggml_type.hpp"
 #include "ferry/kernels/ref/quants.hpp"
 
-#ifndef FERRY_GIT_SHA
-#define FERRY_GIT_SHA "unknown"
-#endif
-#ifndef FERRY_GIT_DIRTY
-#define FERRY_GIT_DIRTY 0
-#endif
-
 namespace {
 
 using ferry::GgmlType;
-using Clock = std::chrono::steady_clock;
-
-struct Stats {
-  double median = 0, min = 0, max = 0;
-};
-
-Stats stats_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  const double median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-  return {median, v.front(), v.back()};
-}
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      const auto colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(line.find_first_not_of(" \t", colon + 1));
-    }
-  }
-  return "unknown";
-}
+using namespace ferry::bench;
 
 // Gaussian weights (sigma 0.02) with 0.1% outliers at 8x: the shape of real layers, so K-quant scales look real too.
 std::vector<float> random_weights(size_t n, uint64_t seed) {
@@ -76,19 +47,6 @@ std::vector<float> random_weights(size_t n, uint64_t seed) {
       v[i] = dist(rng) * (outlier(rng) == 0 ? 8.0f : 1.0f);
   });
   return v;
-}
-
-// Times fn() `runs` times after one warm-up; seconds per run.
-template <class Fn>
-std::vector<double> time_runs(int runs, Fn&& fn) {
-  fn();
-  std::vector<double> t;
-  for (int r = 0; r < runs; ++r) {
-    const auto t0 = Clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-  }
-  return t;
 }
 
 struct Row {
@@ -171,7 +129,7 @@ int main(int argc, char** argv) {
     std::printf(
         "cpu: %s; build %s%s; %lld elements per type; median of %d runs after 1 warm-up; "
         "1 GB = 1e9 B\n\n",
-        cpu.c_str(), FERRY_GIT_SHA, FERRY_GIT_DIRTY ? " (dirty)" : "", static_cast<long long>(elements), runs);
+        cpu.c_str(), FERRY_GIT_SHA, dirty_suffix(), static_cast<long long>(elements), runs);
     std::printf("limit: single-thread memcpy of the output: %.2f GB/s\n\n", copy_gbps);
     std::printf(
         "| type | in MiB | out GB/s (median) | out GB/s (min .. max) | spread | in GB/s (median) | "
@@ -192,21 +150,21 @@ int main(int argc, char** argv) {
     if (!json_path.empty()) {
       nlohmann::json j;
       j["benchmark"] = "dequant_cpu_ref";
-      j["build"] = {{"git_sha", FERRY_GIT_SHA}, {"git_dirty", FERRY_GIT_DIRTY != 0}, {"compiler", __VERSION__}};
-      j["host"] = {{"cpu_model", cpu}, {"hardware_threads", std::thread::hardware_concurrency()}};
+      j["build"] = build_json();
+      j["host"] = host_json(cpu);
       j["parameters"] = {{"elements", elements}, {"runs", runs},
                          {"warmup_runs", 1},     {"threads", 1},
                          {"seed", seed},         {"data", "gaussian sigma 0.02, 0.1% outliers x8, quantized by ref"}};
       j["limit"] = {{"what", "single-thread memcpy of the float32 output"},
                     {"gbps_median", copy_gbps},
-                    {"seconds", {{"median", copy_s.median}, {"min", copy_s.min}, {"max", copy_s.max}}}};
+                    {"seconds", stats_json(copy_s)}};
       for (const Row& r : rows) {
         const double out_med = static_cast<double>(r.bytes_out) / r.seconds.median / 1e9;
         j["results"].push_back({
             {"type", r.type},
             {"bytes_in", r.bytes_in},
             {"bytes_out", r.bytes_out},
-            {"seconds", {{"median", r.seconds.median}, {"min", r.seconds.min}, {"max", r.seconds.max}}},
+            {"seconds", stats_json(r.seconds)},
             {"out_gbps",
              {{"median", out_med},
               {"min", static_cast<double>(r.bytes_out) / r.seconds.max / 1e9},
@@ -216,9 +174,7 @@ int main(int argc, char** argv) {
             {"ratio_to_memcpy", out_med / copy_gbps},
         });
       }
-      std::ofstream f(json_path);
-      f << j.dump(2) << "\n";
-      if (!f) {
+      if (!write_json_file(json_path, j)) {
         std::cerr << "cannot write " << json_path << "\n";
         return 1;
       }

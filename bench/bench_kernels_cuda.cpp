@@ -37,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_cuda_common.hpp"
 #include "ferry/error.hpp"
 #include "ferry/ggml_type.hpp"
 #include "ferry/half.hpp"
@@ -46,89 +47,13 @@
 #include "ferry/kernels/ref/ops.hpp"
 #include "ferry/kernels/ref/quants.hpp"
 
-#ifndef FERRY_GIT_SHA
-#define FERRY_GIT_SHA "unknown"
-#endif
-#ifndef FERRY_GIT_DIRTY
-#define FERRY_GIT_DIRTY 0
-#endif
-
 namespace {
 
 using ferry::GgmlType;
 using nlohmann::json;
-
-struct Stats {
-  double median = 0, min = 0, max = 0;  // seconds
-};
-
-Stats stats_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return {n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]), v.front(), v.back()};
-}
+using namespace ferry::bench;
 
 json to_json(const Stats& s) { return {{"median_s", s.median}, {"min_s", s.min}, {"max_s", s.max}}; }
-
-class DeviceMemory {
- public:
-  explicit DeviceMemory(size_t bytes) : m_bytes(bytes) {
-    FERRY_CUDA_CHECK(cudaMalloc(&m_ptr, std::max<size_t>(bytes, 256)));
-  }
-  ~DeviceMemory() { cudaFree(m_ptr); }
-  DeviceMemory(const DeviceMemory&) = delete;
-  DeviceMemory& operator=(const DeviceMemory&) = delete;
-  template <class T = void>
-  T* as() const {
-    return static_cast<T*>(m_ptr);
-  }
-  size_t bytes() const { return m_bytes; }
-
- private:
-  void* m_ptr = nullptr;
-  size_t m_bytes;
-};
-
-class Timer {
- public:
-  explicit Timer(cudaStream_t stream) : m_stream(stream) {
-    FERRY_CUDA_CHECK(cudaEventCreate(&m_start));
-    FERRY_CUDA_CHECK(cudaEventCreate(&m_stop));
-  }
-  ~Timer() {
-    cudaEventDestroy(m_start);
-    cudaEventDestroy(m_stop);
-  }
-  Timer(const Timer&) = delete;
-  Timer& operator=(const Timer&) = delete;
-  // Seconds per call of fn(run index), each run timed on its own after two warm-ups.
-  Stats time(int runs, const std::function<void(int)>& fn) {
-    for (int w = 0; w < 2; ++w) fn(w);
-    std::vector<double> t;
-    for (int r = 0; r < runs; ++r) {
-      FERRY_CUDA_CHECK(cudaEventRecord(m_start, m_stream));
-      fn(r + 2);
-      FERRY_CUDA_CHECK(cudaEventRecord(m_stop, m_stream));
-      FERRY_CUDA_CHECK(cudaEventSynchronize(m_stop));
-      float ms = 0;
-      FERRY_CUDA_CHECK(cudaEventElapsedTime(&ms, m_start, m_stop));
-      t.push_back(ms * 1e-3);
-    }
-    return stats_of(t);
-  }
-
- private:
-  cudaStream_t m_stream;
-  cudaEvent_t m_start{}, m_stop{};
-};
-
-// 64-bit LCG: fast enough for 10^8 bytes, never constant.
-struct Lcg {
-  uint64_t x;
-  explicit Lcg(uint64_t seed) : x(seed * 6364136223846793005ull + 1442695040888963407ull) {}
-  uint64_t next() { return x = x * 6364136223846793005ull + 1442695040888963407ull; }
-  float uniform(float lo, float hi) { return lo + (hi - lo) * static_cast<float>(next() >> 40) / 16777216.0f; }
-};
 
 // Random blocks: random quant bytes, finite half scales of random magnitude (2^-12 .. 2^-4); float types hold
 // Gaussian-ish values. Timing does not depend on the values, validity does (no Inf/NaN to propagate).
@@ -183,16 +108,6 @@ std::vector<uint8_t> random_tensor(GgmlType type, int64_t n_elems, uint64_t seed
   for (size_t b = 0; b < v.size() / t.type_size; ++b)
     for (int o : offs) put16(b * t.type_size + o, ferry::fp32_to_fp16((rng.next() & 1) ? scale() : -scale()));
   return v;
-}
-
-double normalized_error(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double d = static_cast<double>(a[i]) - b[i];
-    num += d * d;
-    den += static_cast<double>(b[i]) * b[i];
-  }
-  return den == 0 ? num : num / den;
 }
 
 std::string name(GgmlType t) { return std::string(ferry::type_name(t)); }
@@ -411,6 +326,8 @@ int main(int argc, char** argv) {
   std::string json_path;
   app.add_option("--runs", runs, "timed runs per measurement (median reported)")->check(CLI::Range(10, 1000));
   app.add_flag("--quick", quick, "fewer shapes (a smoke test, not a report)");
+  bool gemv_only = false;
+  app.add_flag("--gemv-only", gemv_only, "only the quantized GEMV section");
   app.add_option("-o,--output", json_path, "write the results as JSON to this file");
   CLI11_PARSE(app, argc, argv);
 
@@ -428,7 +345,7 @@ int main(int argc, char** argv) {
     Stats copy_stats, gemm_stats;
     c.copy_rate = measure_copy(c, &copy_stats);
     const double peak = measure_cublas_peak(c, cublas, &gemm_stats);
-    const std::string build = std::string(FERRY_GIT_SHA) + (FERRY_GIT_DIRTY ? " (dirty)" : "");
+    const std::string build = std::string(FERRY_GIT_SHA) + dirty_suffix();
 
     std::printf("## GPU kernels: dequantization, GEMV, dequant + GEMM\n\n");
     std::printf("device: %s (%d SMs, L2 %d MiB); build %s; median of %d runs after 2 warm-ups (CUDA events)\n\n",
@@ -441,7 +358,7 @@ int main(int argc, char** argv) {
     json j;
     j["device"] = prop.name;
     j["sm_count"] = prop.multiProcessorCount;
-    j["build"] = {{"git_sha", FERRY_GIT_SHA}, {"dirty", FERRY_GIT_DIRTY != 0}};
+    j["build"] = gpu_build_json();
     j["runs"] = runs;
     j["limits"] = {{"copy_bytes_per_s", c.copy_rate},
                    {"copy", to_json(copy_stats)},
@@ -454,14 +371,16 @@ int main(int argc, char** argv) {
                             GgmlType::Q2_K,   GgmlType::Q3_K,   GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
                             GgmlType::IQ4_NL, GgmlType::IQ4_XS, GgmlType::F16,  GgmlType::BF16, GgmlType::F32};
     const int64_t n_deq = quick ? (int64_t{1} << 22) : (int64_t{1} << 26);
-    for (GgmlType t : all) j["dequant"].push_back(bench_dequant(c, t, n_deq, rows));
-    std::printf("### Dequantization of %lld elements (FP16 and BF16 out; old path = FP32 temporary + cast)\n\n",
-                static_cast<long long>(n_deq));
-    std::printf(
-        "| type | B/elem moved | FP16 GB/s | FP16 %% of copy | BF16 GB/s | BF16 %% of copy | spread %% | "
-        "old path time | old path tmp B/weight | check |\n");
-    std::printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
-    for (const auto& r : rows) std::printf("%s\n", r.c_str());
+    if (!gemv_only) {
+      for (GgmlType t : all) j["dequant"].push_back(bench_dequant(c, t, n_deq, rows));
+      std::printf("### Dequantization of %lld elements (FP16 and BF16 out; old path = FP32 temporary + cast)\n\n",
+                  static_cast<long long>(n_deq));
+      std::printf(
+          "| type | B/elem moved | FP16 GB/s | FP16 %% of copy | BF16 GB/s | BF16 %% of copy | spread %% | "
+          "old path time | old path tmp B/weight | check |\n");
+      std::printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+      for (const auto& r : rows) std::printf("%s\n", r.c_str());
+    }
 
     // GEMV.
     rows.clear();
@@ -486,22 +405,23 @@ int main(int argc, char** argv) {
     const int64_t gemm_shapes[][2] = {{5120, 5120},  {13824, 5120}, {5120, 13824}, {9216, 3072},
                                       {12288, 3072}, {3072, 12288}, {21504, 3072}, {3072, 15360}};
     for (int64_t t : {512, 4096}) {
+      if (gemv_only) break;
       for (const auto& s : gemm_shapes) {
         j["gemm"].push_back(bench_gemm(c, cublas, GgmlType::Q4_0, s[0], s[1], t, rows));
         if (quick) break;
       }
     }
-    std::printf("\n### Q4_0 dequant + GEMM vs cuBLAS on pre-dequantized FP16 weights\n\n");
-    std::printf(
-        "| N x K | T | cuBLAS TFLOP/s | ours TFLOP/s | dequant alone us | x to FP16 alone us | ratio (one tile) "
-        "| ratio excl. x to FP16 | ratio (16 MiB tiles) | spread %% | error vs cuBLAS |\n");
-    std::printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-    for (const auto& r : rows) std::printf("%s\n", r.c_str());
+    if (!gemv_only) {
+      std::printf("\n### Q4_0 dequant + GEMM vs cuBLAS on pre-dequantized FP16 weights\n\n");
+      std::printf(
+          "| N x K | T | cuBLAS TFLOP/s | ours TFLOP/s | dequant alone us | x to FP16 alone us | ratio (one tile) "
+          "| ratio excl. x to FP16 | ratio (16 MiB tiles) | spread %% | error vs cuBLAS |\n");
+      std::printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+      for (const auto& r : rows) std::printf("%s\n", r.c_str());
+    }
 
     if (!json_path.empty()) {
-      std::ofstream f(json_path);
-      f << j.dump(2) << "\n";
-      if (!f) throw ferry::Error(ferry::ErrorCategory::IO, "cannot write " + json_path);
+      if (!write_json_file(json_path, j)) throw ferry::Error(ferry::ErrorCategory::IO, "cannot write " + json_path);
     }
     cublasDestroy(cublas);
     cudaStreamDestroy(stream);

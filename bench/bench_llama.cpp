@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.hpp"
 #include "ferry/error.hpp"
 #include "ferry/gguf.hpp"
 #include "ferry/kernels/cuda/check.cuh"
@@ -28,12 +29,8 @@
 #include "ferry/offload/size_parse.hpp"
 #include "ferry/sampler.hpp"
 
-#ifndef FERRY_GIT_SHA
-#define FERRY_GIT_SHA "unknown"
-#endif
-
 using namespace ferry;
-using Clock = std::chrono::steady_clock;
+using ferry::bench::Clock;
 
 namespace {
 
@@ -175,7 +172,7 @@ int main(int argc, char** argv) {
       nlohmann::json j = {{"bench", "llama"}, {"device", prop.name}, {"build", FERRY_GIT_SHA},
                           {"preset", preset}, {"type", type}, {"weight_bytes_per_token", wbytes},
                           {"copy_gbps", copy_gbps}, {"decode_bound_tps", bound_tps}, {"cases", results}};
-      std::ofstream(out_path) << j.dump(2) << "\n";
+      ferry::bench::write_json_file(out_path, j);  // as before: a failed write does not change the exit status
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "bench_llama: %s\n", e.what());

@@ -27,13 +27,6 @@
 #include "ferry/offload/device_memory.hpp"
 #include "ferry/offload/size_parse.hpp"
 
-#ifndef FERRY_GIT_SHA
-#define FERRY_GIT_SHA "unknown"
-#endif
-#ifndef FERRY_GIT_DIRTY
-#define FERRY_GIT_DIRTY 0
-#endif
-
 using namespace ferry;
 using namespace ferry::bench;
 using nlohmann::json;
@@ -157,7 +150,7 @@ json stream_case(const Case& c, int runs, double pinned_gbps, bool pageable_too)
     compute_sum += a.gpu_compute_ms;
   }
   compute_sum /= kBlocks;
-  const Spread res = spread_of(res_ms), str = spread_of(str_ms), rate = spread_of(rates);
+  const Stats res = stats_of(res_ms), str = stats_of(str_ms), rate = stats_of(rates);
   const double bytes = static_cast<double>(streamed.last_step().copy_bytes);
   const double copy_ms = bytes / (pinned_gbps * 1e6);
   const double bound = std::max(res.median, copy_ms);
@@ -213,19 +206,17 @@ int main(int argc, char** argv) {
     cudaDeviceProp prop{};
     FERRY_CUDA_CHECK(cudaGetDeviceProperties(&prop, baseline.device));
     std::printf("# bench_offload on %s (%s total), build %s%s\n", prop.name, format_size(baseline.total_bytes).c_str(),
-                FERRY_GIT_SHA, FERRY_GIT_DIRTY ? " (dirty)" : "");
+                FERRY_GIT_SHA, dirty_suffix());
     json out = {{"bench", "bench_offload"},
                 {"device", prop.name},
                 {"device_total_bytes", baseline.total_bytes},
-                {"build", {{"git_sha", FERRY_GIT_SHA}, {"dirty", FERRY_GIT_DIRTY != 0}}},
+                {"build", gpu_build_json()},
                 {"runs", runs},
                 {"context", {{"bytes", baseline.context_bytes}, {"method", baseline.method}}}};
     // Written after every section, so a run cut short still leaves what it measured.
     auto write_json = [&] {
       if (json_path.empty()) return;
-      std::ofstream f(json_path);
-      f << out.dump(2) << "\n";
-      if (!f) throw Error(ErrorCategory::IO, "cannot write " + json_path);
+      if (!write_json_file(json_path, out)) throw Error(ErrorCategory::IO, "cannot write " + json_path);
     };
 
     const double pinned = h2d_rate(256 * kMiB, true, runs).median;

@@ -1,4 +1,4 @@
-// Helpers of bench_offload: statistics, a device-memory sampler, copy-rate limits, stack runs. Not a library header.
+// Helpers of bench_offload: a device-memory sampler, copy-rate limits, stack runs. Not a library header.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_common.hpp"
 #include "ferry/kernels/cuda/check.cuh"
 #include "ferry/offload/cuda/device_arena.hpp"
 #include "ferry/offload/cuda/raii.hpp"
@@ -18,17 +19,6 @@
 #include "ferry/offload/synthetic_stack.hpp"
 
 namespace ferry::bench {
-
-struct Spread {
-  double median = 0, min = 0, max = 0;
-};
-
-inline Spread spread_of(std::vector<double> v) {
-  if (v.empty()) return {};
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return {n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]), v.front(), v.back()};
-}
 
 // Polls cudaMemGetInfo on its own thread and keeps the lowest free memory seen, so transient peaks inside a run (not
 // only the state before and after it) count against the budget.
@@ -76,7 +66,7 @@ class FreeMemorySampler {
 
 // Host-to-device copy rate of `bytes` from pinned or pageable memory (GB/s, median of `runs` after a warm-up), into
 // a device buffer taken from a DeviceArena like everything else on the device.
-inline Spread h2d_rate(uint64_t bytes, bool pinned, int runs) {
+inline Stats h2d_rate(uint64_t bytes, bool pinned, int runs) {
   MemoryPlanInput in;
   in.layers = {{bytes, 0, Placement::RESIDENT}};
   cuda::DeviceArena arena(compute_memory_plan(in, 0));
@@ -94,12 +84,12 @@ inline Spread h2d_rate(uint64_t bytes, bool pinned, int runs) {
     FERRY_CUDA_CHECK(cudaEventSynchronize(end.get()));
     if (r >= 0) rates.push_back(static_cast<double>(bytes) / (cuda::elapsed_ms(begin, end) * 1e6));
   }
-  return spread_of(rates);
+  return stats_of(rates);
 }
 
 // `runs` steps after `warmup` of one scheduler over T tokens; GPU step times (compute-stream events, ms), copy rates.
 struct RunResult {
-  Spread step_ms, wall_ms, copy_gbps;
+  Stats step_ms, wall_ms, copy_gbps;
   double copy_bytes = 0;
   double gpu_compute_ms = 0;  // median over the timed steps of the summed GPU layer spans
   std::vector<double> step_samples, rate_samples;
@@ -119,11 +109,11 @@ inline RunResult run_steps(LayerScheduler& s, const SyntheticStack& stack, int64
     if (st.copy_bytes > 0) rate.push_back(st.copy_gbps());
     compute.push_back(st.gpu_compute_ms);
   }
-  RunResult out{spread_of(step),
-                spread_of(wall),
-                spread_of(rate),
+  RunResult out{stats_of(step),
+                stats_of(wall),
+                stats_of(rate),
                 static_cast<double>(s.last_step().copy_bytes),
-                spread_of(compute).median,
+                stats_of(compute).median,
                 step,
                 rate};
   return out;

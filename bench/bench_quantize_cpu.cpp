@@ -26,44 +26,15 @@
 #include <time.h>
 #include <vector>
 
+#include "bench_common.hpp"
 #include "ferry/error.hpp"
 #include "ferry/ggml_type.hpp"
 #include "ferry/kernels/ref/quants.hpp"
 
-#ifndef FERRY_GIT_SHA
-#define FERRY_GIT_SHA "unknown"
-#endif
-#ifndef FERRY_GIT_DIRTY
-#define FERRY_GIT_DIRTY 0
-#endif
-
 namespace {
 
 using ferry::GgmlType;
-using Clock = std::chrono::steady_clock;
-
-struct Stats {
-  double median = 0, min = 0, max = 0;
-};
-
-Stats stats_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  const double median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-  return {median, v.front(), v.back()};
-}
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      const auto colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(line.find_first_not_of(" \t", colon + 1));
-    }
-  }
-  return "unknown";
-}
+using namespace ferry::bench;
 
 std::vector<float> random_weights(size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -86,7 +57,7 @@ struct Timings {
 
 // Times fn() `runs` times after one warm-up; wall and thread CPU seconds per run.
 template <class Fn>
-Timings time_runs(int runs, Fn&& fn) {
+Timings time_wall_and_cpu(int runs, Fn&& fn) {
   fn();
   Timings t;
   for (int r = 0; r < runs; ++r) {
@@ -148,7 +119,7 @@ int main(int argc, char** argv) {
       std::vector<uint8_t> q(ferry::row_bytes(t, elements));
       Row row;
       row.type = std::string(ferry::type_name(t));
-      const Timings tm = time_runs(runs, [&] {
+      const Timings tm = time_wall_and_cpu(runs, [&] {
         for (int64_t r = 0; r < elements / kRow; ++r)
           ferry::ref::quantize(t, weights.data() + r * kRow, q.data() + r * row_b, kRow);
       });
@@ -168,7 +139,7 @@ int main(int argc, char** argv) {
     const std::string cpu = cpu_model();
     std::printf("## Reference quantization, one thread\n\n");
     std::printf("cpu: %s; build %s%s; %lld weights per type in rows of %lld; median of %d runs after 1 warm-up\n\n",
-                cpu.c_str(), FERRY_GIT_SHA, FERRY_GIT_DIRTY ? " (dirty)" : "", static_cast<long long>(elements),
+                cpu.c_str(), FERRY_GIT_SHA, dirty_suffix(), static_cast<long long>(elements),
                 static_cast<long long>(kRow), runs);
     std::printf(
         "| type | ns/weight wall (median) | wall (min .. max) | ns/weight CPU (median) | CPU (min .. max) | "
@@ -182,8 +153,8 @@ int main(int argc, char** argv) {
     if (!json_path.empty()) {
       nlohmann::json j;
       j["benchmark"] = "quantize_cpu_ref";
-      j["build"] = {{"git_sha", FERRY_GIT_SHA}, {"git_dirty", FERRY_GIT_DIRTY != 0}, {"compiler", __VERSION__}};
-      j["host"] = {{"cpu_model", cpu}, {"hardware_threads", std::thread::hardware_concurrency()}};
+      j["build"] = build_json();
+      j["host"] = host_json(cpu);
       j["parameters"] = {{"elements", elements},
                          {"row", kRow},
                          {"runs", runs},
@@ -200,9 +171,7 @@ int main(int argc, char** argv) {
             {"normalised_rms_error", r.error},
         });
       }
-      std::ofstream f(json_path);
-      f << j.dump(2) << "\n";
-      if (!f) {
+      if (!write_json_file(json_path, j)) {
         std::cerr << "cannot write " << json_path << "\n";
         return 1;
       }

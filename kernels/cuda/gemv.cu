@@ -24,12 +24,24 @@
 //   registers); one warp-shuffle reduction per row and token ends it.
 // - F16 / BF16 / F32 weights take a simpler kernel (gemv_float.cu): each lane reads 16-byte vectors of its rows
 //   straight from global memory.
-// Status (H100, bench_kernels_cuda, T = 1): Q8_0 38-60%, Q6_K 26-45%, Q4_0 19-42%, Q4_K 16-26% of the copy rate,
-// against a 70% target; F16/BF16/F32 rows 67-86%. The quantized kernel is bound by the decode, not by DRAM: ~4-5
-// FP32-pipe instructions per weight in short dependent chains. Closing the gap needs fewer instructions per weight:
-// tensor cores (mma.m16n8k16, x staged as FP16, weights turned into half2 by one LOP3 + one HSUB2 per pair) or int8
-// x with dp4a (llama.cpp's route, at a precision cost), and blocks re-aligned while staging so lanes read them with
-// wide shared-memory loads.
+// - Q4_0, Q8_0, Q4_K and Q6_K (the common types) take the int8-activation variant (gemv_i8.cu, units in
+//   gemv_i8_units.cuh): same CTA shape and cp.async ring, but each CTA quantizes its x segment into shared memory as
+//   int8 codes with one float scale per 32 elements (d = max|x| / 127, round half to even, exactly as the CPU GEMV's
+//   quantize_activations), and lanes multiply 4 weight codes by 4 codes per __dp4a, applying d_w·d_x once per run of
+//   8-16 weights and any offset/min term as m·d_x·Σq_x per group. Precision: x carries a rounding error of up to
+//   d_x / 2, so the output's normalised error is ~E[d_x²] / (12 E[x²]) ≈ 1.5e-5 for uniform x (measured 1.3e-5 to
+//   2.6e-5), against ~1e-14 for the FP32 path; the weights are used exactly. Llama.cpp and ferry's CPU GEMV accept
+//   the same. Other quantized types keep the FP32 decode below.
+// Status (H100, bench_kernels_cuda, T = 1, % of the 2.98 TB/s copy rate, same machine before -> after int8 x):
+// 14336x4096 Q4_0 34 -> 37-38%, Q4_K 23 -> 37-39%, Q6_K 38 -> 40%, Q8_0 50 -> 52-53%; 32000x5120 Q4_K 26 -> 50-51%,
+// Q8_0 59 -> 64-65%; 4096x4096 Q4_K 16 -> 21-23%; T = 8 9-15% -> 12-21%. Other types unchanged (FP32 decode: 19-36%),
+// F16/BF16/F32 rows 72-86%. The dp4a path cut the decode to ~1 instruction per weight, yet Q4_0 and Q8_0 barely
+// moved: the limit is now the kernel's structure, not the ALU. Each CTA owns 16 rows for all of K, so a 4096-column
+// row is only 4 chunks: the CTA's fixed costs (pipeline fill, x staging and quantization from L2, the final chunk's
+// full DRAM round trip, the reduction) are a large share, and with 3 CTAs per SM the grid is 1-3 waves with a ragged
+// last one. Deeper rings (6 stages) or 2x chunks measured no better or worse. Next steps: a persistent grid (one
+// wave, a CTA walks row groups with one continuous chunk stream, x quantized once per CTA), and lanes reading the
+// 16-byte-aligned Q4_K blocks straight from global memory without the ring.
 //
 // Invariants. K is a multiple of the block size (8 for F32/F16/BF16); W rows are consecutive; x is [T, K] float32,
 // y is [T, N] float32 and every y element is written exactly once (no atomics, no pre-zeroing); results do not depend
@@ -91,6 +103,7 @@ void quant_gemv(const QuantMatrixView& w, const float* x, int64_t n_tokens, floa
     fail(ErrorCategory::INVALID_ARGUMENT, "quant_gemv " + name + ": weight data is not 2-byte aligned");
   if (w.n_rows == 0) return;
   const int n_tok = static_cast<int>(n_tokens);
+  if (detail::launch_gemv_i8(w, row_bytes, x, n_tok, y, stream)) return;
   if (detail::launch_gemv_q32(w, row_bytes, x, n_tok, y, stream)) return;
   if (detail::launch_gemv_k(w, row_bytes, x, n_tok, y, stream)) return;
   if (detail::launch_gemv_float(w, row_bytes, x, n_tok, y, stream)) return;

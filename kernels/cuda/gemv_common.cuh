@@ -55,7 +55,10 @@ __device__ __forceinline__ void gemv_reduce_store(float (&acc)[kRW][kT], const b
   }
 }
 
-// Defined in the family files; each returns false for a type outside its family.
+// Defined in the family files; each returns false for a type outside its family. launch_gemv_i8 (int8 activations,
+// Q4_0 / Q8_0 / Q4_K / Q6_K) is tried first.
+bool launch_gemv_i8(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,
+                    cudaStream_t stream);
 bool launch_gemv_q32(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,
                      cudaStream_t stream);
 bool launch_gemv_k(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,

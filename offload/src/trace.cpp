@@ -1,13 +1,9 @@
 #include "ferry/offload/trace.hpp"
 
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <nlohmann/json.hpp>
+#include <span>
 
-#include "ferry/error.hpp"
+#include "ferry/gguf_writer.hpp"
 
 namespace ferry {
 
@@ -57,24 +53,7 @@ void TraceRecorder::write_chrome_json(const std::filesystem::path& path) const {
   const nlohmann::json document = {{"traceEvents", std::move(events)}, {"displayTimeUnit", "ms"}};
   const std::string text = document.dump(1);
 
-  std::filesystem::path temp = path;
-  temp += ".tmp." + std::to_string(::getpid());
-  std::FILE* f = std::fopen(temp.c_str(), "wb");
-  if (f == nullptr) fail(ErrorCategory::IO, "trace: cannot create '" + temp.string() + "': " + std::strerror(errno));
-  const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  const bool flushed = std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-  const int saved_errno = errno;
-  std::fclose(f);
-  if (!written || !flushed) {
-    std::remove(temp.c_str());
-    fail(ErrorCategory::IO, "trace: cannot write '" + temp.string() + "': " + std::strerror(saved_errno));
-  }
-  if (std::rename(temp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    std::remove(temp.c_str());
-    fail(ErrorCategory::IO,
-         "trace: cannot rename '" + temp.string() + "' to '" + path.string() + "': " + std::strerror(e));
-  }
+  write_file_atomically(path, std::as_bytes(std::span(text.data(), text.size())));
 }
 
 }  // namespace ferry

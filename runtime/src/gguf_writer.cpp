@@ -3,18 +3,13 @@
 // zero padding to the alignment. A file read by GgufFile and written back through copy_of is therefore identical.
 #include "ferry/gguf_writer.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <string_view>
 #include <utility>
 
+#include "ferry/atomic_file.hpp"
 #include "ferry/checked_math.hpp"
 #include "ferry/error.hpp"
 #include "ferry/gguf.hpp"
@@ -25,80 +20,15 @@ namespace {
 constexpr uint32_t kGgufVersion = 3;
 constexpr std::string_view kAlignmentKey = "general.alignment";
 
-[[noreturn]] void fail_io(const std::filesystem::path& path, const std::string& what, int err) {
-  fail(ErrorCategory::IO, path.string() + ": cannot " + what + ": " + std::strerror(err));
+// Appends `n` zero bytes (alignment padding) without allocating a buffer of that size.
+void write_zeros(AtomicFile& out, uint64_t n) {
+  static constexpr std::byte kZeros[4096] = {};
+  while (n > 0) {
+    const auto chunk = static_cast<size_t>(std::min<uint64_t>(n, sizeof(kZeros)));
+    out.write(std::span<const std::byte>(kZeros, chunk));
+    n -= chunk;
+  }
 }
-
-// A file that appears under its final name only when complete: data goes to a temporary file in the same directory
-// (so the rename cannot cross file systems), which is fsynced and renamed over the target; the directory is fsynced
-// so the rename itself survives a crash. If commit() is never reached the temporary file is removed.
-class AtomicFile {
- public:
-  explicit AtomicFile(const std::filesystem::path& target) : m_target(target) {
-    const std::string file_name = target.filename().string();
-    if (file_name.empty() || file_name == "." || file_name == "..")
-      fail(ErrorCategory::INVALID_ARGUMENT, target.string() + ": not a file name to write");
-    m_dir = target.parent_path().empty() ? std::filesystem::path(".") : target.parent_path();
-    static std::atomic<uint64_t> counter{0};
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      m_tmp = m_dir / ("." + file_name + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++));
-      // 0666 filtered by the umask: the file gets the permissions a plain create would give it.
-      m_fd = ::open(m_tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-      if (m_fd >= 0) return;
-      if (errno != EEXIST) fail_io(m_tmp, "create a temporary file for " + target.string(), errno);
-    }
-    fail(ErrorCategory::IO, target.string() + ": cannot find a free temporary file name in " + m_dir.string());
-  }
-  AtomicFile(const AtomicFile&) = delete;
-  AtomicFile& operator=(const AtomicFile&) = delete;
-  ~AtomicFile() {
-    if (m_fd >= 0) ::close(m_fd);
-    if (!m_committed) ::unlink(m_tmp.c_str());
-  }
-
-  void write(const void* data, size_t n) {
-    const auto* p = static_cast<const char*>(data);
-    while (n > 0) {
-      const ssize_t w = ::write(m_fd, p, n);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        fail_io(m_tmp, "write (for " + m_target.string() + ")", errno);
-      }
-      p += w;
-      n -= static_cast<size_t>(w);
-    }
-  }
-
-  void write_zeros(uint64_t n) {
-    static constexpr char kZeros[4096] = {};
-    while (n > 0) {
-      const auto chunk = static_cast<size_t>(std::min<uint64_t>(n, sizeof(kZeros)));
-      write(kZeros, chunk);
-      n -= chunk;
-    }
-  }
-
-  void commit() {
-    if (::fsync(m_fd) != 0) fail_io(m_tmp, "fsync (for " + m_target.string() + ")", errno);
-    const int fd = std::exchange(m_fd, -1);
-    if (::close(fd) != 0) fail_io(m_tmp, "close (for " + m_target.string() + ")", errno);
-    if (::rename(m_tmp.c_str(), m_target.c_str()) != 0)
-      fail_io(m_target, "rename " + m_tmp.string() + " over it", errno);
-    m_committed = true;
-    const int dir_fd = ::open(m_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir_fd >= 0) {
-      // The data is complete and in place; a failed directory fsync only weakens crash durability, so it is not an
-      // error (some file systems refuse fsync on directories).
-      ::fsync(dir_fd);
-      ::close(dir_fd);
-    }
-  }
-
- private:
-  std::filesystem::path m_target, m_dir, m_tmp;
-  int m_fd = -1;
-  bool m_committed = false;
-};
 
 // Little-endian serialisation into the in-memory header (the host is little-endian; see gguf_value.cpp).
 class HeaderBuffer {
@@ -258,8 +188,8 @@ void GgufWriter::write(const std::filesystem::path& path, const Progress& progre
   const uint64_t data_start = align_or_fail(header_size, m_alignment, "the header");
 
   AtomicFile out(path);
-  out.write(header.bytes().data(), header.bytes().size());
-  out.write_zeros(data_start - header_size);
+  out.write(std::as_bytes(std::span(header.bytes())));
+  write_zeros(out, data_start - header_size);
   // One buffer, sized for the largest tensor, is reused: memory stays at one tensor however large the model is.
   std::vector<std::byte> buffer;
   uint64_t done_bytes = 0;
@@ -270,8 +200,8 @@ void GgufWriter::write(const std::filesystem::path& path, const Progress& progre
     // Zeroed first so a callback that leaves bytes unwritten produces a deterministic file, not stale memory.
     std::fill(data.begin(), data.end(), std::byte{0});
     t.fill(data);
-    out.write(data.data(), data.size());
-    out.write_zeros(align_or_fail(t.n_bytes, m_alignment, "tensor '" + t.name + "'") - t.n_bytes);
+    out.write(data);
+    write_zeros(out, align_or_fail(t.n_bytes, m_alignment, "tensor '" + t.name + "'") - t.n_bytes);
     done_bytes += t.n_bytes;
     if (progress) progress(i + 1, m_tensors.size(), done_bytes, total_bytes);
   }
@@ -289,7 +219,7 @@ GgufWriter GgufWriter::copy_of(const GgufFile& file) {
 
 void write_file_atomically(const std::filesystem::path& path, std::span<const std::byte> bytes) {
   AtomicFile out(path);
-  out.write(bytes.data(), bytes.size());
+  out.write(bytes);
   out.commit();
 }
 

@@ -18,8 +18,8 @@
 #include <string_view>
 #include <vector>
 
-#include "atomic_output.hpp"
 #include "commands.hpp"
+#include "ferry/atomic_file.hpp"
 #include "ferry/error.hpp"
 #include "ferry/gguf.hpp"
 #include "ferry/kernels/ref/quants.hpp"
@@ -139,7 +139,7 @@ int run_dump(const DumpOptions& options) {
     return 0;
   }
 
-  AtomicOutputFile out(options.output);
+  AtomicFile out(options.output);
   convert(*info, traits, data, [&](std::span<const std::byte> bytes) { out.write(bytes); });
   out.commit();
   std::string shape;

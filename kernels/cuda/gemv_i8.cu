@@ -1,0 +1,269 @@
+// The int8-activation GEMV for Q4_0, Q8_0, Q4_K and Q6_K (design note: gemv.cu; units: gemv_i8_units.cuh).
+// Same CTA shape and weight pipeline as quant_gemv_kernel (gemv_kernel.cuh): 16 rows per CTA, 2 per warp, the rows'
+// blocks streamed through a 4-deep ring of shared-memory slots by 16-byte cp.async. What differs is x and the math:
+// each CTA quantizes x[0:T, K-segment] into shared memory as int8 with one float scale per 32 elements (and the
+// group's d·Σq for the min/offset terms), and a lane multiplies 4 codes by 4 activations per __dp4a, applying the
+// scales once per run of 8-16 weights: about 1 instruction per weight instead of 4-5 FP32 ones.
+#include <cuda_pipeline_primitives.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "ferry/kernels/cuda/check.cuh"
+#include "gemv_i8_units.cuh"
+#include "gemv_kernel.cuh"
+
+namespace ferry::cuda::detail {
+namespace {
+
+// Shared memory for the quantized x segment (1.25 B per element and token). 24 KiB holds all of K <= 16384 at T = 1
+// and keeps a CTA small enough for 3-4 per SM; at T = 8 K is cut into segments of 2304.
+constexpr int kGemvI8XBytes = 24 * 1024;
+
+__host__ __device__ inline int64_t i8_xq_row_words(int64_t seg_len) { return (seg_len / 4 + 3) / 4 * 4; }
+__host__ __device__ inline int64_t i8_x_bytes(int n_tok, int64_t seg_len) {
+  return (n_tok * (i8_xq_row_words(seg_len) * 4 + seg_len / 32 * 8) + 15) / 16 * 16;
+}
+
+// x[0:T, s0 : s0 + len] (len a multiple of 32) to int8 codes q = rint(x · 127 / max|x|) (round half to even, as
+// the CPU GEMV's quantize_activations) in xq, and (d = max|x| / 127, d · Σq) per 32-element group in xd. One thread
+// per group, no shuffles. A group holding Inf or NaN gets d = NaN, so every output it feeds is NaN.
+__device__ __forceinline__ void stage_x_i8(int* xq, float2* xd, const float* __restrict__ x, int n_tok,
+                                           int64_t n_cols, int64_t s0, int len, int64_t xq_row, int64_t xd_row,
+                                           bool x_vec) {
+  const int groups = len / 32;
+  for (int i = threadIdx.x; i < n_tok * groups; i += blockDim.x) {
+    const int t = i / groups, g = i % groups;
+    const float* src = x + t * n_cols + s0 + 32 * g;
+    float v[32];
+    if (x_vec) {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const float4 f = __ldg(reinterpret_cast<const float4*>(src) + k);
+        v[4 * k] = f.x, v[4 * k + 1] = f.y, v[4 * k + 2] = f.z, v[4 * k + 3] = f.w;
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < 32; ++k) v[k] = __ldg(src + k);
+    }
+    // |x| as integers orders like floats, with Inf and NaN above every finite value.
+    uint32_t amax_bits = 0;
+#pragma unroll
+    for (int k = 0; k < 32; ++k) amax_bits = max(amax_bits, __float_as_uint(v[k]) & 0x7fffffffu);
+    const bool bad = amax_bits >= 0x7f800000u;
+    const float amax = bad ? 0.0f : __uint_as_float(amax_bits);
+    const float d = amax / 127.0f;
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    int words[8];
+    int sum = 0;
+#pragma unroll
+    for (int w = 0; w < 8; ++w) {
+      // fl(x · inv) + 1.5·2^23 rounds to an integer (half to even) whose low byte is the code in two's complement;
+      // __fmul_rn keeps the product rounded on its own, as the CPU's nearbyint(x * inv) sees it.
+      uint32_t b[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) b[i] = __float_as_uint(__fmul_rn(v[4 * w + i], inv) + 12582912.0f);
+      const uint32_t word = __byte_perm(__byte_perm(b[0], b[1], 0x0040u), __byte_perm(b[2], b[3], 0x0040u), 0x5410u);
+      words[w] = static_cast<int>(word);
+      sum = __dp4a(words[w], 0x01010101, sum);
+    }
+    int4* dst = reinterpret_cast<int4*>(xq + t * xq_row + 8 * g);
+    dst[0] = make_int4(words[0], words[1], words[2], words[3]);
+    dst[1] = make_int4(words[4], words[5], words[6], words[7]);
+    const float nan = __int_as_float(0x7fc00000);
+    xd[t * xd_row + g] = bad ? make_float2(nan, nan) : make_float2(d, d * static_cast<float>(sum));
+  }
+}
+
+template <int kN>
+__device__ __forceinline__ void lds_words(const int* p, int* out) {
+  if constexpr (kN == 4) {
+    const int4 u = *reinterpret_cast<const int4*>(p);
+    out[0] = u.x, out[1] = u.y, out[2] = u.z, out[3] = u.w;
+  } else {
+    static_assert(kN == 2, "runs of 2 or 4 words");
+    const int2 u = *reinterpret_cast<const int2*>(p);
+    out[0] = u.x, out[1] = u.y;
+  }
+}
+
+// One CTA computes kGemvRowsPerCta consecutive rows (warp w: rows 2w, 2w + 1), as quant_gemv_kernel.
+template <GgmlType kType, int kT>
+__global__ void __launch_bounds__(kGemvThreads, 2)
+    quant_gemv_i8_kernel(const uint8_t* __restrict__ w, int64_t row_bytes, int64_t n_rows, int64_t n_cols,
+                         const float* __restrict__ x, int n_tok, float* __restrict__ y, int64_t seg_len,
+                         bool w_aligned, bool x_vec) {
+  using U = GemvI8Unit<kType>;
+  using G = GemvStage<U>;
+  constexpr int kRW = kGemvRowsPerWarp;
+  constexpr int kS = kGemvStages;
+  extern __shared__ int4 smem_i4[];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t cta_row0 = static_cast<int64_t>(blockIdx.x) * kGemvRowsPerCta;
+  const int64_t row0 = cta_row0 + warp * kRW;
+  const int64_t xq_row = i8_xq_row_words(seg_len), xd_row = seg_len / 32;
+  int* xq = reinterpret_cast<int*>(smem_i4);
+  float2* xd = reinterpret_cast<float2*>(xq + n_tok * xq_row);
+  uint8_t* slots = reinterpret_cast<uint8_t*>(smem_i4) + i8_x_bytes(n_tok, seg_len);
+  const uint8_t* w_end = w + n_rows * row_bytes;
+
+  constexpr int kBlkStep = 32 / U::kParts;
+  constexpr int kUnitsPerLane = U::kChunk / U::kQK / kBlkStep;
+  static_assert(32 % U::kParts == 0 && U::kChunk / U::kQK % kBlkStep == 0, "a chunk is whole steps of the warp");
+  const int part = lane % U::kParts, blk_lane = lane / U::kParts;
+  int x_word[U::kRuns], x_grp[U::kRuns];
+#pragma unroll
+  for (int j = 0; j < U::kRuns; ++j) x_word[j] = U::x_word(part, j), x_grp[j] = U::x_group(part, j);
+
+  bool valid[kRW];
+#pragma unroll
+  for (int r = 0; r < kRW; ++r) valid[r] = row0 + r < n_rows;
+  float acc[kRW][kT];
+#pragma unroll
+  for (int r = 0; r < kRW; ++r)
+#pragma unroll
+    for (int t = 0; t < kT; ++t) acc[r][t] = 0.0f;
+
+  for (int64_t s0 = 0; s0 < n_cols; s0 += seg_len) {
+    const int len = static_cast<int>(min(seg_len, n_cols - s0));
+    const int n_chunks = (len + U::kChunk - 1) / U::kChunk;
+    auto issue = [&](int c) {
+      if (c < n_chunks) {
+        const int64_t byte0 = (s0 + static_cast<int64_t>(c) * U::kChunk) / U::kQK * U::kBytes;
+        const int cb = min(U::kChunk, len - c * U::kChunk) / U::kQK * U::kBytes;
+        uint8_t* stage = slots + (c % kS) * G::kStageBytes;
+        for (int i = threadIdx.x; i < kGemvRowsPerCta * G::kPieces; i += kGemvThreads) {
+          const int r = i / G::kPieces, p = i % G::kPieces;
+          if (cta_row0 + r >= n_rows) continue;
+          const uint8_t* start = w + (cta_row0 + r) * row_bytes + byte0;
+          const uint8_t* src =
+              reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(start) & ~uintptr_t{15}) + 16 * p;
+          if (src < start + cb) fetch_piece(stage + r * G::kSlot + 16 * p, src, w, w_end);
+        }
+      }
+      __pipeline_commit();
+    };
+
+    __syncthreads();  // every warp is done with the previous segment's x and slots
+    for (int c = 0; c < kS - 1; ++c) issue(c);
+    stage_x_i8(xq, xd, x, n_tok, n_cols, s0, len, xq_row, xd_row, x_vec);
+
+    for (int c = 0; c < n_chunks; ++c) {
+      __pipeline_wait_prior(kS - 2);
+      __syncthreads();  // chunk c has landed everywhere (and x is staged); chunk c - 1's slot is free
+      issue(c + kS - 1);
+      if (!valid[0]) continue;
+
+      const int nblk = min(U::kChunk, len - c * U::kChunk) / U::kQK;
+      const int64_t byte0 = (s0 + static_cast<int64_t>(c) * U::kChunk) / U::kQK * U::kBytes;
+      const int blk_x0 = c * (U::kChunk / U::kQK);
+      const uint8_t* base[kRW];
+#pragma unroll
+      for (int r = 0; r < kRW; ++r) {
+        const auto start = reinterpret_cast<uintptr_t>(w + (valid[r] ? row0 + r : row0) * row_bytes + byte0);
+        base[r] = slots + (c % kS) * G::kStageBytes + (warp * kRW + r) * G::kSlot + (start & 15u);
+      }
+      typename U::Raw raw[kUnitsPerLane][kRW];
+#pragma unroll
+      for (int i = 0; i < kUnitsPerLane; ++i) {
+        const int blk = blk_lane + i * kBlkStep;
+        if (blk < nblk) {
+#pragma unroll
+          for (int r = 0; r < kRW; ++r) raw[i][r] = U::load(base[r] + blk * U::kBytes, part, w_aligned);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < kUnitsPerLane; ++i) {
+        const int blk = blk_lane + i * kBlkStep;
+        if (blk >= nblk) continue;
+        int q[kRW][U::kRuns][U::kRunLen];
+        float d[kRW][U::kRuns], m[kRW][U::kRuns];
+#pragma unroll
+        for (int r = 0; r < kRW; ++r) U::decode(raw[i][r], part, q[r], d[r], m[r]);
+        const int x_blk = blk_x0 + blk;
+#pragma unroll
+        for (int t = 0; t < kT; ++t) {
+          if (t >= n_tok) break;
+          const int* xt = xq + t * xq_row + x_blk * (U::kQK / 4);
+          const float2* dt = xd + t * xd_row + x_blk * (U::kQK / 32);
+#pragma unroll
+          for (int j = 0; j < U::kRuns; ++j) {
+            int xw[U::kRunLen];
+            lds_words<U::kRunLen>(xt + x_word[j], xw);
+            const float2 ds = dt[x_grp[j]];
+#pragma unroll
+            for (int r = 0; r < kRW; ++r) {
+              int s = 0;
+#pragma unroll
+              for (int k = 0; k < U::kRunLen; ++k) s = __dp4a(q[r][j][k], xw[k], s);
+              acc[r][t] = fmaf(d[r][j] * ds.x, static_cast<float>(s), acc[r][t]);
+              if constexpr (U::kHasMin) acc[r][t] = fmaf(m[r][j], ds.y, acc[r][t]);
+            }
+          }
+        }
+      }
+    }
+  }
+  __pipeline_wait_prior(0);
+  gemv_reduce_store<kRW, kT>(acc, valid, row0, n_tok, n_rows, y);
+}
+
+template <GgmlType kType, int kT>
+void launch_i8_t(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,
+                 cudaStream_t stream) {
+  using U = GemvI8Unit<kType>;
+  using G = GemvStage<U>;
+  // Segment: all of K if its codes fit, else the largest multiple of 256 elements that does.
+  const int64_t cap = std::max<int64_t>(256, int64_t{kGemvI8XBytes} * 4 / (5 * n_tok) / 256 * 256);
+  const int64_t seg_len = std::min<int64_t>(w.n_cols, cap);
+  const size_t smem =
+      static_cast<size_t>(i8_x_bytes(n_tok, seg_len)) + static_cast<size_t>(kGemvStages) * G::kStageBytes;
+  static const bool configured = [] {
+    FERRY_CUDA_CHECK(cudaFuncSetAttribute(quant_gemv_i8_kernel<kType, kT>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          kGemvI8XBytes + 1024 + kGemvStages * G::kStageBytes));
+    return true;
+  }();
+  (void)configured;
+  const auto addr = reinterpret_cast<uintptr_t>(w.data);
+  const bool w_aligned = addr % U::kAlign == 0 && row_bytes % U::kAlign == 0;
+  const bool x_vec = reinterpret_cast<uintptr_t>(x) % 16 == 0 && w.n_cols % 4 == 0;
+  const int64_t grid = (w.n_rows + kGemvRowsPerCta - 1) / kGemvRowsPerCta;
+  quant_gemv_i8_kernel<kType, kT><<<static_cast<unsigned>(grid), kGemvThreads, smem, stream>>>(
+      static_cast<const uint8_t*>(w.data), row_bytes, w.n_rows, w.n_cols, x, n_tok, y, seg_len, w_aligned, x_vec);
+  FERRY_CUDA_CHECK_LAUNCH();
+}
+
+template <GgmlType kType>
+void launch_i8(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,
+               cudaStream_t stream) {
+  if (n_tok == 1) return launch_i8_t<kType, 1>(w, row_bytes, x, n_tok, y, stream);
+  if (n_tok == 2) return launch_i8_t<kType, 2>(w, row_bytes, x, n_tok, y, stream);
+  if (n_tok <= 4) return launch_i8_t<kType, 4>(w, row_bytes, x, n_tok, y, stream);
+  return launch_i8_t<kType, 8>(w, row_bytes, x, n_tok, y, stream);
+}
+
+}  // namespace
+
+bool launch_gemv_i8(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,
+                    cudaStream_t stream) {
+  switch (w.type) {
+    case GgmlType::Q4_0:
+      launch_i8<GgmlType::Q4_0>(w, row_bytes, x, n_tok, y, stream);
+      return true;
+    case GgmlType::Q8_0:
+      launch_i8<GgmlType::Q8_0>(w, row_bytes, x, n_tok, y, stream);
+      return true;
+    case GgmlType::Q4_K:
+      launch_i8<GgmlType::Q4_K>(w, row_bytes, x, n_tok, y, stream);
+      return true;
+    case GgmlType::Q6_K:
+      launch_i8<GgmlType::Q6_K>(w, row_bytes, x, n_tok, y, stream);
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace ferry::cuda::detail
