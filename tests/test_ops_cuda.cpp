@@ -335,6 +335,20 @@ TEST_CASE("cuda element-wise ops match the reference") {
     expect_close(da.download<float>(n), ref, kFp32Tolerance);
     CHECK(da.guards_intact());
   }
+  {  // GELU's negative tail: outputs of 1e-3 down to 1e-20 keep their relative precision (no 1 + tanh cancellation)
+    const uint64_t seed = next_seed();
+    CAPTURE(seed);
+    for (int64_t n : {1, 7, 1000}) {
+      const std::vector<float> x = test::random_floats(static_cast<size_t>(n), seed, -9.0f, -3.0f);
+      std::vector<float> ref(static_cast<size_t>(n));
+      ref::gelu_tanh(x.data(), ref.data(), n);
+      GuardedBuffer dx(x), dy = nan_output(static_cast<size_t>(n));
+      cuda::gelu_tanh(dx.as<float>(), dy.as<float>(), n, gpu.stream);
+      gpu.sync();
+      expect_close(dy.download<float>(static_cast<size_t>(n)), ref, kFp32Tolerance);
+      CHECK(dy.guards_intact());
+    }
+  }
 }
 
 TEST_CASE("cuda modulate and gated_add match the reference") {

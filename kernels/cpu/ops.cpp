@@ -169,8 +169,9 @@ void gelu_tanh(const float* x, float* y, int64_t n) {
   constexpr float kSqrt2OverPi = 0.7978845608028654f;
   for_elements(n, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
+      // 0.5·v·(1 + tanh(u)) written as v / (1 + e^(-2u)): no cancellation in 1 + tanh(u) for negative v.
       const float v = x[i];
-      y[i] = 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
+      y[i] = v / (1.0f + std::exp(-2.0f * kSqrt2OverPi * (v + 0.044715f * v * v * v)));
     }
   });
 }

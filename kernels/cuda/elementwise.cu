@@ -33,7 +33,10 @@ struct Add {
 struct GeluTanh {
   __device__ float operator()(float x, float) const {
     constexpr float kSqrt2OverPi = 0.7978845608028654f;
-    return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+    // 0.5·x·(1 + tanh(u)) = x / (1 + e^(-2u)): the same function without the cancellation in 1 + tanh(u) for
+    // negative x, where that form loses every digit (gelu(-4) ~ -1e-4 from 1 - 0.99997).
+    const float u = kSqrt2OverPi * (x + 0.044715f * x * x * x);
+    return x / (1.0f + expf(-2.0f * u));
   }
 };
 
