@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <vector>
 
 #include "cuda_test_helpers.hpp"
@@ -233,6 +234,56 @@ TEST_CASE("quant_gemv with several K segments (T = 3, K = 8192) and unaligned ro
     CHECK(normalized_error(y, ref, ref.size()) <= kGemvTolerance);
     CHECK(d_y.guards_intact());
   }
+}
+
+TEST_CASE("quant_gemv_batch: one launch for matrices sharing x equals a reference per matrix") {
+  Stream stream;
+  uint64_t seed = 8100;
+  // Same type (one fused launch), and mixed types (one launch each); odd row counts so CTAs straddle no matrix
+  // boundary cleanly; K = 4096 at T = 8 takes two x segments.
+  const std::vector<std::vector<GgmlType>> batches = {
+      {GgmlType::Q4_0, GgmlType::Q4_0, GgmlType::Q4_0}, {GgmlType::Q8_0, GgmlType::Q8_0},
+      {GgmlType::Q4_K, GgmlType::Q4_K, GgmlType::Q4_K}, {GgmlType::Q6_K, GgmlType::Q6_K, GgmlType::Q6_K},
+      {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q4_K}, {GgmlType::Q5_K, GgmlType::Q5_K}};
+  const int64_t rows[] = {33, 5, 17};
+  for (const auto& types : batches) {
+    for (const auto& [k, t] : {std::pair<int64_t, int64_t>{768, 1}, {512, 3}, {4096, 8}}) {
+      ++seed;
+      INFO("first type ", type_label(types[0]), ", ", types.size(), " matrices, K = ", k, ", T = ", t, ", seed ", seed);
+      const std::vector<float> x = random_floats(static_cast<size_t>(t * k), seed);
+      GuardedBuffer d_x(x.size() * 4);
+      d_x.upload(x.data(), x.size() * 4);
+      std::vector<std::vector<uint8_t>> w;
+      std::deque<GuardedBuffer> d_w, d_y;  // GuardedBuffer does not move
+      std::vector<QuantMatrixView> views;
+      std::vector<float*> outs;
+      for (size_t i = 0; i < types.size(); ++i) {
+        w.push_back(make_weights(types[i], rows[i], k, seed * 10 + i));
+        d_w.emplace_back(w.back().size());
+        d_w.back().upload(w.back().data(), w.back().size());
+        d_y.emplace_back(static_cast<size_t>(t * rows[i]) * 4);
+      }
+      for (size_t i = 0; i < types.size(); ++i) {
+        views.push_back({types[i], d_w[i].get(), k, rows[i]});
+        outs.push_back(d_y[i].get<float>());
+      }
+      cuda::quant_gemv_batch(views, d_x.get<float>(), t, outs, stream);
+      stream.sync();
+      for (size_t i = 0; i < types.size(); ++i) {
+        const std::vector<float> xs = gemv_uses_int8_x(types[i]) ? round_x_to_int8_blocks(x) : x;
+        std::vector<float> ref(static_cast<size_t>(t * rows[i]));
+        ref::matmul({types[i], w[i].data(), k, rows[i]}, xs.data(), t, ref.data());
+        const auto y = d_y[i].download<float>();
+        INFO("matrix ", i);
+        CHECK(normalized_error(y, ref, ref.size()) <= kGemvTolerance);
+        CHECK(count_nans(y) == 0);
+        CHECK(d_y[i].guards_intact());
+      }
+    }
+  }
+  const QuantMatrixView one{GgmlType::Q4_0, nullptr, 32, 1};
+  float* none[2] = {nullptr, nullptr};
+  CHECK_THROWS_AS(cuda::quant_gemv_batch(std::span<const QuantMatrixView>(&one, 1), nullptr, 1, none, stream), Error);
 }
 
 TEST_CASE("dequant_gemm matches ref::matmul within FP16 rounding, T = 9, 33, 512") {

@@ -247,4 +247,20 @@ void matmul(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y
   dequant_gemm(w, x, n_tokens, y, scratch, cublas, stream);
 }
 
+void matmul_batch(std::span<const QuantMatrixView> ws, const float* x, int64_t n_tokens, std::span<float* const> ys,
+                  const GemmScratch& scratch, cublasHandle_t cublas, cudaStream_t stream) {
+  if (ws.size() != ys.size())
+    fail(ErrorCategory::INVALID_ARGUMENT, "matmul_batch: " + std::to_string(ws.size()) + " matrices but " +
+                                              std::to_string(ys.size()) + " outputs");
+  const bool gemv = n_tokens >= 1 && n_tokens <= kGemvMaxTokens &&
+                    std::all_of(ws.begin(), ws.end(), [](const QuantMatrixView& w) {
+                      return gemv_supported(w.type) && detail::gemv_shape_supported(w);
+                    });
+  if (gemv) {
+    quant_gemv_batch(ws, x, n_tokens, ys, stream);
+    return;
+  }
+  for (size_t i = 0; i < ws.size(); ++i) matmul(ws[i], x, n_tokens, ys[i], scratch, cublas, stream);
+}
+
 }  // namespace ferry::cuda

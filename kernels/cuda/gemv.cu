@@ -36,12 +36,15 @@
 // 14336x4096 Q4_0 34 -> 37-38%, Q4_K 23 -> 37-39%, Q6_K 38 -> 40%, Q8_0 50 -> 52-53%; 32000x5120 Q4_K 26 -> 50-51%,
 // Q8_0 59 -> 64-65%; 4096x4096 Q4_K 16 -> 21-23%; T = 8 9-15% -> 12-21%. Other types unchanged (FP32 decode: 19-36%),
 // F16/BF16/F32 rows 72-86%. The dp4a path cut the decode to ~1 instruction per weight, yet Q4_0 and Q8_0 barely
-// moved: the limit is now the kernel's structure, not the ALU. Each CTA owns 16 rows for all of K, so a 4096-column
-// row is only 4 chunks: the CTA's fixed costs (pipeline fill, x staging and quantization from L2, the final chunk's
-// full DRAM round trip, the reduction) are a large share, and with 3 CTAs per SM the grid is 1-3 waves with a ragged
-// last one. Deeper rings (6 stages) or 2x chunks measured no better or worse. Next steps: a persistent grid (one
-// wave, a CTA walks row groups with one continuous chunk stream, x quantized once per CTA), and lanes reading the
-// 16-byte-aligned Q4_K blocks straight from global memory without the ring.
+// moved: the limit is now the kernel's structure, not the ALU. Nsight Compute on 14336x4096 T = 1 (H200): 37.5%
+// theoretical occupancy (3 CTAs per SM, by registers and shared memory alike), schedulers issuing on 52-58% of
+// cycles with 1.1-1.4 eligible warps of 5.2, DRAM at 30% of peak; the CTA-wide barrier per chunk couples the 8 warps
+// to the slowest. Measured and rejected (same machine, same bench): a persistent one-wave grid streaming all of a
+// CTA's row groups through one ring (14336x4096 Q4_K 27 -> 36 us: fewer CTAs, same per-CTA rate), coalesced x
+// staging that freed registers for 4-5 CTAs per SM (no change at T = 1, slower at T = 8), deeper rings or 2x
+// chunks. What did help: quant_gemv_batch, one launch for the matrices that share x (q, k, v; gate, up), since a
+// 1024-row matrix alone is 64 CTAs on a 132-SM GPU (llama-3-8B decode +10%). A next design would drop the shared
+// ring: warps reading blocks straight from global memory with no CTA barrier, x quantized once per call.
 //
 // Invariants. K is a multiple of the block size (8 for F32/F16/BF16); W rows are consecutive; x is [T, K] float32,
 // y is [T, N] float32 and every y element is written exactly once (no atomics, no pre-zeroing); results do not depend
@@ -86,7 +89,10 @@ bool gemv_shape_supported(const QuantMatrixView& w) noexcept {
 }
 }  // namespace detail
 
-void quant_gemv(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, cudaStream_t stream) {
+namespace {
+
+// The checks every GEMV entry point makes; returns the row size in bytes.
+int64_t checked_gemv_row_bytes(const QuantMatrixView& w, int64_t n_tokens) {
   const std::string name(type_name(w.type));
   if (!gemv_supported(w.type)) fail(ErrorCategory::UNSUPPORTED, "quant_gemv: no GEMV kernel for GGML type " + name);
   if (n_tokens < 1 || n_tokens > kGemvMaxTokens)
@@ -98,16 +104,39 @@ void quant_gemv(const QuantMatrixView& w, const float* x, int64_t n_tokens, floa
   if (!detail::gemv_shape_supported(w))
     fail(ErrorCategory::INVALID_ARGUMENT,
          "quant_gemv " + name + ": K = " + std::to_string(w.n_cols) + " must be a multiple of 8 for float weights");
-  const int64_t row_bytes = static_cast<int64_t>(ferry::row_bytes(w.type, w.n_cols));  // checks the block multiple
+  const auto row_bytes = static_cast<int64_t>(ferry::row_bytes(w.type, w.n_cols));  // checks the block multiple
   if (reinterpret_cast<uintptr_t>(w.data) % 2 != 0)
     fail(ErrorCategory::INVALID_ARGUMENT, "quant_gemv " + name + ": weight data is not 2-byte aligned");
+  return row_bytes;
+}
+
+}  // namespace
+
+void quant_gemv(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, cudaStream_t stream) {
+  const int64_t row_bytes = checked_gemv_row_bytes(w, n_tokens);
   if (w.n_rows == 0) return;
   const int n_tok = static_cast<int>(n_tokens);
   if (detail::launch_gemv_i8(w, row_bytes, x, n_tok, y, stream)) return;
   if (detail::launch_gemv_q32(w, row_bytes, x, n_tok, y, stream)) return;
   if (detail::launch_gemv_k(w, row_bytes, x, n_tok, y, stream)) return;
   if (detail::launch_gemv_float(w, row_bytes, x, n_tok, y, stream)) return;
-  fail(ErrorCategory::INTERNAL, "quant_gemv: gemv_supported(" + name + ") but no kernel");
+  fail(ErrorCategory::INTERNAL, "quant_gemv: gemv_supported(" + std::string(type_name(w.type)) + ") but no kernel");
+}
+
+void quant_gemv_batch(std::span<const QuantMatrixView> ws, const float* x, int64_t n_tokens,
+                      std::span<float* const> ys, cudaStream_t stream) {
+  if (ws.size() != ys.size())
+    fail(ErrorCategory::INVALID_ARGUMENT, "quant_gemv_batch: " + std::to_string(ws.size()) + " matrices but " +
+                                              std::to_string(ys.size()) + " outputs");
+  if (ws.empty()) return;
+  const int64_t row_bytes = checked_gemv_row_bytes(ws[0], n_tokens);
+  bool fusable = true;
+  for (const QuantMatrixView& w : ws) {
+    checked_gemv_row_bytes(w, n_tokens);
+    fusable = fusable && w.type == ws[0].type && w.n_cols == ws[0].n_cols;
+  }
+  if (fusable && detail::launch_gemv_i8_batch(ws, row_bytes, x, static_cast<int>(n_tokens), ys, stream)) return;
+  for (size_t i = 0; i < ws.size(); ++i) quant_gemv(ws[i], x, n_tokens, ys[i], stream);
 }
 
 }  // namespace ferry::cuda

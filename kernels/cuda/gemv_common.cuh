@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <span>
 
 #include "ferry/kernels/matrix.hpp"
 
@@ -59,6 +60,10 @@ __device__ __forceinline__ void gemv_reduce_store(float (&acc)[kRW][kT], const b
 // Q4_0 / Q8_0 / Q4_K / Q6_K) is tried first.
 bool launch_gemv_i8(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,
                     cudaStream_t stream);
+// Up to kGemvBatchMax matrices of one type and K against the same x in one launch (their row groups side by side in
+// one grid): returns false when the type has no int8-activation kernel. row_bytes is the common row size.
+bool launch_gemv_i8_batch(std::span<const QuantMatrixView> ws, int64_t row_bytes, const float* x, int n_tok,
+                          std::span<float* const> ys, cudaStream_t stream);
 bool launch_gemv_q32(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,
                      cudaStream_t stream);
 bool launch_gemv_k(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <span>
 
 #include "ferry/kernels/cuda/check.cuh"
 #include "gemv_i8_units.cuh"
@@ -88,19 +89,39 @@ __device__ __forceinline__ void lds_words(const int* p, int* out) {
   }
 }
 
-// One CTA computes kGemvRowsPerCta consecutive rows (warp w: rows 2w, 2w + 1), as quant_gemv_kernel.
+// Matrices sharing x, type and K, computed by one grid: matrix m's row groups are CTAs [group_end[m-1], group_end[m]).
+// One launch instead of three (q, k, v) or two (gate, up) fills the GPU better: a 1024-row matrix alone is 64 CTAs.
+constexpr int kGemvBatchMax = 3;
+struct GemvI8Batch {
+  const uint8_t* w[kGemvBatchMax];
+  float* y[kGemvBatchMax];
+  int64_t n_rows[kGemvBatchMax];
+  int64_t group_end[kGemvBatchMax];
+  int count;
+};
+
+// One CTA computes kGemvRowsPerCta consecutive rows (warp w: rows 2w, 2w + 1) of one matrix of the batch, as
+// quant_gemv_kernel.
 template <GgmlType kType, int kT>
 __global__ void __launch_bounds__(kGemvThreads, 2)
-    quant_gemv_i8_kernel(const uint8_t* __restrict__ w, int64_t row_bytes, int64_t n_rows, int64_t n_cols,
-                         const float* __restrict__ x, int n_tok, float* __restrict__ y, int64_t seg_len,
-                         bool w_aligned, bool x_vec) {
+    quant_gemv_i8_kernel(GemvI8Batch batch, int64_t row_bytes, int64_t n_cols, const float* __restrict__ x,
+                         int n_tok, int64_t seg_len, bool w_aligned, bool x_vec) {
+  // This CTA's matrix, picked with static indices only (a dynamic index into the parameters would go through local
+  // memory).
+  const uint8_t* __restrict__ w = batch.w[0];
+  float* __restrict__ y = batch.y[0];
+  int64_t n_rows = batch.n_rows[0], first_group = 0;
+#pragma unroll
+  for (int m = 1; m < kGemvBatchMax; ++m)
+    if (m < batch.count && blockIdx.x >= batch.group_end[m - 1])
+      w = batch.w[m], y = batch.y[m], n_rows = batch.n_rows[m], first_group = batch.group_end[m - 1];
   using U = GemvI8Unit<kType>;
   using G = GemvStage<U>;
   constexpr int kRW = kGemvRowsPerWarp;
   constexpr int kS = kGemvStages;
   extern __shared__ int4 smem_i4[];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int64_t cta_row0 = static_cast<int64_t>(blockIdx.x) * kGemvRowsPerCta;
+  const int64_t cta_row0 = (static_cast<int64_t>(blockIdx.x) - first_group) * kGemvRowsPerCta;
   const int64_t row0 = cta_row0 + warp * kRW;
   const int64_t xq_row = i8_xq_row_words(seg_len), xd_row = seg_len / 32;
   int* xq = reinterpret_cast<int*>(smem_i4);
@@ -210,13 +231,13 @@ __global__ void __launch_bounds__(kGemvThreads, 2)
 }
 
 template <GgmlType kType, int kT>
-void launch_i8_t(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,
-                 cudaStream_t stream) {
+void launch_i8_t(const GemvI8Batch& batch, int64_t row_bytes, int64_t n_cols, bool w_aligned, const float* x,
+                 int n_tok, cudaStream_t stream) {
   using U = GemvI8Unit<kType>;
   using G = GemvStage<U>;
   // Segment: all of K if its codes fit, else the largest multiple of 256 elements that does.
   const int64_t cap = std::max<int64_t>(256, int64_t{kGemvI8XBytes} * 4 / (5 * n_tok) / 256 * 256);
-  const int64_t seg_len = std::min<int64_t>(w.n_cols, cap);
+  const int64_t seg_len = std::min<int64_t>(n_cols, cap);
   const size_t smem =
       static_cast<size_t>(i8_x_bytes(n_tok, seg_len)) + static_cast<size_t>(kGemvStages) * G::kStageBytes;
   static const bool configured = [] {
@@ -226,44 +247,69 @@ void launch_i8_t(const QuantMatrixView& w, int64_t row_bytes, const float* x, in
     return true;
   }();
   (void)configured;
-  const auto addr = reinterpret_cast<uintptr_t>(w.data);
-  const bool w_aligned = addr % U::kAlign == 0 && row_bytes % U::kAlign == 0;
-  const bool x_vec = reinterpret_cast<uintptr_t>(x) % 16 == 0 && w.n_cols % 4 == 0;
-  const int64_t grid = (w.n_rows + kGemvRowsPerCta - 1) / kGemvRowsPerCta;
+  const bool x_vec = reinterpret_cast<uintptr_t>(x) % 16 == 0 && n_cols % 4 == 0;
+  const int64_t grid = batch.group_end[batch.count - 1];
   quant_gemv_i8_kernel<kType, kT><<<static_cast<unsigned>(grid), kGemvThreads, smem, stream>>>(
-      static_cast<const uint8_t*>(w.data), row_bytes, w.n_rows, w.n_cols, x, n_tok, y, seg_len, w_aligned, x_vec);
+      batch, row_bytes, n_cols, x, n_tok, seg_len, w_aligned, x_vec);
   FERRY_CUDA_CHECK_LAUNCH();
 }
 
 template <GgmlType kType>
-void launch_i8(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,
-               cudaStream_t stream) {
-  if (n_tok == 1) return launch_i8_t<kType, 1>(w, row_bytes, x, n_tok, y, stream);
-  if (n_tok == 2) return launch_i8_t<kType, 2>(w, row_bytes, x, n_tok, y, stream);
-  if (n_tok <= 4) return launch_i8_t<kType, 4>(w, row_bytes, x, n_tok, y, stream);
-  return launch_i8_t<kType, 8>(w, row_bytes, x, n_tok, y, stream);
+void launch_i8(const GemvI8Batch& batch, int64_t row_bytes, int64_t n_cols, bool w_aligned, const float* x,
+               int n_tok, cudaStream_t stream) {
+  if (n_tok == 1) return launch_i8_t<kType, 1>(batch, row_bytes, n_cols, w_aligned, x, n_tok, stream);
+  if (n_tok == 2) return launch_i8_t<kType, 2>(batch, row_bytes, n_cols, w_aligned, x, n_tok, stream);
+  if (n_tok <= 4) return launch_i8_t<kType, 4>(batch, row_bytes, n_cols, w_aligned, x, n_tok, stream);
+  return launch_i8_t<kType, 8>(batch, row_bytes, n_cols, w_aligned, x, n_tok, stream);
+}
+
+template <GgmlType kType>
+void launch_i8_batch(std::span<const QuantMatrixView> ws, int64_t row_bytes, const float* x, int n_tok,
+                     std::span<float* const> ys, cudaStream_t stream) {
+  GemvI8Batch batch{};
+  bool w_aligned = row_bytes % GemvI8Unit<kType>::kAlign == 0;
+  int64_t groups = 0;
+  for (const QuantMatrixView& w : ws) {
+    if (w.n_rows == 0) continue;
+    const auto m = static_cast<size_t>(batch.count++);
+    batch.w[m] = static_cast<const uint8_t*>(w.data);
+    batch.y[m] = ys[static_cast<size_t>(&w - ws.data())];
+    batch.n_rows[m] = w.n_rows;
+    groups += (w.n_rows + kGemvRowsPerCta - 1) / kGemvRowsPerCta;
+    batch.group_end[m] = groups;
+    w_aligned = w_aligned && reinterpret_cast<uintptr_t>(w.data) % GemvI8Unit<kType>::kAlign == 0;
+  }
+  if (batch.count == 0) return;
+  launch_i8<kType>(batch, row_bytes, ws[0].n_cols, w_aligned, x, n_tok, stream);
 }
 
 }  // namespace
 
-bool launch_gemv_i8(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,
-                    cudaStream_t stream) {
-  switch (w.type) {
+bool launch_gemv_i8_batch(std::span<const QuantMatrixView> ws, int64_t row_bytes, const float* x, int n_tok,
+                          std::span<float* const> ys, cudaStream_t stream) {
+  if (ws.empty() || ws.size() > static_cast<size_t>(kGemvBatchMax) || ys.size() != ws.size()) return false;
+  switch (ws[0].type) {
     case GgmlType::Q4_0:
-      launch_i8<GgmlType::Q4_0>(w, row_bytes, x, n_tok, y, stream);
+      launch_i8_batch<GgmlType::Q4_0>(ws, row_bytes, x, n_tok, ys, stream);
       return true;
     case GgmlType::Q8_0:
-      launch_i8<GgmlType::Q8_0>(w, row_bytes, x, n_tok, y, stream);
+      launch_i8_batch<GgmlType::Q8_0>(ws, row_bytes, x, n_tok, ys, stream);
       return true;
     case GgmlType::Q4_K:
-      launch_i8<GgmlType::Q4_K>(w, row_bytes, x, n_tok, y, stream);
+      launch_i8_batch<GgmlType::Q4_K>(ws, row_bytes, x, n_tok, ys, stream);
       return true;
     case GgmlType::Q6_K:
-      launch_i8<GgmlType::Q6_K>(w, row_bytes, x, n_tok, y, stream);
+      launch_i8_batch<GgmlType::Q6_K>(ws, row_bytes, x, n_tok, ys, stream);
       return true;
     default:
       return false;
   }
+}
+
+bool launch_gemv_i8(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,
+                    cudaStream_t stream) {
+  return launch_gemv_i8_batch(std::span<const QuantMatrixView>(&w, 1), row_bytes, x, n_tok,
+                              std::span<float* const>(&y, 1), stream);
 }
 
 }  // namespace ferry::cuda::detail

@@ -72,9 +72,11 @@ void LlamaBlockLayer::forward_gpu(std::span<const QuantMatrixView> weights, floa
 
   cuda::iota_positions(positions, T, pos0, stream);
   cuda::rms_norm(x, w.attn_norm, b.xn, T, c.n_embd, c.rms_eps, stream);
-  cuda::matmul(w.wq, b.xn, T, b.q, scratch, cublas, stream);
-  cuda::matmul(w.wk, b.xn, T, b.k, scratch, cublas, stream);
-  cuda::matmul(w.wv, b.xn, T, b.v, scratch, cublas, stream);
+  {  // q, k and v share xn: one GEMV launch for the three when they share a type (decode)
+    const QuantMatrixView qkv[] = {w.wq, w.wk, w.wv};
+    float* const qkv_out[] = {b.q, b.k, b.v};
+    cuda::matmul_batch(qkv, b.xn, T, qkv_out, scratch, cublas, stream);
+  }
   cuda::rope(b.q, T, c.n_head, c.head_dim(), positions, c.rope_freq_base, RopeMode::ADJACENT, stream);
   cuda::rope(b.k, T, c.n_head_kv, c.head_dim(), positions, c.rope_freq_base, RopeMode::ADJACENT, stream);
   cuda::store_kv(b.k, b.v, k_cache, v_cache, T, pos0, kvw, stream);
@@ -84,8 +86,11 @@ void LlamaBlockLayer::forward_gpu(std::span<const QuantMatrixView> weights, floa
   cuda::add(x, b.proj, x, T * c.n_embd, stream);
 
   cuda::rms_norm(x, w.ffn_norm, b.xn, T, c.n_embd, c.rms_eps, stream);
-  cuda::matmul(w.w_gate, b.xn, T, b.gate, scratch, cublas, stream);
-  cuda::matmul(w.w_up, b.xn, T, b.up, scratch, cublas, stream);
+  {
+    const QuantMatrixView gate_up[] = {w.w_gate, w.w_up};
+    float* const gate_up_out[] = {b.gate, b.up};
+    cuda::matmul_batch(gate_up, b.xn, T, gate_up_out, scratch, cublas, stream);
+  }
   cuda::silu_mul(b.gate, b.up, b.gate, T * c.n_ff, stream);
   cuda::matmul(w.w_down, b.gate, T, b.proj, scratch, cublas, stream);
   cuda::add(x, b.proj, x, T * c.n_embd, stream);

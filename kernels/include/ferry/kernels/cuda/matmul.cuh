@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "ferry/kernels/matrix.hpp"
 
@@ -20,6 +21,10 @@ inline constexpr int64_t kGemvMaxTokens = 8;
 
 bool gemv_supported(GgmlType type) noexcept;
 void quant_gemv(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, cudaStream_t stream);
+// ys[i] = x · ws[i]ᵀ for several matrices sharing x (a block's q, k, v; gate and up): one launch when they share type
+// and K and the type has the int8-activation kernel (at most 3 matrices), else one quant_gemv each.
+void quant_gemv_batch(std::span<const QuantMatrixView> ws, const float* x, int64_t n_tokens,
+                      std::span<float* const> ys, cudaStream_t stream);
 
 // Device scratch for dequant_gemm, sub-allocated by the caller (the arena).
 struct GemmScratch {
@@ -50,5 +55,8 @@ void dequant_gemm(const QuantMatrixView& w, const float* x, int64_t n_tokens, fl
 // GEMV when n_tokens <= kGemvMaxTokens and the type has a GEMV kernel, else dequant_gemm.
 void matmul(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, const GemmScratch& scratch,
             cublasHandle_t cublas, cudaStream_t stream);
+// matmul for several matrices sharing x: quant_gemv_batch on the GEMV path, else one dequant_gemm each.
+void matmul_batch(std::span<const QuantMatrixView> ws, const float* x, int64_t n_tokens, std::span<float* const> ys,
+                  const GemmScratch& scratch, cublasHandle_t cublas, cudaStream_t stream);
 
 }  // namespace ferry::cuda
