@@ -38,13 +38,15 @@
 // F16/BF16/F32 rows 72-86%. The dp4a path cut the decode to ~1 instruction per weight, yet Q4_0 and Q8_0 barely
 // moved: the limit is now the kernel's structure, not the ALU. Nsight Compute on 14336x4096 T = 1 (H200): 37.5%
 // theoretical occupancy (3 CTAs per SM, by registers and shared memory alike), schedulers issuing on 52-58% of
-// cycles with 1.1-1.4 eligible warps of 5.2, DRAM at 30% of peak; the CTA-wide barrier per chunk couples the 8 warps
-// to the slowest. Measured and rejected (same machine, same bench): a persistent one-wave grid streaming all of a
-// CTA's row groups through one ring (14336x4096 Q4_K 27 -> 36 us: fewer CTAs, same per-CTA rate), coalesced x
-// staging that freed registers for 4-5 CTAs per SM (no change at T = 1, slower at T = 8), deeper rings or 2x
-// chunks. What did help: quant_gemv_batch, one launch for the matrices that share x (q, k, v; gate, up), since a
-// 1024-row matrix alone is 64 CTAs on a 132-SM GPU (llama-3-8B decode +10%). A next design would drop the shared
-// ring: warps reading blocks straight from global memory with no CTA barrier, x quantized once per call.
+// cycles with 1.1-1.4 eligible warps of 5.2, DRAM at 30% of peak. Per-warp rings in place of the CTA-wide barrier
+// per chunk measured the same (H100, within +-3%; kept: simpler coupling). Measured and rejected (same machine, same
+// bench): a persistent one-wave grid streaming all of a CTA's row groups through one ring (14336x4096 Q4_K
+// 27 -> 36 us: fewer CTAs, same per-CTA rate), coalesced x staging that freed registers for 4-5 CTAs per SM (no
+// change at T = 1, slower at T = 8), deeper rings or 2x chunks. So neither occupancy, barriers nor x staging is the
+// limit; the per-CTA rate is. What did help: quant_gemv_batch, one launch for the matrices that share x (q, k, v;
+// gate, up), since a 1024-row matrix alone is 64 CTAs on a 132-SM GPU (llama-3-8B decode +10%). A next design would
+// drop the shared-memory round trip: lanes reading blocks straight from global memory into registers, x quantized
+// once per call.
 //
 // Invariants. K is a multiple of the block size (8 for F32/F16/BF16); W rows are consecutive; x is [T, K] float32,
 // y is [T, N] float32 and every y element is written exactly once (no atomics, no pre-zeroing); results do not depend

@@ -1,6 +1,8 @@
 // The int8-activation GEMV for Q4_0, Q8_0, Q4_K and Q6_K (design note: gemv.cu; units: gemv_i8_units.cuh).
-// Same CTA shape and weight pipeline as quant_gemv_kernel (gemv_kernel.cuh): 16 rows per CTA, 2 per warp, the rows'
-// blocks streamed through a 4-deep ring of shared-memory slots by 16-byte cp.async. What differs is x and the math:
+// Same CTA shape and slot layout as quant_gemv_kernel (gemv_kernel.cuh): 16 rows per CTA, 2 per warp, the rows'
+// blocks streamed through a 4-deep ring of shared-memory slots by 16-byte cp.async, except that each warp fills and
+// waits for its own rows' slots (a __syncwarp per chunk, no CTA-wide barrier after x is staged), so a slow warp holds
+// up no other. What differs from quant_gemv_kernel is x and the math:
 // each CTA quantizes x[0:T, K-segment] into shared memory as int8 with one float scale per 32 elements (and the
 // group's d·Σq for the min/offset terms), and a lane multiplies 4 codes by 4 activations per __dp4a, applying the
 // scales once per run of 8-16 weights: about 1 instruction per weight instead of 4-5 FP32 ones.
@@ -154,8 +156,8 @@ __global__ void __launch_bounds__(kGemvThreads, 2)
         const int64_t byte0 = (s0 + static_cast<int64_t>(c) * U::kChunk) / U::kQK * U::kBytes;
         const int cb = min(U::kChunk, len - c * U::kChunk) / U::kQK * U::kBytes;
         uint8_t* stage = slots + (c % kS) * G::kStageBytes;
-        for (int i = threadIdx.x; i < kGemvRowsPerCta * G::kPieces; i += kGemvThreads) {
-          const int r = i / G::kPieces, p = i % G::kPieces;
+        for (int i = lane; i < kRW * G::kPieces; i += 32) {  // this warp's rows only
+          const int r = warp * kRW + i / G::kPieces, p = i % G::kPieces;
           if (cta_row0 + r >= n_rows) continue;
           const uint8_t* start = w + (cta_row0 + r) * row_bytes + byte0;
           const uint8_t* src =
@@ -166,13 +168,14 @@ __global__ void __launch_bounds__(kGemvThreads, 2)
       __pipeline_commit();
     };
 
-    __syncthreads();  // every warp is done with the previous segment's x and slots
+    __syncthreads();  // every warp is done with the previous segment's x
     for (int c = 0; c < kS - 1; ++c) issue(c);
     stage_x_i8(xq, xd, x, n_tok, n_cols, s0, len, xq_row, xd_row, x_vec);
+    __syncthreads();  // x is staged
 
     for (int c = 0; c < n_chunks; ++c) {
       __pipeline_wait_prior(kS - 2);
-      __syncthreads();  // chunk c has landed everywhere (and x is staged); chunk c - 1's slot is free
+      __syncwarp();  // chunk c of this warp's rows has landed for every lane; chunk c - 1's slot is free
       issue(c + kS - 1);
       if (!valid[0]) continue;
 
