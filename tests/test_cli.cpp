@@ -326,6 +326,9 @@ TEST_CASE("ferry: wrong flags are usage errors") {
       {{"info", m, "extra"}, "extra"},
       {{"dump", m}, "TENSOR"},
       {{"dump", m, "token_embd.weight", "-o"}, "-o"},
+      {{"make-model", "--arch", "flux", "--preset", "tiny", "--type", "q4_0", "-o", "x.gguf"}, "flux"},
+      {{"make-model", "--arch", "llama", "--preset", "llama-9", "--type", "q4_0", "-o", "x.gguf"}, "llama-9"},
+      {{"make-model", "--arch", "llama", "--preset", "tiny", "--type", "q9_9", "-o", "x.gguf"}, "q9_9"},
   };
   for (const Case& c : cases) {
     std::string joined;

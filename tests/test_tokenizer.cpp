@@ -167,3 +167,35 @@ TEST_CASE("from_vocab rejects inconsistent vocabularies") {
   CHECK_THROWS_AS(Tokenizer::from_vocab(TokenizerKind::SPM, {"a", "b"}, {0.0f}, {}, {}, -1, -1), ferry::Error);
   CHECK_THROWS_AS(Tokenizer::from_vocab(TokenizerKind::SPM, {"a", "b"}, {}, {}, {}, 5, -1), ferry::Error);
 }
+
+TEST_CASE("bpe: a long unbroken word merges leftmost-first in O(n log n)") {
+  // 100001 'l': the merge "l l" pairs them from the left, leaving one 'l'. Rescanning every pair per merge (the
+  // textbook loop) would take minutes here; a hostile prompt must not stall the tokenizer.
+  VocabBuilder v;
+  const Tokenizer t = make_bpe(v);
+  const auto ids = t.encode(std::string(100001, 'l'), false);
+  REQUIRE(ids.size() == 50001);
+  const int32_t ll = id_of(v, "ll"), l = id_of(v, "l");
+  int wrong = 0;
+  for (size_t i = 0; i + 1 < ids.size(); ++i) wrong += ids[i] != ll;
+  CHECK(wrong == 0);
+  CHECK(ids.back() == l);
+}
+
+TEST_CASE("spm: byte tokens must be exactly <0xHH>; malformed ones are ordinary pieces") {
+  // sscanf("%2X") would read "<0x-1>" as 0xFFFFFFFF and index far outside the 256 byte slots.
+  VocabBuilder v;
+  v.add("<unk>", 0, 2);
+  const int32_t minus_one = v.add("<0x-1>", 0, 6);
+  v.add("<0x-F>", 0, 6);
+  v.add("<0x4>", 0, 6);
+  v.add("<0xZZ>", 0, 6);
+  const int32_t byte_a = v.add("<0x41>", 0, 6);
+  v.add(kMark, -1);
+  const Tokenizer t = Tokenizer::from_vocab(TokenizerKind::SPM, v.tokens, v.scores, v.types, {}, -1, -1);
+  const auto ids = t.encode("A", false);  // '▁' then 'A' by byte fallback
+  REQUIRE(ids.size() == 2);
+  CHECK(ids[1] == byte_a);
+  CHECK(t.token_to_piece(byte_a) == "A");
+  CHECK(t.token_to_piece(minus_one) == "<0x-1>");
+}

@@ -20,6 +20,7 @@
 #include "ferry/error.hpp"
 #include "ferry/kernels/block_layouts.hpp"
 #include "ferry/kernels/cuda/check.cuh"
+#include "ferry/kernels/cuda/dequant.cuh"
 
 namespace ferry::cuda {
 namespace {
@@ -131,26 +132,7 @@ __global__ void embedding_kernel(const uint8_t* table, uint64_t row_bytes, int64
 }  // namespace
 
 bool embedding_supported(GgmlType type) noexcept {
-  switch (type) {
-    case GgmlType::F32:
-    case GgmlType::F16:
-    case GgmlType::BF16:
-    case GgmlType::Q4_0:
-    case GgmlType::Q4_1:
-    case GgmlType::Q5_0:
-    case GgmlType::Q5_1:
-    case GgmlType::Q8_0:
-    case GgmlType::Q2_K:
-    case GgmlType::Q3_K:
-    case GgmlType::Q4_K:
-    case GgmlType::Q5_K:
-    case GgmlType::Q6_K:
-    case GgmlType::IQ4_NL:
-    case GgmlType::IQ4_XS:
-      return true;
-    default:
-      return false;
-  }
+  return can_dequantize(type);  // rows are decoded by the same block decoders as dequantize
 }
 
 void embedding_lookup(const QuantMatrixView& table, const int32_t* ids, int64_t n_tokens, float* out,

@@ -58,32 +58,14 @@
 #include <string>
 
 #include "ferry/error.hpp"
+#include "ferry/kernels/cuda/dequant.cuh"
 #include "ferry/kernels/cuda/matmul.cuh"
 #include "gemv_common.cuh"
 
 namespace ferry::cuda {
 
 bool gemv_supported(GgmlType type) noexcept {
-  switch (type) {
-    case GgmlType::Q4_0:
-    case GgmlType::Q4_1:
-    case GgmlType::Q5_0:
-    case GgmlType::Q5_1:
-    case GgmlType::Q8_0:
-    case GgmlType::Q2_K:
-    case GgmlType::Q3_K:
-    case GgmlType::Q4_K:
-    case GgmlType::Q5_K:
-    case GgmlType::Q6_K:
-    case GgmlType::IQ4_NL:
-    case GgmlType::IQ4_XS:
-    case GgmlType::F16:
-    case GgmlType::BF16:
-    case GgmlType::F32:
-      return true;
-    default:
-      return false;
-  }
+  return can_dequantize(type);  // every type with a block decoder has a GEMV unit (gemv_units.cuh)
 }
 
 namespace detail {

@@ -81,7 +81,16 @@ GgufValue read_value(ByteCursor& c, const std::string& file, uint32_t type, uint
     check_count(c, file, count, kMinStringBytes, count_pos, ctx + ": string array");
     std::vector<std::string> strings;
     reserve_bounded(strings, count, c.remaining());
-    for (uint64_t i = 0; i < count; ++i) strings.push_back(c.string(ctx + ": element " + std::to_string(i)));
+    // One context string for every element (building it per element would copy the key once per element, quadratic
+    // in a hostile file); the index is added only when an element fails.
+    const std::string element_ctx = ctx + ": string array element";
+    for (uint64_t i = 0; i < count; ++i) {
+      try {
+        strings.push_back(c.string(element_ctx));
+      } catch (const Error& e) {
+        fail(e.category(), std::string(e.what()) + " (element " + std::to_string(i) + " of " + std::to_string(count) + ")");
+      }
+    }
     return GgufValue::string_array(std::move(strings));
   }
   const auto n_bytes = checked_mul(count, value_type_size(et));

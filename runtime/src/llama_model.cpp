@@ -46,7 +46,15 @@ const float* norm_weight(const GgufFile& file, const std::string& name, int64_t 
 
 QuantMatrixView matrix(const GgufFile& file, const std::string& name, int64_t n_cols, int64_t n_rows) {
   const GgufTensorInfo& t = expect_tensor(file, name, {n_cols, n_rows});
-  return QuantMatrixView{t.type, file.tensor_data(t).data(), n_cols, n_rows};
+  const void* data = file.tensor_data(t).data();
+  // The kernels read F32 weights as floats and every other type in 2-byte units (halves, FP16 block scales); a file
+  // written with general.alignment 1 could place a tensor where those loads would be misaligned.
+  const size_t align = t.type == GgmlType::F32 ? 4 : 2;
+  if (reinterpret_cast<uintptr_t>(data) % align != 0)
+    fail(ErrorCategory::UNSUPPORTED, file.name() + ": tensor '" + name + "' at file offset " +
+                                         std::to_string(t.file_offset) + " is not " + std::to_string(align) +
+                                         "-byte aligned (" + std::string(type_name(t.type)) + " weights need it)");
+  return QuantMatrixView{t.type, data, n_cols, n_rows};
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <queue>
 
 #include "ferry/error.hpp"
@@ -9,6 +10,26 @@
 
 namespace ferry {
 namespace {
+
+// A byte token's piece, exactly "<0xHH>" with two hex digits (sscanf's %X would also take a sign or one digit).
+std::optional<uint8_t> parse_byte_piece(std::string_view piece) {
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  if (piece.size() != 6 || piece.substr(0, 3) != "<0x" || piece[5] != '>') return std::nullopt;
+  const int hi = digit(piece[3]), lo = digit(piece[4]);
+  if (hi < 0 || lo < 0) return std::nullopt;
+  return static_cast<uint8_t>(16 * hi + lo);
+}
+
+std::string hex_byte(unsigned char b) {
+  char text[8];
+  std::snprintf(text, sizeof text, "0x%02X", b);
+  return text;
+}
 
 constexpr int32_t kTypeUnknown = 2;
 constexpr int32_t kTypeControl = 3;
@@ -167,9 +188,8 @@ void Tokenizer::index_vocabulary() {
     const std::string& piece = m_tokens[id];
     m_piece_to_id.emplace(piece, static_cast<int32_t>(id));  // the first of duplicate pieces wins
     if (m_types[id] == kTypeUnknown && m_unk < 0) m_unk = static_cast<int32_t>(id);
-    unsigned value = 0;
-    if (m_types[id] == kTypeByte && piece.size() == 6 && std::sscanf(piece.c_str(), "<0x%2X>", &value) == 1)
-      m_byte_tokens[value] = static_cast<int32_t>(id);
+    if (m_types[id] != kTypeByte) continue;
+    if (const std::optional<uint8_t> value = parse_byte_piece(piece)) m_byte_tokens[*value] = static_cast<int32_t>(id);
   }
 }
 
@@ -240,8 +260,7 @@ void Tokenizer::encode_spm(std::string_view text, std::vector<int32_t>& out) con
       if (id >= 0) out.push_back(id);
       else if (m_unk >= 0) out.push_back(m_unk);
       else
-        fail(ErrorCategory::UNSUPPORTED, "tokenizer: byte 0x" + std::to_string(static_cast<unsigned char>(
-                                             normalized[s.start + b])) +
+        fail(ErrorCategory::UNSUPPORTED, "tokenizer: byte " + hex_byte(static_cast<unsigned char>(normalized[s.start + b])) +
                                              " has no token and the vocabulary has no byte or unknown tokens");
     }
   }
@@ -257,26 +276,52 @@ void Tokenizer::encode_bpe(std::string_view text, std::vector<int32_t>& out) con
 }
 
 void Tokenizer::bpe_word(const std::string& word, std::vector<int32_t>& out) const {
-  std::vector<std::string> parts;
+  // Repeatedly merge the adjacent pair of lowest merge rank (the leftmost of equal ranks), as GPT-2's BPE does, with a
+  // heap of candidate pairs over a linked list of symbols: O(n log n) per word, so a long unbroken word (base64, a
+  // hash) cannot stall the tokenizer. A popped pair whose symbols changed since it was pushed is stale and skipped.
+  struct Symbol {
+    size_t start, len;
+    int prev, next;
+  };
+  std::vector<Symbol> symbols;
   for (size_t i = 0; i < word.size();) {
-    const size_t len = utf8_length(static_cast<unsigned char>(word[i]));
-    parts.push_back(word.substr(i, len));
+    const size_t len = std::min(utf8_length(static_cast<unsigned char>(word[i])), word.size() - i);
+    symbols.push_back({i, len, static_cast<int>(symbols.size()) - 1, static_cast<int>(symbols.size()) + 1});
     i += len;
   }
-  while (parts.size() > 1) {
-    int32_t best_rank = INT32_MAX;
-    size_t best = 0;
-    for (size_t i = 0; i + 1 < parts.size(); ++i) {
-      auto it = m_merge_rank.find(parts[i] + " " + parts[i + 1]);
-      if (it != m_merge_rank.end() && it->second < best_rank) {
-        best_rank = it->second;
-        best = i;
-      }
-    }
-    if (best_rank == INT32_MAX) break;
-    parts[best] += parts[best + 1];
-    parts.erase(parts.begin() + static_cast<std::ptrdiff_t>(best) + 1);
+  if (symbols.empty()) return;
+  symbols.back().next = -1;
+  struct Pair {
+    int32_t rank;
+    int left, right;
+    size_t left_len, right_len;
+    bool operator<(const Pair& o) const { return rank > o.rank || (rank == o.rank && left > o.left); }
+  };
+  std::priority_queue<Pair> queue;
+  std::string key;
+  auto try_pair = [&](int left, int right) {
+    if (left < 0 || right < 0) return;
+    const Symbol &l = symbols[left], &r = symbols[right];
+    key.assign(word, l.start, l.len).append(" ").append(word, r.start, r.len);
+    auto it = m_merge_rank.find(key);
+    if (it != m_merge_rank.end()) queue.push({it->second, left, right, l.len, r.len});
+  };
+  for (size_t i = 1; i < symbols.size(); ++i) try_pair(static_cast<int>(i) - 1, static_cast<int>(i));
+  while (!queue.empty()) {
+    const Pair top = queue.top();
+    queue.pop();
+    Symbol& left = symbols[top.left];
+    Symbol& right = symbols[top.right];
+    if (left.len != top.left_len || right.len != top.right_len || left.next != top.right) continue;  // stale
+    left.len += right.len;
+    right.len = 0;
+    left.next = right.next;
+    if (right.next >= 0) symbols[right.next].prev = top.left;
+    try_pair(left.prev, top.left);
+    try_pair(top.left, left.next);
   }
+  std::vector<std::string> parts;
+  for (int i = 0; i >= 0; i = symbols[i].next) parts.push_back(word.substr(symbols[i].start, symbols[i].len));
   for (const std::string& p : parts) {
     auto it = m_piece_to_id.find(p);
     if (it != m_piece_to_id.end()) {
@@ -296,10 +341,8 @@ std::string Tokenizer::token_to_piece(int32_t id) const {
   const std::string& piece = m_tokens[id];
   if (m_types[id] == kTypeControl) return {};
   if (m_kind == TokenizerKind::SPM) {
-    if (m_types[id] == kTypeByte) {
-      unsigned value = 0;
-      if (std::sscanf(piece.c_str(), "<0x%2X>", &value) == 1) return std::string(1, static_cast<char>(value));
-    }
+    if (m_types[id] == kTypeByte)
+      if (const std::optional<uint8_t> value = parse_byte_piece(piece)) return std::string(1, static_cast<char>(*value));
     std::string text;
     for (size_t i = 0; i < piece.size();) {
       if (piece.compare(i, kSpace.size(), kSpace) == 0) {

@@ -92,8 +92,13 @@ void append_summary(std::string& out, const GgufFile& file) {
   if (const GgufValue* v = file.find("general.name")) rows.push_back({"name", text_of(*v)});
   if (const GgufValue* v = file.find("general.file_type")) {
     std::string text = value_to_text(*v);
-    if (v->type() != GgufValueType::ARRAY && v->type() != GgufValueType::STRING)
-      text += concat(" (", file_type_name(v->as<uint64_t>("key 'general.file_type' in " + file.name())), ")");
+    // Named only when it is a non-negative integer; any other value is still listed, as it is.
+    if (v->type() != GgufValueType::ARRAY && v->type() != GgufValueType::STRING) {
+      try {
+        text += concat(" (", file_type_name(v->as<uint64_t>("key 'general.file_type' in " + file.name())), ")");
+      } catch (const Error&) {
+      }
+    }
     rows.push_back({"file_type", text});
   }
   // The shape keys of the architecture, in the order a reader of a model card looks for them.
@@ -124,11 +129,21 @@ void append_summary(std::string& out, const GgufFile& file) {
   print_table(out, rows, {false, false});
 }
 
+// A key or tensor name as printed: as is, unless it holds control bytes (a hostile file could drive the terminal with
+// them); then quoted and escaped like string values.
+std::string printable_name(const std::string& name) {
+  const bool plain = std::none_of(name.begin(), name.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+  return plain ? name : quote_string(name);
+}
+
 void append_metadata(std::string& out, const GgufFile& file) {
   out += concat("metadata (", std::to_string(file.metadata().size()), " keys)\n");
   std::vector<std::vector<std::string>> rows;
   for (const GgufKeyValue& kv : file.metadata())
-    rows.push_back({kv.key, value_type_text(kv.value), value_to_text(kv.value)});
+    rows.push_back({printable_name(kv.key), value_type_text(kv.value), value_to_text(kv.value)});
   print_table(out, rows, {false, false, false});
 }
 
@@ -163,7 +178,7 @@ void append_tensors(std::string& out, const GgufFile& file) {
   std::vector<std::vector<std::string>> rows = {{"#", "name", "type", "ne", "file_offset", "bytes"}};
   size_t index = 0;
   for (const GgufTensorInfo& t : file.tensors())
-    rows.push_back({std::to_string(index++), t.name, std::string(type_name(t.type)), shape_text(t.ne),
+    rows.push_back({std::to_string(index++), printable_name(t.name), std::string(type_name(t.type)), shape_text(t.ne),
                     std::to_string(t.file_offset), std::to_string(t.n_bytes)});
   print_table(out, rows, {true, false, false, false, true, true});
 }

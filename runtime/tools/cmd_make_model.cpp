@@ -63,10 +63,17 @@ class ProgressBar {
 };
 
 int run_make_model(const MakeModelCliOptions& o) {
+  // --arch and --preset are flags: a wrong value is a usage error (exit 2), as a wrong --type is.
   if (o.arch != "llama")
-    fail(ErrorCategory::UNSUPPORTED,
+    fail(ErrorCategory::INVALID_ARGUMENT,
          "make-model: architecture '" + o.arch + "' is not yet supported (supported: llama)");
-  const LlamaShape& shape = llama_preset(o.preset);  // NOT_FOUND lists the presets
+  const LlamaShape& shape = [&]() -> const LlamaShape& {
+    try {
+      return llama_preset(o.preset);
+    } catch (const Error& e) {  // NOT_FOUND, with the list of presets
+      fail(ErrorCategory::INVALID_ARGUMENT, std::string("make-model: ") + e.what());
+    }
+  }();
   const auto type = parse_model_file_type(o.type);
   if (!type)
     fail(ErrorCategory::INVALID_ARGUMENT,

@@ -62,6 +62,11 @@ int run(const RunOptions& o) {
   const LlamaConfig config = LlamaConfig::from_gguf(file);
   const LlamaWeights weights = LlamaWeights::from_gguf(file, config);
   const Tokenizer tokenizer = Tokenizer::from_gguf(file);
+  // Every id the tokenizer makes must index the embedding, and every id sampled from the logits must have a piece.
+  if (tokenizer.vocab_size() != static_cast<size_t>(config.n_vocab))
+    fail(ErrorCategory::FORMAT, file.name() + ": the vocabulary (tokenizer.ggml.tokens) has " +
+                                    std::to_string(tokenizer.vocab_size()) + " tokens but the model's embedding has " +
+                                    std::to_string(config.n_vocab) + " rows");
   const int64_t n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(config.n_ctx_train, 2048);
   if (n_ctx > config.n_ctx_train)
     std::fprintf(stderr, "ferry: warning: --ctx %lld exceeds the model's training context of %lld\n",

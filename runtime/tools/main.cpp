@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <vector>
 
 #include "commands.hpp"
@@ -52,6 +53,10 @@ int main(int argc, char** argv) {
   } catch (const ferry::Error& e) {
     std::fprintf(stderr, "ferry: %s: %s\n", std::string(ferry::category_name(e.category())).c_str(), e.what());
     return exit_status_for(e.category());
+  } catch (const std::filesystem::filesystem_error& e) {  // e.g. a cache or output folder that cannot be made
+    std::fprintf(stderr, "ferry: %s: %s\n", std::string(ferry::category_name(ferry::ErrorCategory::IO)).c_str(),
+                 e.what());
+    return exit_status_for(ferry::ErrorCategory::IO);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ferry: internal error: %s\n", e.what());
     return 3;

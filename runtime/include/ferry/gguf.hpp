@@ -1,7 +1,8 @@
 // GgufFile: a validated, memory-mapped GGUF file (versions 2 and 3). Opening it parses and checks everything: every
 // length, count, dimension and offset is computed with overflow checks and compared with the file size before
 // anything is read or allocated, so a hostile file is rejected with a message naming the file, the offset and what
-// was expected — never a crash or an allocation larger than the file.
+// was expected — never a crash. What parsing allocates is bounded by the file's size times a small factor (a string
+// array costs a std::string, 32 bytes, per 8-byte empty element in the file); tensor data is never copied.
 #pragma once
 
 #include <cstddef>
