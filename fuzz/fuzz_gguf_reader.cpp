@@ -1,4 +1,4 @@
-// libFuzzer target for the GGUF reader: any input must either parse into a GgufFile whose every advertised byte is
+// libFuzzer target for the GGUF reader (and the tokenizer built from a file's vocabulary): any input must either parse into a GgufFile whose every advertised byte is
 // readable, or be refused with ferry::Error. Anything else (a crash, a sanitizer report, another exception type, an
 // allocation beyond libFuzzer's -malloc_limit_mb) is a finding.
 #include <cstddef>
@@ -7,6 +7,7 @@
 
 #include "ferry/error.hpp"
 #include "ferry/gguf.hpp"
+#include "ferry/tokenizer.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);
@@ -30,6 +31,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (file.find_tensor(t.name) == nullptr) __builtin_trap();  // names are unique and findable
       sum += static_cast<uint64_t>(t.rows());
       for (std::byte b : file.tensor_data(t)) sum += static_cast<uint8_t>(b);
+    }
+    // The vocabulary is file data too: building a tokenizer from it and using it must refuse or work, never crash.
+    try {
+      const ferry::Tokenizer tokenizer = ferry::Tokenizer::from_gguf(file);
+      const auto ids = tokenizer.encode("Hello world, \xC3\xA9t\xC3\xA9 <0x41> 12!", true);
+      sum += tokenizer.decode(ids).size();
+      for (size_t id = 0; id < tokenizer.vocab_size() && id < 512; ++id)
+        sum += tokenizer.token_to_piece(static_cast<int32_t>(id)).size();
+    } catch (const ferry::Error&) {
     }
     volatile uint64_t sink = sum;
     (void)sink;

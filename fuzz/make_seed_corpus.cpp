@@ -99,6 +99,29 @@ int main(int argc, char** argv) {
       s.tensor("c", GgmlType::Q5_K, {256, 1}, 11);
       s.writer.write(dir / "align1.gguf");
     }
+    // Vocabularies for the tokenizer half of the target: SentencePiece with byte tokens, and GPT-2 BPE with merges.
+    {
+      Seed s;
+      s.writer.set("tokenizer.ggml.model", GgufValue::string("llama"));
+      s.writer.set("tokenizer.ggml.tokens",
+                   GgufValue::string_array({"<unk>", "<s>", "</s>", "<0x41>", "<0xC3>", "<0xA9>", "\xe2\x96\x81",
+                                            "\xe2\x96\x81H", "ello", "\xe2\x96\x81world", "1", "2"}));
+      s.writer.set("tokenizer.ggml.scores",
+                   GgufValue::array(std::vector<float>{0, 0, 0, 0, 0, 0, -1, -2, -3, -4, -5, -6}));
+      s.writer.set("tokenizer.ggml.token_type", GgufValue::array(std::vector<int32_t>{2, 3, 3, 6, 6, 6, 1, 1, 1, 1, 1, 1}));
+      s.writer.set("tokenizer.ggml.bos_token_id", GgufValue::scalar(int32_t{1}));
+      s.writer.set("tokenizer.ggml.eos_token_id", GgufValue::scalar(int32_t{2}));
+      s.writer.write(dir / "vocab_spm.gguf");
+    }
+    {
+      Seed s;
+      s.writer.set("tokenizer.ggml.model", GgufValue::string("gpt2"));
+      s.writer.set("tokenizer.ggml.tokens", GgufValue::string_array({"H", "e", "l", "o", "\xc4\xa0", "w", "r", "d",
+                                                                     "He", "ll", "Hell", "Hello", "<|endoftext|>"}));
+      s.writer.set("tokenizer.ggml.merges", GgufValue::string_array({"H e", "l l", "He ll", "Hell o"}));
+      s.writer.set("tokenizer.ggml.eos_token_id", GgufValue::scalar(int32_t{12}));
+      s.writer.write(dir / "vocab_bpe.gguf");
+    }
     // Version 2 differs only in the version field; the reader accepts both.
     {
       const auto v3 = dir / "llama_mixed.gguf";

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 dir=${FERRY_BUILD_DIR:-build}
 export PATH=$PATH:/usr/local/cuda/bin
 generator=()
-command -v ninja >/dev/null && generator=(-G Ninja)
+# A folder configured before (e.g. by `cmake --preset release`, Makefiles) keeps its generator; CMake refuses a change.
+[ -f "$dir/CMakeCache.txt" ] || { command -v ninja >/dev/null && generator=(-G Ninja); }
 cmake -S . -B "$dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
 cmake --build "$dir" -j"$(nproc)"

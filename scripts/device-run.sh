@@ -30,6 +30,8 @@ cmake -S . -B build-device "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DFERRY_
 cmake --build build-device -j16 >"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -60; exit 1; }
 echo "build: $(( $(date +%s) - start )) s"
 ctest --test-dir build-device --output-on-failure -R "$regex" --timeout 600 2>&1 | tee "$out/ctest.log" | tail -40
+test_status=${PIPESTATUS[0]}
+[ "$test_status" -eq 0 ] || echo "TESTS FAILED (ctest status $test_status): the benchmarks below come from a failing build"
 
 if [ "${#benches[@]}" -eq 1 ] && [ "${benches[0]}" = all ]; then
   mapfile -t benches < <(cd build-device/bench 2>/dev/null && ls bench_* 2>/dev/null)
@@ -42,3 +44,4 @@ for b in "${benches[@]}"; do
 done
 # Further commands (FERRY_EXTRA), run with RESULTS set to the folder that is packed into results.tgz.
 if [ -n "${FERRY_EXTRA:-}" ]; then RESULTS=$out bash -c "$FERRY_EXTRA"; fi
+exit "$test_status"

@@ -83,6 +83,7 @@ TEST_CASE("GPU forward pass matches the float64 reference under every placement"
       LlamaRunnerOptions o;
       o.n_ctx = 64;
       o.max_tokens = 8;  // T = 13 runs as two steps: GEMV and GEMM paths both
+      o.all_logits = true;
       o.vram_budget = parse_budget("4GiB");
       LlamaOffloadRunner runner(c, w, o, placements);
       std::vector<float> logits(T * c.n_vocab, NAN);

@@ -2,6 +2,7 @@
 // bit for bit (same kernels, same order); GPU placements are tested in test_llama_gpu.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <vector>
@@ -29,6 +30,7 @@ TEST_CASE("offload runner with CPU placements equals the CPU runner bit for bit"
   LlamaRunnerOptions o;
   o.n_ctx = 64;
   o.max_tokens = 8;  // 11 tokens: two scheduler steps
+  o.all_logits = true;
   o.policy = LlamaPolicy::CPU_ALL;
   LlamaOffloadRunner offload(c, w, o);
   CHECK(offload.placement_summary() == "2 blocks: 2 cpu; output head: cpu");
@@ -45,6 +47,14 @@ TEST_CASE("offload runner with CPU placements equals the CPU runner bit for bit"
     offload.forward(tok, static_cast<int64_t>(prompt.size()) + step, lb, false);
     CHECK(la == lb);
   }
+  // Without all_logits the head keeps one row: the same last-token logits, and all-token requests are refused.
+  LlamaRunnerOptions one_row = o;
+  one_row.all_logits = false;
+  LlamaOffloadRunner lean(c, w, one_row);
+  std::vector<float> last(c.n_vocab, NAN), every(prompt.size() * c.n_vocab);
+  lean.forward(prompt, 0, last, false);
+  CHECK(std::equal(last.begin(), last.end(), a.end() - c.n_vocab));
+  CHECK_THROWS_AS(lean.forward(prompt, 0, every, true), Error);
 }
 
 TEST_CASE("policies parse by name; unknown names are refused with the list") {

@@ -490,7 +490,10 @@ TEST_CASE("cuda store_kv writes FP16 rows at pos0 and nothing else") {
         GuardedBuffer kc(static_cast<size_t>(capacity * row_width) * 2),
             vc(static_cast<size_t>(capacity * row_width) * 2);
         cuda::store_kv(dk.as<float>(), dv.as<float>(), kc.as<__half>(), vc.as<__half>(), n_tokens, pos0, row_width,
-                       gpu.stream);
+                       capacity, gpu.stream);
+        CHECK_THROWS_AS(cuda::store_kv(dk.as<float>(), dv.as<float>(), kc.as<__half>(), vc.as<__half>(), n_tokens,
+                                       capacity - n_tokens + 1, row_width, capacity, gpu.stream),
+                        Error);
         gpu.sync();
         for (auto [src, cache] : {std::pair{&k, &kc}, std::pair{&v, &vc}}) {
           const std::vector<uint16_t> got = cache->download<uint16_t>(static_cast<size_t>(capacity * row_width));

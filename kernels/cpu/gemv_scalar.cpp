@@ -34,7 +34,8 @@ void quantize_activations(const float* x, int64_t n_tokens, int64_t n_cols, Q8Bl
       continue;
     }
     q.d = amax / 127.0f;
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    // A block so small that 127 / amax overflows is zero to int8 precision: all codes 0 (the GPU does the same).
+    const float inv = amax > 0.0f && 127.0f / amax <= std::numeric_limits<float>::max() ? 127.0f / amax : 0.0f;
     int sum[2] = {0, 0};
     for (int i = 0; i < kQ8BlockSize; ++i) {
       // nearbyint: round half to even in the default rounding mode; |x * inv| <= 127 (+1 ulp, which still rounds to

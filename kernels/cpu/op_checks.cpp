@@ -61,7 +61,7 @@ void check_attention(const char* op, const AttentionShape& s) {
   if (s.n_head % s.n_kv_head != 0)
     bad(op, "n_head " + std::to_string(s.n_head) + " is not a multiple of n_kv_head " + std::to_string(s.n_kv_head));
   if (s.n_q > 0 && s.n_kv == 0) bad(op, std::to_string(s.n_q) + " queries attend to no keys (n_kv = 0)");
-  if (s.causal && (s.q_pos0 < 0 || s.q_pos0 + s.n_q > s.n_kv))
+  if (s.causal && (s.q_pos0 < 0 || s.q_pos0 > s.n_kv - s.n_q))  // q_pos0 + n_q > n_kv, without overflow
     bad(op, "causal queries at positions " + std::to_string(s.q_pos0) + " .. " + std::to_string(s.q_pos0 + s.n_q - 1) +
                 " need keys up to that position, but n_kv is " + std::to_string(s.n_kv));
 }

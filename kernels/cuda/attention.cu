@@ -379,11 +379,15 @@ __global__ void store_kv_kernel(const float* k, const float* v, __half* k_dst, _
 }  // namespace
 
 void store_kv(const float* k, const float* v, __half* k_cache, __half* v_cache, int64_t n_tokens, int64_t pos0,
-              int64_t row_width, cudaStream_t stream) {
-  if (n_tokens < 0 || pos0 < 0 || row_width < 0)
+              int64_t row_width, int64_t capacity, cudaStream_t stream) {
+  if (n_tokens < 0 || pos0 < 0 || row_width < 0 || capacity < 0)
     fail(ErrorCategory::INVALID_ARGUMENT, "cuda::store_kv: n_tokens " + std::to_string(n_tokens) + ", pos0 " +
                                               std::to_string(pos0) + ", row_width " + std::to_string(row_width) +
-                                              " must be non-negative");
+                                              ", capacity " + std::to_string(capacity) + " must be non-negative");
+  if (pos0 > capacity - n_tokens)  // pos0 + n_tokens > capacity, without overflow
+    fail(ErrorCategory::INVALID_ARGUMENT, "cuda::store_kv: rows " + std::to_string(pos0) + " .. +" +
+                                              std::to_string(n_tokens) + " exceed the cache's " +
+                                              std::to_string(capacity) + " rows");
   const int64_t n = n_tokens * row_width;
   if (n == 0) return;
   if (k == nullptr || v == nullptr || k_cache == nullptr || v_cache == nullptr)

@@ -132,7 +132,7 @@ __global__ void embedding_kernel(const uint8_t* table, uint64_t row_bytes, int64
 }  // namespace
 
 bool embedding_supported(GgmlType type) noexcept {
-  return can_dequantize(type);  // rows are decoded by the same block decoders as dequantize
+  return can_dequantize(type);  // the same type set: every type with a block layout (its own row decoder below)
 }
 
 void embedding_lookup(const QuantMatrixView& table, const int32_t* ids, int64_t n_tokens, float* out,

@@ -29,7 +29,9 @@
 //
 // Invariants. Scratch below gemm_min_weight_scratch (64 rows, or N if smaller) or activation scratch below T·K throws
 // BUDGET before anything is enqueued. All work is enqueued on `stream`; nothing allocates device memory or
-// synchronises. The FP16 rounding of W and x is the only approximation beyond FP32 accumulation.
+// synchronises. The FP16 rounding of W and x is the only approximation beyond FP32 accumulation, within FP16's range:
+// a value of |x| or |W| above 65504 becomes infinite and its output rows inf or NaN (the GEMV path, T <= 8, keeps x
+// in FP32). LLM activations stay far below that; a model whose activations do not needs BF16 operands here.
 #include <cublasLt.h>
 
 #include <algorithm>
@@ -193,6 +195,8 @@ void dequant_gemm(const QuantMatrixView& w, const float* x, int64_t n_tokens, fl
          "dequant_gemm " + shape + ": bad shape with " + std::to_string(n_tokens) + " tokens");
   const int64_t row_bytes = static_cast<int64_t>(ferry::row_bytes(w.type, w.n_cols));  // checks the block multiple
   if (w.n_rows == 0) return;
+  if (w.data == nullptr || x == nullptr || y == nullptr)
+    fail(ErrorCategory::INVALID_ARGUMENT, "dequant_gemm " + shape + ": a weight, input or output pointer is null");
   const size_t min_weight = gemm_min_weight_scratch(w);
   if (scratch.weight == nullptr || scratch.weight_elems < min_weight)
     fail(ErrorCategory::BUDGET, "dequant_gemm " + shape + ": weight scratch holds " +
@@ -238,9 +242,13 @@ void dequant_gemm(const QuantMatrixView& w, const float* x, int64_t n_tokens, fl
   }
 }
 
+bool matmul_uses_gemv(const QuantMatrixView& w, int64_t n_tokens) noexcept {
+  return n_tokens >= 1 && n_tokens <= kGemvMaxTokens && gemv_supported(w.type) && detail::gemv_shape_supported(w);
+}
+
 void matmul(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, const GemmScratch& scratch,
             cublasHandle_t cublas, cudaStream_t stream) {
-  if (n_tokens >= 1 && n_tokens <= kGemvMaxTokens && detail::gemv_shape_supported(w)) {
+  if (matmul_uses_gemv(w, n_tokens)) {
     quant_gemv(w, x, n_tokens, y, stream);
     return;
   }
@@ -252,10 +260,8 @@ void matmul_batch(std::span<const QuantMatrixView> ws, const float* x, int64_t n
   if (ws.size() != ys.size())
     fail(ErrorCategory::INVALID_ARGUMENT, "matmul_batch: " + std::to_string(ws.size()) + " matrices but " +
                                               std::to_string(ys.size()) + " outputs");
-  const bool gemv = n_tokens >= 1 && n_tokens <= kGemvMaxTokens &&
-                    std::all_of(ws.begin(), ws.end(), [](const QuantMatrixView& w) {
-                      return gemv_supported(w.type) && detail::gemv_shape_supported(w);
-                    });
+  const bool gemv = std::all_of(ws.begin(), ws.end(),
+                               [&](const QuantMatrixView& w) { return matmul_uses_gemv(w, n_tokens); });
   if (gemv) {
     quant_gemv_batch(ws, x, n_tokens, ys, stream);
     return;

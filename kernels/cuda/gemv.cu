@@ -95,6 +95,8 @@ int64_t checked_gemv_row_bytes(const QuantMatrixView& w, int64_t n_tokens) {
   const auto row_bytes = static_cast<int64_t>(ferry::row_bytes(w.type, w.n_cols));  // checks the block multiple
   if (reinterpret_cast<uintptr_t>(w.data) % 2 != 0)
     fail(ErrorCategory::INVALID_ARGUMENT, "quant_gemv " + name + ": weight data is not 2-byte aligned");
+  if (w.n_rows > 0 && w.data == nullptr)
+    fail(ErrorCategory::INVALID_ARGUMENT, "quant_gemv " + name + ": the weight pointer is null");
   return row_bytes;
 }
 
@@ -103,6 +105,7 @@ int64_t checked_gemv_row_bytes(const QuantMatrixView& w, int64_t n_tokens) {
 void quant_gemv(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, cudaStream_t stream) {
   const int64_t row_bytes = checked_gemv_row_bytes(w, n_tokens);
   if (w.n_rows == 0) return;
+  if (x == nullptr || y == nullptr) fail(ErrorCategory::INVALID_ARGUMENT, "quant_gemv: the input or output is null");
   const int n_tok = static_cast<int>(n_tokens);
   if (detail::launch_gemv_i8(w, row_bytes, x, n_tok, y, stream)) return;
   if (detail::launch_gemv_q32(w, row_bytes, x, n_tok, y, stream)) return;
@@ -119,6 +122,10 @@ void quant_gemv_batch(std::span<const QuantMatrixView> ws, const float* x, int64
   if (ws.empty()) return;
   const int64_t row_bytes = checked_gemv_row_bytes(ws[0], n_tokens);
   bool fusable = true;
+  if (x == nullptr) fail(ErrorCategory::INVALID_ARGUMENT, "quant_gemv_batch: the input is null");
+  for (size_t i = 0; i < ws.size(); ++i)
+    if (ws[i].n_rows > 0 && ys[i] == nullptr)
+      fail(ErrorCategory::INVALID_ARGUMENT, "quant_gemv_batch: output " + std::to_string(i) + " is null");
   for (const QuantMatrixView& w : ws) {
     checked_gemv_row_bytes(w, n_tokens);
     fusable = fusable && w.type == ws[0].type && w.n_cols == ws[0].n_cols;

@@ -57,7 +57,8 @@ __device__ __forceinline__ void stage_x_i8(int* xq, float2* xd, const float* __r
     const bool bad = amax_bits >= 0x7f800000u;
     const float amax = bad ? 0.0f : __uint_as_float(amax_bits);
     const float d = amax / 127.0f;
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    // A group so small that 127 / amax overflows is zero to int8 precision: all codes 0 (as the CPU GEMV).
+    const float inv = amax > 0.0f && 127.0f / amax <= 3.402823466e38f ? 127.0f / amax : 0.0f;
     int words[8];
     int sum = 0;
 #pragma unroll

@@ -19,14 +19,15 @@
 namespace ferry::ref::detail {
 
 // The nearest integer code to v in [lo, hi], ties to even. v + 1.5 * 2^23 has an ulp of 1, so that float addition
-// does the rounding, and for |v| < 2^22 the sum's bit pattern minus the constant's is the rounded integer; beyond that,
-// and for infinities, the bit pattern is still monotonic in v, so the clamp gives the right end. No libm call, no
-// branch: the clamp is on integers, which the compiler always turns into min/max instructions (a float clamp must keep
-// NaN semantics, and with constant bounds it can end up as branches that stop the loop from vectorizing). NaN (0 * inf
-// from a vanishing scale) gives some code in [lo, hi], deterministically.
+// does the rounding, and for |v| < 2^22 the sum's bit pattern minus the constant's is the rounded integer. v is first
+// limited to +-2^22 with std::min/std::max (single min/max instructions that vectorize; NaN passes through), so the
+// integer subtraction never overflows and huge or infinite v land on the right end. No libm call, no branch. NaN (0 *
+// inf from a vanishing scale) gives hi, deterministically.
 inline int nearest_code(float v, int lo, int hi) {
   constexpr float kMagic = 12582912.0f;
   constexpr int32_t kMagicBits = 0x4b400000;
+  constexpr float kLimit = 4194304.0f;  // 2^22
+  v = std::min(std::max(v, -kLimit), kLimit);
   const int32_t q = std::bit_cast<int32_t>(v + kMagic) - kMagicBits;
   return std::min(std::max(q, lo), hi);
 }

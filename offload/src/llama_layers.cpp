@@ -61,10 +61,19 @@ void LlamaBlockLayer::forward_cpu(std::span<const QuantMatrixView> weights, floa
                           LlamaBlockBuffers::carve(m_config, n_tokens, context.workspace), x, n_tokens, m_step->pos0);
 }
 
-LlamaHeadLayer::LlamaHeadLayer(const LlamaConfig& config, const LlamaWeights& w, const LlamaStep* step)
-    : m_config(config), m_step(step) {
+LlamaHeadLayer::LlamaHeadLayer(const LlamaConfig& config, const LlamaWeights& w, const LlamaStep* step,
+                               bool all_logits_capacity)
+    : m_config(config), m_step(step), m_all_logits_capacity(all_logits_capacity) {
   m_tensors = {{"output_norm.weight", vector_view(w.output_norm, config.n_embd)},
                {w.tied_output ? "token_embd.weight (tied output)" : "output.weight", w.output}};
+}
+
+int64_t LlamaHeadLayer::first_logit_row(int64_t n_tokens) const {
+  if (m_step->all_logits && !m_all_logits_capacity)
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         "layer '" + m_name + "': logits for every token were asked for, but the output holds one row per step");
+  // Only the last token's logits are needed to sample; prefill skips the others unless asked.
+  return m_step->all_logits ? 0 : n_tokens - 1;
 }
 
 size_t LlamaHeadLayer::workspace_floats(int64_t n_tokens) const {
@@ -74,8 +83,7 @@ size_t LlamaHeadLayer::workspace_floats(int64_t n_tokens) const {
 void LlamaHeadLayer::forward_cpu(std::span<const QuantMatrixView> weights, float* x, int64_t n_tokens,
                                  const CpuLayerContext& context) const {
   check_call(m_name, weights.size(), COUNT, context.workspace_floats, workspace_floats(n_tokens));
-  // Only the last token's logits are needed to sample; prefill skips the others unless asked.
-  const int64_t first = m_step->all_logits ? 0 : n_tokens - 1;
+  const int64_t first = first_logit_row(n_tokens);
   const int64_t rows = n_tokens - first;
   cpu::rms_norm(x + first * m_config.n_embd, static_cast<const float*>(weights[OUTPUT_NORM].data), context.workspace,
                 rows, m_config.n_embd, m_config.rms_eps);

@@ -107,7 +107,7 @@ void LlamaOffloadRunner::build(std::vector<Placement> placements) {
     for (int64_t i = 0; i < m_config.n_layer; ++i)
       m_layers.push_back(
           std::make_unique<LlamaBlockLayer>(m_config, m_weights.layers[i], i, m_options.n_ctx, &m_step));
-    m_layers.push_back(std::make_unique<LlamaHeadLayer>(m_config, m_weights, &m_step));
+    m_layers.push_back(std::make_unique<LlamaHeadLayer>(m_config, m_weights, &m_step, m_options.all_logits));
     m_x.resize(static_cast<size_t>(m_options.max_tokens * m_config.n_embd));
   }
   if (placements.empty()) return;
@@ -119,6 +119,9 @@ void LlamaOffloadRunner::build(std::vector<Placement> placements) {
 void LlamaOffloadRunner::forward(std::span<const int32_t> tokens, int64_t pos0, std::span<float> logits,
                                  bool all_logits) {
   check_forward_arguments(m_config, m_options.n_ctx, tokens, pos0, logits.size(), all_logits);
+  if (all_logits && !m_options.all_logits)
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         "llama runner: logits for every token need LlamaRunnerOptions::all_logits (the output holds one row)");
   const auto n = static_cast<int64_t>(tokens.size());
   for (int64_t start = 0; start < n; start += m_options.max_tokens) {
     const int64_t T = std::min(m_options.max_tokens, n - start);

@@ -79,7 +79,7 @@ void LlamaBlockLayer::forward_gpu(std::span<const QuantMatrixView> weights, floa
   }
   cuda::rope(b.q, T, c.n_head, c.head_dim(), positions, c.rope_freq_base, RopeMode::ADJACENT, stream);
   cuda::rope(b.k, T, c.n_head_kv, c.head_dim(), positions, c.rope_freq_base, RopeMode::ADJACENT, stream);
-  cuda::store_kv(b.k, b.v, k_cache, v_cache, T, pos0, kvw, stream);
+  cuda::store_kv(b.k, b.v, k_cache, v_cache, T, pos0, kvw, m_n_ctx, stream);
   cuda::attention(block_attention_shape(c, T, pos0 + T, pos0), b.q, k_cache, v_cache, b.attn, attention_scratch, cublas,
                   stream);
   cuda::matmul(w.wo, b.attn, T, b.proj, scratch, cublas, stream);
@@ -100,7 +100,7 @@ void LlamaHeadLayer::forward_gpu(std::span<const QuantMatrixView> weights, float
                                  const GpuLayerContext& context) const {
   if (weights.size() != COUNT || context.workspace_floats < workspace_floats(n_tokens))
     fail(ErrorCategory::INTERNAL, "layer '" + m_name + "': forward_gpu given too few weights or workspace floats");
-  const int64_t first = m_step->all_logits ? 0 : n_tokens - 1;
+  const int64_t first = first_logit_row(n_tokens);
   const int64_t rows = n_tokens - first;
   cuda::rms_norm(x + first * m_config.n_embd, static_cast<const float*>(weights[OUTPUT_NORM].data), context.workspace,
                  rows, m_config.n_embd, m_config.rms_eps, context.stream);

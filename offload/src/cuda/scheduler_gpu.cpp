@@ -81,6 +81,7 @@ class GpuEngine final : public Engine {
   }
 
  private:
+  void run_step(float* x, int64_t n_tokens, int64_t step_index, StepStats& stats);
   void issue_copies_through(int64_t k);
   void record_anchor();
   void harvest(int64_t step_index, StepStats& stats);
@@ -241,13 +242,28 @@ void GpuEngine::record_anchor() {
 }
 
 void GpuEngine::step(float* x, int64_t n_tokens, int64_t step_index, StepStats& stats) {
+  try {
+    run_step(x, n_tokens, step_index, stats);
+  } catch (...) {
+    // A layer or CUDA call failed mid-step: let the work already enqueued finish (it may read the slots, the pool and
+    // io), and forget the copies issued so far, so a later step starts its streaming from the first layer again
+    // instead of computing on whatever a slot holds.
+    cudaStreamSynchronize(m_compute.get());
+    cudaStreamSynchronize(m_copy.get());
+    m_copies_issued = 0;
+    m_anchor_valid = false;
+    throw;
+  }
+}
+
+void GpuEngine::run_step(float* x, int64_t n_tokens, int64_t step_index, StepStats& stats) {
   cudaStream_t compute = m_compute.get();
   const size_t x_bytes = static_cast<size_t>(n_tokens * m_setup.width) * sizeof(float);
   auto* io = reinterpret_cast<float*>(m_io.data());
   if (!m_anchor_valid) record_anchor();
 
+  std::memcpy(io, x, x_bytes);  // host work, before the step's first event: gpu_ms covers device work only
   FERRY_CUDA_CHECK(cudaEventRecord(m_step_begin.get(), compute));
-  std::memcpy(io, x, x_bytes);
   FERRY_CUDA_CHECK(cudaMemcpyAsync(m_x, io, x_bytes, cudaMemcpyHostToDevice, compute));
 
   for (size_t i = 0; i < m_layers.size(); ++i) {
@@ -365,7 +381,8 @@ GpuSizing gpu_sizing(const std::vector<const Layer*>& layers, const std::vector<
     // FP16 copy of the input.
     for (const WeightTensor& w : layers[i]->weights()) {
       if (w.view.n_rows <= 1) continue;
-      const bool gemm = options.max_tokens > cuda::kGemvMaxTokens || !cuda::gemv_supported(w.view.type);
+      // Steps run 1..max_tokens tokens; a matrix needs GEMM scratch if any of them takes the GEMM.
+      const bool gemm = !cuda::matmul_uses_gemv(w.view, 1) || !cuda::matmul_uses_gemv(w.view, options.max_tokens);
       if (!gemm) continue;
       const size_t elems = static_cast<size_t>(w.view.n_rows) * static_cast<size_t>(w.view.n_cols);
       const size_t tile = std::min(elems, std::max(cuda::gemm_min_weight_scratch(w.view), cap_elems));

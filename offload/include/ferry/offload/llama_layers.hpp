@@ -49,13 +49,21 @@ class LlamaBlockLayer final : public Layer {
 
 class LlamaHeadLayer final : public Layer {
  public:
-  LlamaHeadLayer(const LlamaConfig& config, const LlamaWeights& weights, const LlamaStep* step);
+  // all_logits_capacity: the output holds logits for every token of a step (LlamaStep::all_logits may be set); else
+  // for its last token only.
+  LlamaHeadLayer(const LlamaConfig& config, const LlamaWeights& weights, const LlamaStep* step,
+                 bool all_logits_capacity);
 
   const std::string& name() const override { return m_name; }
   std::span<const WeightTensor> weights() const override { return m_tensors; }
   int64_t width() const override { return m_config.n_embd; }
   size_t workspace_floats(int64_t n_tokens) const override;
-  size_t output_floats(int64_t n_tokens) const override { return static_cast<size_t>(n_tokens * m_config.n_vocab); }
+  size_t output_floats(int64_t n_tokens) const override {
+    return static_cast<size_t>((m_all_logits_capacity ? n_tokens : 1) * m_config.n_vocab);
+  }
+  // The first token whose logits a step computes (0, or the last token), after checking the step asks for no more
+  // than the output holds.
+  int64_t first_logit_row(int64_t n_tokens) const;
   void forward_gpu(std::span<const QuantMatrixView> weights, float* x, int64_t n_tokens,
                    const GpuLayerContext& context) const override;
   void forward_cpu(std::span<const QuantMatrixView> weights, float* x, int64_t n_tokens,
@@ -67,6 +75,7 @@ class LlamaHeadLayer final : public Layer {
   const LlamaConfig& m_config;
   std::string m_name = "output";
   const LlamaStep* m_step;
+  bool m_all_logits_capacity;
   std::vector<WeightTensor> m_tensors;
 };
 

@@ -28,7 +28,8 @@ inline constexpr int64_t kAttentionDecodeMaxHeadDim = 256;  // even head_dim onl
 inline constexpr int64_t kAttentionDecodeMaxSplits = 64;
 
 // Device scratch sub-allocated by the caller (the arena); 256-byte aligned. The chunked path needs at least
-// attention_scratch_bytes(shape, 1); the decode path runs with any size, even none, and splits the KV length over
+// attention_scratch_bytes(shape, 1) for a shape that does not take the decode path (for one that does, that call
+// returns the decode partials' size, not the chunked path's); the decode path runs with any size, even none, and splits the KV length over
 // more blocks when it is given attention_scratch_bytes(shape, ...) bytes.
 struct AttentionScratch {
   void* data = nullptr;
@@ -61,8 +62,8 @@ void attention_decode(const AttentionShape& shape, const float* q, const __half*
 
 // KV-cache write: rows pos0 .. pos0 + n_tokens - 1 of k_cache and v_cache ([capacity, row_width] FP16, row_width =
 // n_kv_head * head_dim) become k and v ([n_tokens, row_width] float32), rounded to nearest (values beyond the FP16
-// range become infinities). The caller guarantees pos0 + n_tokens <= capacity.
+// range become infinities). Rows past `capacity` (the cache's rows) are refused with INVALID_ARGUMENT.
 void store_kv(const float* k, const float* v, __half* k_cache, __half* v_cache, int64_t n_tokens, int64_t pos0,
-              int64_t row_width, cudaStream_t stream);
+              int64_t row_width, int64_t capacity, cudaStream_t stream);
 
 }  // namespace ferry::cuda

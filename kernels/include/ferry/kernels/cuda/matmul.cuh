@@ -52,6 +52,9 @@ inline size_t gemm_activation_scratch(const QuantMatrixView& w, int64_t n_tokens
 void dequant_gemm(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, const GemmScratch& scratch,
                   cublasHandle_t cublas, cudaStream_t stream);
 
+// Whether matmul takes the GEMV for this matrix at n_tokens (else dequant_gemm, which needs scratch): the one rule
+// that matmul and the scratch sizing of callers share.
+bool matmul_uses_gemv(const QuantMatrixView& w, int64_t n_tokens) noexcept;
 // GEMV when n_tokens <= kGemvMaxTokens and the type has a GEMV kernel, else dequant_gemm.
 void matmul(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, const GemmScratch& scratch,
             cublasHandle_t cublas, cudaStream_t stream);
