@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "ferry/error.hpp"
 #include "ferry/kernels/cuda/check.cuh"
 #include "ferry/offload/cuda/device_arena.hpp"
 #include "ferry/offload/cuda/raii.hpp"
@@ -73,6 +74,10 @@ inline Stats h2d_rate(uint64_t bytes, bool pinned, int runs) {
   void* device = arena.allocate(MemoryCategory::RESIDENT_WEIGHTS, bytes, "copy target");
   std::string reason;
   detail::HostBlock host = detail::HostBlock::allocate(bytes, pinned, false, &reason);
+  // A pinned limit measured on pageable memory would make every ratio against it wrong: refuse to report it.
+  if (pinned && !host.pinned())
+    fail(ErrorCategory::IO, "bench: could not pin " + std::to_string(bytes) + " bytes for the pinned copy limit (" +
+                                reason + ")");
   for (uint64_t i = 0; i < bytes; i += 4096) host.data()[i] = static_cast<std::byte>(i * 2654435761u >> 24);
   cuda::Stream stream = cuda::Stream::create();
   cuda::Event begin = cuda::Event::create(true), end = cuda::Event::create(true);
