@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh "$@"
-ctest --test-dir "${FERRY_BUILD_DIR:-build}" --output-on-failure -j"$(nproc)"
+# install-deps.sh installed the gguf-py oracle: its absence must fail the tests here, not skip them.
+FERRY_REQUIRE_ORACLE=1 ctest --test-dir "${FERRY_BUILD_DIR:-build}" --output-on-failure -j"$(nproc)"

@@ -15,6 +15,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -81,6 +82,18 @@ void check_case(GgmlType type, const std::vector<uint8_t>& src, int64_t n, size_
   INFO("bf16: ", mb.count, " mismatches, first at ", mb.first, " got bits ", mb.got, " want ", mb.want);
   CHECK(mb.count == 0);
   CHECK(mc.count == 0);  // the benchmark's FP32-then-cast path gives the same values
+  {  // and its FP32 intermediate is the reference's value (to 2 ulps: the GPU may fuse d·q - m into one FMA)
+    const auto tmp = d_tmp.download<float>();
+    int64_t off = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float want = ref[i];
+      const bool same_nan = std::isnan(want) && std::isnan(tmp[i]);
+      const double tol = std::ldexp(std::fabs(static_cast<double>(want)), -22) + 1e-30;
+      off += !same_nan && !(std::fabs(static_cast<double>(tmp[i]) - want) <= tol);
+    }
+    INFO("fp32 intermediate: ", off, " elements off by more than 2 ulps");
+    CHECK(off == 0);
+  }
   CHECK(mh.nans == 0);
   CHECK(mb.nans == 0);
   CHECK(d_h.guards_intact());

@@ -383,6 +383,51 @@ TEST_CASE("dequant_gemm refuses scratch below one tile with BUDGET") {
         }) == ErrorCategory::UNSUPPORTED);
 }
 
+TEST_CASE("matmul_batch equals one matmul per matrix, bit for bit, on the GEMV and GEMM paths") {
+  Stream stream;
+  Cublas cublas;
+  CHECK(cuda::kGemvMaxTokens == 8);
+  uint64_t seed = 9100;
+  // One type (the GEMV path fuses the three into one launch) and mixed types (one launch each).
+  const std::vector<std::vector<GgmlType>> type_sets = {{GgmlType::Q4_K, GgmlType::Q4_K, GgmlType::Q4_K},
+                                                        {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0}};
+  const int64_t rows[] = {70, 13, 129}, k = 512;
+  for (const auto& types : type_sets)
+    for (int64_t t : {1, 8, 9, 33}) {
+      CAPTURE(t);
+      CAPTURE(type_label(types[1]));
+      const std::vector<float> x = random_floats(static_cast<size_t>(t * k), ++seed);
+      GuardedBuffer d_x(x.size() * 4);
+      d_x.upload(x.data(), x.size() * 4);
+      std::deque<GuardedBuffer> d_w, d_batch, d_single;
+      std::vector<QuantMatrixView> views;
+      std::vector<float*> outs;
+      for (size_t i = 0; i < types.size(); ++i) {
+        const auto w = make_weights(types[i], rows[i], k, seed * 10 + i);
+        d_w.emplace_back(w.size());
+        d_w.back().upload(w.data(), w.size());
+        views.push_back({types[i], d_w.back().get(), k, rows[i]});
+        d_batch.emplace_back(static_cast<size_t>(t * rows[i]) * 4);
+        d_single.emplace_back(static_cast<size_t>(t * rows[i]) * 4);
+        outs.push_back(d_batch.back().get<float>());
+        CHECK(cuda::matmul_uses_gemv(views.back(), t) == (t <= 8));
+      }
+      Scratch scratch(129, k, t);  // one scratch for the whole batch, as a layer has
+      cuda::matmul_batch(views, d_x.get<float>(), t, outs, scratch.view, cublas, stream);
+      for (size_t i = 0; i < types.size(); ++i)
+        cuda::matmul(views[i], d_x.get<float>(), t, d_single[i].get<float>(), scratch.view, cublas, stream);
+      stream.sync();
+      CHECK(scratch.guards_intact());
+      for (size_t i = 0; i < types.size(); ++i) {
+        INFO("matrix ", i);
+        const auto a = d_batch[i].download<float>(), b = d_single[i].download<float>();
+        CHECK(count_nans(a) == 0);
+        CHECK(std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
+        CHECK(d_batch[i].guards_intact());
+      }
+    }
+}
+
 TEST_CASE("matmul takes the GEMV up to 8 tokens and the GEMM above") {
   Stream stream;
   Cublas cublas;

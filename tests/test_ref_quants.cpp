@@ -102,6 +102,10 @@ bool python_gguf_available() {
 // Runs the oracle over the types whose .in files are in dir; returns false (and says why) if python is missing.
 bool run_oracle(const ScratchDir& dir, const char* mode, const std::vector<GgmlType>& types) {
   if (!python_gguf_available()) {
+    // CI and scripts/test.sh install the oracle and set FERRY_REQUIRE_ORACLE=1, so there its absence is a failure.
+    const char* required = std::getenv("FERRY_REQUIRE_ORACLE");
+    if (required != nullptr && std::string(required) == "1")
+      FAIL("FERRY_REQUIRE_ORACLE=1 but python3 with the gguf and numpy packages is not available");
     MESSAGE("SKIPPED: python3 with the gguf and numpy packages is not available; the gguf-py comparison did not run");
     return false;
   }

@@ -68,6 +68,32 @@ TEST_CASE("temperature sampling follows the softmax; top-p keeps the nucleus onl
   CHECK(seen[3] == 0);
 }
 
+TEST_CASE("temperature scales the logits before the softmax; top_k keeps the k largest, renormalised") {
+  const std::vector<float> logits = {1.0f, 2.0f, 0.5f, -1.0f};
+  const int n = 40000;
+  for (float temperature : {0.5f, 2.0f}) {
+    CAPTURE(temperature);
+    Sampler s(SamplerConfig{temperature, 0, 1.0f, 321});
+    std::vector<int> counts(4, 0);
+    for (int i = 0; i < n; ++i) counts[s.sample(logits)]++;
+    double z = 0;
+    for (float l : logits) z += std::exp(l / temperature);
+    for (int i = 0; i < 4; ++i) {
+      const double p = std::exp(logits[i] / temperature) / z;
+      const double sigma = std::sqrt(p * (1 - p) / n);
+      CHECK(std::abs(counts[i] / double(n) - p) < 5 * sigma + 1e-4);
+    }
+  }
+  // top_k = 2 keeps tokens 1 and 0, in proportion e^2 : e^1 (p(0) = 1 / (1 + e) ~ 0.269).
+  Sampler k2(SamplerConfig{1.0f, 2, 1.0f, 77});
+  std::vector<int> counts(4, 0);
+  for (int i = 0; i < n; ++i) counts[k2.sample(logits)]++;
+  CHECK(counts[2] == 0);
+  CHECK(counts[3] == 0);
+  const double p0 = 1.0 / (1.0 + std::exp(1.0));
+  CHECK(std::abs(counts[0] / double(n) - p0) < 5 * std::sqrt(p0 * (1 - p0) / n));
+}
+
 TEST_CASE("bad sampler settings are refused") {
   CHECK_THROWS_AS(Sampler(SamplerConfig{-0.5f, 40, 0.9f, 0}), ferry::Error);
   CHECK_THROWS_AS(Sampler(SamplerConfig{1.0f, 40, 0.0f, 0}), ferry::Error);

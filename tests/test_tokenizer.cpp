@@ -199,3 +199,21 @@ TEST_CASE("spm: byte tokens must be exactly <0xHH>; malformed ones are ordinary 
   CHECK(t.token_to_piece(byte_a) == "A");
   CHECK(t.token_to_piece(minus_one) == "<0x-1>");
 }
+
+TEST_CASE("spm: the highest-scoring pair merges first, wherever it stands") {
+  // "ab" scores -5 and "bc" -1: "abc" merges b+c first (the higher score, though it is not leftmost), then nothing
+  // joins a with bc, so it encodes as [a, bc]; with the scores swapped it encodes as [ab, c].
+  for (const bool bc_first : {true, false}) {
+    CAPTURE(bc_first);
+    VocabBuilder v;
+    v.add("<unk>", 0, 2);
+    const int32_t a = v.add("a", -10), b = v.add("b", -10), c = v.add("c", -10);
+    const int32_t ab = v.add("ab", bc_first ? -5.0f : -1.0f), bc = v.add("bc", bc_first ? -1.0f : -5.0f);
+    (void)b;
+    const int32_t mark = v.add(kMark, -20);
+    const Tokenizer t = Tokenizer::from_vocab(TokenizerKind::SPM, v.tokens, v.scores, v.types, {}, -1, -1);
+    const std::vector<int32_t> ids = t.encode("abc", false);  // '▁' + "abc": '▁' has no pair with a
+    const std::vector<int32_t> expected = bc_first ? std::vector<int32_t>{mark, a, bc} : std::vector<int32_t>{mark, ab, c};
+    CHECK(ids == expected);
+  }
+}

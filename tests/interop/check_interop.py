@@ -33,6 +33,9 @@ try:
     from gguf import GGMLQuantizationType as QT
     from gguf import GGUFValueType as VT
 except ImportError as error:  # only a missing package skips; any other failure is a failure
+    if os.environ.get("FERRY_REQUIRE_ORACLE") == "1":  # CI and scripts/test.sh install the packages
+        print(f"FAIL: FERRY_REQUIRE_ORACLE=1 but the gguf/numpy packages cannot be imported ({error})")
+        sys.exit(1)
     print(f"SKIP: cannot import the Python gguf/numpy packages ({error}); install them with: pip install gguf numpy")
     sys.exit(77)
 

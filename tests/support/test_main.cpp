@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #ifdef FERRY_GPU_TEST
 #include <cuda_runtime.h>
@@ -12,8 +14,16 @@
 int main(int argc, char** argv) {
 #ifdef FERRY_GPU_TEST
   int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
-    std::printf("skipped: no GPU\n");
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess || count == 0) {
+    // On a GPU machine a skip would hide a broken driver or toolkit: FERRY_REQUIRE_GPU=1 (scripts/device-run.sh sets
+    // it) turns it into a failure.
+    const char* required = std::getenv("FERRY_REQUIRE_GPU");
+    if (required != nullptr && std::string(required) == "1") {
+      std::printf("FAILED: FERRY_REQUIRE_GPU=1 but no usable GPU (%s)\n", cudaGetErrorString(status));
+      return 1;
+    }
+    std::printf("skipped: no GPU (%s)\n", status != cudaSuccess ? cudaGetErrorName(status) : "no device");
     return 77;
   }
 #endif
