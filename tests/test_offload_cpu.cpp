@@ -65,8 +65,8 @@ bool contains(const std::string& s, const std::string& needle) { return s.find(n
 }  // namespace
 
 TEST_CASE("CPU placements through the scheduler match the float64 reference") {
-  // Tolerance 3e-2 on the layers' increment: the CPU GEMV path (T <= 8) rounds activations to 8 bits per block of
-  // 32 (~0.4% per dot product) and the error compounds over layers; the GEMM path (T > 8) is within ~1e-5.
+  // Tolerance on the layers' increment: 3e-2 on the CPU GEMV path (T <= 8), which rounds activations to 8 bits per
+  // block of 32 (~0.4% per dot product) and compounds over layers; 1e-4 on the GEMM path (T > 8), which does not.
   for (const SyntheticStackConfig& config : {small_q4_0(3, 11), small_q4_k(2, 12)}) {
     const SyntheticStack stack(config);
     SchedulerOptions options;
@@ -82,7 +82,8 @@ TEST_CASE("CPU placements through the scheduler match the float64 reference") {
       REQUIRE(test::all_finite(got));
       std::vector<float> want = x0;
       test::reference_forward(stack, want, n_tokens);
-      CHECK(test::increment_error(got, want, x0) < 3e-2);
+      // Measured: ~1e-2 on the GEMV path, ~5e-7 on the GEMM path (T = 13); a wrong row or scale gives ~1.
+      CHECK(test::increment_error(got, want, x0) < (n_tokens > 8 ? 1e-4 : 3e-2));
       // The scheduler adds nothing of its own: the same kernels called directly give the same bits.
       CHECK(test::bit_identical(got, direct_cpu(stack, x0, n_tokens, 2)));
       // And stepping again on the same input repeats them.
