@@ -47,7 +47,8 @@ Case parse_case(const std::string& text) {
   std::string part;
   std::vector<std::string> parts;
   while (std::getline(ss, part, ':')) parts.push_back(part);
-  if (parts.size() != 4) fail(ErrorCategory::INVALID_ARGUMENT, "case '" + text + "': expected BUDGET:POLICY:PROMPT:GEN");
+  if (parts.size() != 4)
+    fail(ErrorCategory::INVALID_ARGUMENT, "case '" + text + "': expected BUDGET:POLICY:PROMPT:GEN");
   return Case{parts[0], parts[1], std::stoll(parts[2]), std::stoll(parts[3])};
 }
 
@@ -127,7 +128,8 @@ int main(int argc, char** argv) {
                 bound_tps);
     // The bound is the all-resident one (every weight read from device memory once per token); streamed and CPU
     // placements are limited by the host link and the CPU instead, so their ratio says how far below resident they are.
-    std::printf("| budget | policy | placement | prefill tok/s | decode tok/s | decode / resident bound | arena | process |\n");
+    std::printf(
+        "| budget | policy | placement | prefill tok/s | decode tok/s | decode / resident bound | arena | process |\n");
     std::printf("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
     nlohmann::json results = nlohmann::json::array();
     for (const std::string& text : cases_text) {
@@ -167,19 +169,29 @@ int main(int argc, char** argv) {
       const double p = prefill[prefill.size() / 2], d = decode[decode.size() / 2];
       const MemoryReport m = runner.scheduler().memory();
       std::printf("| %s | %s | %s | %.0f | %.1f | %.0f%% | %s | %s |\n", cs.budget.c_str(), cs.policy.c_str(),
-                  runner.placement_summary().c_str(), p, d, 100.0 * d / bound_tps,
-                  format_size(m.arena_bytes).c_str(), format_size(process).c_str());
+                  runner.placement_summary().c_str(), p, d, 100.0 * d / bound_tps, format_size(m.arena_bytes).c_str(),
+                  format_size(process).c_str());
       std::fflush(stdout);
-      results.push_back({{"budget", cs.budget}, {"policy", cs.policy}, {"placement", runner.placement_summary()},
-                         {"prompt_tokens", cs.prompt}, {"gen_tokens", cs.gen}, {"prefill_tps_median", p},
-                         {"prefill_tps", prefill}, {"decode_tps_median", d}, {"decode_tps", decode},
-                         {"decode_fraction_of_bound", d / bound_tps}, {"arena_bytes", m.arena_bytes},
-                         {"arena_high_water", m.arena_high_water}, {"process_device_bytes", process}});
+      results.push_back({{"budget", cs.budget},
+                         {"policy", cs.policy},
+                         {"placement", runner.placement_summary()},
+                         {"prompt_tokens", cs.prompt},
+                         {"gen_tokens", cs.gen},
+                         {"prefill_tps_median", p},
+                         {"prefill_tps", prefill},
+                         {"decode_tps_median", d},
+                         {"decode_tps", decode},
+                         {"decode_fraction_of_bound", d / bound_tps},
+                         {"arena_bytes", m.arena_bytes},
+                         {"arena_high_water", m.arena_high_water},
+                         {"process_device_bytes", process}});
     }
     if (!out_path.empty()) {
-      nlohmann::json j = {{"bench", "llama"}, {"device", prop.name}, {"build", FERRY_GIT_SHA},
-                          {"preset", preset}, {"type", type}, {"weight_bytes_per_token", wbytes},
-                          {"copy_gbps", copy_gbps}, {"decode_bound_tps", bound_tps}, {"cases", results}};
+      nlohmann::json j = {{"bench", "llama"},       {"device", prop.name},
+                          {"build", FERRY_GIT_SHA}, {"preset", preset},
+                          {"type", type},           {"weight_bytes_per_token", wbytes},
+                          {"copy_gbps", copy_gbps}, {"decode_bound_tps", bound_tps},
+                          {"cases", results}};
       ferry::bench::write_json_file(out_path, j);  // as before: a failed write does not change the exit status
     }
   } catch (const Error& e) {

@@ -76,8 +76,8 @@ inline Stats h2d_rate(uint64_t bytes, bool pinned, int runs) {
   detail::HostBlock host = detail::HostBlock::allocate(bytes, pinned, false, &reason);
   // A pinned limit measured on pageable memory would make every ratio against it wrong: refuse to report it.
   if (pinned && !host.pinned())
-    fail(ErrorCategory::IO, "bench: could not pin " + std::to_string(bytes) + " bytes for the pinned copy limit (" +
-                                reason + ")");
+    fail(ErrorCategory::IO,
+         "bench: could not pin " + std::to_string(bytes) + " bytes for the pinned copy limit (" + reason + ")");
   for (uint64_t i = 0; i < bytes; i += 4096) host.data()[i] = static_cast<std::byte>(i * 2654435761u >> 24);
   cuda::Stream stream = cuda::Stream::create();
   cuda::Event begin = cuda::Event::create(true), end = cuda::Event::create(true);

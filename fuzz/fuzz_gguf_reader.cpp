@@ -1,6 +1,6 @@
-// libFuzzer target for the GGUF reader (and the tokenizer built from a file's vocabulary): any input must either parse into a GgufFile whose every advertised byte is
-// readable, or be refused with ferry::Error. Anything else (a crash, a sanitizer report, another exception type, an
-// allocation beyond libFuzzer's -malloc_limit_mb) is a finding.
+// libFuzzer target for the GGUF reader (and the tokenizer built from a file's vocabulary): any input must either parse
+// into a GgufFile whose every advertised byte is readable, or be refused with ferry::Error. Anything else (a crash, a
+// sanitizer report, another exception type, an allocation beyond libFuzzer's -malloc_limit_mb) is a finding.
 #include <cstddef>
 #include <cstdint>
 #include <span>

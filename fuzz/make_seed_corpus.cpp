@@ -108,7 +108,8 @@ int main(int argc, char** argv) {
                                             "\xe2\x96\x81H", "ello", "\xe2\x96\x81world", "1", "2"}));
       s.writer.set("tokenizer.ggml.scores",
                    GgufValue::array(std::vector<float>{0, 0, 0, 0, 0, 0, -1, -2, -3, -4, -5, -6}));
-      s.writer.set("tokenizer.ggml.token_type", GgufValue::array(std::vector<int32_t>{2, 3, 3, 6, 6, 6, 1, 1, 1, 1, 1, 1}));
+      s.writer.set("tokenizer.ggml.token_type",
+                   GgufValue::array(std::vector<int32_t>{2, 3, 3, 6, 6, 6, 1, 1, 1, 1, 1, 1}));
       s.writer.set("tokenizer.ggml.bos_token_id", GgufValue::scalar(int32_t{1}));
       s.writer.set("tokenizer.ggml.eos_token_id", GgufValue::scalar(int32_t{2}));
       s.writer.write(dir / "vocab_spm.gguf");

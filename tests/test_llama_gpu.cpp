@@ -33,9 +33,9 @@ double relative_error(const std::vector<float>& a, const std::vector<double>& b)
 }
 
 std::vector<std::vector<Placement>> placement_mixes(size_t n, uint64_t seed) {
-  std::vector<std::vector<Placement>> mixes = {
-      std::vector<Placement>(n, Placement::RESIDENT), std::vector<Placement>(n, Placement::STREAMED),
-      std::vector<Placement>(n, Placement::CPU)};
+  std::vector<std::vector<Placement>> mixes = {std::vector<Placement>(n, Placement::RESIDENT),
+                                               std::vector<Placement>(n, Placement::STREAMED),
+                                               std::vector<Placement>(n, Placement::CPU)};
   std::mt19937_64 rng(seed);
   for (int i = 0; i < 4; ++i) {
     std::vector<Placement> p(n);

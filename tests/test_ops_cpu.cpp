@@ -72,7 +72,9 @@ class Guarded {
   explicit Guarded(size_t n) : m_n(n), m_buf(n + 2 * kGuard, bits_to_float(kCanaryBits)) {
     for (size_t i = 0; i < n; ++i) data()[i] = std::nanf("");
   }
-  explicit Guarded(const std::vector<float>& init) : Guarded(init.size()) { std::copy(init.begin(), init.end(), data()); }
+  explicit Guarded(const std::vector<float>& init) : Guarded(init.size()) {
+    std::copy(init.begin(), init.end(), data());
+  }
   float* data() { return m_buf.data() + kGuard; }
   const float* data() const { return m_buf.data() + kGuard; }
   size_t size() const { return m_n; }

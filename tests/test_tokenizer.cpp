@@ -102,7 +102,10 @@ TEST_CASE("spm: byte fallback for characters outside the vocabulary, and round t
   CHECK(ids[2] == id_of(v, "<0xA9>"));
   CHECK(ids[3] == id_of(v, "<0x21>"));
   CHECK(t.decode(ids) == "\xC3\xA9!");
-  for (const char* text : {"hello  world", "w\no\tr\xE2\x82\xAC" "d", "  leading", "trailing  ", "x"}) {
+  for (const char* text : {"hello  world",
+                           "w\no\tr\xE2\x82\xAC"
+                           "d",
+                           "  leading", "trailing  ", "x"}) {
     CHECK(t.decode(t.encode(text, true)) == text);
   }
 }
@@ -124,13 +127,13 @@ Tokenizer make_bpe(VocabBuilder& v) {
   for (const char* c : {"h", "e", "l", "o", "w", "r", "d", "'", "s", "1", "2", "!", "\n"}) v.add(c);
   v.add("\xC4\x8A");  // '\n' mapped (U+010A)
   v.add(G);
-  for (const std::string& p : {std::string("he"), std::string("ll"), std::string("hell"), std::string("hello"),
-                               G + "w", std::string("or"), G + "wor", std::string("ld"), G + "world", std::string("'s"),
-                               std::string("12")})
+  for (const std::string& p :
+       {std::string("he"), std::string("ll"), std::string("hell"), std::string("hello"), G + "w", std::string("or"),
+        G + "wor", std::string("ld"), G + "world", std::string("'s"), std::string("12")})
     v.add(p);
   v.add("<|endoftext|>", 0, 3);
-  std::vector<std::string> merges = {"h e", "l l", "he ll", "hell o", G + " w", "o r", G + "w or", "l d",
-                                     G + "wor ld", "' s", "1 2"};
+  std::vector<std::string> merges = {"h e",      "l l", "he ll",      "hell o", G + " w", "o r",
+                                     G + "w or", "l d", G + "wor ld", "' s",    "1 2"};
   return Tokenizer::from_vocab(TokenizerKind::BPE, v.tokens, {}, {}, merges, -1, id_of(v, "<|endoftext|>"));
 }
 
@@ -213,7 +216,8 @@ TEST_CASE("spm: the highest-scoring pair merges first, wherever it stands") {
     const int32_t mark = v.add(kMark, -20);
     const Tokenizer t = Tokenizer::from_vocab(TokenizerKind::SPM, v.tokens, v.scores, v.types, {}, -1, -1);
     const std::vector<int32_t> ids = t.encode("abc", false);  // '▁' + "abc": '▁' has no pair with a
-    const std::vector<int32_t> expected = bc_first ? std::vector<int32_t>{mark, a, bc} : std::vector<int32_t>{mark, ab, c};
+    const std::vector<int32_t> expected =
+        bc_first ? std::vector<int32_t>{mark, a, bc} : std::vector<int32_t>{mark, ab, c};
     CHECK(ids == expected);
   }
 }

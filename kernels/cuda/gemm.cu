@@ -258,10 +258,10 @@ void matmul(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y
 void matmul_batch(std::span<const QuantMatrixView> ws, const float* x, int64_t n_tokens, std::span<float* const> ys,
                   const GemmScratch& scratch, cublasHandle_t cublas, cudaStream_t stream) {
   if (ws.size() != ys.size())
-    fail(ErrorCategory::INVALID_ARGUMENT, "matmul_batch: " + std::to_string(ws.size()) + " matrices but " +
-                                              std::to_string(ys.size()) + " outputs");
-  const bool gemv = std::all_of(ws.begin(), ws.end(),
-                               [&](const QuantMatrixView& w) { return matmul_uses_gemv(w, n_tokens); });
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         "matmul_batch: " + std::to_string(ws.size()) + " matrices but " + std::to_string(ys.size()) + " outputs");
+  const bool gemv =
+      std::all_of(ws.begin(), ws.end(), [&](const QuantMatrixView& w) { return matmul_uses_gemv(w, n_tokens); });
   if (gemv) {
     quant_gemv_batch(ws, x, n_tokens, ys, stream);
     return;

@@ -47,10 +47,10 @@
 // instructions, 7.3 thread instructions per weight (the dp4a math needs ~1), schedulers issuing on 50% of cycles;
 // per issued instruction a warp waits 1.6 cycles not selected, 1.6 on fixed latencies, 1.4 at the barrier behind x
 // staging, 1.0 on a throttled math pipe, 0.9 on global/shared loads. The kernel is issue-bound by its bookkeeping
-// (addressing, piece loops, per-unit scale decoding for two rows at a time) more than by DRAM. What did help: quant_gemv_batch, one launch for the matrices that share x (q, k, v;
-// gate, up), since a 1024-row matrix alone is 64 CTAs on a 132-SM GPU (llama-3-8B decode +10%). A next design would
-// drop the shared-memory round trip: lanes reading blocks straight from global memory into registers, x quantized
-// once per call.
+// (addressing, piece loops, per-unit scale decoding for two rows at a time) more than by DRAM. What did help:
+// quant_gemv_batch, one launch for the matrices that share x (q, k, v; gate, up), since a 1024-row matrix alone is 64
+// CTAs on a 132-SM GPU (llama-3-8B decode +10%). A next design would drop the shared-memory round trip: lanes reading
+// blocks straight from global memory into registers, x quantized once per call.
 //
 // Invariants. K is a multiple of the block size (8 for F32/F16/BF16); W rows are consecutive; x is [T, K] float32,
 // y is [T, N] float32 and every y element is written exactly once (no atomics, no pre-zeroing); results do not depend
@@ -114,11 +114,11 @@ void quant_gemv(const QuantMatrixView& w, const float* x, int64_t n_tokens, floa
   fail(ErrorCategory::INTERNAL, "quant_gemv: gemv_supported(" + std::string(type_name(w.type)) + ") but no kernel");
 }
 
-void quant_gemv_batch(std::span<const QuantMatrixView> ws, const float* x, int64_t n_tokens,
-                      std::span<float* const> ys, cudaStream_t stream) {
+void quant_gemv_batch(std::span<const QuantMatrixView> ws, const float* x, int64_t n_tokens, std::span<float* const> ys,
+                      cudaStream_t stream) {
   if (ws.size() != ys.size())
-    fail(ErrorCategory::INVALID_ARGUMENT, "quant_gemv_batch: " + std::to_string(ws.size()) + " matrices but " +
-                                              std::to_string(ys.size()) + " outputs");
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         "quant_gemv_batch: " + std::to_string(ws.size()) + " matrices but " + std::to_string(ys.size()) + " outputs");
   if (ws.empty()) return;
   const int64_t row_bytes = checked_gemv_row_bytes(ws[0], n_tokens);
   bool fusable = true;

@@ -32,9 +32,8 @@ __host__ __device__ inline int64_t i8_x_bytes(int n_tok, int64_t seg_len) {
 // x[0:T, s0 : s0 + len] (len a multiple of 32) to int8 codes q = rint(x · 127 / max|x|) (round half to even, as
 // the CPU GEMV's quantize_activations) in xq, and (d = max|x| / 127, d · Σq) per 32-element group in xd. One thread
 // per group, no shuffles. A group holding Inf or NaN gets d = NaN, so every output it feeds is NaN.
-__device__ __forceinline__ void stage_x_i8(int* xq, float2* xd, const float* __restrict__ x, int n_tok,
-                                           int64_t n_cols, int64_t s0, int len, int64_t xq_row, int64_t xd_row,
-                                           bool x_vec) {
+__device__ __forceinline__ void stage_x_i8(int* xq, float2* xd, const float* __restrict__ x, int n_tok, int64_t n_cols,
+                                           int64_t s0, int len, int64_t xq_row, int64_t xd_row, bool x_vec) {
   const int groups = len / 32;
   for (int i = threadIdx.x; i < n_tok * groups; i += blockDim.x) {
     const int t = i / groups, g = i % groups;
@@ -107,8 +106,8 @@ struct GemvI8Batch {
 // quant_gemv_kernel.
 template <GgmlType kType, int kT>
 __global__ void __launch_bounds__(kGemvThreads, 2)
-    quant_gemv_i8_kernel(GemvI8Batch batch, int64_t row_bytes, int64_t n_cols, const float* __restrict__ x,
-                         int n_tok, int64_t seg_len, bool w_aligned, bool x_vec) {
+    quant_gemv_i8_kernel(GemvI8Batch batch, int64_t row_bytes, int64_t n_cols, const float* __restrict__ x, int n_tok,
+                         int64_t seg_len, bool w_aligned, bool x_vec) {
   // This CTA's matrix, picked with static indices only (a dynamic index into the parameters would go through local
   // memory).
   const uint8_t* __restrict__ w = batch.w[0];
@@ -235,8 +234,8 @@ __global__ void __launch_bounds__(kGemvThreads, 2)
 }
 
 template <GgmlType kType, int kT>
-void launch_i8_t(const GemvI8Batch& batch, int64_t row_bytes, int64_t n_cols, bool w_aligned, const float* x,
-                 int n_tok, cudaStream_t stream) {
+void launch_i8_t(const GemvI8Batch& batch, int64_t row_bytes, int64_t n_cols, bool w_aligned, const float* x, int n_tok,
+                 cudaStream_t stream) {
   using U = GemvI8Unit<kType>;
   using G = GemvStage<U>;
   // Segment: all of K if its codes fit, else the largest multiple of 256 elements that does.
@@ -245,8 +244,7 @@ void launch_i8_t(const GemvI8Batch& batch, int64_t row_bytes, int64_t n_cols, bo
   const size_t smem =
       static_cast<size_t>(i8_x_bytes(n_tok, seg_len)) + static_cast<size_t>(kGemvStages) * G::kStageBytes;
   static const bool configured = [] {
-    FERRY_CUDA_CHECK(cudaFuncSetAttribute(quant_gemv_i8_kernel<kType, kT>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+    FERRY_CUDA_CHECK(cudaFuncSetAttribute(quant_gemv_i8_kernel<kType, kT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           kGemvI8XBytes + 1024 + kGemvStages * G::kStageBytes));
     return true;
   }();
@@ -259,8 +257,8 @@ void launch_i8_t(const GemvI8Batch& batch, int64_t row_bytes, int64_t n_cols, bo
 }
 
 template <GgmlType kType>
-void launch_i8(const GemvI8Batch& batch, int64_t row_bytes, int64_t n_cols, bool w_aligned, const float* x,
-               int n_tok, cudaStream_t stream) {
+void launch_i8(const GemvI8Batch& batch, int64_t row_bytes, int64_t n_cols, bool w_aligned, const float* x, int n_tok,
+               cudaStream_t stream) {
   if (n_tok == 1) return launch_i8_t<kType, 1>(batch, row_bytes, n_cols, w_aligned, x, n_tok, stream);
   if (n_tok == 2) return launch_i8_t<kType, 2>(batch, row_bytes, n_cols, w_aligned, x, n_tok, stream);
   if (n_tok <= 4) return launch_i8_t<kType, 4>(batch, row_bytes, n_cols, w_aligned, x, n_tok, stream);

@@ -40,8 +40,8 @@ std::string_view llama_policy_name(LlamaPolicy policy) noexcept {
 LlamaPolicy parse_llama_policy(std::string_view name) {
   for (const auto& [p, n] : kPolicies)
     if (n == name) return p;
-  fail(ErrorCategory::INVALID_ARGUMENT, "unknown policy '" + std::string(name) +
-                                            "' (choose resident-first, resident-stream, stream-all or cpu-all)");
+  fail(ErrorCategory::INVALID_ARGUMENT,
+       "unknown policy '" + std::string(name) + "' (choose resident-first, resident-stream, stream-all or cpu-all)");
 }
 
 LlamaOffloadRunner::LlamaOffloadRunner(const LlamaConfig& config, const LlamaWeights& weights,
@@ -105,15 +105,15 @@ void LlamaOffloadRunner::build(std::vector<Placement> placements) {
     // A step never holds more tokens than the context, and the workspaces are sized for the step.
     m_options.max_tokens = std::min(m_options.max_tokens, m_options.n_ctx);
     for (int64_t i = 0; i < m_config.n_layer; ++i)
-      m_layers.push_back(
-          std::make_unique<LlamaBlockLayer>(m_config, m_weights.layers[i], i, m_options.n_ctx, &m_step));
+      m_layers.push_back(std::make_unique<LlamaBlockLayer>(m_config, m_weights.layers[i], i, m_options.n_ctx, &m_step));
     m_layers.push_back(std::make_unique<LlamaHeadLayer>(m_config, m_weights, &m_step, m_options.all_logits));
     m_x.resize(static_cast<size_t>(m_options.max_tokens * m_config.n_embd));
   }
   if (placements.empty()) return;
   std::vector<const Layer*> layers;
   for (const auto& l : m_layers) layers.push_back(l.get());
-  m_scheduler = std::make_unique<LayerScheduler>(std::move(layers), std::move(placements), scheduler_options(m_options));
+  m_scheduler =
+      std::make_unique<LayerScheduler>(std::move(layers), std::move(placements), scheduler_options(m_options));
 }
 
 void LlamaOffloadRunner::forward(std::span<const int32_t> tokens, int64_t pos0, std::span<float> logits,

@@ -88,7 +88,8 @@ GgufValue read_value(ByteCursor& c, const std::string& file, uint32_t type, uint
       try {
         strings.push_back(c.string(element_ctx));
       } catch (const Error& e) {
-        fail(e.category(), std::string(e.what()) + " (element " + std::to_string(i) + " of " + std::to_string(count) + ")");
+        fail(e.category(),
+             std::string(e.what()) + " (element " + std::to_string(i) + " of " + std::to_string(count) + ")");
       }
     }
     return GgufValue::string_array(std::move(strings));

@@ -17,7 +17,8 @@ std::string shape_string(const std::vector<int64_t>& ne) {
 
 int64_t positive_key(const GgufFile& file, const std::string& key) {
   const auto v = file.get<int64_t>(key);
-  if (v <= 0) fail(ErrorCategory::FORMAT, file.name() + ": key '" + key + "' must be positive, found " + std::to_string(v));
+  if (v <= 0)
+    fail(ErrorCategory::FORMAT, file.name() + ": key '" + key + "' must be positive, found " + std::to_string(v));
   return v;
 }
 
@@ -35,8 +36,8 @@ const GgufTensorInfo& expect_tensor(const GgufFile& file, const std::string& nam
 const float* norm_weight(const GgufFile& file, const std::string& name, int64_t n) {
   const GgufTensorInfo& t = expect_tensor(file, name, {n});
   if (t.type != GgmlType::F32)
-    fail(ErrorCategory::UNSUPPORTED, file.name() + ": norm tensor '" + name + "' has type " +
-                                         std::string(type_name(t.type)) + ", expected F32");
+    fail(ErrorCategory::UNSUPPORTED,
+         file.name() + ": norm tensor '" + name + "' has type " + std::string(type_name(t.type)) + ", expected F32");
   const void* data = file.tensor_data(t).data();
   if (reinterpret_cast<uintptr_t>(data) % alignof(float) != 0)
     fail(ErrorCategory::UNSUPPORTED, file.name() + ": norm tensor '" + name + "' at file offset " +
@@ -69,8 +70,8 @@ LlamaConfig LlamaConfig::from_gguf(const GgufFile& file) {
   c.n_embd = positive_key(file, "llama.embedding_length");
   c.n_ff = positive_key(file, "llama.feed_forward_length");
   c.n_head = positive_key(file, "llama.attention.head_count");
-  c.n_head_kv = file.find("llama.attention.head_count_kv") ? positive_key(file, "llama.attention.head_count_kv")
-                                                             : c.n_head;
+  c.n_head_kv =
+      file.find("llama.attention.head_count_kv") ? positive_key(file, "llama.attention.head_count_kv") : c.n_head;
   c.n_ctx_train = positive_key(file, "llama.context_length");
   c.rms_eps = file.get<float>("llama.attention.layer_norm_rms_epsilon");
   c.rope_freq_base = file.get_optional<float>("llama.rope.freq_base").value_or(10000.0f);
@@ -79,7 +80,8 @@ LlamaConfig LlamaConfig::from_gguf(const GgufFile& file) {
                                     " is not divisible by llama.attention.head_count " + std::to_string(c.n_head));
   if (c.n_head % c.n_head_kv != 0)
     fail(ErrorCategory::FORMAT, file.name() + ": llama.attention.head_count " + std::to_string(c.n_head) +
-                                    " is not a multiple of llama.attention.head_count_kv " + std::to_string(c.n_head_kv));
+                                    " is not a multiple of llama.attention.head_count_kv " +
+                                    std::to_string(c.n_head_kv));
   c.n_rot = file.find("llama.rope.dimension_count") ? positive_key(file, "llama.rope.dimension_count") : c.head_dim();
   if (c.n_rot != c.head_dim())
     fail(ErrorCategory::UNSUPPORTED, file.name() + ": llama.rope.dimension_count " + std::to_string(c.n_rot) +
@@ -88,12 +90,13 @@ LlamaConfig LlamaConfig::from_gguf(const GgufFile& file) {
   if (c.head_dim() % 2 != 0)
     fail(ErrorCategory::FORMAT, file.name() + ": head dimension " + std::to_string(c.head_dim()) + " is odd");
   if (!(c.rms_eps > 0.0f) || !(c.rope_freq_base > 0.0f))
-    fail(ErrorCategory::FORMAT, file.name() + ": llama.attention.layer_norm_rms_epsilon and llama.rope.freq_base must "
-                                              "be positive");
+    fail(ErrorCategory::FORMAT, file.name() +
+                                    ": llama.attention.layer_norm_rms_epsilon and llama.rope.freq_base must "
+                                    "be positive");
   const GgufTensorInfo& embd = file.tensor("token_embd.weight");
   if (embd.ne.size() != 2)
-    fail(ErrorCategory::FORMAT, file.name() + ": tensor 'token_embd.weight' has shape " + shape_string(embd.ne) +
-                                    ", expected 2 dimensions");
+    fail(ErrorCategory::FORMAT,
+         file.name() + ": tensor 'token_embd.weight' has shape " + shape_string(embd.ne) + ", expected 2 dimensions");
   c.n_vocab = file.get_optional<int64_t>("llama.vocab_size").value_or(embd.ne[1]);
   return c;
 }

@@ -99,8 +99,10 @@ std::vector<std::string_view> gpt2_split(std::string_view text) {
     if (c == '\'' && i + 1 < n) {
       const std::string_view rest = text.substr(i + 1, 2);
       size_t len = 0;
-      if (rest.starts_with("re") || rest.starts_with("ve") || rest.starts_with("ll")) len = 3;
-      else if (rest[0] == 's' || rest[0] == 't' || rest[0] == 'm' || rest[0] == 'd') len = 2;
+      if (rest.starts_with("re") || rest.starts_with("ve") || rest.starts_with("ll"))
+        len = 3;
+      else if (rest[0] == 's' || rest[0] == 't' || rest[0] == 'm' || rest[0] == 'd')
+        len = 2;
       if (len) {
         words.push_back(text.substr(i, len));
         i += len;
@@ -110,9 +112,12 @@ std::vector<std::string_view> gpt2_split(std::string_view text) {
     const size_t body = (c == ' ' && i + 1 < n) ? i + 1 : i;
     const unsigned char b = text[body];
     size_t end = i;
-    if (is_letter(b)) end = run(body, is_letter);
-    else if (is_digit(b)) end = run(body, is_digit);
-    else if (is_other(b)) end = run(body, is_other);
+    if (is_letter(b))
+      end = run(body, is_letter);
+    else if (is_digit(b))
+      end = run(body, is_digit);
+    else if (is_other(b))
+      end = run(body, is_other);
     if (end > i && (body == i || !is_space(b))) {
       words.push_back(text.substr(i, end - i));
       i = end;
@@ -131,8 +136,7 @@ std::vector<std::string_view> gpt2_split(std::string_view text) {
 }  // namespace
 
 Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tokens, std::vector<float> scores,
-                                std::vector<int32_t> types, std::vector<std::string> merges, int32_t bos,
-                                int32_t eos) {
+                                std::vector<int32_t> types, std::vector<std::string> merges, int32_t bos, int32_t eos) {
   Tokenizer t;
   t.m_kind = kind;
   t.m_tokens = std::move(tokens);
@@ -143,13 +147,12 @@ Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tok
   if (t.m_scores.empty()) t.m_scores.assign(t.m_tokens.size(), 0.0f);
   if (t.m_types.empty()) t.m_types.assign(t.m_tokens.size(), 1);
   if (t.m_scores.size() != t.m_tokens.size() || t.m_types.size() != t.m_tokens.size())
-    fail(ErrorCategory::FORMAT, "tokenizer: " + std::to_string(n) + " tokens but " +
-                                    std::to_string(t.m_scores.size()) + " scores and " +
-                                    std::to_string(t.m_types.size()) + " token types");
+    fail(ErrorCategory::FORMAT, "tokenizer: " + std::to_string(n) + " tokens but " + std::to_string(t.m_scores.size()) +
+                                    " scores and " + std::to_string(t.m_types.size()) + " token types");
   for (int32_t id : {bos, eos})
     if (id < -1 || id >= n)
-      fail(ErrorCategory::FORMAT, "tokenizer: special token id " + std::to_string(id) + " is outside the vocabulary of " +
-                                      std::to_string(n));
+      fail(ErrorCategory::FORMAT,
+           "tokenizer: special token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(n));
   t.m_bos = bos;
   t.m_eos = eos;
   for (size_t r = 0; r < merges.size(); ++r) t.m_merge_rank.emplace(std::move(merges[r]), static_cast<int32_t>(r));
@@ -160,11 +163,13 @@ Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tok
 Tokenizer Tokenizer::from_gguf(const GgufFile& file) {
   const std::string model = file.get_string("tokenizer.ggml.model");
   TokenizerKind kind;
-  if (model == "llama") kind = TokenizerKind::SPM;
-  else if (model == "gpt2") kind = TokenizerKind::BPE;
+  if (model == "llama")
+    kind = TokenizerKind::SPM;
+  else if (model == "gpt2")
+    kind = TokenizerKind::BPE;
   else
-    fail(ErrorCategory::UNSUPPORTED, file.name() + ": tokenizer.ggml.model '" + model +
-                                         "' is not supported (ferry reads 'llama' and 'gpt2')");
+    fail(ErrorCategory::UNSUPPORTED,
+         file.name() + ": tokenizer.ggml.model '" + model + "' is not supported (ferry reads 'llama' and 'gpt2')");
   std::vector<std::string> tokens = file.get_string_array("tokenizer.ggml.tokens");
   std::vector<float> scores;
   if (file.find("tokenizer.ggml.scores")) scores = file.get_array<float>("tokenizer.ggml.scores");
@@ -197,16 +202,20 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos) cons
   std::vector<int32_t> out;
   if (add_bos && m_bos >= 0) out.push_back(m_bos);
   if (text.empty()) return out;
-  if (m_kind == TokenizerKind::SPM) encode_spm(text, out);
-  else encode_bpe(text, out);
+  if (m_kind == TokenizerKind::SPM)
+    encode_spm(text, out);
+  else
+    encode_bpe(text, out);
   return out;
 }
 
 void Tokenizer::encode_spm(std::string_view text, std::vector<int32_t>& out) const {
   std::string normalized(kSpace);
   for (char c : text) {
-    if (c == ' ') normalized += kSpace;
-    else normalized += c;
+    if (c == ' ')
+      normalized += kSpace;
+    else
+      normalized += c;
   }
   struct Symbol {
     size_t start, len;
@@ -257,10 +266,13 @@ void Tokenizer::encode_spm(std::string_view text, std::vector<int32_t>& out) con
     }
     for (size_t b = 0; b < s.len; ++b) {  // byte fallback
       const int32_t id = m_byte_tokens[static_cast<unsigned char>(normalized[s.start + b])];
-      if (id >= 0) out.push_back(id);
-      else if (m_unk >= 0) out.push_back(m_unk);
+      if (id >= 0)
+        out.push_back(id);
+      else if (m_unk >= 0)
+        out.push_back(m_unk);
       else
-        fail(ErrorCategory::UNSUPPORTED, "tokenizer: byte " + hex_byte(static_cast<unsigned char>(normalized[s.start + b])) +
+        fail(ErrorCategory::UNSUPPORTED, "tokenizer: byte " +
+                                             hex_byte(static_cast<unsigned char>(normalized[s.start + b])) +
                                              " has no token and the vocabulary has no byte or unknown tokens");
     }
   }
@@ -329,20 +341,22 @@ void Tokenizer::bpe_word(const std::string& word, std::vector<int32_t>& out) con
     } else if (m_unk >= 0) {
       out.push_back(m_unk);
     } else {
-      fail(ErrorCategory::UNSUPPORTED, "tokenizer: piece '" + p + "' is not in the vocabulary and it has no unknown token");
+      fail(ErrorCategory::UNSUPPORTED,
+           "tokenizer: piece '" + p + "' is not in the vocabulary and it has no unknown token");
     }
   }
 }
 
 std::string Tokenizer::token_to_piece(int32_t id) const {
   if (id < 0 || static_cast<size_t>(id) >= m_tokens.size())
-    fail(ErrorCategory::INVALID_ARGUMENT, "tokenizer: token id " + std::to_string(id) + " is outside the vocabulary of " +
-                                              std::to_string(m_tokens.size()));
+    fail(ErrorCategory::INVALID_ARGUMENT, "tokenizer: token id " + std::to_string(id) +
+                                              " is outside the vocabulary of " + std::to_string(m_tokens.size()));
   const std::string& piece = m_tokens[id];
   if (m_types[id] == kTypeControl) return {};
   if (m_kind == TokenizerKind::SPM) {
     if (m_types[id] == kTypeByte)
-      if (const std::optional<uint8_t> value = parse_byte_piece(piece)) return std::string(1, static_cast<char>(*value));
+      if (const std::optional<uint8_t> value = parse_byte_piece(piece))
+        return std::string(1, static_cast<char>(*value));
     std::string text;
     for (size_t i = 0; i < piece.size();) {
       if (piece.compare(i, kSpace.size(), kSpace) == 0) {
@@ -359,8 +373,10 @@ std::string Tokenizer::token_to_piece(int32_t id) const {
   for (size_t i = 0; i < piece.size();) {
     const size_t len = utf8_length(static_cast<unsigned char>(piece[i]));
     auto it = map.decoded.find(piece.substr(i, len));
-    if (it != map.decoded.end()) bytes += static_cast<char>(it->second);
-    else bytes += piece.substr(i, len);  // added tokens stored as plain text
+    if (it != map.decoded.end())
+      bytes += static_cast<char>(it->second);
+    else
+      bytes += piece.substr(i, len);  // added tokens stored as plain text
     i += len;
   }
   return bytes;

@@ -41,8 +41,8 @@ struct RunOptions {
 // now; the arena is reserved once, so now is the peak) and the arena's own high-water mark.
 std::string device_memory_line(const MemoryReport& m) {
   if (!m.uses_device) return "device memory: none (every layer on the CPU)\n";
-  std::string line = "device memory: arena " + format_size(m.arena_bytes) + " reserved, high-water " +
-                     format_size(m.arena_high_water);
+  std::string line =
+      "device memory: arena " + format_size(m.arena_bytes) + " reserved, high-water " + format_size(m.arena_high_water);
 #ifdef FERRY_HAVE_CUDA
   const DeviceMemoryBaseline& b = device_memory_baseline();
   const uint64_t free_now = device_free_bytes();
@@ -113,11 +113,13 @@ int run(const RunOptions& o) {
 
 Action add_run_command(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
-  CLI::App* cmd = app.add_subcommand("run", "Generate text with a llama-family model (default: a built-in small model)");
+  CLI::App* cmd =
+      app.add_subcommand("run", "Generate text with a llama-family model (default: a built-in small model)");
   cmd->add_option("model", o->model, "GGUF model file (omit for the built-in default model)");
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text");
   cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->check(CLI::Range(0, 1 << 20));
-  cmd->add_option("--ctx", o->n_ctx, "Context length (default: the model's, at most 2048)")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--ctx", o->n_ctx, "Context length (default: the model's, at most 2048)")
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--temp", o->temperature, "Sampling temperature (0: greedy)")->check(CLI::Range(0.0f, 100.0f));
   cmd->add_option("--top-k", o->top_k, "Top-k cut (0: none)")->check(CLI::Range(0, 1 << 24));
   cmd->add_option("--top-p", o->top_p, "Nucleus cut in (0, 1]")->check(CLI::Range(0.0f, 1.0f));

@@ -19,9 +19,12 @@ namespace {
 int exit_status_for(ferry::ErrorCategory category) {
   switch (category) {
     case ferry::ErrorCategory::INTERNAL:
-    case ferry::ErrorCategory::CUDA: return 3;
-    case ferry::ErrorCategory::INVALID_ARGUMENT: return 2;
-    default: return 1;
+    case ferry::ErrorCategory::CUDA:
+      return 3;
+    case ferry::ErrorCategory::INVALID_ARGUMENT:
+      return 2;
+    default:
+      return 1;
   }
 }
 

@@ -95,7 +95,7 @@ class GpuEngine final : public Engine {
   cuda::DeviceArena m_arena;  // before the cuBLAS handle: the handle's workspace lives in the arena
   cuda::CublasHandle m_cublas;
   PinnedHostPool m_pool;
-  HostBlock m_io;  // pinned [max_tokens, width] floats: step input/output and CPU layers' activations
+  HostBlock m_io;         // pinned [max_tokens, width] floats: step input/output and CPU layers' activations
   HostBlock m_io_output;  // pinned copy of the last layer's output, when it runs on the GPU
   CpuRunner m_cpu;
 
@@ -112,7 +112,7 @@ class GpuEngine final : public Engine {
 
   float* m_x = nullptr;
   float* m_workspace = nullptr;
-  float* m_output = nullptr;  // device output of the last layer (null when it runs on the CPU or has none)
+  float* m_output = nullptr;           // device output of the last layer (null when it runs on the CPU or has none)
   void* m_cublas_workspace = nullptr;  // shared by cuBLAS (set on the handle) and cuBLASLt (via GemmScratch)
   void* m_weight_scratch = nullptr;
   void* m_activation_scratch = nullptr;
@@ -126,7 +126,8 @@ GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const Gpu
   m_arena = cuda::DeviceArena(plan);
   m_cublas = cuda::CublasHandle::create();
 
-  m_cublas_workspace = m_arena.allocate(MemoryCategory::CUBLAS_WORKSPACE, opt.cublas_workspace_bytes, "cuBLAS workspace");
+  m_cublas_workspace =
+      m_arena.allocate(MemoryCategory::CUBLAS_WORKSPACE, opt.cublas_workspace_bytes, "cuBLAS workspace");
   FERRY_CUBLAS_CHECK(cublasSetStream(m_cublas.get(), m_compute.get()));
   FERRY_CUBLAS_CHECK(cublasSetWorkspace(m_cublas.get(), m_cublas_workspace, opt.cublas_workspace_bytes));
 

@@ -19,7 +19,7 @@ namespace ferry {
 
 // How non-resident layers are treated when a placement is chosen from a budget.
 enum class LlamaPolicy {
-  RESIDENT_FIRST,  // blocks resident in order while they fit, the rest on the CPU (llama.cpp's -ngl)
+  RESIDENT_FIRST,   // blocks resident in order while they fit, the rest on the CPU (llama.cpp's -ngl)
   RESIDENT_STREAM,  // blocks resident in order while they fit, the rest streamed every step
   STREAM_ALL,       // nothing resident, every block streamed (AirLLM / ZeRO-Inference style)
   CPU_ALL,          // everything on the CPU

@@ -29,8 +29,8 @@ inline constexpr int64_t kAttentionDecodeMaxSplits = 64;
 
 // Device scratch sub-allocated by the caller (the arena); 256-byte aligned. The chunked path needs at least
 // attention_scratch_bytes(shape, 1) for a shape that does not take the decode path (for one that does, that call
-// returns the decode partials' size, not the chunked path's); the decode path runs with any size, even none, and splits the KV length over
-// more blocks when it is given attention_scratch_bytes(shape, ...) bytes.
+// returns the decode partials' size, not the chunked path's); the decode path runs with any size, even none, and splits
+// the KV length over more blocks when it is given attention_scratch_bytes(shape, ...) bytes.
 struct AttentionScratch {
   void* data = nullptr;
   size_t bytes = 0;

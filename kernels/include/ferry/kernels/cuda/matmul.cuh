@@ -23,8 +23,8 @@ bool gemv_supported(GgmlType type) noexcept;
 void quant_gemv(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, cudaStream_t stream);
 // ys[i] = x · ws[i]ᵀ for several matrices sharing x (a block's q, k, v; gate and up): one launch when they share type
 // and K and the type has the int8-activation kernel (at most 3 matrices), else one quant_gemv each.
-void quant_gemv_batch(std::span<const QuantMatrixView> ws, const float* x, int64_t n_tokens,
-                      std::span<float* const> ys, cudaStream_t stream);
+void quant_gemv_batch(std::span<const QuantMatrixView> ws, const float* x, int64_t n_tokens, std::span<float* const> ys,
+                      cudaStream_t stream);
 
 // Device scratch for dequant_gemm, sub-allocated by the caller (the arena).
 struct GemmScratch {
