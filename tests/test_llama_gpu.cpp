@@ -93,8 +93,8 @@ TEST_CASE("GPU forward pass matches the float64 reference under every placement"
       std::vector<float> logits(T * c.n_vocab, NAN);
       runner.forward(tokens, 0, logits, true);
       for (float v : logits) REQUIRE(std::isfinite(v));
-      // 3e-2: CPU layers round activations to 8 bits per block of 32 in their GEMV (see test_llama_cpu); GPU layers
-      // round GEMM operands to FP16 and K/V to FP16. Measured well below on these shapes.
+      // 3e-2: CPU and GPU layers round activations to 8 bits per block of 32 in their GEMV for Q4_K/Q6_K (see
+      // test_llama_cpu); GPU layers round GEMM operands and K/V to FP16. Measured well below on these shapes.
       CHECK(relative_error(logits, expected) <= 3e-2);
       std::vector<bool> cpu_set;
       for (Placement p : placements) cpu_set.push_back(p == Placement::CPU);

@@ -15,7 +15,7 @@
 // vector-ALU throughput, not latency). A GEMV is memory-bound once cores x this rate exceeds the DRAM read rate.
 // Extra error from the int8 activations (the only approximation; the weights are used exactly): each activation is
 // off by at most d_x / 2 = max|x_block| / 254, a uniform rounding error of variance d_x^2 / 12. For random weights the
-// output's normalised error mse / mean-square is about E[d_x^2] / (12 E[x^2]): 1.7e-5 for uniform x, 3e-5 for Gaussian
+// output's normalised error mse / mean-square is about E[d_x^2] / (12 E[x^2]): 1.5e-5 for uniform x, 3e-5 for Gaussian
 // x (block max ~2.3 sigma). Float types (F32/F16/BF16) use the float activations directly and add only float32
 // accumulation error. Non-finite activations make the whole block's scale NaN, so they surface as NaN outputs.
 // Not a public header.

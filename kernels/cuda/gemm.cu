@@ -30,8 +30,9 @@
 // Invariants. Scratch below gemm_min_weight_scratch (64 rows, or N if smaller) or activation scratch below T·K throws
 // BUDGET before anything is enqueued. All work is enqueued on `stream`; nothing allocates device memory or
 // synchronises. The FP16 rounding of W and x is the only approximation beyond FP32 accumulation, within FP16's range:
-// a value of |x| or |W| above 65504 becomes infinite and its output rows inf or NaN (the GEMV path, T <= 8, keeps x
-// in FP32). LLM activations stay far below that; a model whose activations do not needs BF16 operands here.
+// a value of |x| or |W| above 65504 becomes infinite and its output rows inf or NaN (the GEMV path, T <= 8, never
+// converts x to FP16: it reads FP32, or int8 codes with FP32 scales). LLM activations stay far below that; a model
+// whose activations do not needs BF16 operands here.
 #include <cublasLt.h>
 
 #include <algorithm>

@@ -22,7 +22,7 @@ namespace ferry::ref::detail {
 // does the rounding, and for |v| < 2^22 the sum's bit pattern minus the constant's is the rounded integer. v is first
 // limited to +-2^22 with std::min/std::max (single min/max instructions that vectorize; NaN passes through), so the
 // integer subtraction never overflows and huge or infinite v land on the right end. No libm call, no branch. NaN (0 *
-// inf from a vanishing scale) gives hi, deterministically.
+// inf from a vanishing scale) gives lo or hi by its sign bit (x86's 0 * inf is a negative NaN: lo), deterministically.
 inline int nearest_code(float v, int lo, int hi) {
   constexpr float kMagic = 12582912.0f;
   constexpr int32_t kMagicBits = 0x4b400000;

@@ -14,7 +14,8 @@
    the same checks of 1 run on models from `ferry make-model`.
 3. GgufWriter::copy_of of a gguf-py file must reproduce that file byte for byte.
 
-Prints one line per check and exits 1 if any failed; exits 77 (CTest: skipped) when gguf or numpy cannot be imported.
+Prints one line per check and exits 1 if any failed; exits 77 (CTest: skipped) when gguf or numpy cannot be imported,
+or 1 if FERRY_REQUIRE_ORACLE=1 (CI and scripts/test.sh, which install them).
 """
 import argparse
 import json

@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
     // it) turns it into a failure.
     const char* required = std::getenv("FERRY_REQUIRE_GPU");
     if (required != nullptr && std::string(required) == "1") {
-      std::printf("FAILED: FERRY_REQUIRE_GPU=1 but no usable GPU (%s)\n", cudaGetErrorString(status));
+      std::printf("FAILED: FERRY_REQUIRE_GPU=1 but no usable GPU (%s)\n",
+                  status != cudaSuccess ? cudaGetErrorString(status) : "no device");
       return 1;
     }
     std::printf("skipped: no GPU (%s)\n", status != cudaSuccess ? cudaGetErrorName(status) : "no device");

@@ -58,7 +58,7 @@ bool matmul_uses_gemv(const QuantMatrixView& w, int64_t n_tokens) noexcept;
 // GEMV when n_tokens <= kGemvMaxTokens and the type has a GEMV kernel, else dequant_gemm.
 void matmul(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, const GemmScratch& scratch,
             cublasHandle_t cublas, cudaStream_t stream);
-// matmul for several matrices sharing x: quant_gemv_batch on the GEMV path, else one dequant_gemm each.
+// matmul for several matrices sharing x: quant_gemv_batch on the GEMV path, else one matmul each.
 void matmul_batch(std::span<const QuantMatrixView> ws, const float* x, int64_t n_tokens, std::span<float* const> ys,
                   const GemmScratch& scratch, cublasHandle_t cublas, cudaStream_t stream);
 
