@@ -96,8 +96,8 @@ void check_case(GgmlType type, const std::vector<uint8_t>& src, int64_t n, size_
     const double tol = exact ? 0.0 : std::ldexp(largest, -20);
     int64_t off = 0;
     for (int64_t i = 0; i < n; ++i) {
-      const bool same_nan = std::isnan(ref[i]) && std::isnan(tmp[i]);
-      off += !same_nan && !(std::fabs(static_cast<double>(tmp[i]) - ref[i]) <= tol);
+      const bool same = tmp[i] == ref[i] || (std::isnan(ref[i]) && std::isnan(tmp[i]));  // infinities included
+      off += !same && !(std::fabs(static_cast<double>(tmp[i]) - ref[i]) <= tol);
     }
     INFO("fp32 intermediate: ", off, " elements off by more than ", tol);
     CHECK(off == 0);
