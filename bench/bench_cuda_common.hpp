@@ -1,12 +1,16 @@
-// Helpers the CUDA benchmarks share: device memory owned for a benchmark's lifetime and CUDA-event timing of repeated
-// runs on one stream. Header-only; not a library header.
+// Helpers the CUDA benchmarks share: device memory owned for a benchmark's lifetime, CUDA-event timing of repeated
+// runs on one stream, and a sampler of the lowest free device memory during a run. Header-only; not a library header.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <thread>
 #include <vector>
 
 #include "bench_common.hpp"
@@ -74,6 +78,50 @@ class Timer {
  private:
   cudaStream_t m_stream;
   cudaEvent_t m_start{}, m_stop{};
+};
+
+// Polls cudaMemGetInfo on its own thread and keeps the lowest free memory seen, so transient peaks inside a run (not
+// only the state before and after it) count against the budget.
+class FreeMemorySampler {
+ public:
+  FreeMemorySampler() : m_lowest(free_now()) {
+    m_thread = std::thread([this] {
+      while (!m_stop.load(std::memory_order_relaxed)) {
+        size_t free_bytes = 0, total = 0;
+        if (cudaMemGetInfo(&free_bytes, &total) == cudaSuccess) observe(free_bytes);
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    });
+  }
+  ~FreeMemorySampler() { stop(); }
+  FreeMemorySampler(const FreeMemorySampler&) = delete;
+  FreeMemorySampler& operator=(const FreeMemorySampler&) = delete;
+
+  uint64_t stop() {
+    if (m_thread.joinable()) {
+      m_stop = true;
+      m_thread.join();
+      observe(free_now());
+    }
+    return m_lowest.load();
+  }
+
+  static uint64_t free_now() {
+    size_t free_bytes = 0, total = 0;
+    FERRY_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+    return free_bytes;
+  }
+
+ private:
+  void observe(uint64_t v) {
+    uint64_t cur = m_lowest.load();
+    while (v < cur && !m_lowest.compare_exchange_weak(cur, v)) {
+    }
+  }
+
+  std::atomic<bool> m_stop{false};
+  std::atomic<uint64_t> m_lowest;
+  std::thread m_thread;
 };
 
 }  // namespace ferry::bench

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
-#include "bench_offload.hpp"
+#include "bench_cuda_common.hpp"
 #include "ferry/error.hpp"
 #include "ferry/gguf.hpp"
 #include "ferry/kernels/cuda/check.cuh"

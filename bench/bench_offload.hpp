@@ -1,16 +1,15 @@
-// Helpers of bench_offload: a device-memory sampler, copy-rate limits, stack runs. Not a library header.
+// Helpers of bench_offload: copy-rate limits and stack runs (the device-memory sampler is in bench_cuda_common.hpp).
+// Not a library header.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cstdint>
-#include <thread>
 #include <vector>
 
 #include "bench_common.hpp"
+#include "bench_cuda_common.hpp"
 #include "ferry/error.hpp"
 #include "ferry/kernels/cuda/check.cuh"
 #include "ferry/offload/cuda/device_arena.hpp"
@@ -20,50 +19,6 @@
 #include "ferry/offload/synthetic_stack.hpp"
 
 namespace ferry::bench {
-
-// Polls cudaMemGetInfo on its own thread and keeps the lowest free memory seen, so transient peaks inside a run (not
-// only the state before and after it) count against the budget.
-class FreeMemorySampler {
- public:
-  FreeMemorySampler() : m_lowest(free_now()) {
-    m_thread = std::thread([this] {
-      while (!m_stop.load(std::memory_order_relaxed)) {
-        size_t free_bytes = 0, total = 0;
-        if (cudaMemGetInfo(&free_bytes, &total) == cudaSuccess) observe(free_bytes);
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
-      }
-    });
-  }
-  ~FreeMemorySampler() { stop(); }
-  FreeMemorySampler(const FreeMemorySampler&) = delete;
-  FreeMemorySampler& operator=(const FreeMemorySampler&) = delete;
-
-  uint64_t stop() {
-    if (m_thread.joinable()) {
-      m_stop = true;
-      m_thread.join();
-      observe(free_now());
-    }
-    return m_lowest.load();
-  }
-
-  static uint64_t free_now() {
-    size_t free_bytes = 0, total = 0;
-    FERRY_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
-    return free_bytes;
-  }
-
- private:
-  void observe(uint64_t v) {
-    uint64_t cur = m_lowest.load();
-    while (v < cur && !m_lowest.compare_exchange_weak(cur, v)) {
-    }
-  }
-
-  std::atomic<bool> m_stop{false};
-  std::atomic<uint64_t> m_lowest;
-  std::thread m_thread;
-};
 
 // Host-to-device copy rate of `bytes` from pinned or pageable memory (GB/s, median of `runs` after a warm-up), into
 // a device buffer taken from a DeviceArena like everything else on the device.

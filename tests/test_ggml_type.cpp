@@ -11,6 +11,7 @@
 
 #include "ferry/error.hpp"
 #include "ferry/ggml_type.hpp"
+#include "support/env_flag.hpp"
 
 namespace ferry {
 namespace {
@@ -122,8 +123,7 @@ TEST_CASE("type table matches gguf-py's GGML_QUANT_SIZES") {
   while (std::fgets(buf, sizeof buf, pipe)) out += buf;
   const int rc = ::pclose(pipe);
   if (rc != 0 || out.empty()) {
-    const char* required = std::getenv("FERRY_REQUIRE_ORACLE");  // set by CI and scripts/test.sh
-    if (required != nullptr && std::string(required) == "1")
+    if (ferry::test::env_flag("FERRY_REQUIRE_ORACLE"))  // set by CI and scripts/test.sh
       FAIL("FERRY_REQUIRE_ORACLE=1 but python3 with the gguf package is not available");
     MESSAGE("SKIPPED: python3 with the gguf package is not available; sizes checked against gguf.md only");
     return;

@@ -26,6 +26,7 @@
 #include "ferry/ggml_type.hpp"
 #include "ferry/half.hpp"
 #include "ferry/kernels/ref/quants.hpp"
+#include "support/env_flag.hpp"
 #include "support/random.hpp"
 
 namespace ferry {
@@ -103,8 +104,7 @@ bool python_gguf_available() {
 bool run_oracle(const ScratchDir& dir, const char* mode, const std::vector<GgmlType>& types) {
   if (!python_gguf_available()) {
     // CI and scripts/test.sh install the oracle and set FERRY_REQUIRE_ORACLE=1, so there its absence is a failure.
-    const char* required = std::getenv("FERRY_REQUIRE_ORACLE");
-    if (required != nullptr && std::string(required) == "1")
+    if (ferry::test::env_flag("FERRY_REQUIRE_ORACLE"))
       FAIL("FERRY_REQUIRE_ORACLE=1 but python3 with the gguf and numpy packages is not available");
     MESSAGE("SKIPPED: python3 with the gguf and numpy packages is not available; the gguf-py comparison did not run");
     return false;

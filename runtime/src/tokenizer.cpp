@@ -44,6 +44,33 @@ size_t utf8_length(unsigned char lead) {
   return 1;  // stray continuation byte: treat alone (it will fall back to its byte token)
 }
 
+// A piece of text as a doubly linked list of UTF-8 characters, which the SentencePiece and BPE merges join pairwise.
+struct Symbol {
+  size_t start, len;  // bytes of the text; len 0 once merged into its left neighbour
+  int prev, next;     // -1 at the ends
+};
+
+std::vector<Symbol> utf8_symbols(std::string_view text) {
+  std::vector<Symbol> symbols;
+  for (size_t i = 0; i < text.size();) {
+    const size_t len = std::min(utf8_length(static_cast<unsigned char>(text[i])), text.size() - i);
+    symbols.push_back({i, len, static_cast<int>(symbols.size()) - 1, static_cast<int>(symbols.size()) + 1});
+    i += len;
+  }
+  if (!symbols.empty()) symbols.back().next = -1;
+  return symbols;
+}
+
+// Joins symbol `left` with its right neighbour.
+void merge_with_next(std::vector<Symbol>& symbols, int left) {
+  Symbol& l = symbols[left];
+  Symbol& r = symbols[l.next];
+  l.len += r.len;
+  r.len = 0;
+  l.next = r.next;
+  if (r.next >= 0) symbols[r.next].prev = left;
+}
+
 void append_utf8(std::string& out, uint32_t cp) {
   if (cp < 0x80) {
     out += static_cast<char>(cp);
@@ -217,17 +244,7 @@ void Tokenizer::encode_spm(std::string_view text, std::vector<int32_t>& out) con
     else
       normalized += c;
   }
-  struct Symbol {
-    size_t start, len;
-    int prev, next;
-  };
-  std::vector<Symbol> symbols;
-  for (size_t i = 0; i < normalized.size();) {
-    const size_t len = std::min(utf8_length(static_cast<unsigned char>(normalized[i])), normalized.size() - i);
-    symbols.push_back({i, len, static_cast<int>(symbols.size()) - 1, static_cast<int>(symbols.size()) + 1});
-    i += len;
-  }
-  symbols.back().next = -1;
+  std::vector<Symbol> symbols = utf8_symbols(normalized);  // never empty: normalized starts with kSpace
 
   struct Bigram {
     float score;
@@ -250,10 +267,7 @@ void Tokenizer::encode_spm(std::string_view text, std::vector<int32_t>& out) con
     Symbol& left = symbols[top.left];
     Symbol& right = symbols[top.right];
     if (left.len == 0 || right.len == 0 || left.len + right.len != top.size) continue;  // stale
-    left.len += right.len;
-    right.len = 0;
-    left.next = right.next;
-    if (right.next >= 0) symbols[right.next].prev = top.left;
+    merge_with_next(symbols, top.left);  // right is left's next: neither changed since the pair was pushed
     try_pair(left.prev, top.left);
     try_pair(top.left, left.next);
   }
@@ -291,18 +305,8 @@ void Tokenizer::bpe_word(const std::string& word, std::vector<int32_t>& out) con
   // Repeatedly merge the adjacent pair of lowest merge rank (the leftmost of equal ranks), as GPT-2's BPE does, with a
   // heap of candidate pairs over a linked list of symbols: O(n log n) per word, so a long unbroken word (base64, a
   // hash) cannot stall the tokenizer. A popped pair whose symbols changed since it was pushed is stale and skipped.
-  struct Symbol {
-    size_t start, len;
-    int prev, next;
-  };
-  std::vector<Symbol> symbols;
-  for (size_t i = 0; i < word.size();) {
-    const size_t len = std::min(utf8_length(static_cast<unsigned char>(word[i])), word.size() - i);
-    symbols.push_back({i, len, static_cast<int>(symbols.size()) - 1, static_cast<int>(symbols.size()) + 1});
-    i += len;
-  }
+  std::vector<Symbol> symbols = utf8_symbols(word);
   if (symbols.empty()) return;
-  symbols.back().next = -1;
   struct Pair {
     int32_t rank;
     int left, right;
@@ -325,10 +329,7 @@ void Tokenizer::bpe_word(const std::string& word, std::vector<int32_t>& out) con
     Symbol& left = symbols[top.left];
     Symbol& right = symbols[top.right];
     if (left.len != top.left_len || right.len != top.right_len || left.next != top.right) continue;  // stale
-    left.len += right.len;
-    right.len = 0;
-    left.next = right.next;
-    if (right.next >= 0) symbols[right.next].prev = top.left;
+    merge_with_next(symbols, top.left);
     try_pair(left.prev, top.left);
     try_pair(top.left, left.next);
   }

@@ -4,8 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <cstdio>
-#include <cstdlib>
-#include <string>
+
+#include "env_flag.hpp"
 
 #ifdef FERRY_GPU_TEST
 #include <cuda_runtime.h>
@@ -18,8 +18,7 @@ int main(int argc, char** argv) {
   if (status != cudaSuccess || count == 0) {
     // On a GPU machine a skip would hide a broken driver or toolkit: FERRY_REQUIRE_GPU=1 (scripts/device-run.sh sets
     // it) turns it into a failure.
-    const char* required = std::getenv("FERRY_REQUIRE_GPU");
-    if (required != nullptr && std::string(required) == "1") {
+    if (ferry::test::env_flag("FERRY_REQUIRE_GPU")) {
       std::printf("FAILED: FERRY_REQUIRE_GPU=1 but no usable GPU (%s)\n",
                   status != cudaSuccess ? cudaGetErrorString(status) : "no device");
       return 1;
