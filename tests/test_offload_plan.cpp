@@ -71,12 +71,26 @@ TEST_CASE("budget sizes parse with binary and decimal units") {
   CHECK(parse_size("1.0005K") == 1001);                          // 1000.5 bytes: halves round up
   CHECK(parse_size("17179869183GiB") == 17179869183ull * kGiB);  // 2^64 - 2^30: the largest whole GiB count
   CHECK(parse_budget("1MiB") == kMiB);
+  // Scientific notation, exact: 1e9 is ten to the ninth bytes, 2.5e-3G is 2.5 MB.
+  CHECK(parse_size("1e9") == 1'000'000'000ull);
+  CHECK(parse_size("8E3MiB") == 8000 * kMiB);
+  CHECK(parse_size("2.5e-3G") == 2'500'000ull);
+  CHECK(parse_size("1.1234567890123456789G") == 1'123'456'789ull);
+  CHECK(parse_size("18446744073709551615") == UINT64_MAX);
+}
+
+TEST_CASE("sizes beyond 64 bits are refused as too large, whatever their notation") {
+  for (const char* big : {"1e30", "1e30GiB", "20000000000GiB", "99999999999999999999999", "18446744073709551616", "1.8447e19"}) {
+    CAPTURE(big);
+    const std::string message = error_of([&] { parse_size(big); }, ErrorCategory::INVALID_ARGUMENT);
+    CHECK(contains(message, "too large"));
+  }
 }
 
 TEST_CASE("garbage sizes are refused with a message that shows the accepted forms") {
   for (const char* bad :
-       {"", "   ", "GiB", "8XB", "-1G", "+1G", "1.2.3G", "8 Gi", "1e9", "nan", "0x10", "8GiBs", "1,5G", "1.5B", "0.5",
-        "8 G B", "99999999999999999999999", "20000000000GiB", "1.1234567890123456789G"}) {
+       {"", "   ", "GiB", "8XB", "-1G", "+1G", "1.2.3G", "8 Gi", "1e", "1e+", "nan", "0x10", "8GiBs", "1,5G", "1.5B", "0.5",
+        "8 G B", "1.5e-1", "1e-3B"}) {
     CAPTURE(bad);
     const std::string message = error_of([&] { parse_size(bad); }, ErrorCategory::INVALID_ARGUMENT);
     CHECK(contains(message, std::string("'") + bad + "'"));

@@ -33,9 +33,16 @@ constexpr std::array kUnits = {
     Unit{"tb", 1000ull * 1000 * 1000 * 1000},
 };
 
-// More digits than this cannot matter for a byte count and would overflow the exact arithmetic below.
-constexpr size_t kMaxIntegerDigits = 20;
-constexpr size_t kMaxFractionDigits = 18;
+// Significant digits beyond 10^20 cannot matter for a byte count and would overflow the exact arithmetic below.
+constexpr u128 kMaxDigitsValue = u128{10000000000000000000ull} * 10;
+
+constexpr const char* kTooLarge = "the size is too large (more than 2^64 bytes, 16 EiB)";
+
+u128 pow10(int64_t n) {
+  u128 p = 1;
+  for (int64_t i = 0; i < n; ++i) p *= 10;
+  return p;
+}
 
 [[noreturn]] void refuse(std::string_view text, std::string_view why) {
   fail(ErrorCategory::INVALID_ARGUMENT,
@@ -55,26 +62,53 @@ uint64_t parse_size(std::string_view text) {
   const std::string_view s = text.substr(begin, end - begin);
   if (s.empty()) refuse(text, "it is empty");
 
+  // The number as digits D and a decimal exponent E (value = D x 10^E): "7.5" is D = 75, E = -1; "1e30" is D = 1,
+  // E = 30. Scientific notation is accepted so that "1e30" is refused as too large rather than as a bad character.
   size_t i = 0;
-  u128 integer = 0;
-  size_t integer_digits = 0;
-  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
-    if (++integer_digits > kMaxIntegerDigits) refuse(text, "the number is too large");
-    integer = integer * 10 + static_cast<unsigned>(s[i] - '0');
-    ++i;
-  }
-  u128 fraction = 0, fraction_scale = 1;
-  size_t fraction_digits = 0;
-  if (i < s.size() && s[i] == '.') {
-    ++i;
+  u128 digits = 0;
+  size_t n_digits = 0;
+  int64_t exponent = 0;
+  auto take_digits = [&](bool fraction) {
     while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
-      if (++fraction_digits > kMaxFractionDigits) refuse(text, "too many digits after the decimal point");
-      fraction = fraction * 10 + static_cast<unsigned>(s[i] - '0');
-      fraction_scale *= 10;
+      if (digits == 0 && s[i] == '0' && !fraction) {  // leading zeros carry nothing
+        ++i;
+        ++n_digits;
+        continue;
+      }
+      ++n_digits;
+      if (digits >= kMaxDigitsValue) {
+        // Twenty significant digits are more than a byte count can use: further fraction digits are dropped, and
+        // an integer part this long is over 2^64 bytes.
+        if (!fraction) refuse(text, kTooLarge);
+        ++i;
+        continue;
+      }
+      digits = digits * 10 + static_cast<unsigned>(s[i] - '0');
+      if (fraction) --exponent;
       ++i;
     }
+  };
+  take_digits(false);
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    take_digits(true);
   }
-  if (integer_digits == 0 && fraction_digits == 0) refuse(text, "it does not start with a number");
+  if (n_digits == 0) refuse(text, "it does not start with a number");
+  if (i + 1 < s.size() && (s[i] == 'e' || s[i] == 'E') &&
+      (std::isdigit(static_cast<unsigned char>(s[i + 1])) || s[i + 1] == '+' || s[i + 1] == '-')) {
+    ++i;
+    const bool negative = s[i] == '-';
+    if (s[i] == '+' || s[i] == '-') ++i;
+    int64_t e = 0;
+    size_t e_digits = 0;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
+      if (e < 100000) e = e * 10 + (s[i] - '0');
+      ++e_digits;
+      ++i;
+    }
+    if (e_digits == 0) refuse(text, "the exponent has no digits");
+    exponent += negative ? -e : e;
+  }
 
   while (i < s.size() && is_space(s[i])) ++i;
   std::string unit_text;
@@ -88,15 +122,22 @@ uint64_t parse_size(std::string_view text) {
     if (u.name == unit_text) unit = &u;
   if (unit == nullptr) refuse(text, "unknown unit '" + unit_text + "'");
 
-  // value = (integer + fraction / scale) * factor, exactly, rounded to the nearest byte (halves up).
+  // value = digits x 10^exponent x factor, exactly, rounded to the nearest byte (halves up).
   const u128 limit = u128{UINT64_MAX};
-  const u128 whole = integer * unit->factor;
-  if (integer > limit || whole > limit) refuse(text, "the size does not fit in 64 bits");
-  if (fraction_digits > 0 && unit->factor == 1 && fraction != 0) refuse(text, "a byte count must be whole");
-  const u128 part = (fraction * unit->factor * 2 + fraction_scale) / (fraction_scale * 2);
-  const u128 total = whole + part;
-  if (total > limit) refuse(text, "the size does not fit in 64 bits");
-  return static_cast<uint64_t>(total);
+  u128 value = digits * unit->factor;  // digits < 10^20 and factor < 2^41: no overflow
+  if (exponent > 0) {
+    for (int64_t e = 0; e < exponent && value != 0; ++e) {
+      value *= 10;
+      if (value > limit) refuse(text, kTooLarge);
+    }
+  } else if (exponent < 0) {
+    if (unit->factor == 1 && digits != 0 && (-exponent > 38 || digits % pow10(-exponent) != 0))
+      refuse(text, "a byte count must be whole");
+    // Divide by 10^-exponent with rounding; beyond 10^38 every representable value rounds to zero.
+    value = -exponent > 38 ? 0 : (value * 2 + pow10(-exponent)) / (pow10(-exponent) * 2);
+  }
+  if (value > limit) refuse(text, kTooLarge);
+  return static_cast<uint64_t>(value);
 }
 
 uint64_t parse_budget(std::string_view text) {

@@ -1,5 +1,7 @@
 #include "ferry/error.hpp"
 
+#include <algorithm>
+
 namespace ferry {
 
 std::string_view category_name(ErrorCategory category) noexcept {
@@ -14,6 +16,23 @@ std::string_view category_name(ErrorCategory category) noexcept {
     case ErrorCategory::INTERNAL: return "internal error";
   }
   return "error";
+}
+
+std::string quote_name(std::string_view name) {
+  std::string out = "'";
+  const size_t shown = std::min(name.size(), kQuotedNameMax);
+  for (size_t i = 0; i < shown; ++i) {
+    const auto c = static_cast<unsigned char>(name[i]);
+    if (c < 0x20 || c == 0x7f) {
+      constexpr char kHex[] = "0123456789abcdef";
+      out += std::string("\\x") + kHex[c >> 4] + kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (shown < name.size()) out += "...' (" + std::to_string(name.size()) + " bytes)";
+  else out += "'";
+  return out;
 }
 
 void fail(ErrorCategory category, const std::string& message) { throw Error(category, message); }

@@ -167,7 +167,7 @@ void GgufFile::parse() {
   for (uint64_t i = 0; i < n_kv; ++i) {
     const uint64_t kv_pos = c.pos();
     std::string key = c.string("the key of kv pair #" + std::to_string(i));
-    const std::string ctx = "key '" + key + "' (kv pair #" + std::to_string(i) + ")";
+    const std::string ctx = "key " + quote_name(key) + " (kv pair #" + std::to_string(i) + ")";
     if (auto [it, inserted] = key_index.emplace(key, i); !inserted)
       fail(ErrorCategory::FORMAT,
            file + ": duplicate " + ctx + at_byte(kv_pos) + "; first defined by kv pair #" + std::to_string(it->second));
@@ -196,7 +196,7 @@ void GgufFile::parse() {
   for (uint64_t i = 0; i < n_tensors; ++i) {
     const uint64_t pos = c.pos();
     std::string name = c.string("the name of tensor #" + std::to_string(i));
-    const std::string ctx = "tensor '" + name + "' (index " + std::to_string(i) + ")";
+    const std::string ctx = "tensor " + quote_name(name) + " (index " + std::to_string(i) + ")";
     if (auto [it, inserted] = name_index.emplace(name, i); !inserted)
       fail(ErrorCategory::FORMAT, file + ": " + ctx + ": duplicate tensor name" + entry_at(pos) +
                                       "; first used by the tensor at index " + std::to_string(it->second));
@@ -264,7 +264,7 @@ void GgufFile::parse() {
                                     ") but the file has " + std::to_string(c.size()) + " bytes");
   for (size_t i = 0; i < m_tensors.size(); ++i) {
     GgufTensorInfo& t = m_tensors[i];
-    const std::string ctx = "tensor '" + t.name + "' (index " + std::to_string(i) + ")";
+    const std::string ctx = "tensor " + quote_name(t.name) + " (index " + std::to_string(i) + ")";
     if (t.offset % m_alignment != 0)
       fail(ErrorCategory::FORMAT, file + ": " + ctx + ": offset " + std::to_string(t.offset) +
                                       " is not a multiple of the alignment " + std::to_string(m_alignment) +
@@ -298,8 +298,8 @@ void GgufFile::parse() {
         return "bytes [" + std::to_string(t.file_offset) + ", " + std::to_string(t.file_offset + t.n_bytes) + ")";
       };
       fail(ErrorCategory::FORMAT,
-           file + ": the data of tensor '" + prev.name + "' (index " + std::to_string(order[k - 1]) + ", " +
-               range(prev) + ") and tensor '" + next.name + "' (index " + std::to_string(order[k]) + ", " +
+           file + ": the data of tensor " + quote_name(prev.name) + " (index " + std::to_string(order[k - 1]) + ", " +
+               range(prev) + ") and tensor " + quote_name(next.name) + " (index " + std::to_string(order[k]) + ", " +
                range(next) + ") overlap (tensor table entries at bytes " + std::to_string(entry_pos[order[k - 1]]) +
                " and " + std::to_string(entry_pos[order[k]]) + ")");
     }
@@ -327,7 +327,7 @@ const GgufTensorInfo* GgufFile::find_tensor(std::string_view name) const noexcep
 const GgufTensorInfo& GgufFile::tensor(std::string_view name) const {
   const GgufTensorInfo* t = find_tensor(name);
   if (!t)
-    fail(ErrorCategory::NOT_FOUND, m_name + ": tensor '" + std::string(name) + "' not found (the file has " +
+    fail(ErrorCategory::NOT_FOUND, m_name + ": tensor " + quote_name(name) + " not found (the file has " +
                                        std::to_string(m_tensors.size()) + " tensors)");
   return *t;
 }
@@ -336,12 +336,12 @@ std::span<const std::byte> GgufFile::tensor_data(const GgufTensorInfo& info) con
   // parse() proved the range for this file's tensors; an info from another file could still point anywhere.
   const auto end = checked_add(info.file_offset, info.n_bytes);
   if (!end || *end > m_bytes.size())
-    fail(ErrorCategory::INVALID_ARGUMENT, m_name + ": tensor '" + info.name + "' with bytes [" +
+    fail(ErrorCategory::INVALID_ARGUMENT, m_name + ": tensor " + quote_name(info.name) + " with bytes [" +
                                               std::to_string(info.file_offset) + ", +" + std::to_string(info.n_bytes) +
                                               ") is not inside this file");
   return m_bytes.subspan(static_cast<size_t>(info.file_offset), static_cast<size_t>(info.n_bytes));
 }
 
-std::string GgufFile::describe_key(std::string_view key) const { return "key '" + std::string(key) + "' in " + m_name; }
+std::string GgufFile::describe_key(std::string_view key) const { return "key " + quote_name(key) + " in " + m_name; }
 
 }  // namespace ferry

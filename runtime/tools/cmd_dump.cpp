@@ -74,7 +74,7 @@ std::vector<std::string> close_names(const GgufFile& file, std::string_view want
 }
 
 [[noreturn]] void fail_unknown_tensor(const GgufFile& file, const std::string& wanted) {
-  std::string message = "tensor '" + wanted + "' not found in " + file.name() + " (" +
+  std::string message = "tensor " + quote_name(wanted) + " not found in " + file.name() + " (" +
                         std::to_string(file.tensors().size()) + " tensors)";
   const std::vector<std::string> close = close_names(file, wanted);
   for (size_t i = 0; i < close.size(); ++i) message += (i == 0 ? "; did you mean '" : "', '") + close[i];
@@ -121,10 +121,10 @@ int run_dump(const DumpOptions& options) {
   if (!info) fail_unknown_tensor(file, options.tensor);
   const TypeTraits& traits = type_traits(info->type);
   if (!traits.dequantizable)
-    fail(ErrorCategory::UNSUPPORTED, file.name() + ": tensor '" + info->name + "' has type " +
+    fail(ErrorCategory::UNSUPPORTED, file.name() + ": tensor " + quote_name(info->name) + " has type " +
                                          std::string(traits.name) + ", which ferry cannot dequantize");
   if (info->n_elements % traits.block_size != 0)  // the reader guarantees it; a violation is ferry's bug
-    fail(ErrorCategory::INTERNAL, file.name() + ": tensor '" + info->name + "' has " +
+    fail(ErrorCategory::INTERNAL, file.name() + ": tensor " + quote_name(info->name) + " has " +
                                       std::to_string(info->n_elements) + " elements, not a multiple of the " +
                                       std::string(traits.name) + " block");
   const std::span<const std::byte> data = file.tensor_data(*info);
@@ -132,10 +132,10 @@ int run_dump(const DumpOptions& options) {
   if (to_stdout) {
     convert(*info, traits, data, [&](std::span<const std::byte> bytes) {
       if (std::fwrite(bytes.data(), 1, bytes.size(), stdout) != bytes.size())
-        fail(ErrorCategory::IO, "dump: cannot write tensor '" + info->name + "' to standard output");
+        fail(ErrorCategory::IO, "dump: cannot write tensor " + quote_name(info->name) + " to standard output");
     });
     if (std::fflush(stdout) != 0)
-      fail(ErrorCategory::IO, "dump: cannot write tensor '" + info->name + "' to standard output");
+      fail(ErrorCategory::IO, "dump: cannot write tensor " + quote_name(info->name) + " to standard output");
     return 0;
   }
 

@@ -32,6 +32,12 @@ class Error : public std::runtime_error {
   ErrorCategory m_category;
 };
 
+// A name from a file or a user (tensor, key, flag value) ready to put in a message: in single quotes, control bytes
+// escaped, and cut to its first kQuotedNameMax bytes with the full length stated, so a hostile 100 KB name cannot
+// flood a terminal or a log.
+inline constexpr size_t kQuotedNameMax = 120;
+std::string quote_name(std::string_view name);
+
 // Throws an Error; marked noreturn so callers can use it in expressions that must yield a value.
 [[noreturn]] void fail(ErrorCategory category, const std::string& message);
 
