@@ -1,21 +1,29 @@
 // The `ferry` program run as a user runs it: `info` and `dump` on a good file (written here with GgufWriter) and on
 // bad input (missing file, truncated files, unknown tensor, a type ferry cannot dequantize, wrong flags, a terminal
 // as dump's output). Checks exit statuses, that stdout/stderr say the right things (the file, the tensor, the type),
-// and that dump's output equals the reference dequantization bit for bit and appears atomically.
+// and that dump's output equals the reference dequantization bit for bit and appears atomically. Files of unusual
+// types: a FIFO as the model, links, devices and folders as outputs, a model truncated while `ferry run` uses it.
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pty.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ferry/gguf.hpp"
@@ -42,9 +50,28 @@ struct Result {
   std::string out, err;
 };
 
+// Waits for `pid`; after `timeout_s` seconds kills it and fails the test, so a ferry that hangs cannot hang the test.
+int wait_with_deadline(pid_t pid, int timeout_s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  int wstatus = 0;
+  for (;;) {
+    const pid_t done = ::waitpid(pid, &wstatus, WNOHANG);
+    if (done == pid) return wstatus;
+    REQUIRE(done == 0);
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &wstatus, 0);
+      FAIL_CHECK("ferry did not finish within " << timeout_s << " s: killed");
+      return wstatus;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 // Runs FERRY_EXE with `args`; stdout and stderr are captured through files. With `stdout_tty`, stdout is a
 // pseudo-terminal instead (its output is discarded).
-Result run_ferry(const std::vector<std::string>& args, const fs::path& dir, bool stdout_tty = false) {
+Result run_ferry(const std::vector<std::string>& args, const fs::path& dir, bool stdout_tty = false,
+                 int timeout_s = 300) {
   const fs::path out_path = dir / "stdout.txt", err_path = dir / "stderr.txt";
   int pty_master = -1, pty_slave = -1;
   if (stdout_tty) REQUIRE(::openpty(&pty_master, &pty_slave, nullptr, nullptr, nullptr) == 0);
@@ -68,8 +95,7 @@ Result run_ferry(const std::vector<std::string>& args, const fs::path& dir, bool
     ::_exit(127);
   }
   if (stdout_tty) ::close(pty_slave);
-  int wstatus = 0;
-  REQUIRE(::waitpid(pid, &wstatus, 0) == pid);
+  const int wstatus = wait_with_deadline(pid, timeout_s);
   if (stdout_tty) ::close(pty_master);
   Result r;
   r.status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
@@ -362,4 +388,144 @@ TEST_CASE("ferry dump: a tensor larger than one conversion chunk is converted wh
   const ferry::GgufFile file = ferry::GgufFile::open(model);
   CHECK(bitwise_equal(read_floats(out), expected_dequantized(file, "big.weight")));
   CHECK(outputs_in(dir.path()) == std::vector<std::string>{"big.f32"});
+}
+
+TEST_CASE("ferry info, dump and run: a FIFO as the model is refused at once, not waited on") {
+  TempDir dir;
+  const fs::path fifo = dir.path() / "model.gguf";  // nobody ever opens it for writing
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"info", fifo.string()},
+        std::vector<std::string>{"dump", fifo.string(), "token_embd.weight", "-o", (dir.path() / "x.f32").string()},
+        std::vector<std::string>{"run", fifo.string(), "--policy", "cpu-all", "-n", "1"}}) {
+    CAPTURE(args[0]);
+    const Result r = run_ferry(args, dir.path(), false, /*timeout_s=*/20);
+    CHECK(r.status == 1);
+    CHECK_MESSAGE(contains(r.err, fifo.string() + ": not a regular file (it is a FIFO)"), r.err);
+  }
+  CHECK(outputs_in(dir.path()).empty());
+}
+
+namespace {
+
+// Character devices to write to: nodes made in `dir` as root (a regression then replaces them, not the machine's), the
+// real /dev/null and /dev/full otherwise (a regression cannot replace those without root, and fails just the same).
+// Nothing when running as root without the right to mknod.
+std::optional<std::pair<fs::path, fs::path>> null_and_full(const fs::path& dir) {
+  const fs::path null_dev = dir / "null", full_dev = dir / "full";
+  if (::mknod(null_dev.c_str(), S_IFCHR | 0666, ::makedev(1, 3)) == 0 &&
+      ::mknod(full_dev.c_str(), S_IFCHR | 0666, ::makedev(1, 7)) == 0)
+    return std::pair{null_dev, full_dev};
+  if (::geteuid() == 0) return std::nullopt;
+  return std::pair{fs::path("/dev/null"), fs::path("/dev/full")};
+}
+
+bool is_char_device(const fs::path& p) {
+  struct stat st {};
+  return ::lstat(p.c_str(), &st) == 0 && S_ISCHR(st.st_mode);
+}
+
+}  // namespace
+
+TEST_CASE("ferry make-model, dump -o, run --trace: links written through, devices in place, folders refused") {
+  TempDir dir;
+  GoodModel model(dir.path());
+  const fs::path real = dir.path() / "real.gguf", link = dir.path() / "link.gguf";
+  { std::ofstream(real) << "an older file"; }
+  fs::create_symlink("real.gguf", link);
+  const Result made = run_ferry({"make-model", "--preset", "tiny", "-o", link.string()}, dir.path());
+  CHECK(made.status == 0);
+  CHECK(fs::is_symlink(link));
+  CHECK(ferry::GgufFile::open(real).tensors().size() > 0);
+
+  const fs::path folder = dir.path() / "folder";
+  fs::create_directories(folder);
+  const Result to_folder =
+      run_ferry({"dump", model.path.string(), "token_embd.weight", "-o", folder.string()}, dir.path());
+  CHECK(to_folder.status == 1);
+  CHECK_MESSAGE(contains(to_folder.err, folder.string() + ": is a directory"), to_folder.err);
+  CHECK(fs::is_empty(folder));
+
+  std::vector<std::string> expected = {"folder", "link.gguf", "real.gguf"};
+  if (const auto devices = null_and_full(dir.path())) {
+    const auto& [null_dev, full_dev] = *devices;
+    const Result to_null = run_ferry({"make-model", "--preset", "tiny", "-o", null_dev.string()}, dir.path());
+    CHECK(to_null.status == 0);
+    CHECK(is_char_device(null_dev));
+    const Result to_full =
+        run_ferry({"dump", model.path.string(), "token_embd.weight", "-o", full_dev.string()}, dir.path());
+    CHECK(to_full.status == 1);
+    CHECK_MESSAGE(contains(to_full.err, full_dev.string() + ": cannot write: " + std::strerror(ENOSPC)), to_full.err);
+    CHECK(is_char_device(full_dev));
+    const Result trace =
+        run_ferry({"run", real.string(), "--policy", "cpu-all", "-n", "2", "--trace", null_dev.string()}, dir.path());
+    CHECK(trace.status == 0);
+    CHECK(is_char_device(null_dev));
+    if (null_dev.parent_path() == dir.path()) expected = {"folder", "full", "link.gguf", "null", "real.gguf"};
+  } else {
+    MESSAGE("device sub-checks skipped: root without the right to mknod (the real /dev nodes are not risked)");
+  }
+  CHECK(outputs_in(dir.path()) == expected);  // no temporaries left behind
+}
+
+TEST_CASE("ferry run: a model truncated while it runs is named, exit status 1 (not a bare SIGBUS)") {
+  TempDir dir;
+  const fs::path model = dir.path() / "tiny.gguf", err_path = dir.path() / "stderr.txt";
+  REQUIRE(run_ferry({"make-model", "--preset", "tiny", "-o", model.string()}, dir.path()).status == 0);
+  // stdout is a pipe filled to the brim before ferry starts: its first write (the prompt, printed before generation
+  // reads the weights) blocks, so ferry cannot finish with the file before the test has truncated it.
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+  REQUIRE(::fcntl(fds[1], F_SETFL, O_NONBLOCK) == 0);
+  const std::string filler(4096, 'x');
+  while (::write(fds[1], filler.data(), filler.size()) > 0) {
+  }
+  REQUIRE(errno == EAGAIN);
+  REQUIRE(::fcntl(fds[1], F_SETFL, 0) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int in = ::open("/dev/null", O_RDONLY);
+    if (err < 0 || in < 0) ::_exit(126);
+    ::dup2(in, 0);
+    ::dup2(fds[1], 1);
+    ::dup2(err, 2);
+    std::string exe = FERRY_EXE, run = "run", m = model.string(), policy = "--policy", cpu = "cpu-all", n = "-n",
+                count = "16";
+    char* argv[] = {exe.data(), run.data(), m.data(), policy.data(), cpu.data(), n.data(), count.data(), nullptr};
+    ::execv(exe.c_str(), argv);
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  // Once the model shows among ferry's mappings, truncating it makes ferry's next read of it fault.
+  const std::string mapped_name = fs::canonical(model).string();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  bool mapped = false;
+  while (!mapped && std::chrono::steady_clock::now() < deadline) {
+    std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+    std::stringstream ss;
+    ss << maps.rdbuf();
+    mapped = contains(ss.str(), mapped_name);
+    if (!mapped) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK_MESSAGE(mapped, "ferry never mapped " << mapped_name);
+  REQUIRE(::truncate(model.c_str(), 0) == 0);
+  // Drain stdout (the filler, then whatever ferry prints) until ferry closes it, within the deadline.
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{fds[0], POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) == 0) break;
+    char buffer[65536];
+    if (::read(fds[0], buffer, sizeof(buffer)) <= 0) break;
+  }
+  ::close(fds[0]);
+  const int wstatus = wait_with_deadline(pid, 30);
+  const std::string err = read_text(err_path);
+  CHECK_MESSAGE(WIFEXITED(wstatus), "killed by signal " << (WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0));
+  CHECK(WEXITSTATUS(wstatus) == 1);
+  CHECK_MESSAGE(contains(err, "ferry: I/O error: " + model.string() +
+                                  ": the file changed while it was in use (truncated or overwritten)"),
+                err);
 }

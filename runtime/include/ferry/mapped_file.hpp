@@ -1,5 +1,7 @@
 // MappedFile: a whole file mapped read-only into memory (RAII, move-only). GGUF tensors are read straight from the
-// mapping, so a model is never copied into private memory just to be parsed; the kernel pages it in on demand.
+// mapping, so a model is never copied into private memory just to be parsed; the kernel pages it in on demand. The
+// file must stay unchanged while mapped: if it is truncated, touching a page past its new end ends the process with a
+// message naming the file and exit status 1 (runtime/src/mapping_fault_guard.hpp), not a bare SIGBUS.
 #pragma once
 
 #include <cstddef>
@@ -11,7 +13,8 @@ namespace ferry {
 class MappedFile {
  public:
   // Maps `path` read-only. An empty file gives an empty span (mmap refuses length 0, so nothing is mapped).
-  // Throws IO naming the path and the system's reason when the file cannot be opened, sized or mapped.
+  // Throws IO naming the path and the system's reason when the file cannot be opened, sized or mapped, or is not a
+  // regular file (a FIFO is refused at once, never waited on).
   explicit MappedFile(const std::filesystem::path& path);
 
   MappedFile(MappedFile&& other) noexcept;
@@ -30,6 +33,7 @@ class MappedFile {
   std::filesystem::path m_path;
   const std::byte* m_data = nullptr;
   size_t m_size = 0;
+  int m_fault_slot = -1;  // the mapping's entry in the SIGBUS guard's table, -1 when none
 };
 
 }  // namespace ferry
