@@ -8,6 +8,7 @@
 #include "engine.hpp"
 #include "ferry/error.hpp"
 #include "ferry/offload/gpu.hpp"
+#include "ferry/offload/host_memory.hpp"
 #include "ferry/offload/size_parse.hpp"
 
 namespace ferry {
@@ -89,6 +90,34 @@ MemoryPlanInput memory_input(const std::vector<const Layer*>& layers, const std:
 
 }  // namespace detail
 
+std::string HostMemoryNeed::describe() const {
+  return "KV cache " + format_size(kv_cache) + ", streamed-weight pool " + format_size(streamed_pool) + ", buffers " +
+         format_size(buffers);
+}
+
+HostMemoryNeed scheduler_host_memory(std::span<const Layer* const> layers, std::span<const Placement> placements,
+                                     const SchedulerOptions& options) {
+  std::vector<const Layer*> l(layers.begin(), layers.end());
+  std::vector<Placement> p(placements.begin(), placements.end());
+  check_arguments(l, p, options);
+  constexpr uint64_t kPage = 4096;
+  HostMemoryNeed need;
+  size_t workspace_floats = 0;
+  for (size_t i = 0; i < l.size(); ++i) {
+    if (p[i] == Placement::CPU) {
+      need.kv_cache += l[i]->kv_cache_bytes();
+      workspace_floats = std::max(workspace_floats, l[i]->workspace_floats(options.max_tokens));
+    } else if (p[i] == Placement::STREAMED) {
+      need.streamed_pool += align_up(layer_layout(l[i]->weights()).bytes, kPage);
+    }
+  }
+  const uint64_t output = l.back()->output_floats(options.max_tokens) * sizeof(float);
+  need.buffers = workspace_floats * sizeof(float) + output;
+  if (any_gpu(p))  // pinned step input/output and the pinned copy of a GPU layer's output
+    need.buffers += static_cast<uint64_t>(options.max_tokens) * l[0]->width() * sizeof(float) + output;
+  return need;
+}
+
 MemoryPlanInput scheduler_memory_input(std::span<const Layer* const> layers, std::span<const Placement> placements,
                                        const SchedulerOptions& options) {
   std::vector<const Layer*> l(layers.begin(), layers.end());
@@ -101,6 +130,14 @@ LayerScheduler::LayerScheduler(std::vector<const Layer*> layers, std::vector<Pla
                                const SchedulerOptions& options)
     : m_impl(std::make_unique<Impl>()) {
   check_arguments(layers, placements, options);
+  {
+    const HostMemoryNeed need = scheduler_host_memory(layers, placements, options);
+    const HostMemoryAvailable available = host_memory_available();
+    if (need.total() > available.bytes)
+      fail(ErrorCategory::BUDGET, "host memory: this placement needs " + format_size(need.total()) + " (" +
+                                      need.describe() + "), but only " + format_size(available.bytes) +
+                                      " can be taken (" + available.source + ")");
+  }
   detail::EngineSetup& setup = m_impl->setup;
   setup.width = layers[0]->width();
   setup.output_floats = layers.back()->output_floats(options.max_tokens);

@@ -62,6 +62,11 @@ class LlamaOffloadRunner final : public LlamaBackend {
 
  private:
   void build(std::vector<Placement> placements);
+  // The policy's placements for `layers` (built for options.n_ctx); BUDGET when even its smallest plan does not fit.
+  static std::vector<Placement> choose_placements(const std::vector<const Layer*>& layers,
+                                                  const LlamaRunnerOptions& options);
+  // BUDGET, naming the largest context that would fit, when the scheduler's host memory exceeds what is available.
+  void check_host_memory(const std::vector<Placement>& placements) const;
 
   const LlamaConfig& m_config;
   const LlamaWeights& m_weights;

@@ -68,7 +68,8 @@ class LayerScheduler {
  public:
   // Layers are borrowed: they (and their host weight bytes) must outlive the scheduler. Throws INVALID_ARGUMENT for
   // inconsistent arguments, UNSUPPORTED for GPU placements without a GPU, BUDGET (before any device allocation) when
-  // the plan does not fit options.vram_budget.
+  // the plan does not fit options.vram_budget, and BUDGET (before any host allocation) when the host memory it needs
+  // (scheduler_host_memory) exceeds what the process can still take (host_memory_available).
   LayerScheduler(std::vector<const Layer*> layers, std::vector<Placement> placements, const SchedulerOptions& options);
   LayerScheduler(LayerScheduler&&) noexcept;
   LayerScheduler& operator=(LayerScheduler&&) noexcept;
@@ -93,6 +94,17 @@ class LayerScheduler {
  private:
   std::unique_ptr<Impl> m_impl;
 };
+
+// Host memory the scheduler reserves at construction for these arguments, by use.
+struct HostMemoryNeed {
+  uint64_t kv_cache = 0;       // KV caches of the CPU layers
+  uint64_t streamed_pool = 0;  // the STREAMED layers' weights, copied into the (pinned) pool
+  uint64_t buffers = 0;        // CPU workspace, activation and output buffers
+  uint64_t total() const noexcept { return kv_cache + streamed_pool + buffers; }
+  std::string describe() const;  // "KV cache 1.00 GiB, streamed-weight pool 3.00 GiB, buffers 12.00 MiB"
+};
+HostMemoryNeed scheduler_host_memory(std::span<const Layer* const> layers, std::span<const Placement> placements,
+                                     const SchedulerOptions& options);
 
 // The memory plan input the scheduler builds for these arguments (the GPU part measures the context overhead once per
 // process), without reserving anything: for tests, benchmarks and planners that need the minimum or required budget.
