@@ -1,7 +1,8 @@
 // The `ferry` program run as a user runs it: `info` and `dump` on a good file (written here with GgufWriter) and on
 // bad input (missing file, truncated files, unknown tensor, a type ferry cannot dequantize, wrong flags, a terminal
 // as dump's output). Checks exit statuses, that stdout/stderr say the right things (the file, the tensor, the type),
-// and that dump's output equals the reference dequantization bit for bit and appears atomically.
+// and that dump's output equals the reference dequantization bit for bit and appears atomically. `run` generates from
+// a tiny model made with `ferry make-model` and from the built-in default model in a private FERRY_CACHE_DIR.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <pty.h>
