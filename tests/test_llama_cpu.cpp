@@ -154,3 +154,72 @@ TEST_CASE("files ferry cannot run are refused by name") {
     refuse(std::move(w), "llama.block_count");
   }
 }
+
+namespace {
+
+// The RoPE base and RMS epsilon a Llama 3 style file carries, neither of them ferry's default (10000, 1e-5). The
+// epsilon is far larger than real models' so that reading the default instead moves the logits well past the F32
+// tolerance (1e-5 vs 1e-6 would change them by ~1e-6, below any tolerance).
+constexpr float kFileRopeBase = 500000.0f;
+constexpr float kFileRmsEps = 0.0625f;
+
+// The tiny model with the two keys overwritten by the test, so the expected values come from here and not from what
+// the maker or LlamaConfig wrote or read.
+fs::path tiny_model_with_rope_and_eps(const test::TempDir& dir) {
+  const fs::path source_path = tiny_model(dir, ModelFileType::F32, 9);
+  const GgufFile source = GgufFile::open(source_path);
+  GgufWriter w = GgufWriter::copy_of(source);
+  w.set("llama.rope.freq_base", GgufValue::scalar(kFileRopeBase));
+  w.set("llama.attention.layer_norm_rms_epsilon", GgufValue::scalar(kFileRmsEps));
+  const fs::path path = dir.path() / "tiny-rope500k.gguf";
+  w.write(path);
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("LlamaConfig reads the RoPE base and the RMS epsilon from the file") {
+  const test::TempDir dir;
+  const GgufFile file = GgufFile::open(tiny_model_with_rope_and_eps(dir));
+  REQUIRE(file.get<float>("llama.rope.freq_base") == kFileRopeBase);  // the file says what the test wrote
+  const LlamaConfig c = LlamaConfig::from_gguf(file);
+  CHECK(c.rope_freq_base == kFileRopeBase);
+  CHECK(c.rms_eps == kFileRmsEps);
+  // Another pair, so a reader hard-wired to one preset's numbers is caught too.
+  GgufWriter w = GgufWriter::copy_of(file);
+  w.set("llama.rope.freq_base", GgufValue::scalar(1000000.0f));
+  w.set("llama.attention.layer_norm_rms_epsilon", GgufValue::scalar(1e-6f));
+  const fs::path other_path = dir.path() / "tiny-rope1m.gguf";
+  w.write(other_path);
+  const LlamaConfig other = LlamaConfig::from_gguf(GgufFile::open(other_path));
+  CHECK(other.rope_freq_base == 1000000.0f);
+  CHECK(other.rms_eps == 1e-6f);
+}
+
+TEST_CASE("CPU forward pass with a non-default RoPE base and RMS epsilon matches the reference") {
+  const test::TempDir dir;
+  const GgufFile file = GgufFile::open(tiny_model_with_rope_and_eps(dir));
+  const LlamaConfig read = LlamaConfig::from_gguf(file);
+  const LlamaWeights w = LlamaWeights::from_gguf(file, read);
+  // The reference gets the values the test put in the file, whatever LlamaConfig made of them.
+  LlamaConfig expected_config = read;
+  expected_config.rope_freq_base = kFileRopeBase;
+  expected_config.rms_eps = kFileRmsEps;
+  LlamaConfig default_base = expected_config, default_eps = expected_config;
+  default_base.rope_freq_base = 10000.0f;
+  default_eps.rms_eps = 1e-5f;
+  for (int64_t T : {7, 13}) {  // RoPE only shows from the second position on; 13 spans two chunks of 8
+    CAPTURE(T);
+    const auto tokens = some_tokens(T, read.n_vocab, 11 + T);
+    const std::vector<double> expected = test::llama_reference_logits(expected_config, w, tokens);
+    // The test can fail: either default alone moves the reference by far more than the tolerance.
+    for (const LlamaConfig* wrong : {&default_base, &default_eps}) {
+      const std::vector<double> moved = test::llama_reference_logits(*wrong, w, tokens);
+      CHECK(relative_error(std::vector<float>(moved.begin(), moved.end()), expected) > 1e-2);
+    }
+    LlamaCpuRunner runner(read, w, 64, 8);
+    std::vector<float> logits(T * read.n_vocab, NAN);
+    runner.forward(tokens, 0, logits, true);
+    CHECK(relative_error(logits, expected) <= 1e-4);  // F32 weights: the tolerance of the test above
+  }
+}

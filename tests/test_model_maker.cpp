@@ -534,15 +534,20 @@ TEST_CASE("ferry make-model: writes the same file as the library, and refuses ba
 
   TempFile never("never.gguf");
   const Run flux = run_ferry("make-model --arch flux --preset tiny -o " + never.path().string());
-  CHECK(flux.status != 0);
+  CHECK(flux.status == 2);  // a wrong flag value: a usage error
   CHECK(flux.output.find("not yet supported") != std::string::npos);
   const Run preset = run_ferry("make-model --preset llama-9 -o " + never.path().string());
-  CHECK(preset.status != 0);
+  CHECK(preset.status == 2);  // a wrong flag value: a usage error
   CHECK(preset.output.find("llama-9") != std::string::npos);
   CHECK(preset.output.find("llama-2-13b") != std::string::npos);
   const Run type = run_ferry("make-model --preset tiny --type q3_x -o " + never.path().string());
-  CHECK(type.status != 0);
+  CHECK(type.status == 2);  // a wrong flag value: a usage error
   CHECK(type.output.find("q4_k_m") != std::string::npos);
   CHECK_FALSE(fs::exists(never.path()));
+  // An output that cannot be written is bad input (1), not a usage error, and names the path.
+  const fs::path unwritable = fs::path(never.path().string() + ".missing_dir") / "x.gguf";
+  const Run io = run_ferry("make-model --preset tiny -o " + unwritable.string());
+  CHECK(io.status == 1);
+  CHECK(io.output.find(unwritable.string()) != std::string::npos);
 }
 #endif

@@ -337,3 +337,49 @@ TEST_CASE("the minimum budget takes the best split between resident and streamed
   CHECK(best[MemoryCategory::RESIDENT_WEIGHTS] + best[MemoryCategory::STAGING] == kGiB + 30 * kMiB);
   CHECK(compute_memory_plan(in, 0).minimum_budget == best.required_budget);
 }
+
+TEST_CASE("resident-first placement keeps a layer that fits the budget exactly, and streams it one byte below") {
+  // GPU layers in increasing size (odd byte counts from a fixed seed), so the largest streamed layer, which sizes the
+  // staging slots, is always the last one: making one more layer resident always raises the required budget, and
+  // the placement at a budget is "the first j layers resident". A CPU layer in the middle must be skipped.
+  std::mt19937_64 rng(20240611);
+  MemoryPlanInput in;
+  in.context_bytes = 300 * kMiB + 17;
+  in.staging_slots = 2;
+  in.fp16_scratch_bytes = 8 * kMiB + 3;
+  in.activation_bytes = 5 * kMiB + 11;
+  in.cublas_workspace_bytes = 4 * kMiB;
+  uint64_t weight = 20 * kMiB;
+  for (int i = 0; i < 6; ++i) {
+    weight += 3 * kMiB + rng() % kMiB;
+    in.layers.push_back({weight, kMiB + rng() % kMiB, Placement::STREAMED});
+    if (i == 2) in.layers.push_back({500 * kMiB + 1, 0, Placement::CPU});
+  }
+  std::vector<size_t> gpu;  // indices of the GPU layers, in order
+  for (size_t i = 0; i < in.layers.size(); ++i)
+    if (in.layers[i].placement != Placement::CPU) gpu.push_back(i);
+  // The placement with the first j GPU layers resident, and the budget it needs.
+  auto first_resident = [&](size_t j) {
+    std::vector<Placement> p;
+    for (const LayerFootprint& l : in.layers) p.push_back(l.placement);
+    for (size_t g = 0; g < j; ++g) p[gpu[g]] = Placement::RESIDENT;
+    return p;
+  };
+  auto required_for = [&](const std::vector<Placement>& p) {
+    MemoryPlanInput placed = in;
+    for (size_t i = 0; i < p.size(); ++i) placed.layers[i].placement = p[i];
+    return compute_memory_plan(placed, 0).required_budget;
+  };
+  for (size_t j = 1; j < gpu.size(); ++j) {
+    CAPTURE(j);
+    const uint64_t exact = required_for(first_resident(j));
+    REQUIRE(exact > required_for(first_resident(j - 1)));  // the set-up above: more resident, more budget
+    // Exactly the budget layer j - 1 needs: it stays resident. The next layer does not fit, except after the
+    // second-to-last: all resident drops the staging slots, which needs less than streaming the last layer.
+    const std::vector<Placement> expected_at = j + 1 == gpu.size() ? first_resident(gpu.size()) : first_resident(j);
+    if (j + 1 < gpu.size()) REQUIRE(required_for(first_resident(j + 1)) > exact);
+    CHECK(resident_first_placement(in, exact) == expected_at);
+    // One byte less: layer j - 1 is streamed, and with it every layer after it.
+    CHECK(resident_first_placement(in, exact - 1) == first_resident(j - 1));
+  }
+}

@@ -99,3 +99,36 @@ TEST_CASE("bad sampler settings are refused") {
   CHECK_THROWS_AS(Sampler(SamplerConfig{1.0f, 40, 0.0f, 0}), ferry::Error);
   CHECK_THROWS_AS(Sampler(SamplerConfig{1.0f, 40, 1.5f, 0}), ferry::Error);
 }
+
+TEST_CASE("top-p: a nucleus whose mass reaches top_p exactly stops there") {
+  // Equal logits give each token a mass of exactly 1/n (exp(0) = 1, and 1/4 is a binary fraction), so the running
+  // mass hits top_p on the nose; logits log(0.5), log(0.25)... would not (log and exp round), and the test would not
+  // know which side of the boundary it is on. Ties are ordered by token id, so the nucleus is a prefix of the ids.
+  // The nucleus is the smallest prefix with mass >= top_p: 0.5 keeps tokens 0 and 1; a top_p just above 0.5 also
+  // keeps token 2; 0.75 keeps 0, 1 and 2 but never 3.
+  const std::vector<float> logits = {0.3f, 0.3f, 0.3f, 0.3f};
+  struct Case {
+    float top_p;
+    std::vector<bool> allowed;
+  };
+  for (const Case& c :
+       {Case{0.5f, {true, true, false, false}}, Case{std::nextafter(0.5f, 1.0f), {true, true, true, false}},
+        Case{0.75f, {true, true, true, false}}, Case{0.25f, {true, false, false, false}}}) {
+    CAPTURE(c.top_p);
+    for (const float temperature : {1.0f, 0.7f}) {
+      CAPTURE(temperature);
+      std::vector<int> seen(4, 0);
+      for (uint64_t seed = 0; seed < 200; ++seed) {  // many generators, several draws each
+        Sampler s(SamplerConfig{temperature, 0, c.top_p, seed});
+        for (int i = 0; i < 10; ++i) seen[s.sample(logits)]++;
+      }
+      for (int t = 0; t < 4; ++t) {
+        CAPTURE(t);
+        if (c.allowed[t])
+          CHECK(seen[t] > 0);  // each allowed token has probability >= 1/3 per draw: 2000 draws never miss it
+        else
+          CHECK(seen[t] == 0);
+      }
+    }
+  }
+}

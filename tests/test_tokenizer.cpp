@@ -221,3 +221,41 @@ TEST_CASE("spm: the highest-scoring pair merges first, wherever it stands") {
     CHECK(ids == expected);
   }
 }
+
+TEST_CASE("bpe: of two overlapping merges the lower rank wins, wherever it stands") {
+  // "abc" offers "a b" and "b c"; they overlap on b, so only the lower-ranked one can apply. With "a b" first the
+  // word is [ab, c]; with "b c" first it is [a, bc] (the merge list is in priority order: index = rank).
+  for (const bool ab_first : {true, false}) {
+    CAPTURE(ab_first);
+    VocabBuilder v;
+    const int32_t a = v.add("a"), b = v.add("b"), c = v.add("c"), ab = v.add("ab"), bc = v.add("bc");
+    (void)b;
+    const std::vector<std::string> merges =
+        ab_first ? std::vector<std::string>{"a b", "b c"} : std::vector<std::string>{"b c", "a b"};
+    const Tokenizer t = Tokenizer::from_vocab(TokenizerKind::BPE, v.tokens, {}, {}, merges, -1, -1);
+    const std::vector<int32_t> expected = ab_first ? std::vector<int32_t>{ab, c} : std::vector<int32_t>{a, bc};
+    CHECK(t.encode("abc", false) == expected);
+    // The same pair later in a longer word: "cabc" -> c + (ab c | a bc); rank decides, not position.
+    std::vector<int32_t> later = {c};
+    later.insert(later.end(), expected.begin(), expected.end());
+    CHECK(t.encode("cabc", false) == later);
+  }
+}
+
+TEST_CASE("spm: of two overlapping pairs with equal scores the leftmost merges first") {
+  // llama.cpp's llm_tokenizer_spm orders its queue by score, then by the left symbol's position (leftmost first);
+  // ferry must split a word the same way or token ids differ from llama.cpp's for the same prompt. "ab" and "bc"
+  // score the same: "abc" gives [a b][c], and "xbc" (no "xb" piece) still merges b c.
+  VocabBuilder v;
+  v.add("<unk>", 0, 2);
+  v.add("a", -10);
+  v.add("b", -10);
+  const int32_t c = v.add("c", -10), x = v.add("x", -10);
+  const int32_t ab = v.add("ab", -3.0f), bc = v.add("bc", -3.0f);
+  const int32_t mark = v.add(kMark, -20);
+  const Tokenizer t = Tokenizer::from_vocab(TokenizerKind::SPM, v.tokens, v.scores, v.types, {}, -1, -1);
+  CHECK(t.encode("abc", false) == std::vector<int32_t>{mark, ab, c});
+  CHECK(t.encode("xbc", false) == std::vector<int32_t>{mark, x, bc});
+  // Two ties in a row: "abcabc" -> ab c ab c, every tie resolved to the left.
+  CHECK(t.encode("abcabc", false) == std::vector<int32_t>{mark, ab, c, ab, c});
+}

@@ -4,9 +4,9 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
-#include <vector>
+#include <string>
 
-#include "commands.hpp"
+#include "cli_app.hpp"
 #include "ferry/error.hpp"
 
 #ifdef FERRY_USE_MIMALLOC
@@ -34,25 +34,16 @@ int main(int argc, char** argv) {
 #ifdef FERRY_USE_MIMALLOC
   (void)mi_version();  // keeps libmimalloc linked (it replaces malloc/new for the whole process)
 #endif
-  CLI::App app{"ferry: run GGUF-quantized models on GPUs smaller than the model"};
-  app.require_subcommand(1);
-  app.set_version_flag("--version", "ferry 0.1.0");
-  std::vector<std::pair<CLI::App*, ferry::cli::Action>> commands;
-  auto remember = [&](ferry::cli::Action action) { commands.emplace_back(app.get_subcommands({}).back(), action); };
-  remember(ferry::cli::add_info_command(app));
-  remember(ferry::cli::add_dump_command(app));
-  remember(ferry::cli::add_make_model_command(app));
-  remember(ferry::cli::add_run_command(app));
+  ferry::cli::CommandLine command_line;
   try {
-    app.parse(argc, argv);
+    command_line.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    const int status = app.exit(e);  // prints help, the version, or the usage error
+    const int status = command_line.app().exit(e);  // prints help, the version, or the usage error
     return status == 0 ? 0 : 2;
   }
   try {
-    for (auto& [sub, action] : commands)
-      if (sub->parsed()) return action();
-    return 2;
+    const ferry::cli::Action* action = command_line.chosen();
+    return action ? (*action)() : 2;
   } catch (const ferry::Error& e) {
     std::fprintf(stderr, "ferry: %s: %s\n", std::string(ferry::category_name(e.category())).c_str(), e.what());
     return exit_status_for(e.category());
