@@ -31,6 +31,7 @@
 #include "ferry/gguf.hpp"
 #include "ferry/gguf_writer.hpp"
 #include "ferry/kernels/ref/quants.hpp"
+#include "support/ferry_process.hpp"
 #include "support/random.hpp"
 #include "support/temp_dir.hpp"
 
@@ -39,103 +40,8 @@ namespace fs = std::filesystem;
 namespace {
 
 using ferry::test::TempDir;
+using namespace ferry::test;
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct Result {
-  int status = -1;  // exit status; -1 if the process did not exit normally (a signal: a crash)
-  std::string out, err;
-};
-
-// Waits for `pid`; after `timeout_s` seconds kills it and fails the test, so a ferry that hangs cannot hang the test.
-int wait_with_deadline(pid_t pid, int timeout_s) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  int wstatus = 0;
-  for (;;) {
-    const pid_t done = ::waitpid(pid, &wstatus, WNOHANG);
-    if (done == pid) return wstatus;
-    REQUIRE(done == 0);
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &wstatus, 0);
-      FAIL_CHECK("ferry did not finish within " << timeout_s << " s: killed");
-      return wstatus;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-}
-
-using Environment = std::vector<std::pair<std::string, std::string>>;
-
-// Runs FERRY_EXE with `args`; stdout and stderr are captured through files. With `stdout_tty`, stdout is a
-// pseudo-terminal instead (its output is discarded). `env` adds or replaces variables of this process's environment.
-Result run_ferry(const std::vector<std::string>& args, const fs::path& dir, bool stdout_tty = false,
-                 const Environment& env = {}, int timeout_s = 300) {
-  const fs::path out_path = dir / "stdout.txt", err_path = dir / "stderr.txt";
-  // Built before fork: the child only calls async-signal-safe functions.
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string entry = *e;
-    const bool replaced = std::any_of(env.begin(), env.end(), [&](const auto& kv) {
-      return entry.size() > kv.first.size() && entry.compare(0, kv.first.size(), kv.first) == 0 &&
-             entry[kv.first.size()] == '=';
-    });
-    if (!replaced) env_strings.push_back(entry);
-  }
-  for (const auto& [name, value] : env) env_strings.push_back(name + "=" + value);
-  std::vector<char*> envp;
-  for (auto& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::vector<char*> argv;
-  std::string exe = FERRY_EXE;
-  argv.push_back(exe.data());
-  std::vector<std::string> copy = args;
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  int pty_master = -1, pty_slave = -1;
-  if (stdout_tty) REQUIRE(::openpty(&pty_master, &pty_slave, nullptr, nullptr, nullptr) == 0);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    const int out = stdout_tty ? pty_slave : ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int in = ::open("/dev/null", O_RDONLY);
-    if (out < 0 || err < 0 || in < 0) ::_exit(126);
-    ::dup2(in, 0);
-    ::dup2(out, 1);
-    ::dup2(err, 2);
-    ::execve(exe.c_str(), argv.data(), envp.data());
-    ::_exit(127);
-  }
-  if (stdout_tty) ::close(pty_slave);
-  const int wstatus = wait_with_deadline(pid, timeout_s);
-  if (stdout_tty) ::close(pty_master);
-  Result r;
-  r.status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
-  if (!stdout_tty) r.out = read_text(out_path);
-  r.err = read_text(err_path);
-  return r;
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-// Files in `dir` other than the capture files: a failed or finished dump must not leave temporaries behind.
-std::vector<std::string> outputs_in(const fs::path& dir) {
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string name = e.path().filename().string();
-    if (name != "stdout.txt" && name != "stderr.txt" && name != "model.gguf") names.push_back(name);
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
 
 constexpr uint64_t kBigU64 = (uint64_t{1} << 60) + 1;  // not exact in a double: JSON must give a string
 
@@ -364,7 +270,7 @@ TEST_CASE("ferry: wrong flags are usage errors") {
   };
   const std::vector<Case> cases = {
       {{}, "subcommand"},
-      {{"frobnicate"}, "subcommand"},
+      {{"frobnicate"}, "unknown command 'frobnicate'"},
       {{"info"}, "MODEL"},
       {{"info", m, "--bogus"}, "--bogus"},
       {{"info", m, "extra"}, "extra"},
@@ -442,18 +348,6 @@ bool is_char_device(const fs::path& p) {
 
 }  // namespace
 
-namespace {
-
-// A tiny synthetic llama model written by `ferry make-model`, as a user would make one.
-fs::path make_tiny_model(const fs::path& dir) {
-  const fs::path path = dir / "model.gguf";
-  const Result r =
-      run_ferry({"make-model", "--preset", "tiny", "--type", "q8_0", "--seed", "3", "-o", path.string()}, dir);
-  REQUIRE_MESSAGE(r.status == 0, r.err);
-  return path;
-}
-
-}  // namespace
 
 TEST_CASE("ferry make-model, dump -o, run --trace: links written through, devices in place, folders refused") {
   TempDir dir;
@@ -556,84 +450,4 @@ TEST_CASE("ferry run: a model truncated while it runs is named, exit status 1 (n
   CHECK_MESSAGE(contains(err, "ferry: I/O error: " + model.string() +
                                   ": the file changed while it was in use (truncated or overwritten)"),
                 err);
-}
-
-TEST_CASE("ferry run: greedy generation on a tiny model is reproducible and follows the prompt") {
-  TempDir dir;
-  const std::string model = make_tiny_model(dir.path()).string();
-  const std::string prompt = "The quick brown fox";
-  const Result first = run_ferry({"run", model, "-n", "5", "-p", prompt}, dir.path());
-  REQUIRE_MESSAGE(first.status == 0, first.err);
-  CHECK(first.out.starts_with(prompt));
-  CHECK(first.out.size() > prompt.size() + 1);  // some text was generated after the prompt
-  CHECK_MESSAGE(contains(first.err, "generation: 5 tokens"), first.err);
-  CHECK(contains(first.err, "prompt: "));
-  const Result second = run_ferry({"run", model, "-n", "5", "-p", prompt}, dir.path());
-  REQUIRE_MESSAGE(second.status == 0, second.err);
-  CHECK(second.out == first.out);  // temperature 0 (the default) is greedy: the same text every time
-}
-
-TEST_CASE("ferry run --policy cpu-all runs every layer on the CPU, with or without a GPU") {
-  TempDir dir;
-  const std::string model = make_tiny_model(dir.path()).string();
-  const Result r = run_ferry({"run", model, "-n", "3", "-p", "Hello", "--policy", "cpu-all"}, dir.path());
-  REQUIRE_MESSAGE(r.status == 0, r.err);
-  CHECK(r.out.starts_with("Hello"));
-  CHECK_MESSAGE(contains(r.err, "device memory: none"), r.err);
-  CHECK(contains(r.err, "--policy cpu-all"));
-}
-
-TEST_CASE("ferry run: a bad --vram or --policy is a usage error naming the flag") {
-  TempDir dir;
-  const std::string model = make_tiny_model(dir.path()).string();
-  struct Case {
-    std::vector<std::string> args;
-    std::vector<const char*> mentioned;
-  };
-  const std::vector<Case> cases = {
-      {{"run", model, "-n", "2", "--vram", "garbage"}, {"--vram", "garbage"}},
-      {{"run", model, "-n", "2", "--policy", "nope"}, {"--policy", "nope"}},
-      {{"run", model, "-n", "-3"}, {"-n"}},
-      {{"run", model, "--top-p", "1.5"}, {"--top-p"}},
-  };
-  for (const Case& c : cases) {
-    std::string joined;
-    for (const auto& a : c.args) joined += a + " ";
-    CAPTURE(joined);
-    const Result r = run_ferry(c.args, dir.path());
-    CHECK(r.status == 2);
-    for (const std::string text : c.mentioned)
-      CHECK_MESSAGE(contains(r.err, text), "missing '" << text << "': " << r.err);
-  }
-}
-
-TEST_CASE("ferry run: a missing model file is bad input, named") {
-  TempDir dir;
-  const std::string missing = (dir.path() / "no_such_model.gguf").string();
-  const Result r = run_ferry({"run", missing, "-n", "2"}, dir.path());
-  CHECK(r.status == 1);
-  CHECK_MESSAGE(contains(r.err, missing), r.err);
-}
-
-TEST_CASE("ferry run without a model makes the built-in default model once, in FERRY_CACHE_DIR, then reuses it") {
-  TempDir dir;
-  const fs::path cache = dir.path() / "cache";  // does not exist yet: ferry creates it
-  const Environment env = {{"FERRY_CACHE_DIR", cache.string()}};
-  const char* announcement = "generating the built-in default model";
-  const Result first = run_ferry({"run", "-n", "2", "-p", "Hi"}, dir.path(), false, env);
-  REQUIRE_MESSAGE(first.status == 0, first.err);
-  CHECK_MESSAGE(contains(first.err, announcement), first.err);
-  CHECK(contains(first.err, cache.string()));
-  CHECK(first.out.starts_with("Hi"));
-  std::vector<fs::path> cached;
-  for (const auto& e : fs::directory_iterator(cache)) cached.push_back(e.path());
-  REQUIRE(cached.size() == 1);  // the model and nothing else (no temporary left behind)
-  CHECK(cached[0].extension() == ".gguf");
-  const auto written = fs::last_write_time(cached[0]);
-  const Result second = run_ferry({"run", "-n", "2", "-p", "Hi"}, dir.path(), false, env);
-  REQUIRE_MESSAGE(second.status == 0, second.err);
-  CHECK_MESSAGE(!contains(second.err, announcement), second.err);
-  CHECK(second.out == first.out);
-  CHECK(fs::last_write_time(cached[0]) == written);  // reused, not rewritten
-  CHECK(std::distance(fs::directory_iterator(cache), fs::directory_iterator{}) == 1);
 }

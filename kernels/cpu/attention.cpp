@@ -130,11 +130,11 @@ void attention(const AttentionShape& s, const float* q, const uint16_t* k, const
   const int64_t group = s.n_head / s.n_kv_head;
   const VecOps ops = pick_vec_ops();
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, pairs, 1), [&](const tbb::blocked_range<int64_t>& r) {
-    std::vector<float> acc(static_cast<size_t>(s.head_dim));
+    float acc[ferry::detail::kMaxHeadDim];  // check_attention bounds head_dim: no allocation per call
     for (int64_t pair = r.begin(); pair < r.end(); ++pair) {
       const int64_t i = pair / s.n_head, h = pair % s.n_head;
       const int64_t visible = s.causal ? s.q_pos0 + i + 1 : s.n_kv;
-      attend_one(s, ops, q + pair * s.head_dim, k, v, h / group, visible, acc.data(), out + pair * s.head_dim);
+      attend_one(s, ops, q + pair * s.head_dim, k, v, h / group, visible, acc, out + pair * s.head_dim);
     }
   });
 }

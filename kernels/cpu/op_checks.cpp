@@ -34,9 +34,9 @@ void check_rows(const char* op, int64_t rows, int64_t n) {
 }
 
 void check_rope(const char* op, int64_t n_tokens, int64_t n_head, int64_t head_dim) {
-  if (n_tokens < 0 || n_head < 0 || head_dim <= 0 || head_dim % 2 != 0)
+  if (n_tokens < 0 || n_head < 0 || head_dim <= 0 || head_dim % 2 != 0 || head_dim > kMaxHeadDim)
     bad(op, "shape [" + std::to_string(n_tokens) + ", " + std::to_string(n_head) + ", " + std::to_string(head_dim) +
-                "] needs non-negative counts and a positive even head_dim");
+                "] needs non-negative counts and a positive even head_dim of at most " + std::to_string(kMaxHeadDim));
 }
 
 void check_rope_multi_axis(const char* op, int64_t n_tokens, int64_t n_head, int64_t head_dim, const int32_t* axes_dim,
@@ -58,6 +58,8 @@ void check_attention(const char* op, const AttentionShape& s) {
     bad(op, "shape n_q " + std::to_string(s.n_q) + ", n_kv " + std::to_string(s.n_kv) + ", n_head " +
                 std::to_string(s.n_head) + ", n_kv_head " + std::to_string(s.n_kv_head) + ", head_dim " +
                 std::to_string(s.head_dim) + " has a negative or zero dimension");
+  if (s.head_dim > kMaxHeadDim)
+    bad(op, "head_dim " + std::to_string(s.head_dim) + " is above the supported " + std::to_string(kMaxHeadDim));
   if (s.n_head % s.n_kv_head != 0)
     bad(op, "n_head " + std::to_string(s.n_head) + " is not a multiple of n_kv_head " + std::to_string(s.n_kv_head));
   if (s.n_q > 0 && s.n_kv == 0) bad(op, std::to_string(s.n_q) + " queries attend to no keys (n_kv = 0)");

@@ -114,11 +114,13 @@ void rope(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const in
           RopeMode mode) {
   ferry::detail::check_rope("cpu::rope", n_tokens, n_head, head_dim);
   const int64_t half = head_dim / 2;
-  std::vector<double> inv_freq(static_cast<size_t>(half));
+  // Stack scratch (check_rope bounds head_dim): RoPE runs once per layer per step, and the per-token path allocates
+  // nothing.
+  double inv_freq[ferry::detail::kMaxHeadDim / 2];
   for (int64_t i = 0; i < half; ++i)
     inv_freq[i] = std::pow(static_cast<double>(freq_base), -2.0 * static_cast<double>(i) / head_dim);
   for_range(n_tokens, n_head * head_dim, [&](int64_t t0, int64_t t1) {
-    std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+    float cs[ferry::detail::kMaxHeadDim / 2], sn[ferry::detail::kMaxHeadDim / 2];
     for (int64_t t = t0; t < t1; ++t) {
       for (int64_t i = 0; i < half; ++i) {
         const double angle = positions[t] * inv_freq[i];
@@ -126,7 +128,7 @@ void rope(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const in
         sn[i] = static_cast<float>(std::sin(angle));
       }
       for (int64_t h = 0; h < n_head; ++h)
-        rotate_pairs(x + (t * n_head + h) * head_dim, half, cs.data(), sn.data(), mode);
+        rotate_pairs(x + (t * n_head + h) * head_dim, half, cs, sn, mode);
     }
   });
 }
@@ -136,15 +138,15 @@ void rope_multi_axis(float* x, int64_t n_tokens, int64_t n_head, int64_t head_di
   ferry::detail::check_rope_multi_axis("cpu::rope_multi_axis", n_tokens, n_head, head_dim, axes_dim, n_axes);
   // Pair p of the head (elements 2p, 2p + 1) belongs to axis axis_of[p] as its pair index local[p].
   const int64_t half = head_dim / 2;
-  std::vector<int32_t> axis_of(static_cast<size_t>(half));
-  std::vector<double> inv_freq(static_cast<size_t>(half));
+  int32_t axis_of[ferry::detail::kMaxHeadDim / 2];
+  double inv_freq[ferry::detail::kMaxHeadDim / 2];
   for (int32_t a = 0, p = 0; a < n_axes; ++a)
     for (int32_t i = 0; i < axes_dim[a] / 2; ++i, ++p) {
       axis_of[p] = a;
       inv_freq[p] = std::pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / axes_dim[a]);
     }
   for_range(n_tokens, n_head * head_dim, [&](int64_t t0, int64_t t1) {
-    std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+    float cs[ferry::detail::kMaxHeadDim / 2], sn[ferry::detail::kMaxHeadDim / 2];
     for (int64_t t = t0; t < t1; ++t) {
       for (int64_t p = 0; p < half; ++p) {
         const double angle = static_cast<double>(positions[t * n_axes + axis_of[p]]) * inv_freq[p];
@@ -152,7 +154,7 @@ void rope_multi_axis(float* x, int64_t n_tokens, int64_t n_head, int64_t head_di
         sn[p] = static_cast<float>(std::sin(angle));
       }
       for (int64_t h = 0; h < n_head; ++h)
-        rotate_pairs(x + (t * n_head + h) * head_dim, half, cs.data(), sn.data(), RopeMode::ADJACENT);
+        rotate_pairs(x + (t * n_head + h) * head_dim, half, cs, sn, RopeMode::ADJACENT);
     }
   });
 }

@@ -12,7 +12,7 @@
 namespace ferry {
 
 size_t LlamaBlockBuffers::workspace_floats(const LlamaConfig& c, int64_t T) {
-  return static_cast<size_t>(T * (4 * c.n_embd + 2 * c.n_embd_kv() + 2 * c.n_ff));
+  return static_cast<size_t>(T * (4 * c.n_embd + 2 * c.n_embd_kv() + 2 * c.n_ff + 1));
 }
 
 LlamaBlockBuffers LlamaBlockBuffers::carve(const LlamaConfig& c, int64_t T, float* ws) {
@@ -31,6 +31,8 @@ LlamaBlockBuffers LlamaBlockBuffers::carve(const LlamaConfig& c, int64_t T, floa
   b.proj = take(c.n_embd);
   b.gate = take(c.n_ff);
   b.up = take(c.n_ff);
+  static_assert(sizeof(int32_t) == sizeof(float));
+  b.positions = reinterpret_cast<int32_t*>(take(1));
   return b;
 }
 
@@ -40,15 +42,15 @@ void llama_block_forward_cpu(const LlamaConfig& c, const LlamaLayerWeights& w, c
   if (pos0 < 0 || pos0 + T > kv.n_ctx)
     fail(ErrorCategory::INVALID_ARGUMENT, "llama block: positions up to " + std::to_string(pos0 + T) +
                                               " exceed the KV cache of " + std::to_string(kv.n_ctx));
-  std::vector<int32_t> positions(T);
-  std::iota(positions.begin(), positions.end(), static_cast<int32_t>(pos0));
+  int32_t* positions = b.positions;
+  std::iota(positions, positions + T, static_cast<int32_t>(pos0));
 
   cpu::rms_norm(x, w.attn_norm, b.xn, T, n_embd, c.rms_eps);
   cpu::matmul(w.wq, b.xn, T, b.q);
   cpu::matmul(w.wk, b.xn, T, b.k);
   cpu::matmul(w.wv, b.xn, T, b.v);
-  cpu::rope(b.q, T, c.n_head, c.head_dim(), positions.data(), c.rope_freq_base, RopeMode::ADJACENT);
-  cpu::rope(b.k, T, c.n_head_kv, c.head_dim(), positions.data(), c.rope_freq_base, RopeMode::ADJACENT);
+  cpu::rope(b.q, T, c.n_head, c.head_dim(), positions, c.rope_freq_base, RopeMode::ADJACENT);
+  cpu::rope(b.k, T, c.n_head_kv, c.head_dim(), positions, c.rope_freq_base, RopeMode::ADJACENT);
   for (int64_t i = 0; i < T * kv_width; ++i) {  // append to the FP16 cache
     kv.k[pos0 * kv_width + i] = fp32_to_fp16(b.k[i]);
     kv.v[pos0 * kv_width + i] = fp32_to_fp16(b.v[i]);

@@ -1,6 +1,9 @@
 #include "cli_app.hpp"
 
 #include <CLI/CLI.hpp>
+#include <string>
+
+#include "ferry/error.hpp"
 
 namespace ferry::cli {
 
@@ -17,7 +20,21 @@ CommandLine::CommandLine()
 
 CommandLine::~CommandLine() = default;
 
-void CommandLine::parse(int argc, const char* const* argv) { m_app->parse(argc, argv); }
+void CommandLine::parse(int argc, const char* const* argv) {
+  // CLI11 calls a stray word "not expected"; a user who typed a command name wrong should read that it is unknown.
+  if (argc > 1 && argv[1] != nullptr && argv[1][0] != '-') {
+    const std::string word = argv[1];
+    std::string names;
+    bool known = false;
+    for (const auto& [sub, action] : m_commands) {
+      known = known || sub->check_name(word);
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known)
+      throw CLI::ValidationError("unknown command " + quote_name(word) + " (commands: " + names + ")");
+  }
+  m_app->parse(argc, argv);
+}
 
 const Action* CommandLine::chosen() const {
   for (const auto& [sub, action] : m_commands)

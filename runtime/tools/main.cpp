@@ -3,6 +3,9 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <new>
+#include <string_view>
+#include <system_error>
 #include <filesystem>
 #include <string>
 
@@ -28,11 +31,22 @@ int exit_status_for(ferry::ErrorCategory category) {
   }
 }
 
+// True for the errors of a process that ran out of threads or memory (pthread_create, std::thread, oneTBB's workers):
+// the machine's limits, not a bug in ferry.
+bool out_of_resources(const std::exception& e) {
+  if (const auto* s = dynamic_cast<const std::system_error*>(&e))
+    return s->code() == std::errc::resource_unavailable_try_again || s->code() == std::errc::not_enough_memory;
+  // oneTBB reports a failed thread start as a runtime_error carrying pthread_create's message.
+  const std::string_view what = e.what();
+  return what.find("pthread_create") != std::string_view::npos ||
+         what.find("Resource temporarily unavailable") != std::string_view::npos;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
 #ifdef FERRY_USE_MIMALLOC
-  (void)mi_version();  // keeps libmimalloc linked (it replaces malloc/new for the whole process)
+  (void)mi_version();  // keeps libmimalloc linked: it replaces malloc (operator new: mimalloc_new.cpp)
 #endif
   ferry::cli::CommandLine command_line;
   try {
@@ -51,7 +65,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ferry: %s: %s\n", std::string(ferry::category_name(ferry::ErrorCategory::IO)).c_str(),
                  e.what());
     return exit_status_for(ferry::ErrorCategory::IO);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "ferry: out of memory: a host allocation failed (see `ulimit -v` and free memory; a smaller "
+                         "--ctx or --vram plan needs less)\n");
+    return 1;
   } catch (const std::exception& e) {
+    if (out_of_resources(e)) {
+      std::fprintf(stderr, "ferry: out of resources: %s\n", e.what());
+      return 1;
+    }
     std::fprintf(stderr, "ferry: internal error: %s\n", e.what());
     return 3;
   }

@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ferry/sampler.hpp"
 
@@ -26,9 +27,14 @@ class LlamaBackend {
 
 struct GenerateOptions {
   std::string prompt;
+  // The prompt already tokenized (a caller that checked its length first); empty: tokenize `prompt` here.
+  std::vector<int32_t> prompt_tokens;
   int64_t max_new_tokens = 64;
   bool add_bos = true;
   SamplerConfig sampler;
+  // Called when the model's logits hold NaN or no finite value: a sentence on the likely cause (e.g. which weight is
+  // not finite) appended to the error. May be empty.
+  std::function<std::string()> explain_non_finite;
 };
 
 struct GenerateStats {
@@ -37,6 +43,7 @@ struct GenerateStats {
   double prompt_seconds = 0.0;  // the prefill call
   double generate_seconds = 0.0;  // every decode step, sampling included
   bool stopped_at_eos = false;
+  bool stopped_at_context = false;  // the context filled up before max_new_tokens or EOS
   double prompt_tokens_per_second() const noexcept { return prompt_seconds > 0 ? prompt_tokens / prompt_seconds : 0; }
   double generate_tokens_per_second() const noexcept {
     return generate_seconds > 0 ? generated_tokens / generate_seconds : 0;
@@ -44,7 +51,8 @@ struct GenerateStats {
 };
 
 // Throws INVALID_ARGUMENT when the prompt (plus at least one new token) does not fit the backend's context; the
-// message gives both numbers. `on_text` receives each generated token's text.
+// message gives both numbers. FORMAT when the model's logits hold NaN or no finite value (broken weights): nothing is
+// sampled from them. `on_text` receives each generated token's text.
 GenerateStats generate(LlamaBackend& backend, const Tokenizer& tokenizer, const GenerateOptions& options,
                        const std::function<void(std::string_view)>& on_text);
 

@@ -15,6 +15,7 @@ namespace ferry {
 // Per-step activations of one block for T tokens, carved from one float workspace (the same layout on the GPU).
 struct LlamaBlockBuffers {
   float *xn, *q, *k, *v, *attn, *proj, *gate, *up;
+  int32_t* positions;  // T token positions (one float's room each): the step allocates nothing
   static size_t workspace_floats(const LlamaConfig& c, int64_t n_tokens);
   static LlamaBlockBuffers carve(const LlamaConfig& c, int64_t n_tokens, float* workspace);
 };
