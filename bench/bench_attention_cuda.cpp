@@ -51,7 +51,7 @@ std::vector<float> random_floats(size_t n, uint64_t seed, float lo, float hi) {
 
 template <class T>
 void upload(DeviceMemory& dst, const std::vector<T>& v) {
-  FERRY_CUDA_CHECK(cudaMemcpy(dst.as<void>(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  dst.upload(v.data(), v.size() * sizeof(T));
 }
 
 std::vector<float> download(const DeviceMemory& src, size_t n) {
@@ -185,8 +185,8 @@ int main(int argc, char** argv) {
     {
       const int m = 4096, n = 3072, kk = 12288;
       DeviceMemory a(size_t{2} * m * kk), b(size_t{2} * kk * n), c(size_t{2} * m * n);
-      FERRY_CUDA_CHECK(cudaMemset(a.as<void>(), 0x3c, a.bytes()));  // ~1.0 in FP16 bits; values do not change speed
-      FERRY_CUDA_CHECK(cudaMemset(b.as<void>(), 0x2c, b.bytes()));
+      a.fill(0x3c);  // ~1.0 in FP16 bits; values do not change speed
+      b.fill(0x2c);
       const float one = 1.0f, zero = 0.0f;
       gemm_s = timer.time(runs, [&] {
         FERRY_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, kk, &one, b.as<void>(), CUDA_R_16F, kk,
@@ -200,7 +200,7 @@ int main(int argc, char** argv) {
     {
       const size_t bytes = size_t{1} << 30;
       DeviceMemory src(bytes), dst(bytes);
-      FERRY_CUDA_CHECK(cudaMemset(src.as<void>(), 1, bytes));
+      src.fill(1);
       const Stats s = timer.time(runs, [&] {
         FERRY_CUDA_CHECK(cudaMemcpyAsync(dst.as<void>(), src.as<void>(), bytes, cudaMemcpyDeviceToDevice, stream));
       });
@@ -219,8 +219,8 @@ int main(int argc, char** argv) {
       const AttentionShape& s = flux.shape();
       const int hd = 128, heads = 24, nq = 4608, nkv = 4608, ld = 4608;
       DeviceMemory qh(size_t{2} * nq * heads * hd), scores(size_t{4} * nq * heads * ld), o(size_t{4} * nq * heads * hd);
-      FERRY_CUDA_CHECK(cudaMemset(qh.as<void>(), 0x2c, qh.bytes()));
-      FERRY_CUDA_CHECK(cudaMemset(scores.as<void>(), 0x2c, scores.bytes()));
+      qh.fill(0x2c);
+      scores.fill(0x2c);
       const float one = 1.0f, zero = 0.0f;
       const Stats gemms = timer.time(runs, [&] {
         FERRY_CUBLAS_CHECK(cublasGemmStridedBatchedEx(

@@ -32,6 +32,17 @@ class DeviceMemory {
     return static_cast<T*>(m_ptr);
   }
   size_t bytes() const { return m_bytes; }
+  // Fill and upload complete before they return: cudaMemset, and cudaMemcpy from pageable memory, may return before
+  // the device memory is written, on the legacy default stream, which the benchmarks' cudaStreamNonBlocking streams
+  // do not wait for; a kernel timed or validated right after could read the old contents.
+  void fill(int byte) const {
+    FERRY_CUDA_CHECK(cudaMemset(m_ptr, byte, m_bytes));
+    FERRY_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+  void upload(const void* src, size_t n, size_t offset = 0) const {
+    FERRY_CUDA_CHECK(cudaMemcpy(static_cast<char*>(m_ptr) + offset, src, n, cudaMemcpyHostToDevice));
+    FERRY_CUDA_CHECK(cudaDeviceSynchronize());
+  }
 
  private:
   void* m_ptr = nullptr;

@@ -123,7 +123,7 @@ struct Context {
 double measure_copy(Context& c, Stats* out) {
   const size_t bytes = size_t{1} << 30;
   DeviceMemory a(bytes), b(bytes);
-  FERRY_CUDA_CHECK(cudaMemset(a.as(), 0x5a, bytes));
+  a.fill(0x5a);
   const Stats s = c.timer->time(c.runs, [&](int) {
     FERRY_CUDA_CHECK(cudaMemcpyAsync(b.as(), a.as(), bytes, cudaMemcpyDeviceToDevice, c.stream));
   });
@@ -143,8 +143,8 @@ void cublas_gemm(cublasHandle_t h, int64_t n, int64_t t, int64_t k, const __half
 double measure_cublas_peak(Context& c, cublasHandle_t h, Stats* out) {
   const int64_t n = 3072, t = 4096, k = 12288;
   DeviceMemory w(n * k * 2), x(t * k * 2), y(t * n * 4);
-  FERRY_CUDA_CHECK(cudaMemset(w.as(), 0x3c, w.bytes()));  // 0x3c3c: a finite half (~1.06)
-  FERRY_CUDA_CHECK(cudaMemset(x.as(), 0x2c, x.bytes()));
+  w.fill(0x3c);  // 0x3c3c: a finite half (~1.06)
+  x.fill(0x2c);
   const Stats s =
       c.timer->time(c.runs, [&](int) { cublas_gemm(h, n, t, k, w.as<__half>(), x.as<__half>(), y.as<float>()); });
   *out = s;
@@ -155,7 +155,7 @@ double measure_cublas_peak(Context& c, cublasHandle_t h, Stats* out) {
 json bench_dequant(Context& c, GgmlType type, int64_t n, std::vector<std::string>& rows) {
   const auto host = random_tensor(type, n, 11 + static_cast<uint64_t>(type));
   DeviceMemory src(host.size()), h(n * 2), b(n * 2), tmp(n * 4), cast(n * 2);
-  FERRY_CUDA_CHECK(cudaMemcpy(src.as(), host.data(), host.size(), cudaMemcpyHostToDevice));
+  src.upload(host.data(), host.size());
 
   // Validate on a prefix: FP16 equals the rounded reference bit for bit.
   const int64_t check_n = std::min<int64_t>(n, 1 << 20);
@@ -204,12 +204,11 @@ json bench_gemv(Context& c, GgmlType type, int64_t n, int64_t k, int64_t t, std:
   const int copies = static_cast<int>(std::max<size_t>(2, ((size_t{256} << 20) + wbytes - 1) / wbytes));
   const auto host = random_tensor(type, n * k, 21 + static_cast<uint64_t>(type) + static_cast<uint64_t>(n + k));
   DeviceMemory w(wbytes * copies), x(t * k * 4), y(t * n * 4);
-  for (int i = 0; i < copies; ++i)
-    FERRY_CUDA_CHECK(cudaMemcpy(w.as<uint8_t>() + i * wbytes, host.data(), wbytes, cudaMemcpyHostToDevice));
+  for (int i = 0; i < copies; ++i) w.upload(host.data(), wbytes, i * wbytes);
   Lcg rng(99);
   std::vector<float> hx(t * k);
   for (auto& f : hx) f = rng.uniform(-1.0f, 1.0f);
-  FERRY_CUDA_CHECK(cudaMemcpy(x.as(), hx.data(), hx.size() * 4, cudaMemcpyHostToDevice));
+  x.upload(hx.data(), hx.size() * 4);
   auto view = [&](int i) { return ferry::QuantMatrixView{type, w.as<uint8_t>() + (i % copies) * wbytes, k, n}; };
 
   ferry::cuda::quant_gemv(view(0), x.as<float>(), t, y.as<float>(), c.stream);
@@ -246,11 +245,11 @@ json bench_gemm(Context& c, cublasHandle_t cublas, GgmlType type, int64_t n, int
   const auto host = random_tensor(type, n * k, 31 + static_cast<uint64_t>(n * 7 + k));
   DeviceMemory w(host.size()), w16(n * k * 2), x(t * k * 4), x16(t * k * 2), y_ref(t * n * 4), y(t * n * 4);
   DeviceMemory scratch_w(n * k * 2), scratch_x(t * k * 2), workspace(ferry::cuda::kGemmWorkspaceBytes);
-  FERRY_CUDA_CHECK(cudaMemcpy(w.as(), host.data(), host.size(), cudaMemcpyHostToDevice));
+  w.upload(host.data(), host.size());
   Lcg rng(7 + t);
   std::vector<float> hx(t * k);
   for (auto& f : hx) f = rng.uniform(-1.0f, 1.0f);
-  FERRY_CUDA_CHECK(cudaMemcpy(x.as(), hx.data(), hx.size() * 4, cudaMemcpyHostToDevice));
+  x.upload(hx.data(), hx.size() * 4);
   // The baseline's inputs: the same weights and activations, already FP16.
   ferry::cuda::dequantize_fp16(type, w.as(), w16.as<__half>(), n * k, c.stream);
   ferry::cuda::dequantize_fp16(GgmlType::F32, x.as(), x16.as<__half>(), t * k, c.stream);

@@ -1,10 +1,12 @@
-// Helpers for the CUDA kernel tests (test_dequant_cuda, test_matmul_cuda): device buffers with guard bytes, a stream,
-// and random GGUF blocks. Tests allocate their own device memory here because they check kernels in isolation from
-// the arena; library code never calls cudaMalloc.
+// Helpers for the CUDA kernel tests (test_ops_cuda, test_dequant_cuda, test_matmul_cuda): device buffers with guard
+// bytes, a stream, a cuBLAS handle, random GGUF blocks, and (through support/env_flag.hpp) FERRY_TEST_QUICK. Tests
+// allocate their own device memory here because they check kernels in isolation from the arena; library code never
+// calls cudaMalloc.
 #pragma once
 
 #include <doctest/doctest.h>
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -17,21 +19,35 @@
 #include "ferry/ggml_type.hpp"
 #include "ferry/half.hpp"
 #include "ferry/kernels/cuda/check.cuh"
+#include "support/env_flag.hpp"
 
 namespace ferry::test {
 
 // Device memory with kGuard bytes before and after the payload, filled with a canary pattern so out-of-bounds
 // writes by a kernel are caught; `offset` shifts the payload by a few bytes to exercise misaligned-pointer paths.
+//
+// Every member function is synchronous with respect to the host and to every stream: it waits until the device is
+// idle (so a download sees what a kernel on any stream wrote), fills or copies, and waits for that to complete (so
+// a kernel queued afterwards on any stream reads it). Plain cudaMemset / cudaMemcpy are not enough: cudaMemset, and
+// cudaMemcpy from pageable host memory, may return before the device memory is written, and they run on the legacy
+// default stream, which a cudaStreamNonBlocking stream (the tests' and the library's) does not wait for. Under
+// `ctest -j3` the canary fill then landed on top of a kernel's output.
 class GuardedBuffer {
  public:
-  static constexpr size_t kGuard = 256;
+  static constexpr size_t kGuard = 256;  // keeps an offset-0 payload 256-byte aligned like the arena's allocations
   static constexpr uint8_t kCanary = 0xA5;
 
   explicit GuardedBuffer(size_t bytes, size_t offset = 0) : m_bytes(bytes), m_offset(offset) {
     FERRY_CUDA_CHECK(cudaMalloc(&m_base, total()));
     FERRY_CUDA_CHECK(cudaMemset(m_base, kCanary, total()));
+    settle();
   }
-  ~GuardedBuffer() { cudaFree(m_base); }
+  // A buffer holding a copy of v.
+  template <class T>
+  explicit GuardedBuffer(const std::vector<T>& v, size_t offset = 0) : GuardedBuffer(v.size() * sizeof(T), offset) {
+    upload(v.data(), bytes());
+  }
+  ~GuardedBuffer() { cudaFree(m_base); }  // cudaFree waits for the device, so no kernel still uses the memory
   GuardedBuffer(const GuardedBuffer&) = delete;
   GuardedBuffer& operator=(const GuardedBuffer&) = delete;
 
@@ -40,16 +56,26 @@ class GuardedBuffer {
     return reinterpret_cast<T*>(static_cast<uint8_t*>(m_base) + kGuard + m_offset);
   }
   size_t bytes() const { return m_bytes; }
-  void upload(const void* src, size_t n) const { FERRY_CUDA_CHECK(cudaMemcpy(get(), src, n, cudaMemcpyHostToDevice)); }
+  void upload(const void* src, size_t n) const {
+    REQUIRE(n <= m_bytes);
+    settle();
+    FERRY_CUDA_CHECK(cudaMemcpy(get(), src, n, cudaMemcpyHostToDevice));
+    settle();
+  }
+  // The first n elements of the payload (all of it by default).
   template <class T>
-  std::vector<T> download() const {
-    std::vector<T> v(m_bytes / sizeof(T));
-    FERRY_CUDA_CHECK(cudaMemcpy(v.data(), get(), v.size() * sizeof(T), cudaMemcpyDeviceToHost));
+  std::vector<T> download(size_t n = SIZE_MAX) const {
+    if (n == SIZE_MAX) n = m_bytes / sizeof(T);
+    REQUIRE(n * sizeof(T) <= m_bytes);
+    std::vector<T> v(n);
+    settle();
+    FERRY_CUDA_CHECK(cudaMemcpy(v.data(), get(), n * sizeof(T), cudaMemcpyDeviceToHost));
     return v;
   }
   // True when every byte outside the payload still holds the canary.
   bool guards_intact() const {
     std::vector<uint8_t> all(total());
+    settle();
     FERRY_CUDA_CHECK(cudaMemcpy(all.data(), m_base, all.size(), cudaMemcpyDeviceToHost));
     for (size_t i = 0; i < all.size(); ++i) {
       const bool inside = i >= kGuard + m_offset && i < kGuard + m_offset + m_bytes;
@@ -59,6 +85,7 @@ class GuardedBuffer {
   }
 
  private:
+  static void settle() { FERRY_CUDA_CHECK(cudaDeviceSynchronize()); }
   size_t total() const { return m_bytes + 2 * kGuard + m_offset; }
   void* m_base = nullptr;
   size_t m_bytes;
@@ -76,6 +103,18 @@ class Stream {
 
  private:
   cudaStream_t m_stream = nullptr;
+};
+
+class Cublas {
+ public:
+  Cublas() { FERRY_CUBLAS_CHECK(cublasCreate(&m_handle)); }
+  ~Cublas() { cublasDestroy(m_handle); }
+  Cublas(const Cublas&) = delete;
+  Cublas& operator=(const Cublas&) = delete;
+  operator cublasHandle_t() const { return m_handle; }
+
+ private:
+  cublasHandle_t m_handle = nullptr;
 };
 
 // Byte offsets of the half-precision scale fields (d, dmin, m) in one block of each type.

@@ -33,6 +33,7 @@
 #include "ferry/kernels/ref/quants.hpp"
 #include "support/ferry_process.hpp"
 #include "support/random.hpp"
+#include "support/seed.hpp"
 #include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -48,19 +49,19 @@ constexpr uint64_t kBigU64 = (uint64_t{1} << 60) + 1;  // not exact in a double:
 // A small model: F32, Q8_0 and Q4_K tensors from random weights, and an IQ2_XXS tensor (listed but not
 // dequantizable), alignment 64, metadata with a long string array and a 64-bit value beyond 2^53.
 struct GoodModel {
-  std::vector<float> embd = ferry::test::random_weights(64 * 3, 11, 0.5f);
+  std::vector<float> embd = ferry::test::random_weights(64 * 3, ferry::test::test_seed(11), 0.5f);
   std::vector<std::byte> q8, q4k, iq2;
   fs::path path;
 
   explicit GoodModel(const fs::path& dir) : path(dir / "model.gguf") {
-    const auto w_q8 = ferry::test::random_weights(64 * 5, 12, 0.5f);
-    const auto w_q4k = ferry::test::random_weights(256 * 3, 13, 0.5f);
+    const auto w_q8 = ferry::test::random_weights(64 * 5, ferry::test::test_seed(12), 0.5f);
+    const auto w_q4k = ferry::test::random_weights(256 * 3, ferry::test::test_seed(13), 0.5f);
     q8.resize(ferry::row_bytes(ferry::GgmlType::Q8_0, 64) * 5);
     q4k.resize(ferry::row_bytes(ferry::GgmlType::Q4_K, 256) * 3);
     ferry::ref::quantize(ferry::GgmlType::Q8_0, w_q8.data(), q8.data(), 64 * 5);
     ferry::ref::quantize(ferry::GgmlType::Q4_K, w_q4k.data(), q4k.data(), 256 * 3);
     iq2.resize(ferry::row_bytes(ferry::GgmlType::IQ2_XXS, 256) * 2);
-    std::mt19937 rng(14);
+    std::mt19937 rng(ferry::test::test_seed(14));
     for (auto& b : iq2) b = static_cast<std::byte>(rng());
 
     ferry::GgufWriter w(64);
@@ -296,7 +297,8 @@ TEST_CASE("ferry dump: a tensor larger than one conversion chunk is converted wh
   // dump converts 4 Mi elements at a time; 2080 x 2100 = 4,368,000 elements spans two chunks, the second partial.
   TempDir dir;
   const std::vector<int64_t> ne = {2080, 2100};
-  const auto weights = ferry::test::random_weights(static_cast<size_t>(ne[0] * ne[1]), 21, 0.5f);
+  const auto weights =
+      ferry::test::random_weights(static_cast<size_t>(ne[0] * ne[1]), ferry::test::test_seed(21), 0.5f);
   std::vector<std::byte> q(ferry::row_bytes(ferry::GgmlType::Q8_0, ne[0]) * static_cast<size_t>(ne[1]));
   ferry::ref::quantize(ferry::GgmlType::Q8_0, weights.data(), q.data(), ne[0] * ne[1]);
   ferry::GgufWriter w;

@@ -14,6 +14,7 @@
 #include "ferry/gguf.hpp"
 #include "ferry/gguf_writer.hpp"
 #include "support/random.hpp"
+#include "support/seed.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace ferry;
@@ -84,8 +85,8 @@ struct Variant {
 
 Base make_base(const Variant& variant = {}) {
   Base base;
-  std::mt19937_64 rng(20240601);
-  base.floats = ferry::test::random_floats(5, 11);
+  std::mt19937_64 rng(test::test_seed(20240601));
+  base.floats = ferry::test::random_floats(5, test::test_seed(11));
   base.tokens = {"<s>", "", "h\xc3\xa9llo"};
   base.u64_value = rng();
   base.tensors = {
@@ -416,7 +417,7 @@ TEST_CASE("gguf bad input: a broken file on disk is refused by open() with its p
 
 TEST_CASE("gguf bad input: random corruption never crashes") {
   const Base base = make_base();
-  std::mt19937_64 rng(77);
+  std::mt19937_64 rng(test::test_seed(77));
   size_t accepted = 0, refused = 0;
   for (int iter = 0; iter < 4000; ++iter) {
     auto bytes = base.bytes;

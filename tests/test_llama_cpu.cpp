@@ -14,6 +14,7 @@
 #include "ferry/llama_model.hpp"
 #include "ferry/model_maker.hpp"
 #include "support/llama_reference.hpp"
+#include "support/seed.hpp"
 #include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -46,23 +47,26 @@ std::vector<int32_t> some_tokens(int64_t n, int64_t n_vocab, uint64_t seed) {
 
 TEST_CASE("CPU forward pass matches the float64 reference") {
   const test::TempDir dir;
-  // F32 weights: only accumulation order and the CPU matmul's activation rounding differ from the reference.
-  // Tolerances: F32 1e-4 (the bound: the CPU GEMV path must not quantize activations for F32 weights);
+  // F32 weights: only accumulation order differs from the reference, and through it the FP16 KV cache: K and V are
+  // rounded to FP16 from float here and from double in the reference, so a value within float error of a rounding
+  // midpoint lands one FP16 ulp (up to 2^-10 relative) apart, and one such flip in an early V row moves the logits by
+  // ~1e-4 (measured over FERRY_TEST_SEED=0..60: median 7e-7, largest 8.5e-5). Tolerances: F32 1e-3, still 10x below
+  // what quantized activations would give (the CPU GEMV path must not quantize activations for F32 weights);
   // quantized weights 3e-2 (the fused CPU GEMV rounds activations to 8 bits per block of 32, a ~0.4% error per dot
   // product that compounds over the layers; measured ~1e-2 on these shapes).
   struct Case {
     ModelFileType type;
     double tolerance;
   };
-  for (const Case& cs : {Case{ModelFileType::F32, 1e-4}, Case{ModelFileType::Q8_0, 3e-2},
+  for (const Case& cs : {Case{ModelFileType::F32, 1e-3}, Case{ModelFileType::Q8_0, 3e-2},
                          Case{ModelFileType::Q4_0, 3e-2}, Case{ModelFileType::Q4_K_M, 3e-2}}) {
     CAPTURE(model_file_type_name(cs.type));
-    const GgufFile file = GgufFile::open(tiny_model(dir, cs.type, 3));
+    const GgufFile file = GgufFile::open(tiny_model(dir, cs.type, test::test_seed(3)));
     const LlamaConfig c = LlamaConfig::from_gguf(file);
     const LlamaWeights w = LlamaWeights::from_gguf(file, c);
     for (int64_t T : {1, 5, 13}) {
       CAPTURE(T);
-      const auto tokens = some_tokens(T, c.n_vocab, T);
+      const auto tokens = some_tokens(T, c.n_vocab, test::test_seed(T));
       const std::vector<double> expected = test::llama_reference_logits(c, w, tokens);
       LlamaCpuRunner runner(c, w, 64, 8);  // chunk of 8: T = 13 runs as two chunks
       std::vector<float> logits(T * c.n_vocab, NAN);
@@ -75,10 +79,10 @@ TEST_CASE("CPU forward pass matches the float64 reference") {
 
 TEST_CASE("decode token by token equals prefill") {
   const test::TempDir dir;
-  const GgufFile file = GgufFile::open(tiny_model(dir, ModelFileType::F32, 5));
+  const GgufFile file = GgufFile::open(tiny_model(dir, ModelFileType::F32, test::test_seed(5)));
   const LlamaConfig c = LlamaConfig::from_gguf(file);
   const LlamaWeights w = LlamaWeights::from_gguf(file, c);
-  const auto tokens = some_tokens(9, c.n_vocab, 2);
+  const auto tokens = some_tokens(9, c.n_vocab, test::test_seed(2));
   LlamaCpuRunner prefill(c, w, 32, 16);
   std::vector<float> all(tokens.size() * c.n_vocab);
   prefill.forward(tokens, 0, all, true);
@@ -88,19 +92,22 @@ TEST_CASE("decode token by token equals prefill") {
     decode.forward(std::span(tokens).subspan(i, 1), static_cast<int64_t>(i), last, false);
     std::vector<double> expected(all.begin() + i * c.n_vocab, all.begin() + (i + 1) * c.n_vocab);
     // Same kernels, different grouping of tokens: the matmul path changes (T = 1 fused GEMV vs T = 9 Eigen GEMM),
-    // so float32 sums are taken in another order; through 2 layers that is ~2.5e-5 here, bounded at 1e-4.
-    CHECK(relative_error(last, expected) <= 1e-4);
+    // so float32 sums are taken in another order (~3e-7 relative), which flips the FP16 rounding of the few K/V
+    // values that sit at a midpoint; one flipped V element of an early token moves the logits by ~1e-4 (measured over
+    // FERRY_TEST_SEED=0..60: largest per seed 1.4e-4, from 3 flips in layer 0). 1e-3 bounds a few flips; a wrong
+    // position, mask or cache row gives > 1e-2.
+    CHECK(relative_error(last, expected) <= 1e-3);
   }
 }
 
 TEST_CASE("the runner refuses prompts longer than the context and bad token ids") {
   const test::TempDir dir;
-  const GgufFile file = GgufFile::open(tiny_model(dir, ModelFileType::Q8_0, 1));
+  const GgufFile file = GgufFile::open(tiny_model(dir, ModelFileType::Q8_0, test::test_seed(1)));
   const LlamaConfig c = LlamaConfig::from_gguf(file);
   const LlamaWeights w = LlamaWeights::from_gguf(file, c);
   LlamaCpuRunner runner(c, w, 8, 4);
   std::vector<float> logits(c.n_vocab * 9);
-  const auto nine = some_tokens(9, c.n_vocab, 1);
+  const auto nine = some_tokens(9, c.n_vocab, test::test_seed(1));
   try {
     runner.forward(nine, 0, logits, true);
     FAIL("expected an error");
@@ -113,7 +120,7 @@ TEST_CASE("the runner refuses prompts longer than the context and bad token ids"
 
 TEST_CASE("files ferry cannot run are refused by name") {
   const test::TempDir dir;
-  const fs::path good = tiny_model(dir, ModelFileType::Q8_0, 1);
+  const fs::path good = tiny_model(dir, ModelFileType::Q8_0, test::test_seed(1));
   auto refuse = [&](GgufWriter writer, const std::string& expect) {
     const fs::path p = dir.path() / "bad.gguf";
     writer.write(p);

@@ -17,6 +17,7 @@
 #include "ferry/offload/size_parse.hpp"
 #include "ferry/sampler.hpp"
 #include "support/llama_reference.hpp"
+#include "support/seed.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace ferry;
@@ -70,7 +71,7 @@ std::vector<int32_t> greedy(LlamaBackend& backend, const std::vector<int32_t>& p
 TEST_CASE("GPU forward pass matches the float64 reference under every placement") {
   const test::TempDir dir;
   const auto path = dir.path() / "tiny-q4km.gguf";
-  write_llama_model(llama_preset("tiny"), MakeModelOptions{ModelFileType::Q4_K_M, 11, 32, ""}, path);
+  write_llama_model(llama_preset("tiny"), MakeModelOptions{ModelFileType::Q4_K_M, test::test_seed(11), 32, ""}, path);
   const GgufFile file = GgufFile::open(path);
   const LlamaConfig c = LlamaConfig::from_gguf(file);
   const LlamaWeights w = LlamaWeights::from_gguf(file, c);
@@ -81,7 +82,7 @@ TEST_CASE("GPU forward pass matches the float64 reference under every placement"
     // Placements that run the same layers on the CPU run the same kernels everywhere else (resident or streamed
     // weights are the same bytes), so their logits must agree bit for bit.
     std::map<std::vector<bool>, std::vector<float>> by_cpu_set;
-    for (const auto& placements : placement_mixes(static_cast<size_t>(c.n_layer) + 1, 100 + T)) {
+    for (const auto& placements : placement_mixes(static_cast<size_t>(c.n_layer) + 1, test::test_seed(100 + T))) {
       CAPTURE(T);
       CAPTURE(describe(placements));
       LlamaRunnerOptions o;
@@ -109,14 +110,14 @@ TEST_CASE("greedy generation gives the same tokens for every placement") {
   const auto path = dir.path() / "tiny-f32.gguf";
   // F32 weights: CPU and GPU layers compute in float32 throughout (no activation rounding), so logits agree to ~1e-6
   // and greedy choices cannot flip on a near-tie the way 8-bit activation rounding could make them.
-  write_llama_model(llama_preset("tiny"), MakeModelOptions{ModelFileType::F32, 5, 32, ""}, path);
+  write_llama_model(llama_preset("tiny"), MakeModelOptions{ModelFileType::F32, test::test_seed(5), 32, ""}, path);
   const GgufFile file = GgufFile::open(path);
   const LlamaConfig c = LlamaConfig::from_gguf(file);
   const LlamaWeights w = LlamaWeights::from_gguf(file, c);
   const std::vector<int32_t> prompt = {1, 300, 301, 302, 45, 46, 47, 48, 49, 50};
   LlamaCpuRunner cpu(c, w, 64, 16);
   const std::vector<int32_t> expected = greedy(cpu, prompt, 16);
-  for (const auto& placements : placement_mixes(static_cast<size_t>(c.n_layer) + 1, 7)) {
+  for (const auto& placements : placement_mixes(static_cast<size_t>(c.n_layer) + 1, test::test_seed(7))) {
     CAPTURE(describe(placements));
     for (int depth : {1, 3}) {
       LlamaRunnerOptions o;
@@ -133,7 +134,7 @@ TEST_CASE("greedy generation gives the same tokens for every placement") {
 TEST_CASE("a budget that cannot hold the model's minimum plan is refused with the numbers") {
   const test::TempDir dir;
   const auto path = dir.path() / "tiny.gguf";
-  write_llama_model(llama_preset("tiny"), MakeModelOptions{ModelFileType::Q4_0, 1, 32, ""}, path);
+  write_llama_model(llama_preset("tiny"), MakeModelOptions{ModelFileType::Q4_0, test::test_seed(1), 32, ""}, path);
   const GgufFile file = GgufFile::open(path);
   const LlamaConfig c = LlamaConfig::from_gguf(file);
   const LlamaWeights w = LlamaWeights::from_gguf(file, c);

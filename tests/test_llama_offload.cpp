@@ -12,6 +12,7 @@
 #include "ferry/llama_cpu.hpp"
 #include "ferry/model_maker.hpp"
 #include "ferry/offload/llama_runner.hpp"
+#include "support/seed.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace ferry;
@@ -19,7 +20,7 @@ using namespace ferry;
 TEST_CASE("offload runner with CPU placements equals the CPU runner bit for bit") {
   const test::TempDir dir;
   const auto path = dir.path() / "tiny.gguf";
-  write_llama_model(llama_preset("tiny"), MakeModelOptions{ModelFileType::Q4_K_M, 7, 32, ""}, path);
+  write_llama_model(llama_preset("tiny"), MakeModelOptions{ModelFileType::Q4_K_M, test::test_seed(7), 32, ""}, path);
   const GgufFile file = GgufFile::open(path);
   const LlamaConfig c = LlamaConfig::from_gguf(file);
   const LlamaWeights w = LlamaWeights::from_gguf(file, c);

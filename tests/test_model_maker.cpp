@@ -1,11 +1,10 @@
-// Synthetic llama models: presets against the published shapes, the tensor plan (names, shapes, the Q4_K_M mixture,
-// k-quant fallbacks), the vocabulary, and whole files written and read back: metadata, tensor table, bytes equal to
-// an independent single-threaded re-quantization, weight statistics, and determinism.
+// Synthetic llama models: the presets (their published shapes: test_model_shapes.cpp), the tensor plan (names, shapes,
+// the Q4_K_M mixture, k-quant fallbacks), the vocabulary, and whole files written and read back: metadata, tensor
+// table, bytes equal to an independent single-threaded re-quantization, weight statistics, and determinism.
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 #include <tbb/global_control.h>
 #include <unistd.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -26,6 +25,7 @@
 #include "ferry/model_maker.hpp"
 #include "ferry/model_presets.hpp"
 #include "support/random.hpp"
+#include "support/seed.hpp"
 
 namespace fs = std::filesystem;
 using namespace ferry;
@@ -117,32 +117,6 @@ double max_normalized_error(GgmlType type) {
 }
 
 }  // namespace
-
-TEST_CASE("llama presets match shared/data/model-shapes.json") {
-  std::ifstream in(FERRY_MODEL_SHAPES_JSON);
-  if (!in) {
-    MESSAGE("skipped: " << FERRY_MODEL_SHAPES_JSON << " is absent (only the GPU machine lacks it)");
-    return;
-  }
-  const auto json = nlohmann::json::parse(in);
-  size_t compared = 0;
-  for (const auto& [name, s] : json.at("llama").items()) {
-    CAPTURE(name);
-    const LlamaShape* p = find_llama_preset(name);
-    REQUIRE(p != nullptr);
-    CHECK(p->n_layer == s.at("n_layer").get<int64_t>());
-    CHECK(p->n_embd == s.at("n_embd").get<int64_t>());
-    CHECK(p->n_ff == s.at("n_ff").get<int64_t>());
-    CHECK(p->n_head == s.at("n_head").get<int64_t>());
-    CHECK(p->n_head_kv == s.at("n_head_kv").get<int64_t>());
-    CHECK(p->n_vocab == s.at("n_vocab").get<int64_t>());
-    CHECK(p->n_ctx_train == s.at("n_ctx_train").get<int64_t>());
-    CHECK(p->rope_freq_base == s.at("rope_freq_base").get<float>());
-    CHECK(p->rms_eps == s.at("rms_eps").get<float>());
-    ++compared;
-  }
-  CHECK(compared == 5);
-}
 
 TEST_CASE("presets are valid, and the parameter count matches the published llama-2-7b figure") {
   for (const auto& p : llama_presets()) {
@@ -334,7 +308,7 @@ TEST_CASE("a tiny model reads back with every tensor, its shape, type, metadata 
     TempFile file("tiny_" + type_name + ".gguf");
     MakeModelOptions o;
     o.type = type;
-    o.seed = 1234;
+    o.seed = test::test_seed(1234);
     size_t progress_calls = 0;
     uint64_t last_bytes = 0;
     write_llama_model(s, o, file.path(), [&](size_t done, size_t total, uint64_t bytes, uint64_t total_bytes) {
@@ -400,7 +374,7 @@ TEST_CASE("a tiny model reads back with every tensor, its shape, type, metadata 
       SyntheticTensor exact = want;
       exact.type = GgmlType::F32;
       std::vector<float> values(static_cast<size_t>(exact.n_elements()));
-      fill_synthetic_tensor(exact, 1234, std::as_writable_bytes(std::span(values)));
+      fill_synthetic_tensor(exact, test::test_seed(1234), std::as_writable_bytes(std::span(values)));
       std::vector<std::byte> expected(static_cast<size_t>(want.n_bytes()));
       const uint64_t rb = row_bytes(want.type, want.ne[0]);
       for (int64_t r = 0; r < exact.n_elements() / want.ne[0]; ++r)
@@ -433,7 +407,7 @@ TEST_CASE("weights are Gaussian with the intended scale") {
     CAPTURE(name);
     SyntheticTensor t = planned(plan, name);
     std::vector<float> v(static_cast<size_t>(t.n_elements()));
-    fill_synthetic_tensor(t, 99, std::as_writable_bytes(std::span(v)));
+    fill_synthetic_tensor(t, test::test_seed(99), std::as_writable_bytes(std::span(v)));
     const Moments m = moments(v, t.stddev);
     const double n = static_cast<double>(v.size());  // >= 262144 here
     CHECK(std::fabs(m.mean) < 5.0 * t.stddev / std::sqrt(n));
@@ -445,34 +419,34 @@ TEST_CASE("weights are Gaussian with the intended scale") {
   // Rows of one tensor, and equal-shaped tensors, are independent streams: no two rows may repeat.
   SyntheticTensor q = planned(plan, "blk.0.attn_q.weight"), k = planned(plan, "blk.1.attn_q.weight");
   std::vector<float> a(static_cast<size_t>(q.n_elements())), b(a.size());
-  fill_synthetic_tensor(q, 5, std::as_writable_bytes(std::span(a)));
-  fill_synthetic_tensor(k, 5, std::as_writable_bytes(std::span(b)));
+  fill_synthetic_tensor(q, test::test_seed(5), std::as_writable_bytes(std::span(a)));
+  fill_synthetic_tensor(k, test::test_seed(5), std::as_writable_bytes(std::span(b)));
   CHECK_FALSE(std::equal(a.begin(), a.begin() + 512, a.begin() + 512));
   CHECK_FALSE(std::equal(a.begin(), a.end(), b.begin()));
   // Across parallel chunks too: every one of the embedding's 4096 rows (32 tasks of 128 rows) starts differently.
   SyntheticTensor e = planned(plan, "token_embd.weight");
   std::vector<float> emb(static_cast<size_t>(e.n_elements()));
-  fill_synthetic_tensor(e, 5, std::as_writable_bytes(std::span(emb)));
+  fill_synthetic_tensor(e, test::test_seed(5), std::as_writable_bytes(std::span(emb)));
   std::set<std::pair<float, float>> row_starts;
   for (int64_t r = 0; r < e.ne[1]; ++r) row_starts.emplace(emb[size_t(r * e.ne[0])], emb[size_t(r * e.ne[0] + 1)]);
   CHECK(row_starts.size() == static_cast<size_t>(e.ne[1]));
   // a wrong-sized buffer is refused
   std::vector<std::byte> small_buf(16);
-  CHECK_THROWS_AS(fill_synthetic_tensor(q, 5, small_buf), Error);
+  CHECK_THROWS_AS(fill_synthetic_tensor(q, test::test_seed(5), small_buf), Error);
 }
 
 TEST_CASE("same seed gives identical bytes whatever the thread count; another seed changes every tensor") {
   const LlamaShape& s = llama_preset("small");
   MakeModelOptions o;
   o.type = ModelFileType::Q4_K_M;
-  o.seed = 42;
+  o.seed = test::test_seed(42);
   TempFile a("a.gguf"), b("b.gguf"), c("c.gguf");
   write_llama_model(s, o, a.path());
   {
     tbb::global_control one_thread(tbb::global_control::max_allowed_parallelism, 1);
     write_llama_model(s, o, b.path());
   }
-  o.seed = 43;
+  o.seed = test::test_seed(43);
   write_llama_model(s, o, c.path());
   const auto bytes_a = read_bytes(a.path()), bytes_b = read_bytes(b.path());
   REQUIRE(bytes_a.size() > 1'000'000);
@@ -521,14 +495,15 @@ Run run_ferry(const std::string& args) {
 
 TEST_CASE("ferry make-model: writes the same file as the library, and refuses bad input clearly") {
   TempFile file("cli.gguf");
-  const Run ok = run_ferry("make-model --arch llama --preset tiny --type q4_k_m --seed 7 -o " + file.path().string());
+  const Run ok = run_ferry("make-model --arch llama --preset tiny --type q4_k_m --seed " +
+                           std::to_string(test::test_seed(7)) + " -o " + file.path().string());
   CAPTURE(ok.output);
   REQUIRE(ok.status == 0);
   CHECK(ok.output.find("wrote") != std::string::npos);
   TempFile lib("lib.gguf");
   MakeModelOptions o;
   o.type = ModelFileType::Q4_K_M;
-  o.seed = 7;
+  o.seed = test::test_seed(7);
   write_llama_model(llama_preset("tiny"), o, lib.path());
   CHECK(read_bytes(file.path()) == read_bytes(lib.path()));
 

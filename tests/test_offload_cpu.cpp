@@ -15,6 +15,7 @@
 #include "ferry/offload/host_pool.hpp"
 #include "ferry/offload/scheduler.hpp"
 #include "ferry/offload/synthetic_stack.hpp"
+#include "support/seed.hpp"
 #include "support/temp_dir.hpp"
 #include "test_offload_support.hpp"
 
@@ -67,7 +68,7 @@ bool contains(const std::string& s, const std::string& needle) { return s.find(n
 TEST_CASE("CPU placements through the scheduler match the float64 reference") {
   // Tolerance on the layers' increment: 3e-2 on the CPU GEMV path (T <= 8), which rounds activations to 8 bits per
   // block of 32 (~0.4% per dot product) and compounds over layers; 1e-4 on the GEMM path (T > 8), which does not.
-  for (const SyntheticStackConfig& config : {small_q4_0(3, 11), small_q4_k(2, 12)}) {
+  for (const SyntheticStackConfig& config : {small_q4_0(3, test::test_seed(11)), small_q4_k(2, test::test_seed(12))}) {
     const SyntheticStack stack(config);
     SchedulerOptions options;
     options.max_tokens = 13;
@@ -76,7 +77,7 @@ TEST_CASE("CPU placements through the scheduler match the float64 reference") {
     for (int64_t n_tokens : {1, 5, 13}) {
       CAPTURE(type_name(config.type));
       CAPTURE(n_tokens);
-      const std::vector<float> x0 = stack.make_input(n_tokens, 100 + n_tokens);
+      const std::vector<float> x0 = stack.make_input(n_tokens, test::test_seed(100 + n_tokens));
       std::vector<float> got = x0;
       scheduler.step(got.data(), n_tokens);
       REQUIRE(test::all_finite(got));
@@ -102,19 +103,19 @@ TEST_CASE("CPU placements through the scheduler match the float64 reference") {
 }
 
 TEST_CASE("a step outside the scheduler's sizing is refused") {
-  const SyntheticStack stack(small_q4_0(1, 3));
+  const SyntheticStack stack(small_q4_0(1, test::test_seed(3)));
   SchedulerOptions options;
   options.max_tokens = 4;
   LayerScheduler scheduler(stack.layers(), all(1, Placement::CPU), options);
-  std::vector<float> x = stack.make_input(5, 1);
+  std::vector<float> x = stack.make_input(5, test::test_seed(1));
   CHECK(contains(error_of([&] { scheduler.step(x.data(), 5); }, ErrorCategory::INVALID_ARGUMENT), "max_tokens"));
   CHECK_THROWS_AS(scheduler.step(x.data(), 0), Error);
   CHECK_THROWS_AS(scheduler.step(nullptr, 1), Error);
 }
 
 TEST_CASE("inconsistent scheduler arguments are refused") {
-  const SyntheticStack a(small_q4_0(2, 3));
-  const SyntheticStack b(small_q4_k(1, 4));  // a different width
+  const SyntheticStack a(small_q4_0(2, test::test_seed(3)));
+  const SyntheticStack b(small_q4_k(1, test::test_seed(4)));  // a different width
   SchedulerOptions options;
   CHECK(contains(
       error_of([&] { LayerScheduler(a.layers(), all(1, Placement::CPU), options); }, ErrorCategory::INVALID_ARGUMENT),
@@ -139,7 +140,7 @@ TEST_CASE("inconsistent scheduler arguments are refused") {
 
 TEST_CASE("without a GPU, GPU placements are refused saying why") {
   if (gpu_available()) return;  // covered by test_offload_gpu there
-  const SyntheticStack stack(small_q4_0(3, 5));
+  const SyntheticStack stack(small_q4_0(3, test::test_seed(5)));
   SchedulerOptions options;
   options.vram_budget = uint64_t{8} << 30;
   for (Placement p : {Placement::RESIDENT, Placement::STREAMED}) {
@@ -159,7 +160,7 @@ TEST_CASE("without a GPU, GPU placements are refused saying why") {
 }
 
 TEST_CASE("the host pool holds each streamed layer contiguously, tensors aligned") {
-  const SyntheticStack stack(small_q4_k(3, 21));
+  const SyntheticStack stack(small_q4_k(3, test::test_seed(21)));
   std::vector<std::span<const WeightTensor>> layers;
   for (size_t l = 0; l < stack.size(); ++l) layers.push_back(stack.layer(l).weights());
   std::vector<std::string> warnings;
@@ -188,7 +189,7 @@ TEST_CASE("the host pool holds each streamed layer contiguously, tensors aligned
 }
 
 TEST_CASE("when pinning fails the pool falls back to pageable memory and names the locked-memory limit") {
-  const SyntheticStack stack(small_q4_0(2, 22));
+  const SyntheticStack stack(small_q4_0(2, test::test_seed(22)));
   std::vector<std::span<const WeightTensor>> layers = {stack.layer(0).weights(), stack.layer(1).weights()};
   std::vector<std::string> warnings;
   const PinnedHostPool pool(layers, HostPoolOptions{true, [&](const std::string& w) { warnings.push_back(w); }});
@@ -207,14 +208,14 @@ TEST_CASE("when pinning fails the pool falls back to pageable memory and names t
 TEST_CASE("the trace is valid Chrome trace JSON with one span per CPU layer and step") {
   const test::TempDir dir;
   const fs::path path = dir.path() / "trace.json";
-  const SyntheticStack stack(small_q4_0(3, 31));
+  const SyntheticStack stack(small_q4_0(3, test::test_seed(31)));
   {
     SchedulerOptions options;
     options.max_tokens = 9;
     options.trace_path = path;
     LayerScheduler scheduler(stack.layers(), all(3, Placement::CPU), options);
     for (int64_t n : {9, 2, 9}) {
-      std::vector<float> x = stack.make_input(n, 7);
+      std::vector<float> x = stack.make_input(n, test::test_seed(7));
       scheduler.step(x.data(), n);
     }
     CHECK(scheduler.trace().spans().size() == 9);
@@ -264,12 +265,12 @@ TEST_CASE("a trace that cannot be written is reported with its path") {
 }
 
 TEST_CASE("1000 CPU steps keep host memory flat") {
-  const SyntheticStack stack(SyntheticStackConfig{"flat", 2, 64, 96, GgmlType::Q4_0, 41, 1e-5f});
+  const SyntheticStack stack(SyntheticStackConfig{"flat", 2, 64, 96, GgmlType::Q4_0, test::test_seed(41), 1e-5f});
   SchedulerOptions options;
   options.max_tokens = 3;
   options.cpu_threads = 2;
   LayerScheduler scheduler(stack.layers(), all(2, Placement::CPU), options);
-  const std::vector<float> input = stack.make_input(3, 9);
+  const std::vector<float> input = stack.make_input(3, test::test_seed(9));
   std::vector<float> x = input, first;
   for (int i = 0; i < 20; ++i) {  // warm-up: oneTBB's workers and the allocator's caches settle
     x = input;

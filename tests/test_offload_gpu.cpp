@@ -18,6 +18,8 @@
 #include "ferry/offload/scheduler.hpp"
 #include "ferry/offload/size_parse.hpp"
 #include "ferry/offload/synthetic_stack.hpp"
+#include "support/env_flag.hpp"
+#include "support/seed.hpp"
 #include "support/temp_dir.hpp"
 #include "test_offload_support.hpp"
 
@@ -96,8 +98,9 @@ TEST_CASE("the context overhead is measured") {
 TEST_CASE("random placements, prefetch depths and budgets give identical outputs") {
   const std::vector<int64_t> token_counts = {1, 6, 37};  // GEMV, GEMV, GEMM
   const int64_t max_tokens = 37;
-  for (const SyntheticStackConfig& config : {SyntheticStackConfig{"q40", 7, 416, 1184, GgmlType::Q4_0, 101, 1e-5f},
-                                             SyntheticStackConfig{"q4k", 6, 512, 1280, GgmlType::Q4_K, 102, 1e-6f}}) {
+  for (const SyntheticStackConfig& config :
+       {SyntheticStackConfig{"q40", 7, 416, 1184, GgmlType::Q4_0, test::test_seed(101), 1e-5f},
+        SyntheticStackConfig{"q4k", 6, 512, 1280, GgmlType::Q4_K, test::test_seed(102), 1e-6f}}) {
     CAPTURE(type_name(config.type));
     const SyntheticStack stack(config);
     const size_t n = stack.size();
@@ -106,7 +109,7 @@ TEST_CASE("random placements, prefetch depths and budgets give identical outputs
       LayerScheduler resident(stack.layers(), std::vector<Placement>(n, Placement::RESIDENT),
                               options_for(8 * kGiB, 1, max_tokens));
       for (int64_t t : token_counts) {
-        inputs.push_back(stack.make_input(t, 500 + t));
+        inputs.push_back(stack.make_input(t, test::test_seed(500 + t)));
         reference.push_back(run_once(resident, inputs.back(), t));
         REQUIRE(test::all_finite(reference.back()));
         std::vector<float> f64 = inputs.back();
@@ -179,7 +182,7 @@ TEST_CASE("random placements, prefetch depths and budgets give identical outputs
 }
 
 TEST_CASE("a budget below the minimum is refused before any allocation, naming the minimum") {
-  const SyntheticStack stack(SyntheticStackConfig{"b", 5, 512, 1536, GgmlType::Q4_0, 7, 1e-5f});
+  const SyntheticStack stack(SyntheticStackConfig{"b", 5, 512, 1536, GgmlType::Q4_0, test::test_seed(7), 1e-5f});
   const std::vector<Placement> streamed(5, Placement::STREAMED), resident(5, Placement::RESIDENT);
   SchedulerOptions o = options_for(8 * kGiB, 1, 16);
   { LayerScheduler warm(stack.layers(), streamed, o); }  // context, modules and cuBLAS loaded before measuring
@@ -202,7 +205,7 @@ TEST_CASE("a budget below the minimum is refused before any allocation, naming t
   // Exactly the minimum runs.
   o.vram_budget = plan.minimum_budget;
   LayerScheduler fits(stack.layers(), streamed, o);
-  std::vector<float> x = stack.make_input(16, 3);
+  std::vector<float> x = stack.make_input(16, test::test_seed(3));
   fits.step(x.data(), 16);
   CHECK(test::all_finite(x));
 }
@@ -225,9 +228,9 @@ TEST_CASE("the arena refuses a request beyond its category with the breakdown") 
 }
 
 TEST_CASE("when pinning fails, streaming from pageable memory gives the same outputs and reports its rate") {
-  const SyntheticStack stack(SyntheticStackConfig{"p", 4, 512, 2048, GgmlType::Q4_0, 17, 1e-5f});
+  const SyntheticStack stack(SyntheticStackConfig{"p", 4, 512, 2048, GgmlType::Q4_0, test::test_seed(17), 1e-5f});
   const std::vector<Placement> streamed(4, Placement::STREAMED);
-  const std::vector<float> x0 = stack.make_input(20, 5);
+  const std::vector<float> x0 = stack.make_input(20, test::test_seed(5));
   Quiet pinned_quiet, pageable_quiet;
   LayerScheduler pinned(stack.layers(), streamed, options_for(8 * kGiB, 2, 20, &pinned_quiet));
   SchedulerOptions o = options_for(8 * kGiB, 2, 20, &pageable_quiet);
@@ -248,7 +251,7 @@ TEST_CASE("when pinning fails, streaming from pageable memory gives the same out
 
 TEST_CASE("the trace shows each streamed layer computed after its copy and copied after its slot was freed") {
   const test::TempDir dir;
-  const SyntheticStack stack(SyntheticStackConfig{"t", 8, 512, 2048, GgmlType::Q4_K, 23, 1e-6f});
+  const SyntheticStack stack(SyntheticStackConfig{"t", 8, 512, 2048, GgmlType::Q4_K, test::test_seed(23), 1e-6f});
   std::vector<Placement> p(8, Placement::STREAMED);
   p[2] = Placement::RESIDENT;
   p[5] = Placement::CPU;
@@ -259,7 +262,7 @@ TEST_CASE("the trace shows each streamed layer computed after its copy and copie
     o.trace_path = dir.path() / ("trace" + std::to_string(depth) + ".json");
     {
       LayerScheduler s(stack.layers(), p, o);
-      const std::vector<float> x0 = stack.make_input(33, 1);
+      const std::vector<float> x0 = stack.make_input(33, test::test_seed(1));
       for (int step = 0; step < 3; ++step) run_once(s, x0, 33);
       // Per step: compute and copy spans of streamed layers, in stack order.
       std::map<int64_t, std::vector<const TraceSpan*>> copies, computes;
@@ -304,17 +307,18 @@ TEST_CASE("the trace shows each streamed layer computed after its copy and copie
 }
 
 TEST_CASE("1000 steps keep the arena, device memory and host memory flat") {
-  const SyntheticStack stack(SyntheticStackConfig{"f", 4, 256, 512, GgmlType::Q4_0, 29, 1e-5f});
+  const SyntheticStack stack(SyntheticStackConfig{"f", 4, 256, 512, GgmlType::Q4_0, test::test_seed(29), 1e-5f});
   const std::vector<Placement> p = {Placement::RESIDENT, Placement::STREAMED, Placement::CPU, Placement::STREAMED};
   LayerScheduler s(stack.layers(), p, options_for(8 * kGiB, 2, 12));
-  const std::vector<float> x0 = stack.make_input(12, 77);
+  const std::vector<float> x0 = stack.make_input(12, test::test_seed(77));
   std::vector<float> x = x0;
   std::vector<std::vector<float>> first(3);
   for (int i = 0; i < 30; ++i) first[static_cast<size_t>(i % 3)] = run_once(s, x0, 4 * (i % 3) + 1);  // warm-up
   const MemoryReport before = s.memory();
   const uint64_t free_before = device_free_bytes();
   const uint64_t rss_before = test::peak_rss_bytes();
-  for (int i = 0; i < 1000; ++i) {
+  const int steps = test::quick_mode() ? 100 : 1000;  // FERRY_TEST_QUICK: sanitizer runs
+  for (int i = 0; i < steps; ++i) {
     std::copy(x0.begin(), x0.end(), x.begin());
     s.step(x.data(), 4 * (i % 3) + 1);
     if (i % 97 == 0) REQUIRE(test::bit_identical(x, first[static_cast<size_t>(i % 3)]));
@@ -330,7 +334,7 @@ TEST_CASE("1000 steps keep the arena, device memory and host memory flat") {
 }
 
 TEST_CASE("process device memory stays within the budget") {
-  const SyntheticStack stack(SyntheticStackConfig{"m", 6, 1024, 2816, GgmlType::Q4_0, 31, 1e-5f});
+  const SyntheticStack stack(SyntheticStackConfig{"m", 6, 1024, 2816, GgmlType::Q4_0, test::test_seed(31), 1e-5f});
   const std::vector<Placement> streamed(6, Placement::STREAMED);
   const DeviceMemoryBaseline& baseline = device_memory_baseline();
   SchedulerOptions o = options_for(8 * kGiB, 2, 64);
@@ -345,7 +349,7 @@ TEST_CASE("process device memory stays within the budget") {
     LayerScheduler s(stack.layers(), placement, o);
     lowest = std::min(lowest, device_free_bytes());
     for (int64_t t : {64, 1, 17}) {
-      run_once(s, stack.make_input(t, 3), t);
+      run_once(s, stack.make_input(t, test::test_seed(3)), t);
       lowest = std::min(lowest, device_free_bytes());
     }
     const uint64_t used = free_before - lowest;
@@ -358,8 +362,8 @@ TEST_CASE("process device memory stays within the budget") {
 }
 
 TEST_CASE("real widths: streamed and resident agree bit for bit, the CPU within tolerance") {
-  for (const SyntheticStackConfig& config :
-       {llama_13b_synthetic(3, GgmlType::Q4_0, 1), flux_synthetic(2, GgmlType::Q4_K, 2)}) {
+  for (const SyntheticStackConfig& config : {llama_13b_synthetic(3, GgmlType::Q4_0, test::test_seed(1)),
+                                             flux_synthetic(2, GgmlType::Q4_K, test::test_seed(2))}) {
     CAPTURE(config.name_prefix);
     const SyntheticStack stack(config);
     const size_t n = stack.size();
@@ -370,7 +374,7 @@ TEST_CASE("real widths: streamed and resident agree bit for bit, the CPU within 
     LayerScheduler cpu(stack.layers(), std::vector<Placement>(n, Placement::CPU), options_for(0, 1, 64));
     for (int64_t t : {1, 4, 64}) {
       CAPTURE(t);
-      const std::vector<float> x0 = stack.make_input(t, 9);
+      const std::vector<float> x0 = stack.make_input(t, test::test_seed(9));
       const std::vector<float> a = run_once(resident, x0, t);
       REQUIRE(test::all_finite(a));
       CHECK(test::bit_identical(a, run_once(streamed, x0, t)));

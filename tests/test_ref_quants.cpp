@@ -28,6 +28,7 @@
 #include "ferry/kernels/ref/quants.hpp"
 #include "support/env_flag.hpp"
 #include "support/random.hpp"
+#include "support/seed.hpp"
 
 namespace ferry {
 namespace {
@@ -194,6 +195,20 @@ double normalized_rms_error(const std::vector<float>& x, const std::vector<float
   return std::sqrt(test::normalized_error(y, x, x.size()));
 }
 
+// The largest normalised RMS error that rounding each value of x to nearest F16 or BF16 can give: half an ulp, 2^-11
+// (F16) or 2^-8 (BF16) relative, and below F16's normal range (2^-14) half its subnormal spacing, 2^-25 absolute.
+double worst_rounding_rms_error(GgmlType t, const std::vector<float>& x) {
+  const double relative = std::ldexp(1.0, t == GgmlType::F16 ? -11 : -8);
+  const double absolute = std::ldexp(1.0, t == GgmlType::F16 ? -25 : -134);
+  double num = 0.0, den = 0.0;
+  for (float v : x) {
+    const double e = std::max(relative * std::fabs(v), absolute);
+    num += e * e;
+    den += static_cast<double>(v) * v;
+  }
+  return std::sqrt(num / den);
+}
+
 std::vector<float> round_trip(GgmlType t, const std::vector<float>& x) {
   const auto n = static_cast<int64_t>(x.size());
   std::vector<uint8_t> q(row_bytes(t, n));
@@ -210,7 +225,7 @@ TEST_CASE("dequantize equals gguf-py bit for bit for every supported type") {
   std::vector<std::vector<uint8_t>> inputs;
   std::vector<GgmlType> types(std::begin(kDequantTypes), std::end(kDequantTypes));
   for (size_t i = 0; i < types.size(); ++i) {
-    inputs.push_back(random_blocks(types[i], odd_block_count(types[i]), 1000 + i));
+    inputs.push_back(random_blocks(types[i], odd_block_count(types[i]), test::test_seed(1000 + i)));
     write_bytes(dir / (name_of(types[i]) + ".in"), inputs.back().data(), inputs.back().size());
   }
   if (!run_oracle(dir, "dequantize", types)) return;
@@ -304,12 +319,12 @@ TEST_CASE("quantize equals gguf-py's bytes where gguf-py implements the type") {
   const std::vector<GgmlType> types = {GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1,
                                        GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0};
   const int64_t n = 32 * 777;
-  std::vector<float> weights = test::random_weights(static_cast<size_t>(n), 77);
+  std::vector<float> weights = test::random_weights(static_cast<size_t>(n), test::test_seed(77));
   std::fill(weights.begin() + 64, weights.begin() + 96, 0.0f);  // an all-zero block: d = 0 must not divide by zero
   // The 16-bit types also get random bit patterns: overflow to infinity, subnormals, rounding ties. BF16 gets NaNs
   // too; F16 does not, because numpy keeps NaN payload bits that ferry (like GPU conversion) does not.
   std::vector<float> bits_f16(static_cast<size_t>(n)), bits_bf16(static_cast<size_t>(n));
-  std::mt19937_64 rng(78);
+  std::mt19937_64 rng(test::test_seed(78));
   for (int64_t i = 0; i < n; ++i) {
     uint32_t u = static_cast<uint32_t>(rng());
     if (i % 3 == 0) u = (u & 0xffff0000u) | 0x8000u;  // exact bf16 ties
@@ -384,7 +399,7 @@ TEST_CASE("every quantizable type has an error bound, and round trips stay under
     CHECK(std::any_of(std::begin(kErrorBounds), std::end(kErrorBounds),
                       [&](const ErrorBound& b) { return b.type == tr.type; }));
   }
-  const uint64_t seed = 2024;
+  const uint64_t seed = test::test_seed(2024);
   const std::vector<float> x = test::random_weights(65536, seed);
   for (const ErrorBound& b : kErrorBounds) {
     CAPTURE(name_of(b.type));
@@ -405,7 +420,11 @@ TEST_CASE("odd block counts: guard bytes intact, outputs finite, blocks independ
       CAPTURE(tr.name);
       CAPTURE(blocks);
       const int64_t n = blocks * tr.block_size;
-      const std::vector<float> x = test::random_weights(static_cast<size_t>(n), 500 + blocks, 0.5f);
+      // Uniform values: with Gaussian weights and their outliers, one 8-sigma value in a single block of 32 puts its
+      // error at up to 1.8x the 65536-value bound (Q5_0, FERRY_TEST_SEED=18); uniform blocks stay within 0.9x of it
+      // (measured over FERRY_TEST_SEED=0..150), so the 1.5x below is a margin, not a gamble.
+      const std::vector<float> x =
+          test::random_floats(static_cast<size_t>(n), test::test_seed(500 + blocks), -0.5f, 0.5f);
       const size_t bytes = row_bytes(b.type, n);
       std::vector<uint8_t> q(bytes + 64, 0xA5);  // 64 guard bytes
       ref::quantize(b.type, x.data(), q.data(), n);
@@ -421,8 +440,11 @@ TEST_CASE("odd block counts: guard bytes intact, outputs finite, blocks independ
       for (size_t i = static_cast<size_t>(n); i < y.size(); ++i) REQUIRE(y[i] == -777.0f);
       y.resize(static_cast<size_t>(n));
       CHECK(std::all_of(y.begin(), y.end(), [](float v) { return std::isfinite(v); }));
-      // Few values give a noisier error than the bound's 65536: allow 1.5x.
-      CHECK(normalized_rms_error(x, y) <= 1.5 * b.bound);
+      // Few values give a noisier error than the bound's 65536. Block types: allow 1.5x. F16 and BF16 (block size 1)
+      // round each value on its own, so 1, 3 or 7 values may all sit at the worst case, which is above 1.5x the
+      // 65536-value RMS bound (BF16: 2^-8 = 0.0039 against 0.0036; seen with FERRY_TEST_SEED=3).
+      const double bound = tr.block_size == 1 ? worst_rounding_rms_error(b.type, x) : 1.5 * b.bound;
+      CHECK(normalized_rms_error(x, y) <= bound);
     }
   }
 }
@@ -430,13 +452,13 @@ TEST_CASE("odd block counts: guard bytes intact, outputs finite, blocks independ
 TEST_CASE("awkward finite inputs give finite outputs") {
   const int64_t n = 512;
   std::vector<std::vector<float>> inputs;
-  inputs.emplace_back(n, 0.0f);                                // all zero
-  inputs.emplace_back(n, -0.37f);                              // constant negative
-  inputs.emplace_back(n, 1e-30f);                              // underflows every half scale
-  inputs.push_back(test::random_weights(n, 9, 1000.0f));       // large (scales near the half range)
-  inputs.push_back(test::random_floats(n, 10, 0.0f, 1.0f));    // all positive
-  inputs.push_back(test::random_floats(n, 11, -1.0f, -0.5f));  // all negative
-  std::vector<float> spikes = test::random_weights(n, 12);
+  inputs.emplace_back(n, 0.0f);                                                 // all zero
+  inputs.emplace_back(n, -0.37f);                                               // constant negative
+  inputs.emplace_back(n, 1e-30f);                                               // underflows every half scale
+  inputs.push_back(test::random_weights(n, test::test_seed(9), 1000.0f));       // large (scales near the half range)
+  inputs.push_back(test::random_floats(n, test::test_seed(10), 0.0f, 1.0f));    // all positive
+  inputs.push_back(test::random_floats(n, test::test_seed(11), -1.0f, -0.5f));  // all negative
+  std::vector<float> spikes = test::random_weights(n, test::test_seed(12));
   for (int64_t i = 0; i < n; i += 37) spikes[static_cast<size_t>(i)] = (i % 2 ? -1.0f : 1.0f) * 50.0f;
   inputs.push_back(spikes);
   for (const ErrorBound& b : kErrorBounds) {
@@ -452,7 +474,7 @@ TEST_CASE("awkward finite inputs give finite outputs") {
 }
 
 TEST_CASE("bad arguments") {
-  std::vector<float> x = test::random_weights(512, 3);
+  std::vector<float> x = test::random_weights(512, test::test_seed(3));
   std::vector<uint8_t> q(4096);
   auto category_of = [](auto&& fn) {
     try {
@@ -519,7 +541,7 @@ TEST_CASE("bad arguments") {
 
 TEST_CASE("rows quantized from many threads equal the single-threaded result") {
   const int rows = 16, cols = 512;
-  const std::vector<float> x = test::random_weights(static_cast<size_t>(rows) * cols, 31);
+  const std::vector<float> x = test::random_weights(static_cast<size_t>(rows) * cols, test::test_seed(31));
   for (GgmlType t : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::IQ4_XS, GgmlType::Q4_0}) {
     CAPTURE(name_of(t));
     const size_t rb = row_bytes(t, cols);

@@ -12,4 +12,11 @@ inline bool env_flag(const char* name) {
   return value != nullptr && std::string_view(value) == "1";
 }
 
+// FERRY_TEST_QUICK=1: the GPU tests shrink their largest shapes and longest loops (scripts/device-run.sh sets it for
+// the compute-sanitizer runs, which slow kernels 10-100x). Every code path keeps at least one case; only sizes shrink.
+inline bool quick_mode() {
+  static const bool quick = env_flag("FERRY_TEST_QUICK");
+  return quick;
+}
+
 }  // namespace ferry::test
