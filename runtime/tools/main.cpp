@@ -1,6 +1,9 @@
 // ferry: the command-line program. Parses the subcommand, runs it, and turns every ferry::Error into one line on
 // stderr ("ferry: format error: FILE: ...") and a non-zero exit status.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <cstdio>
 #include <exception>
 #include <new>
@@ -42,12 +45,38 @@ bool out_of_resources(const std::exception& e) {
          what.find("Resource temporarily unavailable") != std::string_view::npos;
 }
 
+// Out of memory where an exception cannot travel (a library's worker thread, a noexcept function) ends in
+// std::terminate; the user must still read what happened and get ferry's exit status, not SIGABRT.
+[[noreturn]] void on_terminate() noexcept {
+  static std::atomic_flag reporting = ATOMIC_FLAG_INIT;
+  if (reporting.test_and_set())  // another thread is already reporting; it ends the process
+    for (;;) ::pause();
+  int status = 3;
+  std::string message = "internal error: terminated";
+  if (const std::exception_ptr current = std::current_exception()) {
+    try {
+      std::rethrow_exception(current);
+    } catch (const std::bad_alloc&) {
+      status = 1;
+      message = "out of memory: a host allocation failed (see `ulimit -v` and free memory)";
+    } catch (const std::exception& e) {
+      status = out_of_resources(e) ? 1 : 3;
+      message = std::string(status == 1 ? "out of resources: " : "internal error: ") + e.what();
+    } catch (...) {
+    }
+  }
+  std::fprintf(stderr, "ferry: %s\n", message.c_str());
+  std::fflush(stderr);
+  ::_exit(status);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
 #ifdef FERRY_USE_MIMALLOC
   (void)mi_version();  // keeps libmimalloc linked: it replaces malloc (operator new: mimalloc_new.cpp)
 #endif
+  std::set_terminate(on_terminate);
   ferry::cli::CommandLine command_line;
   try {
     command_line.parse(argc, argv);

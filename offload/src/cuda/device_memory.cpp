@@ -6,7 +6,10 @@
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 
+#include <unistd.h>
+
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "ferry/kernels/cuda/check.cuh"
@@ -27,6 +30,14 @@ using NvmlCount = int (*)(unsigned int*);
 using NvmlByIndex = int (*)(unsigned int, NvmlDevice**);
 using NvmlByBusId = int (*)(const char*, NvmlDevice**);
 using NvmlMemoryInfo = int (*)(NvmlDevice*, NvmlMemory*);
+struct NvmlProcessInfo {  // nvmlProcessInfo_t of the _v2/_v3 process queries
+  unsigned int pid;
+  unsigned long long used_gpu_memory;
+  unsigned int gpu_instance_id, compute_instance_id;
+};
+using NvmlProcesses = int (*)(NvmlDevice*, unsigned int*, NvmlProcessInfo*);
+constexpr int kNvmlInsufficientSize = 7;
+constexpr unsigned long long kNvmlValueNotAvailable = ~0ull;
 
 class Nvml {
  public:
@@ -39,6 +50,9 @@ class Nvml {
     m_by_index = reinterpret_cast<NvmlByIndex>(dlsym(m_lib, "nvmlDeviceGetHandleByIndex_v2"));
     m_by_bus = reinterpret_cast<NvmlByBusId>(dlsym(m_lib, "nvmlDeviceGetHandleByPciBusId_v2"));
     m_memory = reinterpret_cast<NvmlMemoryInfo>(dlsym(m_lib, "nvmlDeviceGetMemoryInfo"));
+    m_processes = reinterpret_cast<NvmlProcesses>(dlsym(m_lib, "nvmlDeviceGetComputeRunningProcesses_v3"));
+    if (m_processes == nullptr)
+      m_processes = reinterpret_cast<NvmlProcesses>(dlsym(m_lib, "nvmlDeviceGetComputeRunningProcesses_v2"));
     m_ok = init && m_shutdown && m_count && m_by_index && m_by_bus && m_memory && init() == 0;
   }
   ~Nvml() {
@@ -65,6 +79,26 @@ class Nvml {
     NvmlDevice* d = nullptr;
     return m_by_bus(bus, &d) == 0 ? d : nullptr;
   }
+  // The device memory process `pid` holds on `d`; nullopt when NVML does not account per process here.
+  std::optional<uint64_t> used_by(NvmlDevice* d, unsigned pid) const {
+    if (m_processes == nullptr) return std::nullopt;
+    std::vector<NvmlProcessInfo> infos(64);
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      unsigned count = static_cast<unsigned>(infos.size());
+      const int status = m_processes(d, &count, infos.data());
+      if (status == kNvmlInsufficientSize) {
+        infos.resize(static_cast<size_t>(count) * 2 + 16);
+        continue;
+      }
+      if (status != 0) return std::nullopt;
+      for (unsigned i = 0; i < count; ++i)
+        if (infos[i].pid == pid)
+          return infos[i].used_gpu_memory == kNvmlValueNotAvailable ? std::nullopt
+                                                                    : std::optional<uint64_t>(infos[i].used_gpu_memory);
+      return uint64_t{0};  // listed nowhere: holds nothing on this device
+    }
+    return std::nullopt;
+  }
   bool free_of(NvmlDevice* d, uint64_t* free) const {
     NvmlMemory m{};
     if (m_memory(d, &m) != 0) return false;
@@ -80,7 +114,18 @@ class Nvml {
   NvmlByIndex m_by_index = nullptr;
   NvmlByBusId m_by_bus = nullptr;
   NvmlMemoryInfo m_memory = nullptr;
+  NvmlProcesses m_processes = nullptr;
 };
+
+// This process's device as an NVML handle (the current CUDA device, matched by PCI bus id), or null.
+NvmlDevice* current_nvml_device(const Nvml& nvml) {
+  int device = 0;
+  char bus[32] = {};
+  if (!nvml.ok() || cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetPCIBusId(bus, sizeof bus, device) != cudaSuccess)
+    return nullptr;
+  return nvml.by_bus_id(bus);
+}
 
 // Whether the device's primary context already exists (then "before" would not be before). Unknown counts as no.
 bool primary_context_active(int ordinal) {
@@ -143,6 +188,15 @@ DeviceMemoryBaseline measure() {
 const DeviceMemoryBaseline& device_memory_baseline() {
   static const DeviceMemoryBaseline baseline = measure();
   return baseline;
+}
+
+std::optional<uint64_t> process_device_bytes() {
+  static const Nvml nvml;  // dlopen and nvmlInit once per process
+  static std::mutex mutex;
+  const std::lock_guard lock(mutex);
+  NvmlDevice* device = current_nvml_device(nvml);
+  if (device == nullptr) return std::nullopt;
+  return nvml.used_by(device, static_cast<unsigned>(::getpid()));
 }
 
 uint64_t device_free_bytes() {

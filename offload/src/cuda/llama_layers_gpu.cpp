@@ -40,11 +40,24 @@ cuda::GemmScratch gemm_scratch(const GpuLayerContext& context) {
 
 }  // namespace
 
-size_t llama_block_gpu_extra_floats(const LlamaConfig& c, int64_t n_tokens, int64_t n_ctx) {
+namespace {
+
+size_t extra_floats_at(const LlamaConfig& c, int64_t n_tokens, int64_t n_ctx) {
   // The largest attention of a step: every query against the whole cache (the scratch does not depend on pos0).
   const AttentionShape shape = block_attention_shape(c, n_tokens, n_ctx, n_ctx - n_tokens);
   const size_t attention = cuda::attention_scratch_bytes(shape, std::min<int64_t>(n_tokens, kAttentionChunkRows));
   return round_up(static_cast<size_t>(n_tokens), kFloatsPerPositionBlock) + round_up(attention, 256) / sizeof(float);
+}
+
+}  // namespace
+
+size_t llama_block_gpu_extra_floats(const LlamaConfig& c, int64_t n_tokens, int64_t n_ctx) {
+  // A workspace sized for n_tokens serves every smaller step too, but the scratch is not monotone in the token count:
+  // a few queries take the split-KV decode kernel, whose partial results can outgrow the chunked path's scores when
+  // the context is short. So the most over the small counts and n_tokens itself.
+  size_t most = extra_floats_at(c, n_tokens, n_ctx);
+  for (int64_t t = 1; t < std::min<int64_t>(n_tokens, cuda::kAttentionDecodeMaxQueries + 1); ++t) most = std::max(most, extra_floats_at(c, t, n_ctx));
+  return most;
 }
 
 void LlamaBlockLayer::forward_gpu(std::span<const QuantMatrixView> weights, float* x, int64_t n_tokens,

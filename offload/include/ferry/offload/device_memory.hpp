@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace ferry {
@@ -22,7 +23,10 @@ struct DeviceMemoryBaseline {
 // The first call measures (creating the context on the current device); later calls return the same numbers.
 // Call it before anything else touches the device, or the context is already there and comes out as near zero.
 const DeviceMemoryBaseline& device_memory_baseline();
-// cudaMemGetInfo's free bytes now.
+// The device memory this process holds on its current device, by NVML's per-process accounting (what nvidia-smi
+// lists per process): unaffected by other processes on the same card. nullopt where NVML cannot say.
+std::optional<uint64_t> process_device_bytes();
+// cudaMemGetInfo's free bytes now (device-wide: other processes' allocations move it too).
 uint64_t device_free_bytes();
 
 }  // namespace ferry
