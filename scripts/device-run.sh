@@ -149,7 +149,7 @@ elif [ -n "$sanitize" ]; then
       t0=$(date +%s)
       filter=()
       case "$tool" in racecheck | initcheck) filter=("${own_kernels[@]}") ;; esac
-      FERRY_TEST_QUICK=1 timeout "${FERRY_SANITIZE_TIMEOUT:-300}" "$sanitizer" --tool "$tool" --error-exitcode 1 \
+      FERRY_TEST_QUICK=1 FERRY_UNDER_SANITIZER=1 timeout "${FERRY_SANITIZE_TIMEOUT:-300}" "$sanitizer" --tool "$tool" --error-exitcode 1 \
         "${filter[@]}" "$exe" >"$log" 2>&1
       code=$?
       secs=$(($(date +%s) - t0))

@@ -12,13 +12,7 @@
 #include "ferry/kernels/ref/ops.hpp"
 #include "ferry/offload/synthetic_stack.hpp"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define FERRY_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FERRY_TEST_ASAN 1
-#endif
-#endif
+#include "support/asan.hpp"
 
 namespace ferry::test {
 

@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "support/asan.hpp"
+
 namespace ferry::test {
 
 inline std::string read_text(const std::filesystem::path& p) {
