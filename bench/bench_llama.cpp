@@ -23,12 +23,12 @@
 #include "ferry/error.hpp"
 #include "ferry/gguf.hpp"
 #include "ferry/kernels/cuda/check.cuh"
-#include "ferry/llama_model.hpp"
-#include "ferry/model_maker.hpp"
+#include "ferry/models/llama/model.hpp"
+#include "ferry/models/model_maker.hpp"
 #include "ferry/offload/device_memory.hpp"
-#include "ferry/offload/llama_runner.hpp"
+#include "ferry/models/llama/runner.hpp"
 #include "ferry/offload/size_parse.hpp"
-#include "ferry/sampler.hpp"
+#include "ferry/text/sampler.hpp"
 
 using namespace ferry;
 using ferry::bench::Clock;
@@ -138,12 +138,12 @@ int main(int argc, char** argv) {
       o.n_ctx = cs.prompt + cs.gen + 8;
       o.max_tokens = std::max<int64_t>(1, std::min<int64_t>(512, cs.prompt));
       o.vram_budget = parse_budget(cs.budget);
-      o.policy = parse_llama_policy(cs.policy);
+      o.policy = parse_policy(cs.policy);
       // Process device memory: the context plus the most the run ever took (sampled through the prefill and decode
       // runs too, so workspaces created lazily by a step count).
       const uint64_t free_before = device_free_bytes();
       ferry::bench::FreeMemorySampler sampler_thread;
-      LlamaOffloadRunner runner(c, w, o);
+      LlamaRunner runner(c, w, o);
       std::vector<int32_t> prompt(cs.prompt);
       for (int64_t i = 0; i < cs.prompt; ++i) prompt[i] = static_cast<int32_t>(259 + (i * 7919) % (c.n_vocab - 259));
       std::vector<float> logits(c.n_vocab);

@@ -16,7 +16,7 @@
 #include "ferry/offload/cuda/raii.hpp"
 #include "ferry/offload/host_pool.hpp"
 #include "ferry/offload/scheduler.hpp"
-#include "ferry/offload/synthetic_stack.hpp"
+#include "support/synthetic_stack.hpp"
 
 namespace ferry::bench {
 

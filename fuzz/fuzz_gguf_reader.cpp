@@ -7,7 +7,7 @@
 
 #include "ferry/error.hpp"
 #include "ferry/gguf.hpp"
-#include "ferry/tokenizer.hpp"
+#include "ferry/text/tokenizer.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);

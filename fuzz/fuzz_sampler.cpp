@@ -20,9 +20,9 @@
 #include <vector>
 
 #include "ferry/error.hpp"
-#include "ferry/generate.hpp"
-#include "ferry/sampler.hpp"
-#include "ferry/tokenizer.hpp"
+#include "ferry/text/generate.hpp"
+#include "ferry/text/sampler.hpp"
+#include "ferry/text/tokenizer.hpp"
 
 namespace {
 
@@ -115,7 +115,7 @@ void fill_logits(std::span<float> out, const std::vector<float>& values, size_t 
   for (size_t i = 0; i < out.size(); ++i) out[i] = values.empty() ? -kInf : values[(i + step) % values.size()];
 }
 
-class FuzzBackend final : public ferry::LlamaBackend {
+class FuzzBackend final : public ferry::CausalLm {
  public:
   FuzzBackend(int64_t n_ctx, int64_t n_vocab, const std::vector<float>& values)
       : m_n_ctx(n_ctx), m_n_vocab(n_vocab), m_values(values) {}

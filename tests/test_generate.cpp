@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "ferry/error.hpp"
-#include "ferry/generate.hpp"
-#include "ferry/tokenizer.hpp"
+#include "ferry/text/generate.hpp"
+#include "ferry/text/tokenizer.hpp"
 #include "support/random.hpp"
 
 using namespace ferry;
@@ -32,7 +32,7 @@ Tokenizer make_tokenizer() {
 
 // A backend whose k-th forward call returns logits (random, from a fixed seed) whose maximum is at script[k], so
 // greedy sampling reads the script back. It records every call and refuses positions beyond its context.
-class ScriptedBackend final : public LlamaBackend {
+class ScriptedBackend final : public CausalLm {
  public:
   struct Call {
     std::vector<int32_t> tokens;

@@ -10,9 +10,9 @@
 #include "ferry/error.hpp"
 #include "ferry/gguf.hpp"
 #include "ferry/gguf_writer.hpp"
-#include "ferry/llama_cpu.hpp"
-#include "ferry/llama_model.hpp"
-#include "ferry/model_maker.hpp"
+#include "ferry/models/llama/block.hpp"
+#include "ferry/models/llama/model.hpp"
+#include "ferry/models/model_maker.hpp"
 #include "support/llama_reference.hpp"
 #include "support/seed.hpp"
 #include "support/temp_dir.hpp"
@@ -68,7 +68,7 @@ TEST_CASE("CPU forward pass matches the float64 reference") {
       CAPTURE(T);
       const auto tokens = some_tokens(T, c.n_vocab, test::test_seed(T));
       const std::vector<double> expected = test::llama_reference_logits(c, w, tokens);
-      LlamaCpuRunner runner(c, w, 64, 8);  // chunk of 8: T = 13 runs as two chunks
+      LlamaRunner runner(c, w, test::cpu_runner_options(64, 8));  // chunk of 8: T = 13 runs as two chunks
       std::vector<float> logits(T * c.n_vocab, NAN);
       runner.forward(tokens, 0, logits, true);
       for (float v : logits) REQUIRE(std::isfinite(v));
@@ -83,10 +83,10 @@ TEST_CASE("decode token by token equals prefill") {
   const LlamaConfig c = LlamaConfig::from_gguf(file);
   const LlamaWeights w = LlamaWeights::from_gguf(file, c);
   const auto tokens = some_tokens(9, c.n_vocab, test::test_seed(2));
-  LlamaCpuRunner prefill(c, w, 32, 16);
+  LlamaRunner prefill(c, w, test::cpu_runner_options(32, 16));
   std::vector<float> all(tokens.size() * c.n_vocab);
   prefill.forward(tokens, 0, all, true);
-  LlamaCpuRunner decode(c, w, 32, 16);
+  LlamaRunner decode(c, w, test::cpu_runner_options(32, 16));
   std::vector<float> last(c.n_vocab);
   for (size_t i = 0; i < tokens.size(); ++i) {
     decode.forward(std::span(tokens).subspan(i, 1), static_cast<int64_t>(i), last, false);
@@ -105,7 +105,7 @@ TEST_CASE("the runner refuses prompts longer than the context and bad token ids"
   const GgufFile file = GgufFile::open(tiny_model(dir, ModelFileType::Q8_0, test::test_seed(1)));
   const LlamaConfig c = LlamaConfig::from_gguf(file);
   const LlamaWeights w = LlamaWeights::from_gguf(file, c);
-  LlamaCpuRunner runner(c, w, 8, 4);
+  LlamaRunner runner(c, w, test::cpu_runner_options(8, 4));
   std::vector<float> logits(c.n_vocab * 9);
   const auto nine = some_tokens(9, c.n_vocab, test::test_seed(1));
   try {
@@ -224,7 +224,7 @@ TEST_CASE("CPU forward pass with a non-default RoPE base and RMS epsilon matches
       const std::vector<double> moved = test::llama_reference_logits(*wrong, w, tokens);
       CHECK(relative_error(std::vector<float>(moved.begin(), moved.end()), expected) > 1e-2);
     }
-    LlamaCpuRunner runner(read, w, 64, 8);
+    LlamaRunner runner(read, w, test::cpu_runner_options(64, 8));
     std::vector<float> logits(T * read.n_vocab, NAN);
     runner.forward(tokens, 0, logits, true);
     CHECK(relative_error(logits, expected) <= 1e-4);  // F32 weights: the tolerance of the test above

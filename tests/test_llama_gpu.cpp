@@ -11,11 +11,11 @@
 
 #include "ferry/error.hpp"
 #include "ferry/gguf.hpp"
-#include "ferry/llama_cpu.hpp"
-#include "ferry/model_maker.hpp"
-#include "ferry/offload/llama_runner.hpp"
+#include "ferry/models/llama/block.hpp"
+#include "ferry/models/model_maker.hpp"
+#include "ferry/models/llama/runner.hpp"
 #include "ferry/offload/size_parse.hpp"
-#include "ferry/sampler.hpp"
+#include "ferry/text/sampler.hpp"
 #include "support/llama_reference.hpp"
 #include "support/seed.hpp"
 #include "support/temp_dir.hpp"
@@ -52,7 +52,7 @@ std::string describe(const std::vector<Placement>& p) {
   return s;
 }
 
-std::vector<int32_t> greedy(LlamaBackend& backend, const std::vector<int32_t>& prompt, int n) {
+std::vector<int32_t> greedy(CausalLm& backend, const std::vector<int32_t>& prompt, int n) {
   std::vector<float> logits(backend.n_vocab());
   backend.forward(prompt, 0, logits, false);
   Sampler sampler(SamplerConfig{});
@@ -90,7 +90,7 @@ TEST_CASE("GPU forward pass matches the float64 reference under every placement"
       o.max_tokens = 8;  // T = 13 runs as two steps: GEMV and GEMM paths both
       o.all_logits = true;
       o.vram_budget = parse_budget("4GiB");
-      LlamaOffloadRunner runner(c, w, o, placements);
+      LlamaRunner runner(c, w, o, placements);
       std::vector<float> logits(T * c.n_vocab, NAN);
       runner.forward(tokens, 0, logits, true);
       for (float v : logits) REQUIRE(std::isfinite(v));
@@ -115,7 +115,7 @@ TEST_CASE("greedy generation gives the same tokens for every placement") {
   const LlamaConfig c = LlamaConfig::from_gguf(file);
   const LlamaWeights w = LlamaWeights::from_gguf(file, c);
   const std::vector<int32_t> prompt = {1, 300, 301, 302, 45, 46, 47, 48, 49, 50};
-  LlamaCpuRunner cpu(c, w, 64, 16);
+  LlamaRunner cpu(c, w, test::cpu_runner_options(64, 16));
   const std::vector<int32_t> expected = greedy(cpu, prompt, 16);
   for (const auto& placements : placement_mixes(static_cast<size_t>(c.n_layer) + 1, test::test_seed(7))) {
     CAPTURE(describe(placements));
@@ -125,7 +125,7 @@ TEST_CASE("greedy generation gives the same tokens for every placement") {
       o.max_tokens = 16;
       o.prefetch_depth = depth;
       o.vram_budget = parse_budget("4GiB");
-      LlamaOffloadRunner runner(c, w, o, placements);
+      LlamaRunner runner(c, w, o, placements);
       CHECK(greedy(runner, prompt, 16) == expected);
     }
   }
@@ -141,9 +141,9 @@ TEST_CASE("a budget that cannot hold the model's minimum plan is refused with th
   LlamaRunnerOptions o;
   o.n_ctx = 64;
   o.vram_budget = parse_budget("64MiB");  // below the measured context overhead plus the margin
-  o.policy = LlamaPolicy::STREAM_ALL;
+  o.policy = Policy::STREAM_ALL;
   try {
-    LlamaOffloadRunner runner(c, w, o);
+    LlamaRunner runner(c, w, o);
     FAIL("expected BUDGET");
   } catch (const Error& e) {
     CHECK(e.category() == ErrorCategory::BUDGET);

@@ -9,9 +9,10 @@
 
 #include "ferry/error.hpp"
 #include "ferry/gguf.hpp"
-#include "ferry/llama_cpu.hpp"
-#include "ferry/model_maker.hpp"
-#include "ferry/offload/llama_runner.hpp"
+#include "ferry/models/llama/block.hpp"
+#include "ferry/models/model_maker.hpp"
+#include "ferry/models/llama/runner.hpp"
+#include "support/llama_reference.hpp"
 #include "support/seed.hpp"
 #include "support/temp_dir.hpp"
 
@@ -27,13 +28,13 @@ TEST_CASE("offload runner with CPU placements equals the CPU runner bit for bit"
   std::vector<int32_t> prompt;
   for (int i = 0; i < 11; ++i) prompt.push_back((i * 37 + 5) % static_cast<int32_t>(c.n_vocab));
 
-  LlamaCpuRunner cpu(c, w, 64, 8);
+  LlamaRunner cpu(c, w, test::cpu_runner_options(64, 8));
   LlamaRunnerOptions o;
   o.n_ctx = 64;
   o.max_tokens = 8;  // 11 tokens: two scheduler steps
   o.all_logits = true;
-  o.policy = LlamaPolicy::CPU_ALL;
-  LlamaOffloadRunner offload(c, w, o);
+  o.policy = Policy::CPU_ALL;
+  LlamaRunner offload(c, w, o);
   CHECK(offload.placement_summary() == "2 blocks: 2 cpu; output head: cpu");
 
   std::vector<float> a(prompt.size() * c.n_vocab), b(prompt.size() * c.n_vocab, NAN);
@@ -51,7 +52,7 @@ TEST_CASE("offload runner with CPU placements equals the CPU runner bit for bit"
   // Without all_logits the head keeps one row: the same last-token logits, and all-token requests are refused.
   LlamaRunnerOptions one_row = o;
   one_row.all_logits = false;
-  LlamaOffloadRunner lean(c, w, one_row);
+  LlamaRunner lean(c, w, one_row);
   std::vector<float> last(c.n_vocab, NAN), every(prompt.size() * c.n_vocab);
   lean.forward(prompt, 0, last, false);
   CHECK(std::equal(last.begin(), last.end(), a.end() - c.n_vocab));
@@ -59,10 +60,10 @@ TEST_CASE("offload runner with CPU placements equals the CPU runner bit for bit"
 }
 
 TEST_CASE("policies parse by name; unknown names are refused with the list") {
-  CHECK(parse_llama_policy("resident-first") == LlamaPolicy::RESIDENT_FIRST);
-  CHECK(parse_llama_policy("stream-all") == LlamaPolicy::STREAM_ALL);
+  CHECK(parse_policy("resident-first") == Policy::RESIDENT_FIRST);
+  CHECK(parse_policy("stream-all") == Policy::STREAM_ALL);
   try {
-    parse_llama_policy("fastest");
+    parse_policy("fastest");
     FAIL("expected an error");
   } catch (const Error& e) {
     CHECK(std::string(e.what()).find("resident-stream") != std::string::npos);

@@ -22,8 +22,8 @@
 #include "ferry/error.hpp"
 #include "ferry/gguf.hpp"
 #include "ferry/kernels/ref/quants.hpp"
-#include "ferry/model_maker.hpp"
-#include "ferry/model_presets.hpp"
+#include "ferry/models/model_maker.hpp"
+#include "ferry/models/model_presets.hpp"
 #include "support/random.hpp"
 #include "support/seed.hpp"
 

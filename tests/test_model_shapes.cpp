@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <fstream>
 
-#include "ferry/model_presets.hpp"
+#include "ferry/models/model_presets.hpp"
 #include "support/skip.hpp"
 
 using namespace ferry;

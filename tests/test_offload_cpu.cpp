@@ -11,10 +11,11 @@
 #include <vector>
 
 #include "ferry/error.hpp"
+#include "ferry/kernels/cpu/cpu_ops.hpp"
 #include "ferry/offload/gpu.hpp"
 #include "ferry/offload/host_pool.hpp"
 #include "ferry/offload/scheduler.hpp"
-#include "ferry/offload/synthetic_stack.hpp"
+#include "support/synthetic_stack.hpp"
 #include "support/seed.hpp"
 #include "support/temp_dir.hpp"
 #include "test_offload_support.hpp"
@@ -37,13 +38,14 @@ std::vector<Placement> all(size_t n, Placement p) { return std::vector<Placement
 
 // The layers' CPU forward called directly, in an arena of the same size as the scheduler's.
 std::vector<float> direct_cpu(const SyntheticStack& stack, std::vector<float> x, int64_t n_tokens, int threads) {
-  std::vector<float> ws(stack.layer(0).workspace_floats(n_tokens));
+  std::vector<float> ws(stack.layer(0).workspace_floats(n_tokens, Device::CPU));
+  CpuOps ops;
   tbb::task_arena arena(threads);
   for (size_t l = 0; l < stack.size(); ++l) {
     std::vector<QuantMatrixView> views;
     for (const WeightTensor& t : stack.layer(l).weights()) views.push_back(t.view);
     arena.execute([&] {
-      stack.layer(l).forward_cpu(views, x.data(), n_tokens, CpuLayerContext{ws.data(), ws.size(), nullptr});
+      stack.layer(l).forward(views, x.data(), StepContext{n_tokens}, LayerRun{&ops, ws.data(), ws.size(), nullptr});
     });
   }
   return x;
@@ -98,7 +100,7 @@ TEST_CASE("CPU placements through the scheduler match the float64 reference") {
     const MemoryReport report = scheduler.memory();
     CHECK_FALSE(report.uses_device);
     CHECK(report.arena_bytes == 0);
-    CHECK(report.host_bytes >= stack.layer(0).workspace_floats(13) * sizeof(float));
+    CHECK(report.host_bytes >= stack.layer(0).workspace_floats(13, Device::CPU) * sizeof(float));
   }
 }
 

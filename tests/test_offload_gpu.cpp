@@ -18,7 +18,7 @@
 #include "ferry/offload/device_memory.hpp"
 #include "ferry/offload/scheduler.hpp"
 #include "ferry/offload/size_parse.hpp"
-#include "ferry/offload/synthetic_stack.hpp"
+#include "support/synthetic_stack.hpp"
 #include "support/env_flag.hpp"
 #include "support/seed.hpp"
 #include "support/temp_dir.hpp"

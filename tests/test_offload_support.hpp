@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "ferry/kernels/ref/ops.hpp"
-#include "ferry/offload/synthetic_stack.hpp"
+#include "support/synthetic_stack.hpp"
 
 #include "support/asan.hpp"
 

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "ferry/error.hpp"
-#include "ferry/sampler.hpp"
+#include "ferry/text/sampler.hpp"
 #include "support/random.hpp"
 #include "support/seed.hpp"
 

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "ferry/error.hpp"
-#include "ferry/tokenizer.hpp"
+#include "ferry/text/tokenizer.hpp"
 
 using ferry::Tokenizer;
 using ferry::TokenizerKind;

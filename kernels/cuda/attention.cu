@@ -40,6 +40,7 @@
 #include "ferry/checked_math.hpp"
 #include "ferry/error.hpp"
 #include "ferry/kernels/cuda/check.cuh"
+#include "ferry/kernels/device_sizing.hpp"
 #include "reduce.cuh"
 
 namespace ferry::cuda {
@@ -49,52 +50,14 @@ using detail::block_max;
 using detail::block_sum;
 using detail::grid_for;
 
-constexpr uint64_t kScratchAlign = 256;
 constexpr int kSoftmaxThreads = 256;
 constexpr int kElementThreads = 256;
 constexpr double kLog2e = 1.4426950408889634073599246810019;
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-// Byte offsets of the chunked path's buffers inside the scratch for chunks of `chunk` query rows.
-struct ChunkLayout {
-  uint64_t qh = 0;       // FP16 [n_kv_head][chunk * group][head_dim]
-  uint64_t scores = 0;   // FP32 [n_kv_head][chunk * group][ld], ld = round_up(n_kv_eff, 8); P (FP16) overlays it
-  uint64_t o = 0;        // FP32 [n_kv_head][chunk * group][head_dim]
-  uint64_t inv_sum = 0;  // FP32 [n_kv_head][chunk * group]
-  uint64_t total = 0;
-  bool overflow = false;
-};
-
-ChunkLayout chunk_layout(const AttentionShape& s, int64_t chunk) {
-  ChunkLayout l;
-  const auto rows = checked_mul(static_cast<uint64_t>(chunk), static_cast<uint64_t>(s.n_head));
-  const uint64_t ld = static_cast<uint64_t>(round_up(s.n_kv, 8));
-  const uint64_t hd = static_cast<uint64_t>(s.head_dim);
-  uint64_t offset = 0;
-  auto place = [&](uint64_t& at, std::optional<uint64_t> bytes) {
-    if (!bytes) {
-      l.overflow = true;
-      return;
-    }
-    const auto aligned = checked_align_up(offset, kScratchAlign);
-    const auto end = aligned ? checked_add(*aligned, *bytes) : std::nullopt;
-    if (!end) {
-      l.overflow = true;
-      return;
-    }
-    at = *aligned;
-    offset = *end;
-  };
-  if (!rows) return ChunkLayout{.overflow = true};
-  place(l.qh, checked_mul(*rows, hd * 2));
-  const auto score_elems = checked_mul(*rows, ld);
-  place(l.scores, score_elems ? checked_mul(*score_elems, 4) : std::nullopt);
-  place(l.o, checked_mul(*rows, hd * 4));
-  place(l.inv_sum, checked_mul(*rows, 4));
-  l.total = offset;
-  return l;
-}
+using ChunkLayout = device_sizing::AttentionChunkLayout;
+ChunkLayout chunk_layout(const AttentionShape& s, int64_t chunk) { return device_sizing::attention_chunk_layout(s, chunk); }
 
 // Rows of C queries, one per (KV head, m): converts q [n_q, n_head, hd] rows q0 .. q0 + c - 1 into Qh.
 __global__ void pack_q_kernel(const float* q, __half* qh, int64_t q0, int64_t c, int n_head, int group, int hd) {
@@ -260,18 +223,10 @@ int64_t preferred_chunk(const AttentionShape& s) {
 
 }  // namespace
 
-bool attention_uses_decode(const AttentionShape& s) noexcept {
-  return s.n_q <= kAttentionDecodeMaxQueries && detail::decode_supported(s);
-}
+bool attention_uses_decode(const AttentionShape& s) noexcept { return device_sizing::attention_uses_decode(s); }
 
 size_t attention_scratch_bytes(const AttentionShape& s, int64_t chunk_rows) {
-  ferry::detail::check_attention("cuda::attention_scratch_bytes", s);
-  if (attention_uses_decode(s)) return detail::decode_scratch_bytes(s, kAttentionDecodeMaxSplits);
-  const ChunkLayout l = chunk_layout(s, std::clamp<int64_t>(chunk_rows, 1, std::max<int64_t>(s.n_q, 1)));
-  if (l.overflow)
-    fail(ErrorCategory::BUDGET, "cuda::attention_scratch_bytes: scratch for " + std::to_string(chunk_rows) +
-                                    " query rows of " + std::to_string(s.n_kv) + " keys overflows 64 bits");
-  return l.total;
+  return device_sizing::attention_scratch_bytes(s, chunk_rows);
 }
 
 int64_t attention_max_chunk(const AttentionShape& s, size_t scratch_bytes) {

@@ -24,6 +24,7 @@
 #include "ferry/error.hpp"
 #include "ferry/kernels/cuda/attention.cuh"
 #include "ferry/kernels/cuda/check.cuh"
+#include "ferry/kernels/device_sizing.hpp"
 #include "reduce.cuh"
 
 namespace ferry::cuda {
@@ -39,7 +40,6 @@ constexpr int kKeysPerStep = 4;           // keys a warp loads before using any 
 constexpr int64_t kMinKeysPerSplit = 64;  // below this a split's fixed costs outweigh the extra parallelism
 constexpr int kBlocksPerSm = 8;           // the split count aims at this many blocks per multiprocessor
 constexpr int kMaxGridQueries = 65535;    // gridDim.z; the kernel loops over the rest
-constexpr uint64_t kScratchAlign = 256;
 constexpr double kLog2e = 1.4426950408889634073599246810019;
 
 struct DecodeArgs {
@@ -235,33 +235,16 @@ int sm_count() {
   return std::max(count, 1);
 }
 
-struct DecodeScratchLayout {
-  uint64_t acc_offset = 0;
-  uint64_t total = 0;
-  bool overflow = false;
-};
-
+using DecodeScratchLayout = device_sizing::AttentionDecodeLayout;
 DecodeScratchLayout decode_layout(const AttentionShape& s, int64_t n_splits) {
-  DecodeScratchLayout l;
-  const auto rows =
-      checked_mul(static_cast<uint64_t>(s.n_q) * static_cast<uint64_t>(s.n_head), static_cast<uint64_t>(n_splits));
-  const auto ml_bytes = rows ? checked_mul(*rows, sizeof(float2)) : std::nullopt;
-  const auto acc_offset = ml_bytes ? checked_align_up(*ml_bytes, kScratchAlign) : std::nullopt;
-  const auto acc_bytes = rows ? checked_mul(*rows, static_cast<uint64_t>(s.head_dim) * sizeof(float)) : std::nullopt;
-  const auto total = acc_offset && acc_bytes ? checked_add(*acc_offset, *acc_bytes) : std::nullopt;
-  if (!total) return DecodeScratchLayout{.overflow = true};
-  l.acc_offset = *acc_offset;
-  l.total = *total;
-  return l;
+  return device_sizing::attention_decode_layout(s, n_splits);
 }
 
 }  // namespace
 
 namespace detail {
 
-bool decode_supported(const AttentionShape& s) noexcept {
-  return s.head_dim > 0 && s.head_dim % 2 == 0 && s.head_dim <= kAttentionDecodeMaxHeadDim;
-}
+bool decode_supported(const AttentionShape& s) noexcept { return device_sizing::attention_decode_supported(s); }
 
 size_t decode_scratch_bytes(const AttentionShape& s, int64_t n_splits) {
   const DecodeScratchLayout l = decode_layout(s, n_splits);

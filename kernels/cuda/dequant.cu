@@ -30,6 +30,7 @@
 #include "dequant_kernels.cuh"
 #include "ferry/error.hpp"
 #include "ferry/kernels/cuda/dequant.cuh"
+#include "ferry/kernels/device_sizing.hpp"
 
 namespace ferry::cuda {
 
@@ -96,28 +97,7 @@ void dequantize_to(GgmlType type, const void* src, Out* dst, int64_t n, cudaStre
 }  // namespace
 }  // namespace detail
 
-bool can_dequantize(GgmlType type) noexcept {
-  switch (type) {
-    case GgmlType::F32:
-    case GgmlType::F16:
-    case GgmlType::BF16:
-    case GgmlType::Q4_0:
-    case GgmlType::Q4_1:
-    case GgmlType::Q5_0:
-    case GgmlType::Q5_1:
-    case GgmlType::Q8_0:
-    case GgmlType::Q2_K:
-    case GgmlType::Q3_K:
-    case GgmlType::Q4_K:
-    case GgmlType::Q5_K:
-    case GgmlType::Q6_K:
-    case GgmlType::IQ4_NL:
-    case GgmlType::IQ4_XS:
-      return true;
-    default:
-      return false;
-  }
-}
+bool can_dequantize(GgmlType type) noexcept { return device_sizing::gpu_can_dequantize(type); }
 
 void dequantize_fp16(GgmlType type, const void* src, __half* dst, int64_t n, cudaStream_t stream) {
   detail::dequantize_to(type, src, dst, n, stream, "dequantize_fp16");

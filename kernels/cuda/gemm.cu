@@ -35,6 +35,8 @@
 // whose activations do not needs BF16 operands here.
 #include <cublasLt.h>
 
+#include "ferry/kernels/device_sizing.hpp"
+
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -180,10 +182,7 @@ int64_t min_tile_rows(const QuantMatrixView& w) { return std::min<int64_t>(w.n_r
 
 }  // namespace
 
-size_t gemm_min_weight_scratch(const QuantMatrixView& w) noexcept {
-  if (w.n_rows <= 0 || w.n_cols <= 0) return 0;
-  return static_cast<size_t>(min_tile_rows(w)) * static_cast<size_t>(w.n_cols);
-}
+size_t gemm_min_weight_scratch(const QuantMatrixView& w) noexcept { return device_sizing::gemm_min_weight_scratch(w); }
 
 void dequant_gemm(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, const GemmScratch& scratch,
                   cublasHandle_t /*cublas*/, cudaStream_t stream) {
@@ -244,7 +243,7 @@ void dequant_gemm(const QuantMatrixView& w, const float* x, int64_t n_tokens, fl
 }
 
 bool matmul_uses_gemv(const QuantMatrixView& w, int64_t n_tokens) noexcept {
-  return n_tokens >= 1 && n_tokens <= kGemvMaxTokens && gemv_supported(w.type) && detail::gemv_shape_supported(w);
+  return device_sizing::matmul_uses_gemv(w, n_tokens);
 }
 
 void matmul(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, const GemmScratch& scratch,

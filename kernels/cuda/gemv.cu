@@ -60,6 +60,7 @@
 #include "ferry/error.hpp"
 #include "ferry/kernels/cuda/dequant.cuh"
 #include "ferry/kernels/cuda/matmul.cuh"
+#include "ferry/kernels/device_sizing.hpp"
 #include "gemv_common.cuh"
 
 namespace ferry::cuda {
@@ -70,11 +71,7 @@ bool gemv_supported(GgmlType type) noexcept {
 
 namespace detail {
 // The float types are read in pseudo-blocks of 8 elements (one 16-byte vector of halves).
-bool gemv_shape_supported(const QuantMatrixView& w) noexcept {
-  if (!gemv_supported(w.type)) return false;
-  const bool is_float = w.type == GgmlType::F16 || w.type == GgmlType::BF16 || w.type == GgmlType::F32;
-  return !is_float || w.n_cols % 8 == 0;
-}
+bool gemv_shape_supported(const QuantMatrixView& w) noexcept { return device_sizing::gemv_shape_supported(w); }
 }  // namespace detail
 
 namespace {

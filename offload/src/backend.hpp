@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace ferry::detail {
@@ -12,5 +13,10 @@ bool probe_gpu(std::string* reason);
 // cudaHostAlloc; nullptr with the CUDA error's text on failure.
 void* pinned_alloc(size_t bytes, std::string* error);
 void pinned_free(void* data) noexcept;
+// The CUDA context overhead charged to every budget (device_memory_baseline: measured once per process); 0 without a
+// GPU or a CUDA backend.
+uint64_t context_overhead_bytes();
+// cudaGetDeviceProperties' name of the current device.
+std::string device_name();
 
 }  // namespace ferry::detail

@@ -15,4 +15,8 @@ void* pinned_alloc(size_t, std::string* error) {
 
 void pinned_free(void*) noexcept {}
 
+uint64_t context_overhead_bytes() { return 0; }
+
+std::string device_name() { return "none"; }
+
 }  // namespace ferry::detail

@@ -12,7 +12,7 @@ CpuRunner::CpuRunner(const EngineSetup& setup)
   for (size_t i = 0; i < setup.layers.size(); ++i) {
     HostBlock kv;
     if (setup.placements[i] == Placement::CPU) {
-      m_workspace_floats = std::max(m_workspace_floats, setup.layers[i]->workspace_floats(setup.options.max_tokens));
+      m_workspace_floats = std::max(m_workspace_floats, setup.demands[i].workspace_floats_cpu);
       const uint64_t kv_bytes = setup.layers[i]->kv_cache_bytes();
       kv = HostBlock::allocate(kv_bytes, false, false, &ignored);
       if (kv_bytes > 0) std::memset(kv.data(), 0, kv_bytes);
@@ -24,13 +24,13 @@ CpuRunner::CpuRunner(const EngineSetup& setup)
     m_output = HostBlock::allocate(setup.output_floats * sizeof(float), false, false, &ignored);
 }
 
-void CpuRunner::run(size_t index, float* x, int64_t n_tokens, int64_t step, StepStats& stats) {
+void CpuRunner::run(size_t index, float* x, const StepContext& step, int64_t step_index, StepStats& stats) {
   const Layer& layer = *m_setup.layers[index];
   const bool last = index + 1 == m_setup.layers.size();
-  const CpuLayerContext context{reinterpret_cast<float*>(m_workspace.data()), m_workspace_floats, m_kv[index].data(),
-                                last ? output() : nullptr};
+  const LayerRun run{&m_ops, reinterpret_cast<float*>(m_workspace.data()), m_workspace_floats, m_kv[index].data(),
+                     last ? output() : nullptr};
   std::span<const WeightTensor> tensors = layer.weights();
-  // Host views are the layer's own; QuantMatrixView is what forward_cpu takes, so copy them out once per layer into a
+  // Host views are the layer's own; QuantMatrixView is what forward takes, so copy them out once per layer into a
   // small fixed buffer rather than allocating per step.
   constexpr size_t kInline = 16;
   QuantMatrixView inline_views[kInline];
@@ -43,12 +43,12 @@ void CpuRunner::run(size_t index, float* x, int64_t n_tokens, int64_t step, Step
   for (size_t t = 0; t < tensors.size(); ++t) views[t] = tensors[t].view;
 
   const Clock::time_point begin = Clock::now();
-  m_arena.execute([&] { layer.forward_cpu({views, tensors.size()}, x, n_tokens, context); });
+  m_arena.execute([&] { layer.forward({views, tensors.size()}, x, step, run); });
   const Clock::time_point end = Clock::now();
   const double ms = std::chrono::duration<double, std::milli>(end - begin).count();
   stats.cpu_ms += ms;
   if (m_setup.trace != nullptr)
-    m_setup.trace->add({"cpu " + layer.name(), TraceTrack::CPU, micros_since(m_setup.epoch, begin), ms * 1e3, step,
+    m_setup.trace->add({"cpu " + layer.name(), TraceTrack::CPU, micros_since(m_setup.epoch, begin), ms * 1e3, step_index,
                         static_cast<int64_t>(index), 0});
 }
 
@@ -64,8 +64,8 @@ class CpuEngine final : public Engine {
  public:
   explicit CpuEngine(const EngineSetup& setup) : m_setup(setup), m_runner(setup) {}
 
-  void step(float* x, int64_t n_tokens, int64_t step_index, StepStats& stats) override {
-    for (size_t i = 0; i < m_setup.layers.size(); ++i) m_runner.run(i, x, n_tokens, step_index, stats);
+  void step(float* x, const StepContext& step, int64_t step_index, StepStats& stats) override {
+    for (size_t i = 0; i < m_setup.layers.size(); ++i) m_runner.run(i, x, step, step_index, stats);
   }
 
   const float* output() const override { return m_runner.output(); }

@@ -8,6 +8,8 @@
 #include <memory>
 #include <vector>
 
+#include "ferry/kernels/cpu/cpu_ops.hpp"
+#include "ferry/offload/demand.hpp"
 #include "ferry/offload/host_pool.hpp"
 #include "ferry/offload/scheduler.hpp"
 
@@ -19,6 +21,7 @@ struct EngineSetup {
   std::vector<const Layer*> layers;
   std::vector<Placement> placements;
   SchedulerOptions options;
+  std::vector<LayerDemand> demands;  // each layer's needs at max_tokens
   int64_t width = 0;
   size_t output_floats = 0;  // the last layer's output at max_tokens (0: the stack has no output)
   Clock::time_point epoch;         // time zero of the trace
@@ -35,7 +38,7 @@ class CpuRunner {
  public:
   explicit CpuRunner(const EngineSetup& setup);
   // Layer `index` on host activations x [n_tokens, width]; adds its time to stats.cpu_ms and records a CPU span.
-  void run(size_t index, float* x, int64_t n_tokens, int64_t step, StepStats& stats);
+  void run(size_t index, float* x, const StepContext& step, int64_t step_index, StepStats& stats);
   uint64_t host_bytes() const noexcept;
   // The host output buffer (setup.output_floats floats) when the last layer runs on the CPU, else null.
   float* output() const noexcept { return reinterpret_cast<float*>(m_output.data()); }
@@ -43,6 +46,7 @@ class CpuRunner {
  private:
   const EngineSetup& m_setup;
   tbb::task_arena m_arena;
+  CpuOps m_ops;
   HostBlock m_workspace;
   size_t m_workspace_floats = 0;
   std::vector<HostBlock> m_kv;  // per layer (empty block for GPU layers)
@@ -52,7 +56,7 @@ class CpuRunner {
 class Engine {
  public:
   virtual ~Engine() = default;
-  virtual void step(float* x, int64_t n_tokens, int64_t step_index, StepStats& stats) = 0;
+  virtual void step(float* x, const StepContext& step, int64_t step_index, StepStats& stats) = 0;
   virtual void report(MemoryReport& report) const = 0;
   // Host copy of the last layer's output after a step (setup.output_floats floats), or null without one.
   virtual const float* output() const = 0;
@@ -61,24 +65,10 @@ class Engine {
 std::unique_ptr<Engine> make_cpu_engine(const EngineSetup& setup);
 
 #if defined(FERRY_HAVE_CUDA)
-// Device-side sizes the plan needs, computed once from the layers and options (kernel tile minimums, GEMV or GEMM).
-struct GpuSizing {
-  uint64_t context_bytes = 0;        // measured overhead (device_memory_baseline)
-  size_t weight_tile_elems = 0;      // FP16 weight scratch
-  size_t activation_fp16_elems = 0;  // FP16 copy of a GEMM's input
-  size_t residual_floats = 0;        // x [max_tokens, width]
-  size_t workspace_floats = 0;       // the largest GPU layer's workspace at max_tokens
-  size_t output_floats = 0;          // the last layer's output, when that layer runs on the GPU
-};
-GpuSizing gpu_sizing(const std::vector<const Layer*>& layers, const std::vector<Placement>& placements,
-                     const SchedulerOptions& options);
 // Throws BUDGET (before any device allocation) when `input` does not fit the budget.
 std::unique_ptr<Engine> make_gpu_engine(const EngineSetup& setup, const MemoryPlanInput& input,
                                         const GpuSizing& sizing);
 #endif
 
-// The plan input for a setup, shared by LayerScheduler and scheduler_memory_input.
-MemoryPlanInput memory_input(const std::vector<const Layer*>& layers, const std::vector<Placement>& placements,
-                             const SchedulerOptions& options);
 
 }  // namespace ferry::detail

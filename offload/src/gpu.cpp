@@ -41,4 +41,8 @@ bool gpu_available() noexcept {
 
 std::string gpu_unavailable_reason() { return probe().available ? std::string() : probe().reason; }
 
+uint64_t gpu_context_overhead_bytes() { return detail::context_overhead_bytes(); }
+
+std::string gpu_name() { return gpu_available() ? detail::device_name() : "none"; }
+
 }  // namespace ferry

@@ -47,4 +47,23 @@ std::vector<QuantMatrixView> views_in_block(std::span<const WeightTensor> tensor
   return views;
 }
 
+std::vector<size_t> Layer::matmul_weights() const {
+  std::vector<size_t> out;
+  const std::span<const WeightTensor> w = weights();
+  for (size_t i = 0; i < w.size(); ++i)
+    if (w[i].view.n_rows > 1) out.push_back(i);
+  return out;
+}
+
+void check_layer_call(const Layer& layer, std::span<const QuantMatrixView> weights, const StepContext& step,
+                      const LayerRun& run) {
+  const size_t needed = run.ops ? layer.workspace_floats(step.n_tokens, run.ops->device()) : 0;
+  if (run.ops == nullptr || weights.size() != layer.weights().size() || run.workspace_floats < needed ||
+      (needed > 0 && run.workspace == nullptr))
+    fail(ErrorCategory::INTERNAL, "layer '" + layer.name() + "': forward given " + std::to_string(weights.size()) +
+                                      " weights and " + std::to_string(run.workspace_floats) +
+                                      " workspace floats, needs " + std::to_string(layer.weights().size()) + " and " +
+                                      std::to_string(needed) + (run.ops ? "" : " (and no ops)"));
+}
+
 }  // namespace ferry

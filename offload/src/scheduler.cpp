@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "backend.hpp"
 #include "engine.hpp"
 #include "ferry/error.hpp"
 #include "ferry/offload/gpu.hpp"
@@ -37,7 +38,7 @@ void check_arguments(const std::vector<const Layer*>& layers, const std::vector<
     if (layers[i] == nullptr)
       fail(ErrorCategory::INVALID_ARGUMENT, "scheduler: layer " + std::to_string(i) + " is null");
   for (size_t i = 0; i + 1 < layers.size(); ++i)
-    if (layers[i]->output_floats(options.max_tokens > 0 ? options.max_tokens : 1) > 0)
+    if (layers[i] != nullptr && layers[i]->output_floats(options.max_tokens > 0 ? options.max_tokens : 1) > 0)
       fail(ErrorCategory::INVALID_ARGUMENT, "scheduler: layer " + std::to_string(i) + " '" + layers[i]->name() +
                                                 "' has an output but is not the last layer");
   const int64_t width = layers[0]->width();
@@ -67,55 +68,12 @@ void check_arguments(const std::vector<const Layer*>& layers, const std::vector<
 
 }  // namespace
 
-namespace detail {
-
-MemoryPlanInput memory_input(const std::vector<const Layer*>& layers, const std::vector<Placement>& placements,
-                             const SchedulerOptions& options) {
-  MemoryPlanInput input;
-  input.staging_slots = options.prefetch_depth + 1;
-  input.margin = options.margin;
-  for (size_t i = 0; i < layers.size(); ++i)
-    input.layers.push_back({layer_layout(layers[i]->weights()).bytes, layers[i]->kv_cache_bytes(), placements[i]});
-  if (!any_gpu(placements)) return input;
-#if defined(FERRY_HAVE_CUDA)
-  const GpuSizing sizing = gpu_sizing(layers, placements, options);
-  input.context_bytes = sizing.context_bytes;
-  input.fp16_scratch_bytes = align_up(sizing.weight_tile_elems * 2) + align_up(sizing.activation_fp16_elems * 2);
-  input.activation_bytes = align_up(sizing.residual_floats * 4) + align_up(sizing.workspace_floats * 4) +
-                           align_up(sizing.output_floats * 4);
-  input.cublas_workspace_bytes = options.cublas_workspace_bytes;
-#endif
-  return input;
-}
-
-}  // namespace detail
-
-std::string HostMemoryNeed::describe() const {
-  return "KV cache " + format_size(kv_cache) + ", streamed-weight pool " + format_size(streamed_pool) + ", buffers " +
-         format_size(buffers);
-}
-
 HostMemoryNeed scheduler_host_memory(std::span<const Layer* const> layers, std::span<const Placement> placements,
                                      const SchedulerOptions& options) {
   std::vector<const Layer*> l(layers.begin(), layers.end());
   std::vector<Placement> p(placements.begin(), placements.end());
   check_arguments(l, p, options);
-  constexpr uint64_t kPage = 4096;
-  HostMemoryNeed need;
-  size_t workspace_floats = 0;
-  for (size_t i = 0; i < l.size(); ++i) {
-    if (p[i] == Placement::CPU) {
-      need.kv_cache += l[i]->kv_cache_bytes();
-      workspace_floats = std::max(workspace_floats, l[i]->workspace_floats(options.max_tokens));
-    } else if (p[i] == Placement::STREAMED) {
-      need.streamed_pool += align_up(layer_layout(l[i]->weights()).bytes, kPage);
-    }
-  }
-  const uint64_t output = l.back()->output_floats(options.max_tokens) * sizeof(float);
-  need.buffers = workspace_floats * sizeof(float) + output;
-  if (any_gpu(p))  // pinned step input/output and the pinned copy of a GPU layer's output
-    need.buffers += static_cast<uint64_t>(options.max_tokens) * l[0]->width() * sizeof(float) + output;
-  return need;
+  return host_memory_need(layer_demands(l, options.max_tokens), p, options);
 }
 
 MemoryPlanInput scheduler_memory_input(std::span<const Layer* const> layers, std::span<const Placement> placements,
@@ -123,22 +81,24 @@ MemoryPlanInput scheduler_memory_input(std::span<const Layer* const> layers, std
   std::vector<const Layer*> l(layers.begin(), layers.end());
   std::vector<Placement> p(placements.begin(), placements.end());
   check_arguments(l, p, options);
-  return detail::memory_input(l, p, options);
+  return memory_plan_input(layer_demands(l, options.max_tokens), p, options,
+                           any_gpu(p) ? detail::context_overhead_bytes() : 0);
 }
 
 LayerScheduler::LayerScheduler(std::vector<const Layer*> layers, std::vector<Placement> placements,
                                const SchedulerOptions& options)
     : m_impl(std::make_unique<Impl>()) {
   check_arguments(layers, placements, options);
+  detail::EngineSetup& setup = m_impl->setup;
+  setup.demands = layer_demands(layers, options.max_tokens);
   {
-    const HostMemoryNeed need = scheduler_host_memory(layers, placements, options);
+    const HostMemoryNeed need = host_memory_need(setup.demands, placements, options);
     const HostMemoryAvailable available = host_memory_available();
     if (need.total() > available.bytes)
       fail(ErrorCategory::BUDGET, "host memory: this placement needs " + format_size(need.total()) + " (" +
                                       need.describe() + "), but only " + format_size(available.bytes) +
                                       " can be taken (" + available.source + ")");
   }
-  detail::EngineSetup& setup = m_impl->setup;
   setup.width = layers[0]->width();
   setup.output_floats = layers.back()->output_floats(options.max_tokens);
   setup.layers = std::move(layers);
@@ -152,8 +112,9 @@ LayerScheduler::LayerScheduler(std::vector<const Layer*> layers, std::vector<Pla
     return;
   }
 #if defined(FERRY_HAVE_CUDA)
-  const detail::GpuSizing sizing = detail::gpu_sizing(setup.layers, setup.placements, setup.options);
-  MemoryPlanInput input = detail::memory_input(setup.layers, setup.placements, setup.options);
+  const GpuSizing sizing = gpu_sizing(setup.demands, setup.placements, setup.options);
+  const MemoryPlanInput input =
+      memory_plan_input(setup.demands, setup.placements, setup.options, detail::context_overhead_bytes());
   m_impl->engine = detail::make_gpu_engine(setup, input, sizing);
 #else
   fail(ErrorCategory::INTERNAL, "scheduler: GPU placement passed the checks in a build without CUDA");
@@ -175,8 +136,9 @@ LayerScheduler::~LayerScheduler() {
   m_impl->engine.reset();  // the engine refers to the setup; destroy it first
 }
 
-void LayerScheduler::step(float* x, int64_t n_tokens) {
+void LayerScheduler::step(float* x, const StepContext& step) {
   const detail::EngineSetup& setup = m_impl->setup;
+  const int64_t n_tokens = step.n_tokens;
   if (x == nullptr) fail(ErrorCategory::INVALID_ARGUMENT, "scheduler: step given no activations");
   if (n_tokens < 1 || n_tokens > setup.options.max_tokens)
     fail(ErrorCategory::INVALID_ARGUMENT, "scheduler: step over " + std::to_string(n_tokens) +
@@ -187,7 +149,7 @@ void LayerScheduler::step(float* x, int64_t n_tokens) {
   stats.step = m_impl->steps;
   stats.n_tokens = n_tokens;
   const auto begin = detail::Clock::now();
-  m_impl->engine->step(x, n_tokens, m_impl->steps, stats);
+  m_impl->engine->step(x, step, m_impl->steps, stats);
   stats.wall_ms = std::chrono::duration<double, std::milli>(detail::Clock::now() - begin).count();
   ++m_impl->steps;
 }

@@ -3,7 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <span>
 
-#include "ferry/gguf_writer.hpp"
+#include "ferry/atomic_file.hpp"
 
 namespace ferry {
 

@@ -5,7 +5,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "ferry/llama_model.hpp"
+#include "ferry/models/llama/model.hpp"
+#include "ferry/models/llama/runner.hpp"
 
 namespace ferry::test {
 
@@ -13,5 +14,16 @@ namespace ferry::test {
 // format does, so the comparison measures kernel error, not the cache format).
 std::vector<double> llama_reference_logits(const LlamaConfig& c, const LlamaWeights& w,
                                            const std::vector<int32_t>& tokens);
+
+// A runner with every layer on the CPU, a cache of n_ctx positions, prompts in chunks of `chunk` tokens and every
+// token's logits available: what the tests compare with the float64 reference.
+inline LlamaRunnerOptions cpu_runner_options(int64_t n_ctx, int64_t chunk) {
+  LlamaRunnerOptions o;
+  o.n_ctx = n_ctx;
+  o.max_tokens = chunk;
+  o.policy = Policy::CPU_ALL;
+  o.all_logits = true;
+  return o;
+}
 
 }  // namespace ferry::test

@@ -2,6 +2,8 @@
 #include <cuda_runtime.h>
 
 #include "../backend.hpp"
+#include "ferry/offload/device_memory.hpp"
+#include "ferry/offload/gpu.hpp"
 
 namespace ferry::detail {
 
@@ -34,6 +36,18 @@ void* pinned_alloc(size_t bytes, std::string* error) {
 
 void pinned_free(void* data) noexcept {
   if (data != nullptr) cudaFreeHost(data);
+}
+
+uint64_t context_overhead_bytes() { return gpu_available() ? device_memory_baseline().context_bytes : 0; }
+
+std::string device_name() {
+  int device = 0;
+  cudaDeviceProp props{};
+  if (cudaGetDevice(&device) != cudaSuccess || cudaGetDeviceProperties(&props, device) != cudaSuccess) {
+    cudaGetLastError();
+    return "unknown CUDA device";
+  }
+  return props.name;
 }
 
 }  // namespace ferry::detail

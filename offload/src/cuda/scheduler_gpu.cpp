@@ -45,6 +45,7 @@
 #include "../engine.hpp"
 #include "ferry/error.hpp"
 #include "ferry/kernels/cuda/check.cuh"
+#include "ferry/kernels/cuda/cuda_ops.cuh"
 #include "ferry/kernels/cuda/matmul.cuh"
 #include "ferry/offload/cuda/device_arena.hpp"
 #include "ferry/offload/cuda/raii.hpp"
@@ -74,18 +75,18 @@ class GpuEngine final : public Engine {
   GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const GpuSizing& sizing);
   ~GpuEngine() override;
 
-  void step(float* x, int64_t n_tokens, int64_t step_index, StepStats& stats) override;
+  void step(float* x, const StepContext& step, int64_t step_index, StepStats& stats) override;
   void report(MemoryReport& report) const override;
   const float* output() const override {
     return m_output != nullptr ? reinterpret_cast<const float*>(m_io_output.data()) : m_cpu.output();
   }
 
  private:
-  void run_step(float* x, int64_t n_tokens, int64_t step_index, StepStats& stats);
+  void run_step(float* x, const StepContext& step, int64_t step_index, StepStats& stats);
   void issue_copies_through(int64_t k);
   void record_anchor();
   void harvest(int64_t step_index, StepStats& stats);
-  GpuLayerContext context(size_t layer) const;
+  LayerRun run_of(size_t layer);
   size_t slots() const { return m_slots.size(); }
 
   const EngineSetup& m_setup;
@@ -116,6 +117,7 @@ class GpuEngine final : public Engine {
   void* m_cublas_workspace = nullptr;  // shared by cuBLAS (set on the handle) and cuBLASLt (via GemmScratch)
   void* m_weight_scratch = nullptr;
   void* m_activation_scratch = nullptr;
+  std::unique_ptr<CudaOps> m_ops;  // every GPU layer's ops: the compute stream, the handle, the scratch above
 };
 
 GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const GpuSizing& sizing)
@@ -138,6 +140,14 @@ GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const Gpu
   m_weight_scratch = m_arena.allocate(MemoryCategory::FP16_SCRATCH, sizing.weight_tile_elems * 2, "fp16 weight tile");
   m_activation_scratch =
       m_arena.allocate(MemoryCategory::FP16_SCRATCH, sizing.activation_fp16_elems * 2, "fp16 activations");
+  cuda::GemmScratch scratch;
+  scratch.weight = static_cast<__half*>(m_weight_scratch);
+  scratch.weight_elems = sizing.weight_tile_elems;
+  scratch.activations = static_cast<__half*>(m_activation_scratch);
+  scratch.activation_elems = sizing.activation_fp16_elems;
+  scratch.workspace = m_cublas_workspace;
+  scratch.workspace_bytes = opt.cublas_workspace_bytes;
+  m_ops = std::make_unique<CudaOps>(m_compute.get(), m_cublas.get(), scratch);
 
   // Streamed layers: the pinned pool (filled now, from the layers' host bytes) and S slots of the largest one.
   std::vector<std::span<const WeightTensor>> streamed;
@@ -204,21 +214,14 @@ GpuEngine::~GpuEngine() {
   if (m_copy) cudaStreamSynchronize(m_copy.get());
 }
 
-GpuLayerContext GpuEngine::context(size_t layer) const {
-  GpuLayerContext c;
-  c.stream = m_compute.get();
-  c.cublas = m_cublas.get();
-  c.cublas_workspace = m_cublas_workspace;
-  c.cublas_workspace_bytes = m_setup.options.cublas_workspace_bytes;
-  c.fp16_weight_scratch = m_weight_scratch;
-  c.fp16_weight_scratch_elems = m_sizing.weight_tile_elems;
-  c.fp16_activation_scratch = m_activation_scratch;
-  c.fp16_activation_scratch_elems = m_sizing.activation_fp16_elems;
-  c.workspace = m_workspace;
-  c.workspace_floats = m_sizing.workspace_floats;
-  c.kv_cache = m_layers[layer].kv;
-  if (layer + 1 == m_layers.size()) c.output = m_output;
-  return c;
+LayerRun GpuEngine::run_of(size_t layer) {
+  LayerRun run;
+  run.ops = m_ops.get();
+  run.workspace = m_workspace;
+  run.workspace_floats = m_sizing.workspace_floats;
+  run.kv_cache = m_layers[layer].kv;
+  if (layer + 1 == m_layers.size()) run.output = m_output;
+  return run;
 }
 
 void GpuEngine::issue_copies_through(int64_t last) {
@@ -242,9 +245,9 @@ void GpuEngine::record_anchor() {
   m_anchor_valid = true;
 }
 
-void GpuEngine::step(float* x, int64_t n_tokens, int64_t step_index, StepStats& stats) {
+void GpuEngine::step(float* x, const StepContext& step, int64_t step_index, StepStats& stats) {
   try {
-    run_step(x, n_tokens, step_index, stats);
+    run_step(x, step, step_index, stats);
   } catch (...) {
     // A layer or CUDA call failed mid-step: let the work already enqueued finish (it may read the slots, the pool and
     // io), and forget the copies issued so far, so a later step starts its streaming from the first layer again
@@ -257,7 +260,8 @@ void GpuEngine::step(float* x, int64_t n_tokens, int64_t step_index, StepStats& 
   }
 }
 
-void GpuEngine::run_step(float* x, int64_t n_tokens, int64_t step_index, StepStats& stats) {
+void GpuEngine::run_step(float* x, const StepContext& step, int64_t step_index, StepStats& stats) {
+  const int64_t n_tokens = step.n_tokens;
   cudaStream_t compute = m_compute.get();
   const size_t x_bytes = static_cast<size_t>(n_tokens * m_setup.width) * sizeof(float);
   auto* io = reinterpret_cast<float*>(m_io.data());
@@ -277,14 +281,14 @@ void GpuEngine::run_step(float* x, int64_t n_tokens, int64_t step_index, StepSta
         issue_copies_through(k + static_cast<int64_t>(slots()) - 1);
         FERRY_CUDA_CHECK(cudaStreamWaitEvent(compute, m_copies[static_cast<size_t>(k)].end.get(), 0));
         FERRY_CUDA_CHECK(cudaEventRecord(g.begin.get(), compute));
-        layer.forward_gpu(g.slot_views[slot], m_x, n_tokens, context(i));
+        layer.forward(g.slot_views[slot], m_x, step, run_of(i));
         FERRY_CUDA_CHECK(cudaEventRecord(g.end.get(), compute));
         FERRY_CUDA_CHECK(cudaEventRecord(m_slot_free[slot].get(), compute));
         break;
       }
       case Placement::RESIDENT:
         FERRY_CUDA_CHECK(cudaEventRecord(g.begin.get(), compute));
-        layer.forward_gpu(g.resident_views, m_x, n_tokens, context(i));
+        layer.forward(g.resident_views, m_x, step, run_of(i));
         FERRY_CUDA_CHECK(cudaEventRecord(g.end.get(), compute));
         break;
       case Placement::CPU: {
@@ -299,7 +303,7 @@ void GpuEngine::run_step(float* x, int64_t n_tokens, int64_t step_index, StepSta
           m_setup.trace->add({"wait for " + layer.name() + " input", TraceTrack::HOST,
                               micros_since(m_setup.epoch, wait_begin), wait_ms * 1e3, step_index,
                               static_cast<int64_t>(i), 0});
-        m_cpu.run(i, io, n_tokens, step_index, stats);
+        m_cpu.run(i, io, step, step_index, stats);
         FERRY_CUDA_CHECK(cudaMemcpyAsync(m_x, io, x_bytes, cudaMemcpyHostToDevice, compute));
         break;
       }
@@ -366,33 +370,6 @@ void GpuEngine::report(MemoryReport& r) const {
 }
 
 }  // namespace
-
-GpuSizing gpu_sizing(const std::vector<const Layer*>& layers, const std::vector<Placement>& placements,
-                     const SchedulerOptions& options) {
-  GpuSizing s;
-  s.context_bytes = device_memory_baseline().context_bytes;
-  const auto t = static_cast<size_t>(options.max_tokens);
-  s.residual_floats = t * static_cast<size_t>(layers[0]->width());
-  if (placements.back() != Placement::CPU) s.output_floats = layers.back()->output_floats(options.max_tokens);
-  const size_t cap_elems = options.fp16_scratch_limit / 2;
-  for (size_t i = 0; i < layers.size(); ++i) {
-    if (placements[i] == Placement::CPU) continue;
-    s.workspace_floats = std::max(s.workspace_floats, layers[i]->workspace_floats(options.max_tokens));
-    // Matrices (more than one row) go through cuda::matmul: GEMV needs no scratch, dequant_gemm a weight tile and an
-    // FP16 copy of the input.
-    for (const WeightTensor& w : layers[i]->weights()) {
-      if (w.view.n_rows <= 1) continue;
-      // Steps run 1..max_tokens tokens; a matrix needs GEMM scratch if any of them takes the GEMM.
-      const bool gemm = !cuda::matmul_uses_gemv(w.view, 1) || !cuda::matmul_uses_gemv(w.view, options.max_tokens);
-      if (!gemm) continue;
-      const size_t elems = static_cast<size_t>(w.view.n_rows) * static_cast<size_t>(w.view.n_cols);
-      const size_t tile = std::min(elems, std::max(cuda::gemm_min_weight_scratch(w.view), cap_elems));
-      s.weight_tile_elems = std::max(s.weight_tile_elems, tile);
-      s.activation_fp16_elems = std::max(s.activation_fp16_elems, t * static_cast<size_t>(w.view.n_cols));
-    }
-  }
-  return s;
-}
 
 std::unique_ptr<Engine> make_gpu_engine(const EngineSetup& setup, const MemoryPlanInput& input,
                                         const GpuSizing& sizing) {

@@ -1,27 +1,27 @@
-// The unit the scheduler moves and runs: a layer of a model (a llama block, a Flux block, or the synthetic layer of
-// synthetic_stack.hpp). A layer declares the weights it needs as named tensors (host bytes + geometry); the scheduler
-// decides where those bytes live (arena, staging slot, host) and hands the layer views of them on the device it runs
-// on. The residual stream x [T, width] float32 goes in and comes out in place; anything else the layer needs per step
-// comes from the workspace the scheduler reserved for it (workspace_floats), so a step allocates nothing.
+// The unit the scheduler moves and runs: a layer of a model (a llama block, a Flux block, a test's synthetic layer).
+// A layer declares the weights it needs as named tensors (host bytes + geometry) and what else it needs for a step of
+// T tokens (workspace, KV cache, output); the scheduler decides where the bytes live (arena, staging slot, host) and
+// calls forward() with views of them on the device the layer runs on and the Ops of that device. A layer is written
+// once, over Ops: the same forward() runs on the CPU and on the GPU.
 //
-// No CUDA header here: the GPU context carries opaque handles (cudaStream_t is CUstream_st*, cublasHandle_t is
-// cublasContext*), so CPU-only code can include this and implement forward_cpu alone.
+// The residual stream x [T, width] float32 goes in and comes out in place; anything else the layer needs per step
+// comes from the workspace the scheduler reserved for it, so a step allocates nothing. Per-step inputs (the position
+// of the first token, whether every token's output is wanted) come in the StepContext, the same for every layer.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "ferry/kernels/matrix.hpp"
-
-struct CUstream_st;
-struct cublasContext;
+#include "ferry/kernels/ops.hpp"
 
 namespace ferry {
 
 // One weight tensor: `view.data` points at its bytes in host memory (the mapped file or memory the model owns);
-// F32/F16 vectors are views with n_rows = 1.
+// F32/F16 vectors are views with n_rows = 1. A layer built only to be sized (from a file's header) has null data.
 struct WeightTensor {
   std::string name;
   QuantMatrixView view;
@@ -40,30 +40,20 @@ LayerLayout layer_layout(std::span<const WeightTensor> tensors);
 std::vector<QuantMatrixView> views_in_block(std::span<const WeightTensor> tensors, const LayerLayout& layout,
                                             const void* block);
 
-// What forward_gpu gets besides its weights and x. All pointers are device pointers into the arena.
-struct GpuLayerContext {
-  CUstream_st* stream = nullptr;        // the compute stream: enqueue everything here, never synchronize
-  cublasContext* cublas = nullptr;      // bound to `stream`, workspace from the arena
-  // The same arena workspace, for cuBLASLt calls (cuda::GemmScratch::workspace): every GEMM runs on `stream`, one after
-  // another, so cuBLAS and cuBLASLt can share it.
-  void* cublas_workspace = nullptr;
-  size_t cublas_workspace_bytes = 0;
-  void* fp16_weight_scratch = nullptr;  // __half elements: a tile of dequantized weight for dequant_gemm
-  size_t fp16_weight_scratch_elems = 0;
-  void* fp16_activation_scratch = nullptr;  // __half elements: x converted to FP16 for dequant_gemm
-  size_t fp16_activation_scratch_elems = 0;
-  float* workspace = nullptr;  // workspace_floats(n_tokens) floats, contents undefined on entry
-  size_t workspace_floats = 0;
-  void* kv_cache = nullptr;  // kv_cache_bytes() bytes, this layer's own
-  float* output = nullptr;   // output_floats(n_tokens) floats (device), for the layer that has an output
+// What one step is, for every layer of the stack.
+struct StepContext {
+  int64_t n_tokens = 0;
+  int64_t pos0 = 0;         // position of the step's first token (layers with a KV cache)
+  bool all_logits = false;  // the stack's output for every token, not only the last (perplexity, tests)
 };
 
-// What forward_cpu gets: host pointers. Runs inside the scheduler's oneTBB task_arena.
-struct CpuLayerContext {
-  float* workspace = nullptr;
+// Where a layer runs this step: the device's ops and the memory the scheduler reserved for the layer there.
+struct LayerRun {
+  Ops* ops = nullptr;
+  float* workspace = nullptr;  // workspace_floats(n_tokens, device) floats, contents undefined on entry
   size_t workspace_floats = 0;
-  void* kv_cache = nullptr;
-  float* output = nullptr;  // output_floats(n_tokens) floats (host), for the layer that has an output
+  void* kv_cache = nullptr;  // kv_cache_bytes() bytes, this layer's own, on the device it runs on
+  float* output = nullptr;   // output_floats(n_tokens) floats, for the layer that has an output
 };
 
 class Layer {
@@ -71,25 +61,31 @@ class Layer {
   virtual ~Layer() = default;
 
   virtual const std::string& name() const = 0;
-  // The tensors the layer reads, in the order forward_* receives their views. Host bytes stay valid while the layer
+  // The tensors the layer reads, in the order forward() receives their views. Host bytes stay valid while the layer
   // lives (the scheduler copies them at construction; CPU layers read them in place every step).
   virtual std::span<const WeightTensor> weights() const = 0;
   // Elements per token of the residual stream.
   virtual int64_t width() const = 0;
-  // Float32 scratch for a call over n_tokens tokens (the same on both devices).
-  virtual size_t workspace_floats(int64_t n_tokens) const = 0;
+  // Float32 scratch for a step of up to n_tokens tokens on `device` (a workspace sized for T serves every smaller
+  // step).
+  virtual size_t workspace_floats(int64_t n_tokens, Device device) const = 0;
   // Per-layer KV cache (zero for layers without attention).
   virtual uint64_t kv_cache_bytes() const { return 0; }
   // Floats the layer writes besides the residual stream (a model's logits); only the last layer of a stack may have
-  // an output. The scheduler reserves it where the layer runs and hands it back after the step (output()).
+  // an output. The scheduler reserves it where the layer runs and hands it back after the step.
   virtual size_t output_floats(int64_t /*n_tokens*/) const { return 0; }
+  // Indices into weights() of the matrices forward() passes to Ops::matmul / matmul_batch: on the GPU each may need
+  // GEMM scratch. Default: every tensor of more than one row.
+  virtual std::vector<size_t> matmul_weights() const;
 
-  // x: device [n_tokens, width()], updated in place; weights: weights() re-pointed at device memory.
-  virtual void forward_gpu(std::span<const QuantMatrixView> weights, float* x, int64_t n_tokens,
-                           const GpuLayerContext& context) const = 0;
-  // x: host [n_tokens, width()], updated in place; weights: weights() as they are (host memory).
-  virtual void forward_cpu(std::span<const QuantMatrixView> weights, float* x, int64_t n_tokens,
-                           const CpuLayerContext& context) const = 0;
+  // x: [step.n_tokens, width()] on the device of run.ops, updated in place; weights: weights() re-pointed at memory
+  // of that device.
+  virtual void forward(std::span<const QuantMatrixView> weights, float* x, const StepContext& step,
+                       const LayerRun& run) const = 0;
 };
+
+// Checks a forward() call's weights and workspace against what the layer declared; INTERNAL naming the layer.
+void check_layer_call(const Layer& layer, std::span<const QuantMatrixView> weights, const StepContext& step,
+                      const LayerRun& run);
 
 }  // namespace ferry

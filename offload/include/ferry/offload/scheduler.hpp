@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "ferry/offload/demand.hpp"
 #include "ferry/offload/host_pool.hpp"
 #include "ferry/offload/layer.hpp"
 #include "ferry/offload/memory_plan.hpp"
@@ -22,14 +23,10 @@
 
 namespace ferry {
 
-struct SchedulerOptions {
+// StackOptions (demand.hpp): max_tokens (the largest T a step gets), prefetch_depth (1..4 layers copied ahead of
+// compute: S = prefetch_depth + 1 staging slots), the margin, the FP16 tile cap and the cuBLAS workspace.
+struct SchedulerOptions : StackOptions {
   uint64_t vram_budget = 0;  // bytes the process may hold on the device (design.md §3); needed when a layer is GPU
-  int64_t max_tokens = 1;    // the largest T a step will get: sizes activations and scratch
-  int prefetch_depth = 1;    // 1..4 layers copied ahead of compute: S = prefetch_depth + 1 staging slots
-  MarginPolicy margin;
-  uint64_t fp16_scratch_limit = uint64_t{64} << 20;      // cap on the dequantized-weight tile (the kernel's
-                                                         // minimum tile wins if larger)
-  uint64_t cublas_workspace_bytes = uint64_t{32} << 20;  // cuBLAS's recommendation for Hopper
   int cpu_threads = 0;                // threads of the oneTBB arena that runs CPU layers; 0: all cores
   bool prefetch_across_steps = true;  // at the end of a step, start copying the next step's first layers
   bool simulate_pin_failure = false;  // test hook: the pinned pool falls back to pageable memory
@@ -75,8 +72,9 @@ class LayerScheduler {
   LayerScheduler& operator=(LayerScheduler&&) noexcept;
   ~LayerScheduler();
 
-  // x: host [n_tokens, width], 1 <= n_tokens <= max_tokens; run through every layer in order, in place.
-  void step(float* x, int64_t n_tokens);
+  // x: host [step.n_tokens, width], 1 <= n_tokens <= max_tokens; run through every layer in order, in place.
+  void step(float* x, const StepContext& step);
+  void step(float* x, int64_t n_tokens) { step(x, StepContext{n_tokens}); }
 
   const StepStats& last_step() const noexcept;
   // The last layer's output of the last step (Layer::output_floats of its token count), on the host; empty when the
@@ -95,14 +93,7 @@ class LayerScheduler {
   std::unique_ptr<Impl> m_impl;
 };
 
-// Host memory the scheduler reserves at construction for these arguments, by use.
-struct HostMemoryNeed {
-  uint64_t kv_cache = 0;       // KV caches of the CPU layers
-  uint64_t streamed_pool = 0;  // the STREAMED layers' weights, copied into the (pinned) pool
-  uint64_t buffers = 0;        // CPU workspace, activation and output buffers
-  uint64_t total() const noexcept { return kv_cache + streamed_pool + buffers; }
-  std::string describe() const;  // "KV cache 1.00 GiB, streamed-weight pool 3.00 GiB, buffers 12.00 MiB"
-};
+// Host memory the scheduler reserves at construction for these arguments (host_memory_need of their demands).
 HostMemoryNeed scheduler_host_memory(std::span<const Layer* const> layers, std::span<const Placement> placements,
                                      const SchedulerOptions& options);
 

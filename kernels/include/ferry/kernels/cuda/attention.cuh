@@ -16,16 +16,17 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "ferry/kernels/device_sizing.hpp"
 #include "ferry/kernels/matrix.hpp"
 
 namespace ferry::cuda {
 
 // attention() takes the decode path up to this many queries (token generation, small speculative batches).
-inline constexpr int64_t kAttentionDecodeMaxQueries = 8;
+inline constexpr int64_t kAttentionDecodeMaxQueries = device_sizing::kAttentionDecodeMaxQueries;
 // The decode kernel's limits; other shapes take the chunked path whatever n_q is.
-inline constexpr int64_t kAttentionDecodeMaxHeadDim = 256;  // even head_dim only
+inline constexpr int64_t kAttentionDecodeMaxHeadDim = device_sizing::kAttentionDecodeMaxHeadDim;  // even head_dim only
 // The most KV splits the decode path uses (partials scratch grows with it).
-inline constexpr int64_t kAttentionDecodeMaxSplits = 64;
+inline constexpr int64_t kAttentionDecodeMaxSplits = device_sizing::kAttentionDecodeMaxSplits;
 
 // Device scratch sub-allocated by the caller (the arena); 256-byte aligned. The chunked path needs at least
 // attention_scratch_bytes(shape, 1) for a shape that does not take the decode path (for one that does, that call

@@ -13,11 +13,12 @@
 #include <cstdint>
 #include <span>
 
+#include "ferry/kernels/device_sizing.hpp"
 #include "ferry/kernels/matrix.hpp"
 
 namespace ferry::cuda {
 
-inline constexpr int64_t kGemvMaxTokens = 8;
+inline constexpr int64_t kGemvMaxTokens = device_sizing::kGemvMaxTokens;
 
 bool gemv_supported(GgmlType type) noexcept;
 void quant_gemv(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, cudaStream_t stream);
@@ -39,7 +40,7 @@ struct GemmScratch {
 };
 inline constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
 // Weight tiles are a multiple of this many rows (or the whole matrix), so every tile's output starts 256-byte aligned.
-inline constexpr int64_t kGemmTileRowMultiple = 64;
+inline constexpr int64_t kGemmTileRowMultiple = device_sizing::kGemmTileRowMultiple;
 // The smallest weight scratch dequant_gemm accepts for this matrix (one tile of rows), in elements.
 size_t gemm_min_weight_scratch(const QuantMatrixView& w) noexcept;
 // The activation scratch dequant_gemm needs for n_tokens rows of x, in elements.

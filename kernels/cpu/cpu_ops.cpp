@@ -1,0 +1,62 @@
+#include "ferry/kernels/cpu/cpu_ops.hpp"
+
+#include <string>
+
+#include "ferry/error.hpp"
+#include "ferry/half.hpp"
+#include "ferry/kernels/cpu/ops.hpp"
+
+namespace ferry {
+
+void Ops::matmul_batch(std::span<const QuantMatrixView> ws, const float* x, int64_t n_tokens,
+                       std::span<float* const> ys) {
+  if (ws.size() != ys.size())
+    fail(ErrorCategory::INVALID_ARGUMENT, "matmul_batch: " + std::to_string(ws.size()) + " matrices but " +
+                                              std::to_string(ys.size()) + " outputs");
+  for (size_t i = 0; i < ws.size(); ++i) matmul(ws[i], x, n_tokens, ys[i]);
+}
+
+void CpuOps::matmul(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y) {
+  cpu::matmul(w, x, n_tokens, y);
+}
+
+void CpuOps::rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64_t n, float eps) {
+  cpu::rms_norm(x, weight, y, rows, n, eps);
+}
+
+void CpuOps::layer_norm(const float* x, float* y, int64_t rows, int64_t n, float eps) {
+  cpu::layer_norm(x, y, rows, n, eps);
+}
+
+void CpuOps::positions(int32_t* dst, int64_t n, int64_t start) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<int32_t>(start + i);
+}
+
+void CpuOps::rope(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const int32_t* positions,
+                  float freq_base, RopeMode mode) {
+  cpu::rope(x, n_tokens, n_head, head_dim, positions, freq_base, mode);
+}
+
+void CpuOps::store_kv(const float* k, const float* v, uint16_t* k_cache, uint16_t* v_cache, int64_t n_tokens,
+                      int64_t pos0, int64_t row_width, int64_t capacity) {
+  if (pos0 < 0 || n_tokens < 0 || pos0 > capacity - n_tokens)
+    fail(ErrorCategory::INVALID_ARGUMENT, "store_kv: rows " + std::to_string(pos0) + " .. " +
+                                              std::to_string(pos0 + n_tokens - 1) + " do not fit a cache of " +
+                                              std::to_string(capacity) + " rows");
+  const int64_t count = n_tokens * row_width;
+  for (int64_t i = 0; i < count; ++i) {
+    k_cache[pos0 * row_width + i] = fp32_to_fp16(k[i]);
+    v_cache[pos0 * row_width + i] = fp32_to_fp16(v[i]);
+  }
+}
+
+void CpuOps::attention(const AttentionShape& shape, const float* q, const uint16_t* k, const uint16_t* v, float* out,
+                       std::span<std::byte> /*scratch*/) {
+  cpu::attention(shape, q, k, v, out);
+}
+
+void CpuOps::silu_mul(const float* gate, const float* up, float* y, int64_t n) { cpu::silu_mul(gate, up, y, n); }
+void CpuOps::gelu_tanh(const float* x, float* y, int64_t n) { cpu::gelu_tanh(x, y, n); }
+void CpuOps::add(const float* a, const float* b, float* y, int64_t n) { cpu::add(a, b, y, n); }
+
+}  // namespace ferry

@@ -1,0 +1,42 @@
+// Ops on the GPU: the ferry::cuda kernels over device pointers, enqueued on one stream (never synchronising), GEMMs
+// through cuBLAS with the caller's FP16 scratch and workspace.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "ferry/kernels/cuda/matmul.cuh"
+#include "ferry/kernels/ops.hpp"
+
+namespace ferry {
+
+class CudaOps final : public Ops {
+ public:
+  CudaOps(cudaStream_t stream, cublasHandle_t cublas, const cuda::GemmScratch& scratch)
+      : m_stream(stream), m_cublas(cublas), m_scratch(scratch) {}
+
+  Device device() const noexcept override { return Device::GPU; }
+  cudaStream_t stream() const noexcept { return m_stream; }
+  void matmul(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y) override;
+  void matmul_batch(std::span<const QuantMatrixView> ws, const float* x, int64_t n_tokens,
+                    std::span<float* const> ys) override;
+  void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64_t n, float eps) override;
+  void layer_norm(const float* x, float* y, int64_t rows, int64_t n, float eps) override;
+  void positions(int32_t* dst, int64_t n, int64_t start) override;
+  void rope(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const int32_t* positions, float freq_base,
+            RopeMode mode) override;
+  void store_kv(const float* k, const float* v, uint16_t* k_cache, uint16_t* v_cache, int64_t n_tokens, int64_t pos0,
+                int64_t row_width, int64_t capacity) override;
+  void attention(const AttentionShape& shape, const float* q, const uint16_t* k, const uint16_t* v, float* out,
+                 std::span<std::byte> scratch) override;
+  void silu_mul(const float* gate, const float* up, float* y, int64_t n) override;
+  void gelu_tanh(const float* x, float* y, int64_t n) override;
+  void add(const float* a, const float* b, float* y, int64_t n) override;
+
+ private:
+  cudaStream_t m_stream;
+  cublasHandle_t m_cublas;
+  cuda::GemmScratch m_scratch;
+};
+
+}  // namespace ferry

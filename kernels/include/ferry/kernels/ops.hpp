@@ -1,0 +1,47 @@
+// The op vocabulary a model block is written over, bound to a backend: CpuOps (host pointers, Eigen + oneTBB on the
+// caller's task arena) and CudaOps (device pointers, one stream, cuBLAS, the scheduler's scratch). A block written once
+// against Ops runs on the CPU and on the GPU from the same source; the scheduler hands each layer the Ops of the device
+// the layer runs on. Every op has the contract of its reference in ferry/kernels/ref/ops.hpp (shapes, layouts,
+// numerics); the backends differ only in where the pointers point and in rounding.
+//
+// KV caches hold FP16 values as uint16_t bit patterns on both backends.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "ferry/kernels/matrix.hpp"
+
+namespace ferry {
+
+enum class Device : uint8_t { CPU, GPU };
+
+class Ops {
+ public:
+  virtual ~Ops() = default;
+  virtual Device device() const noexcept = 0;
+
+  // y [T, rows] = x [T, cols] · wᵀ (w in GGML layout, any supported type).
+  virtual void matmul(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y) = 0;
+  // Several matrices reading the same x (q, k, v; gate, up): one launch where the backend can fuse them.
+  virtual void matmul_batch(std::span<const QuantMatrixView> ws, const float* x, int64_t n_tokens,
+                            std::span<float* const> ys);
+  virtual void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64_t n, float eps) = 0;
+  virtual void layer_norm(const float* x, float* y, int64_t rows, int64_t n, float eps) = 0;
+  // dst[i] = start + i, i < n: the token positions of a step.
+  virtual void positions(int32_t* dst, int64_t n, int64_t start) = 0;
+  virtual void rope(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const int32_t* positions,
+                    float freq_base, RopeMode mode) = 0;
+  // Rows pos0 .. pos0 + n_tokens - 1 of the caches ([capacity, row_width] FP16) become k and v, rounded to nearest.
+  virtual void store_kv(const float* k, const float* v, uint16_t* k_cache, uint16_t* v_cache, int64_t n_tokens,
+                        int64_t pos0, int64_t row_width, int64_t capacity) = 0;
+  // `scratch`: device bytes for the GPU's attention paths (device_sizing::attention_scratch_bytes); the CPU needs none.
+  virtual void attention(const AttentionShape& shape, const float* q, const uint16_t* k, const uint16_t* v, float* out,
+                         std::span<std::byte> scratch) = 0;
+  virtual void silu_mul(const float* gate, const float* up, float* y, int64_t n) = 0;
+  virtual void gelu_tanh(const float* x, float* y, int64_t n) = 0;
+  virtual void add(const float* a, const float* b, float* y, int64_t n) = 0;
+};
+
+}  // namespace ferry

@@ -1,0 +1,117 @@
+#include "ferry/offload/demand.hpp"
+
+#include <algorithm>
+
+#include "ferry/error.hpp"
+#include "ferry/kernels/device_sizing.hpp"
+#include "ferry/offload/size_parse.hpp"
+
+namespace ferry {
+namespace {
+
+bool any_gpu(std::span<const Placement> placements) {
+  return std::any_of(placements.begin(), placements.end(), [](Placement p) { return p != Placement::CPU; });
+}
+
+void check_sizes(std::span<const LayerDemand> layers, std::span<const Placement> placements) {
+  if (layers.empty() || layers.size() != placements.size())
+    fail(ErrorCategory::INVALID_ARGUMENT, "memory demand: " + std::to_string(layers.size()) + " layers and " +
+                                              std::to_string(placements.size()) + " placements");
+}
+
+}  // namespace
+
+LayerDemand layer_demand(const Layer& layer, int64_t max_tokens) {
+  LayerDemand d;
+  d.name = layer.name();
+  d.width = layer.width();
+  d.weight_bytes = layer_layout(layer.weights()).bytes;
+  d.kv_cache_bytes = layer.kv_cache_bytes();
+  d.workspace_floats_cpu = layer.workspace_floats(max_tokens, Device::CPU);
+  d.workspace_floats_gpu = layer.workspace_floats(max_tokens, Device::GPU);
+  d.output_floats = layer.output_floats(max_tokens);
+  for (size_t i : layer.matmul_weights()) {
+    QuantMatrixView v = layer.weights()[i].view;
+    v.data = nullptr;
+    d.matmuls.push_back(v);
+  }
+  return d;
+}
+
+std::vector<LayerDemand> layer_demands(std::span<const Layer* const> layers, int64_t max_tokens) {
+  std::vector<LayerDemand> out;
+  out.reserve(layers.size());
+  for (const Layer* l : layers) out.push_back(layer_demand(*l, max_tokens));
+  return out;
+}
+
+GpuSizing gpu_sizing(std::span<const LayerDemand> layers, std::span<const Placement> placements,
+                     const StackOptions& options) {
+  check_sizes(layers, placements);
+  GpuSizing s;
+  const auto t = static_cast<size_t>(options.max_tokens);
+  s.residual_floats = t * static_cast<size_t>(layers[0].width);
+  if (placements.back() != Placement::CPU) s.output_floats = layers.back().output_floats;
+  const size_t cap_elems = options.fp16_scratch_limit / 2;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (placements[i] == Placement::CPU) continue;
+    s.workspace_floats = std::max(s.workspace_floats, layers[i].workspace_floats_gpu);
+    // GEMV needs no scratch, dequant_gemm a weight tile and an FP16 copy of the input; steps run 1..max_tokens
+    // tokens, so a matrix needs GEMM scratch if either end takes the GEMM.
+    for (const QuantMatrixView& w : layers[i].matmuls) {
+      const bool gemm = !device_sizing::matmul_uses_gemv(w, 1) || !device_sizing::matmul_uses_gemv(w, options.max_tokens);
+      if (!gemm) continue;
+      const size_t elems = static_cast<size_t>(w.n_rows) * static_cast<size_t>(w.n_cols);
+      const size_t tile = std::min(elems, std::max(device_sizing::gemm_min_weight_scratch(w), cap_elems));
+      s.weight_tile_elems = std::max(s.weight_tile_elems, tile);
+      s.activation_fp16_elems = std::max(s.activation_fp16_elems, t * static_cast<size_t>(w.n_cols));
+    }
+  }
+  return s;
+}
+
+MemoryPlanInput memory_plan_input(std::span<const LayerDemand> layers, std::span<const Placement> placements,
+                                  const StackOptions& options, uint64_t context_bytes) {
+  check_sizes(layers, placements);
+  MemoryPlanInput input;
+  input.staging_slots = options.prefetch_depth + 1;
+  input.margin = options.margin;
+  for (size_t i = 0; i < layers.size(); ++i)
+    input.layers.push_back({layers[i].weight_bytes, layers[i].kv_cache_bytes, placements[i]});
+  if (!any_gpu(placements)) return input;
+  const GpuSizing sizing = gpu_sizing(layers, placements, options);
+  input.context_bytes = context_bytes;
+  input.fp16_scratch_bytes = align_up(sizing.weight_tile_elems * 2) + align_up(sizing.activation_fp16_elems * 2);
+  input.activation_bytes = align_up(sizing.residual_floats * 4) + align_up(sizing.workspace_floats * 4) +
+                           align_up(sizing.output_floats * 4);
+  input.cublas_workspace_bytes = options.cublas_workspace_bytes;
+  return input;
+}
+
+std::string HostMemoryNeed::describe() const {
+  return "KV cache " + format_size(kv_cache) + ", streamed-weight pool " + format_size(streamed_pool) + ", buffers " +
+         format_size(buffers);
+}
+
+HostMemoryNeed host_memory_need(std::span<const LayerDemand> layers, std::span<const Placement> placements,
+                                const StackOptions& options) {
+  check_sizes(layers, placements);
+  constexpr uint64_t kPage = 4096;
+  HostMemoryNeed need;
+  size_t workspace_floats = 0;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (placements[i] == Placement::CPU) {
+      need.kv_cache += layers[i].kv_cache_bytes;
+      workspace_floats = std::max(workspace_floats, layers[i].workspace_floats_cpu);
+    } else if (placements[i] == Placement::STREAMED) {
+      need.streamed_pool += align_up(layers[i].weight_bytes, kPage);
+    }
+  }
+  const uint64_t output = layers.back().output_floats * sizeof(float);
+  need.buffers = workspace_floats * sizeof(float) + output;
+  if (any_gpu(placements))  // pinned step input/output and the pinned copy of a GPU layer's output
+    need.buffers += static_cast<uint64_t>(options.max_tokens) * layers[0].width * sizeof(float) + output;
+  return need;
+}
+
+}  // namespace ferry

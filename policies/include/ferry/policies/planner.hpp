@@ -1,0 +1,49 @@
+// Placement as a pure function: a stack's profile, a device's profile, a budget and a policy give a Plan (where each
+// layer lives and runs, and the memory that takes, exactly as the scheduler will reserve it). No CUDA, no model
+// headers: planners work on any machine, for any machine whose profile they are given.
+//
+// The policies of today:
+// - resident-first: blocks resident in order while they fit, the rest on the CPU (llama.cpp's -ngl);
+// - resident-stream: blocks resident in order while they fit, the rest streamed every step;
+// - stream-all: nothing resident, every layer streamed (AirLLM / ZeRO-Inference style);
+// - cpu-all: everything on the CPU.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ferry/offload/demand.hpp"
+#include "ferry/offload/memory_plan.hpp"
+#include "ferry/offload/placement.hpp"
+#include "ferry/policies/device_profile.hpp"
+#include "ferry/policies/stack_profile.hpp"
+
+namespace ferry {
+
+enum class Policy { RESIDENT_FIRST, RESIDENT_STREAM, STREAM_ALL, CPU_ALL };
+std::string_view policy_name(Policy policy) noexcept;
+// "resident-first", "resident-stream", "stream-all", "cpu-all"; throws INVALID_ARGUMENT listing them.
+Policy parse_policy(std::string_view name);
+
+struct PlanRequest {
+  Policy policy = Policy::RESIDENT_STREAM;
+  uint64_t vram_budget = 0;  // 0: no GPU use
+  StackOptions options;      // max_tokens must equal the profile's
+};
+
+struct Plan {
+  Policy policy = Policy::CPU_ALL;
+  std::vector<Placement> placements;  // one per layer of the profile
+  MemoryPlan memory;                  // the device memory it takes (uses_device false when all on the CPU)
+  HostMemoryNeed host;                // the host memory the scheduler will reserve
+  // "40 layers: 36 resident, 4 streamed" (counts per placement, in placement order).
+  std::string summary() const;
+};
+
+// Throws BUDGET (with the breakdown and the smallest budget that works) when even the policy's smallest plan does not
+// fit the budget; INVALID_ARGUMENT for inconsistent inputs.
+Plan make_plan(const StackProfile& stack, const DeviceProfile& device, const PlanRequest& request);
+
+}  // namespace ferry

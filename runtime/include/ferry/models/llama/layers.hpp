@@ -1,0 +1,66 @@
+// The llama architecture as scheduler layers: one LlamaBlockLayer per transformer block, and LlamaHeadLayer (final
+// RMSNorm + output projection) last, which writes logits to the scheduler's output buffer. Both run block.hpp's
+// functions over the Ops the scheduler hands them, so a layer's placement (resident, streamed, CPU) changes where it
+// runs, not what it computes. Per-step inputs (pos0, all_logits) come in the StepContext.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ferry/models/llama/model.hpp"
+#include "ferry/offload/layer.hpp"
+
+namespace ferry {
+
+class LlamaBlockLayer final : public Layer {
+ public:
+  // The KV cache holds n_ctx positions.
+  LlamaBlockLayer(const LlamaConfig& config, const LlamaLayerWeights& weights, int64_t index, int64_t n_ctx);
+
+  const std::string& name() const override { return m_name; }
+  std::span<const WeightTensor> weights() const override { return m_tensors; }
+  int64_t width() const override { return m_config.n_embd; }
+  size_t workspace_floats(int64_t n_tokens, Device device) const override;
+  uint64_t kv_cache_bytes() const override;
+  void forward(std::span<const QuantMatrixView> weights, float* x, const StepContext& step,
+               const LayerRun& run) const override;
+
+  // Tensor order in weights().
+  enum : size_t { ATTN_NORM, WQ, WK, WV, WO, FFN_NORM, W_GATE, W_UP, W_DOWN, COUNT };
+
+ private:
+  LlamaLayerWeights rebind(std::span<const QuantMatrixView> views) const;
+
+  const LlamaConfig& m_config;
+  std::string m_name;
+  int64_t m_n_ctx;
+  std::vector<WeightTensor> m_tensors;
+};
+
+class LlamaHeadLayer final : public Layer {
+ public:
+  // all_logits_capacity: the output holds logits for every token of a step (StepContext::all_logits may be set);
+  // else for its last token only.
+  LlamaHeadLayer(const LlamaConfig& config, const LlamaWeights& weights, bool all_logits_capacity);
+
+  const std::string& name() const override { return m_name; }
+  std::span<const WeightTensor> weights() const override { return m_tensors; }
+  int64_t width() const override { return m_config.n_embd; }
+  size_t workspace_floats(int64_t n_tokens, Device device) const override;
+  size_t output_floats(int64_t n_tokens) const override {
+    return static_cast<size_t>((m_all_logits_capacity ? n_tokens : 1) * m_config.n_vocab);
+  }
+  void forward(std::span<const QuantMatrixView> weights, float* x, const StepContext& step,
+               const LayerRun& run) const override;
+
+  enum : size_t { OUTPUT_NORM, OUTPUT, COUNT };
+
+ private:
+  const LlamaConfig& m_config;
+  std::string m_name = "output";
+  bool m_all_logits_capacity;
+  std::vector<WeightTensor> m_tensors;
+};
+
+}  // namespace ferry

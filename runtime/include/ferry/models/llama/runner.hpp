@@ -1,0 +1,72 @@
+// LlamaRunner: the llama forward pass under the layer scheduler, with its KV cache. The placement of every block (GPU-
+// resident, streamed or CPU) comes from a Plan (policies/), made from the stack's profile, this machine's device
+// profile and the budget; the runner only executes it. Token embeddings are looked up on the CPU (T rows of the
+// table, read from the mapped file).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ferry/models/llama/layers.hpp"
+#include "ferry/models/llama/model.hpp"
+#include "ferry/offload/scheduler.hpp"
+#include "ferry/policies/planner.hpp"
+#include "ferry/text/generate.hpp"
+
+namespace ferry {
+
+struct LlamaRunnerOptions {
+  int64_t n_ctx = 2048;
+  int64_t max_tokens = 512;  // tokens per scheduler step (prefill chunk)
+  uint64_t vram_budget = 0;  // 0: no GPU use (everything on the CPU)
+  Policy policy = Policy::RESIDENT_FIRST;
+  int prefetch_depth = 1;
+  std::string trace_path;
+  // forward(..., all_logits = true) allowed: the head's output holds max_tokens rows of logits. Off, it holds one row
+  // (the last token's), which is all sampling needs: 0.5 MB instead of 256 MB of VRAM for a 128k vocabulary at 512
+  // tokens, and no copy of the unused rows back to the host.
+  bool all_logits = false;
+};
+
+// The layers of a llama stack (blocks, then the head) for a context of n_ctx positions; their weights are the views
+// of `weights` (null data when they come from a header-only file: such layers can be sized, not run).
+std::vector<std::unique_ptr<Layer>> make_llama_layers(const LlamaConfig& config, const LlamaWeights& weights,
+                                                      int64_t n_ctx, bool all_logits);
+
+class LlamaRunner final : public CausalLm {
+ public:
+  // Plans the placement for the budget and policy (make_plan), then builds the scheduler: BUDGET with the breakdown
+  // and the largest context that would fit when even the policy's smallest plan does not.
+  LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options);
+  // Explicit placements: n_layer + 1 entries (blocks, then the head).
+  LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options,
+              std::vector<Placement> placements);
+  ~LlamaRunner() override;
+
+  int64_t n_ctx() const noexcept override { return m_options.n_ctx; }
+  int64_t n_vocab() const noexcept override { return m_config.n_vocab; }
+  void forward(std::span<const int32_t> tokens, int64_t pos0, std::span<float> logits, bool all_logits) override;
+
+  const LayerScheduler& scheduler() const noexcept { return *m_scheduler; }
+  const std::vector<Placement>& placements() const noexcept { return m_scheduler->placements(); }
+  // "40 blocks: 22 resident, 18 cpu; output head: resident".
+  std::string placement_summary() const;
+
+ private:
+  void build_layers();
+  void build_scheduler(std::vector<Placement> placements);
+  // BUDGET, naming the largest context that would fit, when the scheduler's host memory exceeds what is available.
+  void check_host_memory(const std::vector<Placement>& placements) const;
+
+  const LlamaConfig& m_config;
+  const LlamaWeights& m_weights;
+  LlamaRunnerOptions m_options;
+  std::vector<std::unique_ptr<Layer>> m_layers;
+  std::unique_ptr<LayerScheduler> m_scheduler;
+  std::vector<float> m_x;
+};
+
+}  // namespace ferry

@@ -1,0 +1,61 @@
+// Text generation: tokenize the prompt, run it through a backend in one prefill call, then sample one token at a time
+// until EOS or the token limit, streaming each token's text as it is produced.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ferry/text/sampler.hpp"
+
+namespace ferry {
+
+class Tokenizer;
+
+// A causal language model with a KV cache: what generation drives (LlamaRunner; a scripted one in tests).
+class CausalLm {
+ public:
+  virtual ~CausalLm() = default;
+  virtual int64_t n_ctx() const noexcept = 0;
+  virtual int64_t n_vocab() const noexcept = 0;
+  // Runs `tokens` at positions pos0 .. pos0 + size - 1 (the cache must hold positions < pos0 from earlier calls).
+  // Writes the logits of every token ([size, n_vocab]) when all_logits, else of the last token only ([n_vocab]).
+  // Throws INVALID_ARGUMENT when the context would overflow or a token id is outside the vocabulary.
+  virtual void forward(std::span<const int32_t> tokens, int64_t pos0, std::span<float> logits, bool all_logits) = 0;
+};
+
+struct GenerateOptions {
+  std::string prompt;
+  // The prompt already tokenized (a caller that checked its length first); empty: tokenize `prompt` here.
+  std::vector<int32_t> prompt_tokens;
+  int64_t max_new_tokens = 64;
+  bool add_bos = true;
+  SamplerConfig sampler;
+  // Called when the model's logits hold NaN or no finite value: a sentence on the likely cause (e.g. which weight is
+  // not finite) appended to the error. May be empty.
+  std::function<std::string()> explain_non_finite;
+};
+
+struct GenerateStats {
+  int64_t prompt_tokens = 0;
+  int64_t generated_tokens = 0;
+  double prompt_seconds = 0.0;  // the prefill call
+  double generate_seconds = 0.0;  // every decode step, sampling included
+  bool stopped_at_eos = false;
+  bool stopped_at_context = false;  // the context filled up before max_new_tokens or EOS
+  double prompt_tokens_per_second() const noexcept { return prompt_seconds > 0 ? prompt_tokens / prompt_seconds : 0; }
+  double generate_tokens_per_second() const noexcept {
+    return generate_seconds > 0 ? generated_tokens / generate_seconds : 0;
+  }
+};
+
+// Throws INVALID_ARGUMENT when the prompt (plus at least one new token) does not fit the backend's context; the
+// message gives both numbers. FORMAT when the model's logits hold NaN or no finite value (broken weights): nothing is
+// sampled from them. `on_text` receives each generated token's text.
+GenerateStats generate(CausalLm& backend, const Tokenizer& tokenizer, const GenerateOptions& options,
+                       const std::function<void(std::string_view)>& on_text);
+
+}  // namespace ferry

@@ -1,0 +1,191 @@
+#include "ferry/models/llama/runner.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <map>
+
+#include "ferry/error.hpp"
+#include "ferry/kernels/cpu/ops.hpp"
+#include "ferry/models/llama/block.hpp"
+#include "ferry/offload/gpu.hpp"
+#include "ferry/offload/host_memory.hpp"
+#include "ferry/offload/size_parse.hpp"
+
+namespace ferry {
+namespace {
+
+SchedulerOptions scheduler_options(const LlamaRunnerOptions& o) {
+  SchedulerOptions s;
+  s.vram_budget = o.vram_budget;
+  s.max_tokens = std::min(o.max_tokens, o.n_ctx);  // a step never holds more tokens than the context
+  s.prefetch_depth = o.prefetch_depth;
+  s.trace_path = o.trace_path;
+  return s;
+}
+
+std::vector<const Layer*> pointers(const std::vector<std::unique_ptr<Layer>>& layers) {
+  std::vector<const Layer*> out;
+  for (const auto& l : layers) out.push_back(l.get());
+  return out;
+}
+
+// This machine as the planner sees it. The context overhead is measured first: it must see the device before
+// anything else creates the context.
+DeviceProfile this_device() {
+  DeviceProfile d;
+  d.has_gpu = gpu_available();
+  if (!d.has_gpu) return d;
+  d.context_bytes = gpu_context_overhead_bytes();
+  d.name = gpu_name();
+  return d;
+}
+
+// The plan for the layers of a context of n_ctx positions.
+Plan plan_for(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options,
+              const DeviceProfile& device) {
+  const auto layers = make_llama_layers(config, weights, options.n_ctx, options.all_logits);
+  const SchedulerOptions sched = scheduler_options(options);
+  StackProfile profile;
+  profile.model = "llama";
+  profile.max_tokens = sched.max_tokens;
+  profile.layers = layer_demands(pointers(layers), sched.max_tokens);
+  PlanRequest request;
+  request.policy = options.policy;
+  request.vram_budget = options.vram_budget;
+  request.options = sched;
+  return make_plan(profile, device, request);
+}
+
+// The largest context below `n_ctx` for which fits(n) holds, by bisection (more context never needs less memory); 0
+// when not even one position fits.
+int64_t largest_fitting_context(int64_t n_ctx, const std::function<bool(int64_t)>& fits) {
+  int64_t lo = 0, hi = n_ctx;  // fits(lo) holds (or lo = 0), fits(hi) does not
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    (fits(mid) ? lo : hi) = mid;
+  }
+  return lo;
+}
+
+std::string largest_context_text(int64_t n) {
+  return n > 0 ? "; the largest context that fits is " + std::to_string(n) + " tokens (--ctx " + std::to_string(n) + ")"
+               : "; not even a context of one token fits";
+}
+
+}  // namespace
+
+std::vector<std::unique_ptr<Layer>> make_llama_layers(const LlamaConfig& config, const LlamaWeights& weights,
+                                                      int64_t n_ctx, bool all_logits) {
+  std::vector<std::unique_ptr<Layer>> layers;
+  for (int64_t i = 0; i < config.n_layer; ++i)
+    layers.push_back(std::make_unique<LlamaBlockLayer>(config, weights.layers[i], i, n_ctx));
+  layers.push_back(std::make_unique<LlamaHeadLayer>(config, weights, all_logits));
+  return layers;
+}
+
+LlamaRunner::LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options)
+    : m_config(config), m_weights(weights), m_options(options) {
+  build_layers();
+  const DeviceProfile device = this_device();
+  Plan plan;
+  try {
+    plan = plan_for(m_config, m_weights, m_options, device);
+  } catch (const Error& e) {
+    if (e.category() != ErrorCategory::BUDGET) throw;
+    // Too little VRAM even for the policy's smallest plan: say which context would fit, since the KV cache grows with
+    // it (a huge --ctx is the usual cause).
+    const int64_t fit = largest_fitting_context(m_options.n_ctx, [&](int64_t n) {
+      LlamaRunnerOptions o = m_options;
+      o.n_ctx = n;
+      try {
+        plan_for(m_config, m_weights, o, device);
+        return true;
+      } catch (const Error& inner) {
+        if (inner.category() != ErrorCategory::BUDGET) throw;
+        return false;
+      }
+    });
+    fail(ErrorCategory::BUDGET, std::string(e.what()) + "\nat --ctx " + std::to_string(m_options.n_ctx) +
+                                    largest_context_text(fit));
+  }
+  build_scheduler(std::move(plan.placements));
+}
+
+LlamaRunner::LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options,
+                         std::vector<Placement> placements)
+    : m_config(config), m_weights(weights), m_options(options) {
+  if (placements.size() != static_cast<size_t>(config.n_layer) + 1)
+    fail(ErrorCategory::INVALID_ARGUMENT, "llama runner: " + std::to_string(placements.size()) + " placements for " +
+                                              std::to_string(config.n_layer) + " blocks and the head");
+  build_layers();
+  build_scheduler(std::move(placements));
+}
+
+LlamaRunner::~LlamaRunner() = default;
+
+void LlamaRunner::build_layers() {
+  if (m_options.n_ctx < 1 || m_options.max_tokens < 1)
+    fail(ErrorCategory::INVALID_ARGUMENT, "llama runner: context length and tokens per step must be positive");
+  m_options.max_tokens = std::min(m_options.max_tokens, m_options.n_ctx);
+  m_layers = make_llama_layers(m_config, m_weights, m_options.n_ctx, m_options.all_logits);
+}
+
+void LlamaRunner::build_scheduler(std::vector<Placement> placements) {
+  check_host_memory(placements);
+  m_x.resize(static_cast<size_t>(m_options.max_tokens * m_config.n_embd));
+  m_scheduler = std::make_unique<LayerScheduler>(pointers(m_layers), std::move(placements), scheduler_options(m_options));
+}
+
+void LlamaRunner::check_host_memory(const std::vector<Placement>& placements) const {
+  const HostMemoryAvailable available = host_memory_available();
+  auto need_at = [&](int64_t n) {
+    LlamaRunnerOptions o = m_options;
+    o.n_ctx = n;
+    const auto layers = make_llama_layers(m_config, m_weights, n, o.all_logits);
+    return scheduler_host_memory(pointers(layers), placements, scheduler_options(o));
+  };
+  const HostMemoryNeed need = need_at(m_options.n_ctx);
+  if (need.total() <= available.bytes) return;
+  const int64_t fit =
+      largest_fitting_context(m_options.n_ctx, [&](int64_t n) { return need_at(n).total() <= available.bytes; });
+  fail(ErrorCategory::BUDGET, "host memory: a context of " + std::to_string(m_options.n_ctx) + " tokens needs " +
+                                  format_size(need.total()) + " (" + need.describe() + "), but only " +
+                                  format_size(available.bytes) + " can be taken (" + available.source + ")" +
+                                  largest_context_text(fit));
+}
+
+void LlamaRunner::forward(std::span<const int32_t> tokens, int64_t pos0, std::span<float> logits, bool all_logits) {
+  check_forward_arguments(m_config, m_options.n_ctx, tokens, pos0, logits.size(), all_logits);
+  if (all_logits && !m_options.all_logits)
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         "llama runner: logits for every token need LlamaRunnerOptions::all_logits (the output holds one row)");
+  const auto n = static_cast<int64_t>(tokens.size());
+  for (int64_t start = 0; start < n; start += m_options.max_tokens) {
+    const int64_t T = std::min(m_options.max_tokens, n - start);
+    const bool last_chunk = start + T == n;
+    cpu::embedding_lookup(m_weights.token_embd, tokens.data() + start, T, m_x.data());
+    m_scheduler->step(m_x.data(), StepContext{T, pos0 + start, all_logits});
+    const std::span<const float> out = m_scheduler->output();
+    if (all_logits) {
+      std::memcpy(logits.data() + start * m_config.n_vocab, out.data(), T * m_config.n_vocab * sizeof(float));
+    } else if (last_chunk) {
+      std::memcpy(logits.data(), out.data(), m_config.n_vocab * sizeof(float));
+    }
+  }
+}
+
+std::string LlamaRunner::placement_summary() const {
+  std::map<Placement, int> blocks;
+  const auto& p = placements();
+  for (size_t i = 0; i + 1 < p.size(); ++i) blocks[p[i]]++;
+  std::string s = std::to_string(m_config.n_layer) + " blocks:";
+  bool first = true;
+  for (const auto& [placement, count] : blocks) {
+    s += (first ? " " : ", ") + std::to_string(count) + " " + std::string(placement_name(placement));
+    first = false;
+  }
+  return s + "; output head: " + std::string(placement_name(p.back()));
+}
+
+}  // namespace ferry
