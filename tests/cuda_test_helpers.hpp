@@ -19,6 +19,7 @@
 #include "ferry/ggml_type.hpp"
 #include "ferry/half.hpp"
 #include "ferry/kernels/cuda/check.cuh"
+#include "support/block_fields.hpp"
 #include "support/env_flag.hpp"
 
 namespace ferry::test {
@@ -116,31 +117,6 @@ class Cublas {
  private:
   cublasHandle_t m_handle = nullptr;
 };
-
-// Byte offsets of the half-precision scale fields (d, dmin, m) in one block of each type.
-inline std::vector<int> half_field_offsets(GgmlType type) {
-  switch (type) {
-    case GgmlType::Q4_0:
-    case GgmlType::Q5_0:
-    case GgmlType::Q8_0:
-    case GgmlType::IQ4_NL:
-    case GgmlType::IQ4_XS:
-      return {0};
-    case GgmlType::Q4_1:
-    case GgmlType::Q5_1:
-    case GgmlType::Q4_K:
-    case GgmlType::Q5_K:
-      return {0, 2};
-    case GgmlType::Q2_K:
-      return {80, 82};
-    case GgmlType::Q3_K:
-      return {108};
-    case GgmlType::Q6_K:
-      return {208};
-    default:
-      return {};
-  }
-}
 
 // n_elems elements of `type` as raw bytes: every quant, scale and mask bit random, the half scale fields finite with
 // magnitudes from 2^-20 (FP16 outputs in the subnormal range) up to `max_scale`. F32/F16/BF16: random finite values

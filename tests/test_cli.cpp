@@ -282,9 +282,8 @@ TEST_CASE("ferry: wrong flags are usage errors") {
       {{"make-model", "--arch", "llama", "--preset", "tiny", "--type", "q9_9", "-o", "x.gguf"}, "q9_9"},
   };
   for (const Case& c : cases) {
-    std::string joined;
-    for (const auto& a : c.args) joined += a + " ";
-    CAPTURE(joined);
+    const std::string command = command_line(c.args);
+    CAPTURE(command);
     const Result r = run_ferry(c.args, dir.path());
     // Exactly 2: a usage error is told apart from a bad file (1) and an internal error (3).
     CHECK(r.status == 2);

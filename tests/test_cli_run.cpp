@@ -59,9 +59,8 @@ TEST_CASE("ferry run: a bad --vram or --policy is a usage error naming the flag"
       {{"run", model, "--top-p", "1.5"}, {"--top-p"}},
   };
   for (const Case& c : cases) {
-    std::string joined;
-    for (const auto& a : c.args) joined += a + " ";
-    CAPTURE(joined);
+    const std::string command = command_line(c.args);
+    CAPTURE(command);
     const Result r = run_ferry(c.args, dir.path());
     CHECK(r.status == 2);
     for (const std::string text : c.mentioned)

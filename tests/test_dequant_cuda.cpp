@@ -25,6 +25,7 @@
 #include "ferry/half.hpp"
 #include "ferry/kernels/cuda/dequant.cuh"
 #include "ferry/kernels/ref/quants.hpp"
+#include "support/errors.hpp"
 #include "support/random.hpp"
 #include "support/seed.hpp"
 
@@ -149,14 +150,6 @@ TEST_CASE("dequantize refuses unsupported types and partial blocks") {
   CHECK(cuda::can_dequantize(GgmlType::Q4_K));
   CHECK_FALSE(cuda::can_dequantize(GgmlType::IQ2_XXS));
   CHECK_FALSE(cuda::can_dequantize(GgmlType::Q8_1));
-  auto category_of = [](auto&& fn) {
-    try {
-      fn();
-    } catch (const Error& e) {
-      return e.category();
-    }
-    return ErrorCategory::INTERNAL;  // nothing thrown
-  };
   CHECK(category_of([&] { cuda::dequantize_fp16(GgmlType::IQ2_XXS, src.get(), dst.get<__half>(), 256, stream); }) ==
         ErrorCategory::UNSUPPORTED);
   CHECK(category_of([&] { cuda::dequantize_fp16(GgmlType::Q4_0, src.get(), dst.get<__half>(), 48, stream); }) ==

@@ -25,7 +25,6 @@
 #include <fstream>
 #include <optional>
 #include <random>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,14 +33,22 @@
 #include "ferry/error.hpp"
 #include "ferry/gguf_writer.hpp"
 #include "ferry/mapped_file.hpp"
+#include "support/child_process.hpp"
+#include "support/errors.hpp"
 #include "support/temp_dir.hpp"
+#include "support/text.hpp"
 
 namespace fs = std::filesystem;
 using ferry::AtomicFile;
 using ferry::Error;
 using ferry::ErrorCategory;
 using ferry::write_file_atomically;
+using ferry::test::contains;
+using ferry::test::error_of;
+using ferry::test::read_file_bytes;
+using ferry::test::read_text;
 using ferry::test::TempDir;
+using ferry::test::wait_with_deadline;
 
 namespace {
 
@@ -50,27 +57,6 @@ std::vector<std::byte> random_bytes(size_t n, uint32_t seed) {
   std::vector<std::byte> v(n);
   for (auto& b : v) b = static_cast<std::byte>(rng());
   return v;
-}
-
-std::vector<std::byte> read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string s = ss.str();
-  std::vector<std::byte> v(s.size());
-  std::memcpy(v.data(), s.data(), s.size());
-  return v;
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
 }
 
 std::vector<std::string> names_in(const fs::path& dir) {
@@ -84,37 +70,6 @@ mode_t file_type(const fs::path& p) {
   struct stat st {};
   REQUIRE(::lstat(p.c_str(), &st) == 0);
   return st.st_mode & S_IFMT;
-}
-
-// The message of the Error `f` throws; fails the test when it throws nothing or something else.
-template <typename F>
-std::string error_of(F&& f, ErrorCategory expected = ErrorCategory::IO) {
-  try {
-    f();
-  } catch (const Error& e) {
-    CHECK(e.category() == expected);
-    return e.what();
-  }
-  FAIL_CHECK("no ferry::Error thrown");
-  return {};
-}
-
-// Waits for `pid` until `seconds` pass; then kills it and fails. Returns the wait status.
-int wait_with_deadline(pid_t pid, int seconds) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  int status = 0;
-  for (;;) {
-    const pid_t done = ::waitpid(pid, &status, WNOHANG);
-    if (done == pid) return status;
-    REQUIRE(done == 0);
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      FAIL_CHECK("the child process did not finish within " << seconds << " s");
-      return status;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
 }
 
 // A process id that no longer exists: a child that exited and was reaped.
@@ -145,7 +100,7 @@ TEST_CASE("AtomicFile: a symbolic link is written through; the link stays and th
   write_file_atomically(link, data);
   CHECK(fs::is_symlink(link));
   CHECK(fs::read_symlink(link) == "real.bin");
-  CHECK(read_bytes(real) == data);
+  CHECK(read_file_bytes(real) == data);
   CHECK(names_in(dir.path()) == std::vector<std::string>{"link.bin", "real.bin"});
 
   // A chain across folders, the last link dangling: the file is created where the chain ends, beside it.
@@ -162,20 +117,20 @@ TEST_CASE("AtomicFile: a symbolic link is written through; the link stays and th
   }
   CHECK(fs::is_symlink(dir.path() / "a" / "first"));
   CHECK(fs::is_symlink(dir.path() / "b" / "second"));
-  CHECK(read_bytes(dir.path() / "c" / "final.bin") == data2);
+  CHECK(read_file_bytes(dir.path() / "c" / "final.bin") == data2);
   CHECK(names_in(dir.path() / "a") == std::vector<std::string>{"first"});
   CHECK(names_in(dir.path() / "b") == std::vector<std::string>{"second"});
   CHECK(names_in(dir.path() / "c") == std::vector<std::string>{"final.bin"});
 
   // A link to a folder is refused like the folder; a loop of links is refused by name.
   fs::create_symlink("a", dir.path() / "to_folder");
-  const std::string to_folder = error_of([&] { AtomicFile out(dir.path() / "to_folder"); });
+  const std::string to_folder = error_of([&] { AtomicFile out(dir.path() / "to_folder"); }, ErrorCategory::IO);
   CHECK_MESSAGE(contains(to_folder, (dir.path() / "to_folder").string()), to_folder);
   CHECK_MESSAGE(contains(to_folder, "directory"), to_folder);
   CHECK(fs::is_symlink(dir.path() / "to_folder"));
   fs::create_symlink("loop2", dir.path() / "loop1");
   fs::create_symlink("loop1", dir.path() / "loop2");
-  const std::string loop = error_of([&] { write_file_atomically(dir.path() / "loop1", data); });
+  const std::string loop = error_of([&] { write_file_atomically(dir.path() / "loop1", data); }, ErrorCategory::IO);
   CHECK_MESSAGE(contains(loop, (dir.path() / "loop1").string()), loop);
   CHECK_MESSAGE(contains(loop, "symbolic links"), loop);
 }
@@ -185,7 +140,7 @@ TEST_CASE("AtomicFile: a directory, a socket or a block device is refused before
   const fs::path folder = dir.path() / "folder";
   fs::create_directories(folder);
   // Refused by the constructor: a multi-gigabyte output must not be written first and fail at the rename.
-  const std::string message = error_of([&] { AtomicFile out(folder); });
+  const std::string message = error_of([&] { AtomicFile out(folder); }, ErrorCategory::IO);
   CHECK_MESSAGE(contains(message, folder.string()), message);
   CHECK_MESSAGE(contains(message, "is a directory"), message);
   CHECK(fs::is_directory(folder));
@@ -198,7 +153,8 @@ TEST_CASE("AtomicFile: a directory, a socket or a block device is refused before
   REQUIRE(socket_path.string().size() < sizeof(addr.sun_path));
   std::strcpy(addr.sun_path, socket_path.c_str());
   REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0);
-  const std::string sock_message = error_of([&] { write_file_atomically(socket_path, random_bytes(10, 3)); });
+  const std::string sock_message =
+      error_of([&] { write_file_atomically(socket_path, random_bytes(10, 3)); }, ErrorCategory::IO);
   CHECK_MESSAGE(contains(sock_message, socket_path.string()), sock_message);
   CHECK_MESSAGE(contains(sock_message, "is a socket"), sock_message);
   CHECK(file_type(socket_path) == S_IFSOCK);
@@ -206,7 +162,8 @@ TEST_CASE("AtomicFile: a directory, a socket or a block device is refused before
 
   // A node of its own (loop device numbers), never opened: the refusal comes from the type alone.
   if (const auto block = make_device(dir.path() / "blockdev", S_IFBLK, 7, 0)) {
-    const std::string block_message = error_of([&] { write_file_atomically(*block, random_bytes(10, 4)); });
+    const std::string block_message =
+        error_of([&] { write_file_atomically(*block, random_bytes(10, 4)); }, ErrorCategory::IO);
     CHECK_MESSAGE(contains(block_message, block->string()), block_message);
     CHECK_MESSAGE(contains(block_message, "is a block device"), block_message);
     CHECK(file_type(*block) == S_IFBLK);
@@ -235,11 +192,13 @@ TEST_CASE("AtomicFile: a character device is written in place, never replaced") 
   CHECK(file_type(*null_dev) == S_IFCHR);
 
   // /dev/full: every write fails with ENOSPC, which must reach the caller as an IO error naming the target.
-  const std::string message = error_of([&] {
-    AtomicFile out(*full_dev);
-    out.write(data);
-    out.commit();
-  });
+  const std::string message = error_of(
+      [&] {
+        AtomicFile out(*full_dev);
+        out.write(data);
+        out.commit();
+      },
+      ErrorCategory::IO);
   CHECK_MESSAGE(contains(message, full_dev->string()), message);
   CHECK_MESSAGE(contains(message, std::strerror(ENOSPC)), message);
   CHECK(file_type(*full_dev) == S_IFCHR);
@@ -312,7 +271,7 @@ TEST_CASE("AtomicFile: temporaries of writers that died are removed by the next 
   fs::create_directories(dir.path() / (".out.bin.ferry-tmp." + dead + ".4"));  // not a regular file: kept
   const auto data = random_bytes(4000, 7);
   write_file_atomically(dir.path() / "out.bin", data);
-  CHECK(read_bytes(dir.path() / "out.bin") == data);
+  CHECK(read_file_bytes(dir.path() / "out.bin") == data);
   for (const auto& name : stale) CHECK_MESSAGE(!fs::exists(dir.path() / name), "stale temporary kept: " << name);
   for (const auto& name : kept) CHECK_MESSAGE(fs::exists(dir.path() / name), "removed: " << name);
   CHECK(fs::is_directory(dir.path() / (".out.bin.ferry-tmp." + dead + ".4")));

@@ -16,8 +16,10 @@
 #include "support/random.hpp"
 #include "support/seed.hpp"
 #include "support/temp_dir.hpp"
+#include "support/text.hpp"
 
 using namespace ferry;
+using ferry::test::read_file_bytes;
 
 namespace {
 
@@ -143,14 +145,6 @@ Base make_base(const Variant& variant = {}) {
   b.pad_to(32);
   base.bytes = b.take();
   return base;
-}
-
-std::vector<std::byte> read_file_bytes(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::byte> out(chars.size());
-  std::memcpy(out.data(), chars.data(), chars.size());
-  return out;
 }
 
 void write_file_bytes(const std::filesystem::path& path, const std::vector<std::byte>& bytes) {

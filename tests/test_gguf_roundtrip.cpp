@@ -21,19 +21,13 @@
 #include "support/random.hpp"
 #include "support/seed.hpp"
 #include "support/temp_dir.hpp"
+#include "support/text.hpp"
 
 using namespace ferry;
+using ferry::test::read_file_bytes;
 using ferry::test::TempDir;
 
 namespace {
-
-std::vector<std::byte> read_file_bytes(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::byte> out(chars.size());
-  std::memcpy(out.data(), chars.data(), chars.size());
-  return out;
-}
 
 std::vector<std::byte> random_bytes(size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);

@@ -22,14 +22,7 @@ using namespace ferry;
 
 namespace {
 
-double relative_error(const std::vector<float>& a, const std::vector<double>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    num += (a[i] - b[i]) * (a[i] - b[i]);
-    den += b[i] * b[i];
-  }
-  return std::sqrt(num / den);
-}
+using test::relative_error;
 
 fs::path tiny_model(const test::TempDir& dir, ModelFileType type, uint64_t seed) {
   const fs::path path = dir.path() / ("tiny-" + std::string(model_file_type_name(type)) + ".gguf");

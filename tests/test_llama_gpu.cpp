@@ -24,14 +24,7 @@ using namespace ferry;
 
 namespace {
 
-double relative_error(const std::vector<float>& a, const std::vector<double>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    num += (a[i] - b[i]) * (a[i] - b[i]);
-    den += b[i] * b[i];
-  }
-  return std::sqrt(num / den);
-}
+using test::relative_error;
 
 std::vector<std::vector<Placement>> placement_mixes(size_t n, uint64_t seed) {
   std::vector<std::vector<Placement>> mixes = {std::vector<Placement>(n, Placement::RESIDENT),

@@ -34,6 +34,7 @@
 #include "ferry/kernels/cuda/matmul.cuh"
 #include "ferry/kernels/ref/ops.hpp"
 #include "ferry/kernels/ref/quants.hpp"
+#include "support/errors.hpp"
 #include "support/random.hpp"
 #include "support/seed.hpp"
 
@@ -345,14 +346,6 @@ TEST_CASE("dequant_gemm with a scratch of several tiles equals the one-tile resu
 TEST_CASE("dequant_gemm refuses scratch below one tile with BUDGET") {
   Stream stream;
   Cublas cublas;
-  auto category_of = [](auto&& fn) {
-    try {
-      fn();
-    } catch (const Error& e) {
-      return e.category();
-    }
-    return ErrorCategory::INTERNAL;  // nothing thrown
-  };
   const Operands big(GgmlType::Q4_0, 100, 256, 12, test_seed(31));
   CHECK(cuda::gemm_min_weight_scratch(big.device_view()) == 64 * 256);
   const Operands small(GgmlType::Q4_0, 13, 256, 12, test_seed(32));

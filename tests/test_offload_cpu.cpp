@@ -15,15 +15,20 @@
 #include "ferry/offload/gpu.hpp"
 #include "ferry/offload/host_pool.hpp"
 #include "ferry/offload/scheduler.hpp"
+#include "support/errors.hpp"
 #include "support/synthetic_stack.hpp"
 #include "support/seed.hpp"
 #include "support/temp_dir.hpp"
+#include "support/text.hpp"
 #include "test_offload_support.hpp"
 
 using namespace ferry;
 namespace fs = std::filesystem;
 
 namespace {
+
+using test::contains;
+using test::error_of;
 
 // Small stacks (the CPU machine has two cores) with the structure of the real ones: widths that are odd multiples of
 // the block size, both block families.
@@ -50,20 +55,6 @@ std::vector<float> direct_cpu(const SyntheticStack& stack, std::vector<float> x,
   }
   return x;
 }
-
-template <class F>
-std::string error_of(F&& f, ErrorCategory expected) {
-  try {
-    f();
-  } catch (const Error& e) {
-    CHECK(e.category() == expected);
-    return e.what();
-  }
-  FAIL("no error was thrown");
-  return {};
-}
-
-bool contains(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
 
 }  // namespace
 

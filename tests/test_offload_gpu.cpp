@@ -20,13 +20,18 @@
 #include "ferry/offload/size_parse.hpp"
 #include "support/synthetic_stack.hpp"
 #include "support/env_flag.hpp"
+#include "support/errors.hpp"
 #include "support/seed.hpp"
 #include "support/temp_dir.hpp"
+#include "support/text.hpp"
 #include "test_offload_support.hpp"
 
 using namespace ferry;
 
 namespace {
+
+using test::contains;
+using test::error_of;
 
 constexpr uint64_t kGiB = uint64_t{1} << 30;
 // GPU vs CPU and GPU vs the float64 reference, on the layers' increment: the GPU GEMM rounds activations to FP16
@@ -70,20 +75,6 @@ std::string describe(const std::vector<Placement>& p) {
 uint64_t required_budget(const SyntheticStack& stack, const std::vector<Placement>& p, const SchedulerOptions& o) {
   return compute_memory_plan(scheduler_memory_input(stack.layers(), p, o), o.vram_budget).required_budget;
 }
-
-template <class F>
-std::string error_of(F&& f, ErrorCategory expected) {
-  try {
-    f();
-  } catch (const Error& e) {
-    CHECK(e.category() == expected);
-    return e.what();
-  }
-  FAIL("no error was thrown");
-  return {};
-}
-
-bool contains(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
 
 }  // namespace
 

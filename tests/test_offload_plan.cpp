@@ -12,29 +12,18 @@
 #include "ferry/offload/memory_plan.hpp"
 #include "ferry/offload/placement.hpp"
 #include "ferry/offload/size_parse.hpp"
+#include "support/errors.hpp"
 #include "support/seed.hpp"
+#include "support/text.hpp"
 
 using namespace ferry;
 
 namespace {
 
+using test::contains;
+using test::error_of;
+
 constexpr uint64_t kKiB = 1024, kMiB = kKiB * 1024, kGiB = kMiB * 1024;
-
-template <class F>
-std::string error_of(F&& f, ErrorCategory expected) {
-  try {
-    f();
-  } catch (const Error& e) {
-    CHECK(e.category() == expected);
-    return e.what();
-  }
-  FAIL("no error was thrown");
-  return {};
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 MemoryPlanInput example_input() {
   MemoryPlanInput in;
@@ -81,7 +70,8 @@ TEST_CASE("budget sizes parse with binary and decimal units") {
 }
 
 TEST_CASE("sizes beyond 64 bits are refused as too large, whatever their notation") {
-  for (const char* big : {"1e30", "1e30GiB", "20000000000GiB", "99999999999999999999999", "18446744073709551616", "1.8447e19"}) {
+  for (const char* big :
+       {"1e30", "1e30GiB", "20000000000GiB", "99999999999999999999999", "18446744073709551616", "1.8447e19"}) {
     CAPTURE(big);
     const std::string message = error_of([&] { parse_size(big); }, ErrorCategory::INVALID_ARGUMENT);
     CHECK(contains(message, "too large"));
@@ -89,9 +79,8 @@ TEST_CASE("sizes beyond 64 bits are refused as too large, whatever their notatio
 }
 
 TEST_CASE("garbage sizes are refused with a message that shows the accepted forms") {
-  for (const char* bad :
-       {"", "   ", "GiB", "8XB", "-1G", "+1G", "1.2.3G", "8 Gi", "1e", "1e+", "nan", "0x10", "8GiBs", "1,5G", "1.5B", "0.5",
-        "8 G B", "1.5e-1", "1e-3B"}) {
+  for (const char* bad : {"", "   ", "GiB", "8XB", "-1G", "+1G", "1.2.3G", "8 Gi", "1e", "1e+", "nan", "0x10", "8GiBs",
+                          "1,5G", "1.5B", "0.5", "8 G B", "1.5e-1", "1e-3B"}) {
     CAPTURE(bad);
     const std::string message = error_of([&] { parse_size(bad); }, ErrorCategory::INVALID_ARGUMENT);
     CHECK(contains(message, std::string("'") + bad + "'"));

@@ -26,6 +26,7 @@
 #include "ferry/ggml_type.hpp"
 #include "ferry/half.hpp"
 #include "ferry/kernels/ref/quants.hpp"
+#include "support/block_fields.hpp"
 #include "support/env_flag.hpp"
 #include "support/random.hpp"
 #include "support/seed.hpp"
@@ -130,32 +131,6 @@ uint16_t random_finite_half(std::mt19937_64& rng) {
   }
 }
 
-// Byte offsets of the half-precision scale fields in each block (from gguf.md's field order, independently of the
-// structs in block_layouts.hpp).
-std::vector<int> half_field_offsets(GgmlType t) {
-  switch (t) {
-    case GgmlType::Q4_0:
-    case GgmlType::Q5_0:
-    case GgmlType::Q8_0:
-    case GgmlType::IQ4_NL:
-    case GgmlType::IQ4_XS:
-      return {0};
-    case GgmlType::Q4_1:
-    case GgmlType::Q5_1:
-    case GgmlType::Q4_K:
-    case GgmlType::Q5_K:
-      return {0, 2};
-    case GgmlType::Q2_K:
-      return {80, 82};  // scales[16], qs[64], d, dmin
-    case GgmlType::Q3_K:
-      return {108};  // hmask[32], qs[64], scales[12], d
-    case GgmlType::Q6_K:
-      return {208};  // ql[128], qh[64], scales[16], d
-    default:
-      return {};
-  }
-}
-
 // Random blocks with finite scales. F16 and BF16 get every one of the 65536 bit patterns (NaNs included), F32 random
 // bit patterns; everything else random bytes with the scale fields made finite.
 std::vector<uint8_t> random_blocks(GgmlType t, int64_t n_blocks, uint64_t seed) {
@@ -170,7 +145,7 @@ std::vector<uint8_t> random_blocks(GgmlType t, int64_t n_blocks, uint64_t seed) 
     }
     return bytes;
   }
-  const std::vector<int> offsets = half_field_offsets(t);
+  const std::vector<int> offsets = test::half_field_offsets(t);
   for (int64_t b = 0; b < n_blocks; ++b) {
     for (int off : offsets) {
       const uint16_t h = random_finite_half(rng);

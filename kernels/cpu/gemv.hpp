@@ -21,9 +21,12 @@
 // Not a public header.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <utility>
 
 #include "ferry/ggml_type.hpp"
+#include "ferry/kernels/cpu/ops.hpp"
 #include "isa.hpp"
 
 namespace ferry::cpu::detail {
@@ -58,9 +61,48 @@ struct GemvArgs {
 using GemvRowsFn = void (*)(const GemvArgs& args, int64_t r0, int64_t r1);
 
 // True when the type's GEMV reads quantized activations (xq), false when it reads float ones (xf).
-bool gemv_uses_q8(GgmlType type);
+constexpr bool gemv_uses_q8(GgmlType type) {
+  return type != GgmlType::F32 && type != GgmlType::F16 && type != GgmlType::BF16;
+}
 // The kernel for (type, n_tokens in 1..8) in the given variant; nullptr when the type has none.
 GemvRowsFn gemv_kernel_scalar(GgmlType type, int n_tokens);
 GemvRowsFn gemv_kernel_avx2(GgmlType type, int n_tokens);
+
+// The dispatch both variants share; an ISA file holds only its kernels and the list of them.
+//   Rows  the variant's two row loops, as variable templates giving their address for a kernel class and NT:
+//           Rows::quant<Kern, NT> (quantized types, reads xq) and Rows::floats<Kern, NT> (F32/F16/BF16, reads xf)
+//   Kerns the variant's per-type kernel classes, each naming its weight type as kType
+// The loop is picked by gemv_uses_q8(kType), the rule matmul.cpp prepares the activations by, so the two cannot
+// disagree. Every kernel is instantiated for NT = 1..kCpuGemvMaxTokens.
+template <class Rows, class Kern, int NT>
+constexpr GemvRowsFn gemv_rows_fn() {
+  if constexpr (gemv_uses_q8(Kern::kType))
+    return Rows::template quant<Kern, NT>;
+  else
+    return Rows::template floats<Kern, NT>;
+}
+
+template <class Rows, class Kern, int... I>
+constexpr std::array<GemvRowsFn, sizeof...(I)> gemv_rows_table(std::integer_sequence<int, I...>) {
+  return {gemv_rows_fn<Rows, Kern, I + 1>()...};
+}
+
+// Kern's row loop for a run-time token count; nullptr outside 1..kCpuGemvMaxTokens.
+template <class Rows, class Kern>
+GemvRowsFn gemv_rows_for_tokens(int n_tokens) {
+  constexpr int kMaxTokens = static_cast<int>(kCpuGemvMaxTokens);
+  static constexpr auto kByTokens = gemv_rows_table<Rows, Kern>(std::make_integer_sequence<int, kMaxTokens>{});
+  return n_tokens >= 1 && n_tokens <= kMaxTokens ? kByTokens[static_cast<size_t>(n_tokens - 1)] : nullptr;
+}
+
+// The kernel of the class in Kerns whose kType is `type`; nullptr when none is.
+template <class Rows, class... Kerns>
+GemvRowsFn pick_gemv_kernel(GgmlType type, int n_tokens) {
+  using ForTokens = GemvRowsFn (*)(int);
+  static constexpr std::pair<GgmlType, ForTokens> kByType[] = {{Kerns::kType, &gemv_rows_for_tokens<Rows, Kerns>}...};
+  for (const auto& [kern_type, for_tokens] : kByType)
+    if (kern_type == type) return for_tokens(n_tokens);
+  return nullptr;
+}
 
 }  // namespace ferry::cpu::detail

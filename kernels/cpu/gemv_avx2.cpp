@@ -96,11 +96,12 @@ FERRY_TARGET_AVX2 inline __m256i iq4nl_lookup(__m256i nibbles) {
   return _mm256_shuffle_epi8(_mm256_set_m128i(table, table), nibbles);
 }
 
-// Each kernel struct: kElems elements per block of kBytes; dot<NT>(block, x, stride, acc, acc2, bias) adds the block's
-// dot product with token t's activations (the Q8Blocks of this block, x + t * stride) to acc[t] / acc2[t] (vectors;
-// kernels with several sub-blocks alternate between the two so consecutive FMAs do not wait on each other's latency)
-// and bias[t] (scalar min/offset terms). acc and acc2 may be the same array.
+// Each kernel struct: kElems elements of weight type kType per block of kBytes; dot<NT>(block, x, stride, acc, acc2,
+// bias) adds the block's dot product with token t's activations (the Q8Blocks of this block, x + t * stride) to acc[t]
+// / acc2[t] (vectors; kernels with several sub-blocks alternate between the two so consecutive FMAs do not wait on each
+// other's latency) and bias[t] (scalar min/offset terms). acc and acc2 may be the same array.
 struct KQ4_0 {
+  static constexpr GgmlType kType = GgmlType::Q4_0;
   static constexpr int kElems = 32, kBytes = sizeof(BlockQ4_0);
   template <int NT>
   FERRY_TARGET_AVX2 static void dot(const uint8_t* p, const Q8Block* x, int64_t stride, __m256* acc, __m256*, float*) {
@@ -114,6 +115,7 @@ struct KQ4_0 {
 };
 
 struct KQ4_1 {
+  static constexpr GgmlType kType = GgmlType::Q4_1;
   static constexpr int kElems = 32, kBytes = sizeof(BlockQ4_1);
   template <int NT>
   FERRY_TARGET_AVX2 static void dot(const uint8_t* p, const Q8Block* x, int64_t stride, __m256* acc, __m256*,
@@ -130,6 +132,7 @@ struct KQ4_1 {
 
 template <class Block, bool kHasMin>
 struct KQ5 {
+  static constexpr GgmlType kType = kHasMin ? GgmlType::Q5_1 : GgmlType::Q5_0;
   static constexpr int kElems = 32, kBytes = sizeof(Block);
   template <int NT>
   FERRY_TARGET_AVX2 static void dot(const uint8_t* p, const Q8Block* x, int64_t stride, __m256* acc, __m256*,
@@ -157,6 +160,7 @@ struct KQ5 {
 };
 
 struct KQ8_0 {
+  static constexpr GgmlType kType = GgmlType::Q8_0;
   static constexpr int kElems = 32, kBytes = sizeof(BlockQ8_0);
   template <int NT>
   FERRY_TARGET_AVX2 static void dot(const uint8_t* p, const Q8Block* x, int64_t stride, __m256* acc, __m256*, float*) {
@@ -170,6 +174,7 @@ struct KQ8_0 {
 };
 
 struct KIQ4_NL {
+  static constexpr GgmlType kType = GgmlType::IQ4_NL;
   static constexpr int kElems = 32, kBytes = sizeof(BlockIQ4_NL);
   template <int NT>
   FERRY_TARGET_AVX2 static void dot(const uint8_t* p, const Q8Block* x, int64_t stride, __m256* acc, __m256*, float*) {
@@ -184,6 +189,7 @@ struct KIQ4_NL {
 
 // Sub-block s = 4h + j (elements 128h + 32j ..): bits 2j of qs[32h + l]; groups 2s (first 16) and 2s + 1.
 struct KQ2_K {
+  static constexpr GgmlType kType = GgmlType::Q2_K;
   static constexpr int kElems = 256, kBytes = sizeof(BlockQ2_K);
   template <int NT>
   FERRY_TARGET_AVX2 static void dot(const uint8_t* p, const Q8Block* x, int64_t stride, __m256* acc, __m256* acc2,
@@ -211,6 +217,7 @@ struct KQ2_K {
 
 // As Q2_K; w = low 2 bits + 4 * hmask bit (4h + j of hmask[l]) - 4, in -4..3.
 struct KQ3_K {
+  static constexpr GgmlType kType = GgmlType::Q3_K;
   static constexpr int kElems = 256, kBytes = sizeof(BlockQ3_K);
   template <int NT>
   FERRY_TARGET_AVX2 static void dot(const uint8_t* p, const Q8Block* x, int64_t stride, __m256* acc, __m256* acc2,
@@ -238,6 +245,7 @@ struct KQ3_K {
 // Chunk c: qs[32c + l] low nibbles are group 2c, high nibbles group 2c + 1; Q5_K adds bit g of qh[l] as bit 4.
 template <class Block, bool kFifthBit>
 struct KK4Like {
+  static constexpr GgmlType kType = kFifthBit ? GgmlType::Q5_K : GgmlType::Q4_K;
   static constexpr int kElems = 256, kBytes = sizeof(Block);
   template <int NT>
   FERRY_TARGET_AVX2 static void dot(const uint8_t* p, const Q8Block* x, int64_t stride, __m256* acc, __m256* acc2,
@@ -274,6 +282,7 @@ struct KK4Like {
 // Sub-block s = 4h + k: low 4 bits from ql[64h + 32 (k % 2) + l] (nibble k / 2), high 2 bits from qh[32h + l] >> 2k;
 // w = q in -32..31.
 struct KQ6_K {
+  static constexpr GgmlType kType = GgmlType::Q6_K;
   static constexpr int kElems = 256, kBytes = sizeof(BlockQ6_K);
   template <int NT>
   FERRY_TARGET_AVX2 static void dot(const uint8_t* p, const Q8Block* x, int64_t stride, __m256* acc, __m256* acc2,
@@ -301,6 +310,7 @@ struct KQ6_K {
 };
 
 struct KIQ4_XS {
+  static constexpr GgmlType kType = GgmlType::IQ4_XS;
   static constexpr int kElems = 256, kBytes = sizeof(BlockIQ4_XS);
   template <int NT>
   FERRY_TARGET_AVX2 static void dot(const uint8_t* p, const Q8Block* x, int64_t stride, __m256* acc, __m256* acc2,
@@ -353,6 +363,7 @@ FERRY_TARGET_AVX2 void rows_quant(const GemvArgs& a, int64_t r0, int64_t r1) {
 }
 
 struct LoadF32 {
+  static constexpr GgmlType kType = GgmlType::F32;
   FERRY_TARGET_AVX2 static __m256 vec(const uint8_t* p, int64_t i) {
     return _mm256_loadu_ps(reinterpret_cast<const float*>(p + 4 * i));
   }
@@ -363,12 +374,14 @@ struct LoadF32 {
   }
 };
 struct LoadF16 {
+  static constexpr GgmlType kType = GgmlType::F16;
   FERRY_TARGET_AVX2 static __m256 vec(const uint8_t* p, int64_t i) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * i)));
   }
   FERRY_TARGET_AVX2 static float one(const uint8_t* p, int64_t i) { return half_at(p + 2 * i); }
 };
 struct LoadBF16 {
+  static constexpr GgmlType kType = GgmlType::BF16;
   FERRY_TARGET_AVX2 static __m256 vec(const uint8_t* p, int64_t i) {
     const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * i)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
@@ -415,82 +428,20 @@ FERRY_TARGET_AVX2 void rows_float(const GemvArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
-template <template <int> class Kernel>
-GemvRowsFn pick(int nt) {
-  switch (nt) {
-    case 1:
-      return &Kernel<1>::run;
-    case 2:
-      return &Kernel<2>::run;
-    case 3:
-      return &Kernel<3>::run;
-    case 4:
-      return &Kernel<4>::run;
-    case 5:
-      return &Kernel<5>::run;
-    case 6:
-      return &Kernel<6>::run;
-    case 7:
-      return &Kernel<7>::run;
-    case 8:
-      return &Kernel<8>::run;
-    default:
-      return nullptr;
-  }
-}
-
-template <class Kern>
-struct Quant {
-  template <int NT>
-  struct K {
-    FERRY_TARGET_AVX2 static void run(const GemvArgs& a, int64_t r0, int64_t r1) { rows_quant<Kern, NT>(a, r0, r1); }
-  };
-};
-template <class Load>
-struct Float {
-  template <int NT>
-  struct K {
-    FERRY_TARGET_AVX2 static void run(const GemvArgs& a, int64_t r0, int64_t r1) { rows_float<Load, NT>(a, r0, r1); }
-  };
+// The row loops for pick_gemv_kernel (gemv.hpp).
+struct Avx2Rows {
+  template <class Kern, int NT>
+  static constexpr GemvRowsFn quant = &rows_quant<Kern, NT>;
+  template <class Load, int NT>
+  static constexpr GemvRowsFn floats = &rows_float<Load, NT>;
 };
 
 }  // namespace
 
 GemvRowsFn gemv_kernel_avx2(GgmlType type, int n_tokens) {
-  switch (type) {
-    case GgmlType::F32:
-      return pick<Float<LoadF32>::K>(n_tokens);
-    case GgmlType::F16:
-      return pick<Float<LoadF16>::K>(n_tokens);
-    case GgmlType::BF16:
-      return pick<Float<LoadBF16>::K>(n_tokens);
-    case GgmlType::Q4_0:
-      return pick<Quant<KQ4_0>::K>(n_tokens);
-    case GgmlType::Q4_1:
-      return pick<Quant<KQ4_1>::K>(n_tokens);
-    case GgmlType::Q5_0:
-      return pick<Quant<KQ5<BlockQ5_0, false>>::K>(n_tokens);
-    case GgmlType::Q5_1:
-      return pick<Quant<KQ5<BlockQ5_1, true>>::K>(n_tokens);
-    case GgmlType::Q8_0:
-      return pick<Quant<KQ8_0>::K>(n_tokens);
-    case GgmlType::Q2_K:
-      return pick<Quant<KQ2_K>::K>(n_tokens);
-    case GgmlType::Q3_K:
-      return pick<Quant<KQ3_K>::K>(n_tokens);
-    case GgmlType::Q4_K:
-      return pick<Quant<KK4Like<BlockQ4_K, false>>::K>(n_tokens);
-    case GgmlType::Q5_K:
-      return pick<Quant<KK4Like<BlockQ5_K, true>>::K>(n_tokens);
-    case GgmlType::Q6_K:
-      return pick<Quant<KQ6_K>::K>(n_tokens);
-    case GgmlType::IQ4_NL:
-      return pick<Quant<KIQ4_NL>::K>(n_tokens);
-    case GgmlType::IQ4_XS:
-      return pick<Quant<KIQ4_XS>::K>(n_tokens);
-    default:
-      return nullptr;
-  }
+  return pick_gemv_kernel<Avx2Rows, LoadF32, LoadF16, LoadBF16, KQ4_0, KQ4_1, KQ5<BlockQ5_0, false>,
+                          KQ5<BlockQ5_1, true>, KQ8_0, KQ2_K, KQ3_K, KK4Like<BlockQ4_K, false>,
+                          KK4Like<BlockQ5_K, true>, KQ6_K, KIQ4_NL, KIQ4_XS>(type, n_tokens);
 }
 
 }  // namespace ferry::cpu::detail

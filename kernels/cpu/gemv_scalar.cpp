@@ -50,8 +50,6 @@ void quantize_activations(const float* x, int64_t n_tokens, int64_t n_cols, Q8Bl
   }
 }
 
-bool gemv_uses_q8(GgmlType type) { return type != GgmlType::F32 && type != GgmlType::F16 && type != GgmlType::BF16; }
-
 namespace {
 
 // One 32-element sub-block in the common form (see the top of this file).
@@ -80,8 +78,9 @@ void set_uniform(Sub32& s, float d, int32_t sc, float m) {
   s.m[0] = s.m[1] = m;
 }
 
-// Decoders: kElems elements in kBytes bytes become kElems / 32 Sub32s.
+// Decoders: kElems elements of weight type kType in kBytes bytes become kElems / 32 Sub32s.
 struct DecQ4_0 {
+  static constexpr GgmlType kType = GgmlType::Q4_0;
   static constexpr int kElems = 32, kBytes = sizeof(BlockQ4_0);
   static void decode(const uint8_t* p, Sub32* out) {
     const auto b = load_block<BlockQ4_0>(p);
@@ -94,6 +93,7 @@ struct DecQ4_0 {
 };
 
 struct DecQ4_1 {
+  static constexpr GgmlType kType = GgmlType::Q4_1;
   static constexpr int kElems = 32, kBytes = sizeof(BlockQ4_1);
   static void decode(const uint8_t* p, Sub32* out) {
     const auto b = load_block<BlockQ4_1>(p);
@@ -119,15 +119,18 @@ void decode_q5(const uint8_t* p, Sub32* out) {
   set_uniform(*out, fp16_to_fp32(b.d), 1, m);
 }
 struct DecQ5_0 {
+  static constexpr GgmlType kType = GgmlType::Q5_0;
   static constexpr int kElems = 32, kBytes = sizeof(BlockQ5_0);
   static void decode(const uint8_t* p, Sub32* out) { decode_q5<BlockQ5_0, false>(p, out); }
 };
 struct DecQ5_1 {
+  static constexpr GgmlType kType = GgmlType::Q5_1;
   static constexpr int kElems = 32, kBytes = sizeof(BlockQ5_1);
   static void decode(const uint8_t* p, Sub32* out) { decode_q5<BlockQ5_1, true>(p, out); }
 };
 
 struct DecQ8_0 {
+  static constexpr GgmlType kType = GgmlType::Q8_0;
   static constexpr int kElems = 32, kBytes = sizeof(BlockQ8_0);
   static void decode(const uint8_t* p, Sub32* out) {
     const auto b = load_block<BlockQ8_0>(p);
@@ -137,6 +140,7 @@ struct DecQ8_0 {
 };
 
 struct DecIQ4_NL {
+  static constexpr GgmlType kType = GgmlType::IQ4_NL;
   static constexpr int kElems = 32, kBytes = sizeof(BlockIQ4_NL);
   static void decode(const uint8_t* p, Sub32* out) {
     const auto b = load_block<BlockIQ4_NL>(p);
@@ -150,6 +154,7 @@ struct DecIQ4_NL {
 
 // Sub-block s = 4h + j: elements 128h + 32j + l are bits 2j of qs[32h + l]; its halves are groups 2s and 2s + 1.
 struct DecQ2_K {
+  static constexpr GgmlType kType = GgmlType::Q2_K;
   static constexpr int kElems = 256, kBytes = sizeof(BlockQ2_K);
   static void decode(const uint8_t* p, Sub32* out) {
     const auto b = load_block<BlockQ2_K>(p);
@@ -167,6 +172,7 @@ struct DecQ2_K {
 };
 
 struct DecQ3_K {
+  static constexpr GgmlType kType = GgmlType::Q3_K;
   static constexpr int kElems = 256, kBytes = sizeof(BlockQ3_K);
   static void decode(const uint8_t* p, Sub32* out) {
     const auto b = load_block<BlockQ3_K>(p);
@@ -205,16 +211,19 @@ void decode_k4_like(const uint8_t* p, Sub32* out) {
   }
 }
 struct DecQ4_K {
+  static constexpr GgmlType kType = GgmlType::Q4_K;
   static constexpr int kElems = 256, kBytes = sizeof(BlockQ4_K);
   static void decode(const uint8_t* p, Sub32* out) { decode_k4_like<BlockQ4_K, false>(p, out); }
 };
 struct DecQ5_K {
+  static constexpr GgmlType kType = GgmlType::Q5_K;
   static constexpr int kElems = 256, kBytes = sizeof(BlockQ5_K);
   static void decode(const uint8_t* p, Sub32* out) { decode_k4_like<BlockQ5_K, true>(p, out); }
 };
 
 // Sub-block s = 4h + k: element l takes ql[64h + 32 (k % 2) + l] nibble k / 2 and qh[32h + l] bits 2k, 2k + 1.
 struct DecQ6_K {
+  static constexpr GgmlType kType = GgmlType::Q6_K;
   static constexpr int kElems = 256, kBytes = sizeof(BlockQ6_K);
   static void decode(const uint8_t* p, Sub32* out) {
     const auto b = load_block<BlockQ6_K>(p);
@@ -236,6 +245,7 @@ struct DecQ6_K {
 };
 
 struct DecIQ4_XS {
+  static constexpr GgmlType kType = GgmlType::IQ4_XS;
   static constexpr int kElems = 256, kBytes = sizeof(BlockIQ4_XS);
   static void decode(const uint8_t* p, Sub32* out) {
     const auto b = load_block<BlockIQ4_XS>(p);
@@ -278,6 +288,7 @@ void rows_quant(const GemvArgs& a, int64_t r0, int64_t r1) {
 }
 
 struct ConvF32 {
+  static constexpr GgmlType kType = GgmlType::F32;
   static float at(const uint8_t* p, int64_t i) {
     float v;
     std::memcpy(&v, p + 4 * i, 4);
@@ -285,6 +296,7 @@ struct ConvF32 {
   }
 };
 struct ConvF16 {
+  static constexpr GgmlType kType = GgmlType::F16;
   static float at(const uint8_t* p, int64_t i) {
     uint16_t h;
     std::memcpy(&h, p + 2 * i, 2);
@@ -292,6 +304,7 @@ struct ConvF16 {
   }
 };
 struct ConvBF16 {
+  static constexpr GgmlType kType = GgmlType::BF16;
   static float at(const uint8_t* p, int64_t i) {
     uint16_t h;
     std::memcpy(&h, p + 2 * i, 2);
@@ -323,82 +336,19 @@ void rows_float(const GemvArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
-template <template <int> class Kernel>
-GemvRowsFn pick(int nt) {
-  switch (nt) {
-    case 1:
-      return &Kernel<1>::run;
-    case 2:
-      return &Kernel<2>::run;
-    case 3:
-      return &Kernel<3>::run;
-    case 4:
-      return &Kernel<4>::run;
-    case 5:
-      return &Kernel<5>::run;
-    case 6:
-      return &Kernel<6>::run;
-    case 7:
-      return &Kernel<7>::run;
-    case 8:
-      return &Kernel<8>::run;
-    default:
-      return nullptr;
-  }
-}
-
-template <class Dec>
-struct Quant {
-  template <int NT>
-  struct K {
-    static void run(const GemvArgs& a, int64_t r0, int64_t r1) { rows_quant<Dec, NT>(a, r0, r1); }
-  };
-};
-template <class Conv>
-struct Float {
-  template <int NT>
-  struct K {
-    static void run(const GemvArgs& a, int64_t r0, int64_t r1) { rows_float<Conv, NT>(a, r0, r1); }
-  };
+// The row loops for pick_gemv_kernel (gemv.hpp).
+struct ScalarRows {
+  template <class Dec, int NT>
+  static constexpr GemvRowsFn quant = &rows_quant<Dec, NT>;
+  template <class Conv, int NT>
+  static constexpr GemvRowsFn floats = &rows_float<Conv, NT>;
 };
 
 }  // namespace
 
 GemvRowsFn gemv_kernel_scalar(GgmlType type, int n_tokens) {
-  switch (type) {
-    case GgmlType::F32:
-      return pick<Float<ConvF32>::K>(n_tokens);
-    case GgmlType::F16:
-      return pick<Float<ConvF16>::K>(n_tokens);
-    case GgmlType::BF16:
-      return pick<Float<ConvBF16>::K>(n_tokens);
-    case GgmlType::Q4_0:
-      return pick<Quant<DecQ4_0>::K>(n_tokens);
-    case GgmlType::Q4_1:
-      return pick<Quant<DecQ4_1>::K>(n_tokens);
-    case GgmlType::Q5_0:
-      return pick<Quant<DecQ5_0>::K>(n_tokens);
-    case GgmlType::Q5_1:
-      return pick<Quant<DecQ5_1>::K>(n_tokens);
-    case GgmlType::Q8_0:
-      return pick<Quant<DecQ8_0>::K>(n_tokens);
-    case GgmlType::Q2_K:
-      return pick<Quant<DecQ2_K>::K>(n_tokens);
-    case GgmlType::Q3_K:
-      return pick<Quant<DecQ3_K>::K>(n_tokens);
-    case GgmlType::Q4_K:
-      return pick<Quant<DecQ4_K>::K>(n_tokens);
-    case GgmlType::Q5_K:
-      return pick<Quant<DecQ5_K>::K>(n_tokens);
-    case GgmlType::Q6_K:
-      return pick<Quant<DecQ6_K>::K>(n_tokens);
-    case GgmlType::IQ4_NL:
-      return pick<Quant<DecIQ4_NL>::K>(n_tokens);
-    case GgmlType::IQ4_XS:
-      return pick<Quant<DecIQ4_XS>::K>(n_tokens);
-    default:
-      return nullptr;
-  }
+  return pick_gemv_kernel<ScalarRows, ConvF32, ConvF16, ConvBF16, DecQ4_0, DecQ4_1, DecQ5_0, DecQ5_1, DecQ8_0, DecQ2_K,
+                          DecQ3_K, DecQ4_K, DecQ5_K, DecQ6_K, DecIQ4_NL, DecIQ4_XS>(type, n_tokens);
 }
 
 }  // namespace ferry::cpu::detail

@@ -21,11 +21,10 @@
 //   5. unpack:  out[q, h, :] = O[kvh][m, :] * inv_sum[kvh][m].
 // Memory traffic per score: 4 B written by the GEMM, 4 B read and 2 B written by the softmax, 2 B read by the second
 // GEMM: ~12 B. For Flux that is ~6 GB per call, ~2 ms at 3 TB/s against 0.3 ms of tensor-core work: this form is bound
-// by the score traffic, not by the FLOPs. Measured on an H100 (bench_attention_cuda): 2.70 ms, 97 TFLOP/s, 11% of the
-// 890 TFLOP/s cuBLAS FP16 rate; the two GEMMs alone take 1.24 ms (the first one writes FP32 scores). A fused
-// flash-attention kernel (scores never leave the SM) is the way past this.
+// by the score traffic, not by the FLOPs.
 // Invariants: the scratch is never exceeded (chunk size from attention_max_chunk); rows of S are 8-element aligned
 // (ld a multiple of 8) so both GEMMs see 16-byte aligned rows.
+// Measurements and what would come next: docs/kernels/attention-notes.md.
 #include "ferry/kernels/cuda/attention.cuh"
 
 #include <algorithm>

@@ -21,18 +21,14 @@
 // - Choices are cached per (N, T, K, workspace, pointer alignments); a call costs a map lookup and a few descriptor
 //   calls on the host.
 //
-// Measured (H100, Q4_0, one tile): 1.41-1.64x cuBLAS-on-FP16 at T = 512 and 1.10-1.32x at T = 4096; without the
-// x conversion (T·K·6 bytes, which the FP16 baseline is handed for free) 1.22-1.49x and 1.03-1.07x. At T = 512 the
-// separate dequantization pass is ~60% of the GEMM time, as the roofline above says; getting under 1.2x there needs
-// the dequantization hidden (a side stream filling the next tile while cuBLAS, which leaves SMs idle at this T, runs
-// the current one) or fused into the GEMM.
-//
 // Invariants. Scratch below gemm_min_weight_scratch (64 rows, or N if smaller) or activation scratch below T·K throws
 // BUDGET before anything is enqueued. All work is enqueued on `stream`; nothing allocates device memory or
 // synchronises. The FP16 rounding of W and x is the only approximation beyond FP32 accumulation, within FP16's range:
 // a value of |x| or |W| above 65504 becomes infinite and its output rows inf or NaN (the GEMV path, T <= 8, never
 // converts x to FP16: it reads FP32, or int8 codes with FP32 scales). LLM activations stay far below that; a model
 // whose activations do not needs BF16 operands here.
+//
+// Measurements against cuBLAS on FP16 weights and what would come next: docs/kernels/gemm-notes.md.
 #include <cublasLt.h>
 
 #include "ferry/kernels/device_sizing.hpp"

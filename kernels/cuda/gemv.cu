@@ -16,8 +16,7 @@
 //   slot, filled with 16-byte cp.async from the 16-byte-aligned pieces that cover each row's chunk (the 18-, 34- and
 //   210-byte blocks are only 2-byte aligned, so lanes cannot read them with wide loads directly). DRAM sees
 //   coalesced 16-byte reads and three chunks per CTA stay in flight however long the decode takes; the decode
-//   reads shared memory at a few cycles' latency. (A first version read the blocks from global memory with 2- and
-//   4-byte loads per lane: 16-46% of copy bandwidth, latency-bound; F16 rows, read as 16-byte vectors, reached 80%.)
+//   reads shared memory at a few cycles' latency.
 // - Lane work unit = ~4 bytes of quants of one block (gemv_units.cuh): a warp's lanes read a few hundred
 //   consecutive staged bytes per step (few bank conflicts). Quants become floats by bit operations (no I2F), and
 //   the group scale is applied once per 4 weights: acc += sc · Σ q·x (- mn · Σ x), FP32 throughout (acc[2][T]
@@ -29,32 +28,17 @@
 //   int8 codes with one float scale per 32 elements (d = max|x| / 127, round half to even, exactly as the CPU GEMV's
 //   quantize_activations), and lanes multiply 4 weight codes by 4 codes per __dp4a, applying d_w·d_x once per run of
 //   8-16 weights and any offset/min term as m·d_x·Σq_x per group. Precision: x carries a rounding error of up to
-//   d_x / 2, so the output's normalised error is ~E[d_x²] / (12 E[x²]) ≈ 1.5e-5 for uniform x (measured 1.3e-5 to
-//   2.6e-5), against ~1e-14 for the FP32 path; the weights are used exactly. Llama.cpp and ferry's CPU GEMV accept
-//   the same. Other quantized types keep the FP32 decode below.
-// Status (H100, bench_kernels_cuda, T = 1, % of the 2.98 TB/s copy rate, same machine before -> after int8 x):
-// 14336x4096 Q4_0 34 -> 37-38%, Q4_K 23 -> 37-39%, Q6_K 38 -> 40%, Q8_0 50 -> 52-53%; 32000x5120 Q4_K 26 -> 50-51%,
-// Q8_0 59 -> 64-65%; 4096x4096 Q4_K 16 -> 21-23%; T = 8 9-15% -> 12-21%. Other types unchanged (FP32 decode: 19-36%),
-// F16/BF16/F32 rows 72-86%. The dp4a path cut the decode to ~1 instruction per weight, yet Q4_0 and Q8_0 barely
-// moved: the limit is now the kernel's structure, not the ALU. Nsight Compute on 14336x4096 T = 1 (H200): 37.5%
-// theoretical occupancy (3 CTAs per SM, by registers and shared memory alike), schedulers issuing on 52-58% of
-// cycles with 1.1-1.4 eligible warps of 5.2, DRAM at 30% of peak. Per-warp rings in place of the CTA-wide barrier
-// per chunk measured the same (H100, within +-3%; kept: simpler coupling). Measured and rejected (same machine, same
-// bench): a persistent one-wave grid streaming all of a CTA's row groups through one ring (14336x4096 Q4_K
-// 27 -> 36 us: fewer CTAs, same per-CTA rate), coalesced x staging that freed registers for 4-5 CTAs per SM (no
-// change at T = 1, slower at T = 8), deeper rings or 2x chunks. So neither occupancy, barriers nor x staging is the
-// limit; the per-CTA rate is. Nsight Compute metrics on the H100 (14336x4096 Q4_K, per-warp rings): 13.3 M warp
-// instructions, 7.3 thread instructions per weight (the dp4a math needs ~1), schedulers issuing on 50% of cycles;
-// per issued instruction a warp waits 1.6 cycles not selected, 1.6 on fixed latencies, 1.4 at the barrier behind x
-// staging, 1.0 on a throttled math pipe, 0.9 on global/shared loads. The kernel is issue-bound by its bookkeeping
-// (addressing, piece loops, per-unit scale decoding for two rows at a time) more than by DRAM. What did help:
-// quant_gemv_batch, one launch for the matrices that share x (q, k, v; gate, up), since a 1024-row matrix alone is 64
-// CTAs on a 132-SM GPU (llama-3-8B decode +10%). A next design would drop the shared-memory round trip: lanes reading
-// blocks straight from global memory into registers, x quantized once per call.
+//   d_x / 2, so the output's normalised error is ~E[d_x²] / (12 E[x²]) ≈ 1.5e-5 for uniform x, against ~1e-14 for
+//   the FP32 path; the weights are used exactly. Llama.cpp and ferry's CPU GEMV accept the same. Other quantized
+//   types keep the FP32 decode below.
+// - quant_gemv_batch runs the matrices that share x (q, k, v; gate, up) in one launch: a 1024-row matrix alone is 64
+//   CTAs, too few to fill a 132-SM GPU.
 //
 // Invariants. K is a multiple of the block size (8 for F32/F16/BF16); W rows are consecutive; x is [T, K] float32,
 // y is [T, N] float32 and every y element is written exactly once (no atomics, no pre-zeroing); results do not depend
 // on the launch configuration. Nothing allocates or synchronises.
+//
+// Measurements, profiles and the designs tried and rejected: docs/kernels/gemv-notes.md.
 #include <string>
 
 #include "ferry/error.hpp"

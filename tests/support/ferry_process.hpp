@@ -12,30 +12,17 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "support/asan.hpp"
+#include "support/child_process.hpp"
+#include "support/text.hpp"
 
 namespace ferry::test {
-
-inline std::string read_text(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-inline bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 struct Result {
   int status = -1;  // exit status; -1 if the process did not exit normally (a signal: a crash)
@@ -52,24 +39,6 @@ struct RunSpec {
   int timeout_s = 300;              // killed and failed after this
   uint64_t address_space_limit = 0;  // non-zero: RLIMIT_AS of the child, in bytes (`ulimit -v`)
 };
-
-// Waits for `pid`; after `timeout_s` seconds kills it and fails the test.
-inline int wait_with_deadline(pid_t pid, int timeout_s) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  int wstatus = 0;
-  for (;;) {
-    const pid_t done = ::waitpid(pid, &wstatus, WNOHANG);
-    if (done == pid) return wstatus;
-    REQUIRE(done == 0);
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &wstatus, 0);
-      FAIL_CHECK("ferry did not finish within " << timeout_s << " s: killed");
-      return wstatus;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-}
 
 // Runs FERRY_EXE with `args`; stdout and stderr are captured through files in `dir`.
 inline Result run_ferry(const std::vector<std::string>& args, const std::filesystem::path& dir, const RunSpec& spec) {
@@ -132,6 +101,13 @@ inline Result run_ferry(const std::vector<std::string>& args, const std::filesys
   spec.env = env;
   spec.timeout_s = timeout_s;
   return run_ferry(args, dir, spec);
+}
+
+// "ferry ARGS..." as a user would type it, for messages about a command (CAPTURE).
+inline std::string command_line(const std::vector<std::string>& args) {
+  std::string line = "ferry";
+  for (const auto& a : args) line += " " + a;
+  return line;
 }
 
 // Files in `dir` other than the capture files and a model: a failed or finished command must not leave temporaries.

@@ -2,6 +2,7 @@
 // the CPU and GPU forward passes. Weights are dequantized with ref::dequantize; everything else is plain double math.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -24,6 +25,16 @@ inline LlamaRunnerOptions cpu_runner_options(int64_t n_ctx, int64_t chunk) {
   o.policy = Policy::CPU_ALL;
   o.all_logits = true;
   return o;
+}
+
+// Relative RMS error of logits `a` against the reference `b`: |a - b| / |b| over all of them.
+inline double relative_error(const std::vector<float>& a, const std::vector<double>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    num += (a[i] - b[i]) * (a[i] - b[i]);
+    den += b[i] * b[i];
+  }
+  return std::sqrt(num / den);
 }
 
 }  // namespace ferry::test

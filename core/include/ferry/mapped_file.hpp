@@ -1,7 +1,7 @@
 // MappedFile: a whole file mapped read-only into memory (RAII, move-only). GGUF tensors are read straight from the
 // mapping, so a model is never copied into private memory just to be parsed; the kernel pages it in on demand. The
 // file must stay unchanged while mapped: if it is truncated, touching a page past its new end ends the process with a
-// message naming the file and exit status 1 (runtime/src/mapping_fault_guard.hpp), not a bare SIGBUS.
+// message naming the file and exit status 1 (core/src/mapping_fault_guard.hpp), not a bare SIGBUS.
 #pragma once
 
 #include <cstddef>
