@@ -318,7 +318,7 @@ TEST_CASE("1000 steps keep the arena, device memory and host memory flat") {
   const std::optional<uint64_t> device_before =
       test::env_flag("FERRY_UNDER_SANITIZER") ? std::nullopt : process_device_bytes();
   if (!device_before) MESSAGE("device memory flatness not checked (no per-process NVML figure, or a sanitizer run)");
-  const uint64_t rss_before = test::peak_rss_bytes();
+  [[maybe_unused]] const uint64_t rss_before = test::peak_rss_bytes();  // unused under ASan
   const int steps = test::quick_mode() ? 100 : 1000;  // FERRY_TEST_QUICK: sanitizer runs
   for (int i = 0; i < steps; ++i) {
     std::copy(x0.begin(), x0.end(), x.begin());
