@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "signal_default.hpp"
+
 namespace ferry::detail {
 namespace {
 
@@ -58,15 +60,7 @@ void on_bus_error(int sig, siginfo_t* info, void* context) {
   } else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN) {
     return g_previous.sa_handler(sig);
   }
-  struct sigaction default_action {};
-  default_action.sa_handler = SIG_DFL;
-  sigemptyset(&default_action.sa_mask);
-  ::sigaction(sig, &default_action, nullptr);
-  sigset_t unblock;
-  sigemptyset(&unblock);
-  sigaddset(&unblock, sig);
-  ::sigprocmask(SIG_UNBLOCK, &unblock, nullptr);
-  ::raise(sig);
+  reraise_with_default_action(sig);
 }
 
 void install_handler() noexcept {

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <cstring>
 
+#include "signal_default.hpp"
+
 namespace ferry::detail {
 namespace {
 
@@ -35,15 +37,7 @@ void remove_temporaries_and_reraise(int sig) {
     int expected = LIVE;
     if (slot.state.compare_exchange_strong(expected, DYING, std::memory_order_acquire)) ::unlink(slot.path);
   }
-  struct sigaction default_action {};
-  default_action.sa_handler = SIG_DFL;
-  sigemptyset(&default_action.sa_mask);
-  ::sigaction(sig, &default_action, nullptr);
-  sigset_t unblock;
-  sigemptyset(&unblock);
-  sigaddset(&unblock, sig);
-  ::sigprocmask(SIG_UNBLOCK, &unblock, nullptr);
-  ::raise(sig);
+  reraise_with_default_action(sig);
 }
 
 void install_handlers() noexcept {
