@@ -7,16 +7,24 @@
 
 namespace ferry {
 
-StackProfile llama_stack_profile(const GgufFile& file, int64_t n_ctx, int64_t max_tokens, bool all_logits) {
-  const LlamaConfig config = LlamaConfig::from_gguf(file);
-  const LlamaWeights weights = LlamaWeights::from_gguf(file, config);
+StackProfile llama_stack_profile(const LlamaConfig& config, const LlamaWeights& weights, int64_t n_ctx,
+                                 int64_t max_tokens, bool all_logits) {
+  // The layers themselves say what they need: a profile cannot drift from what the scheduler will reserve.
   const auto layers = make_llama_layers(config, weights, n_ctx, all_logits);
   std::vector<const Layer*> pointers;
   for (const auto& l : layers) pointers.push_back(l.get());
   StackProfile profile;
-  profile.model = file.name();
-  profile.max_tokens = std::min(max_tokens, n_ctx);  // as the runner clamps it
+  profile.model = "llama";
+  profile.max_tokens = std::min(max_tokens, n_ctx);
   profile.layers = layer_demands(pointers, profile.max_tokens);
+  return profile;
+}
+
+StackProfile llama_stack_profile(const GgufFile& file, int64_t n_ctx, int64_t max_tokens, bool all_logits) {
+  const LlamaConfig config = LlamaConfig::from_gguf(file);
+  const LlamaWeights weights = LlamaWeights::from_gguf(file, config);
+  StackProfile profile = llama_stack_profile(config, weights, n_ctx, max_tokens, all_logits);
+  profile.model = file.name();
   return profile;
 }
 

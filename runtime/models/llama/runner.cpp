@@ -8,6 +8,7 @@
 #include "ferry/error.hpp"
 #include "ferry/kernels/cpu/ops.hpp"
 #include "ferry/models/llama/block.hpp"
+#include "ferry/models/llama/profile.hpp"
 #include "ferry/offload/gpu.hpp"
 #include "ferry/offload/host_memory.hpp"
 #include "ferry/offload/size_parse.hpp"
@@ -44,12 +45,9 @@ DeviceProfile this_device() {
 // The plan for the layers of a context of n_ctx positions.
 Plan plan_for(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options,
               const DeviceProfile& device) {
-  const auto layers = make_llama_layers(config, weights, options.n_ctx, options.all_logits);
   const SchedulerOptions sched = scheduler_options(options);
-  StackProfile profile;
-  profile.model = "llama";
-  profile.max_tokens = sched.max_tokens;
-  profile.layers = layer_demands(pointers(layers), sched.max_tokens);
+  const StackProfile profile =
+      llama_stack_profile(config, weights, options.n_ctx, options.max_tokens, options.all_logits);
   PlanRequest request;
   request.policy = options.policy;
   request.vram_budget = options.vram_budget;
