@@ -226,7 +226,7 @@ Action add_run_command(CLI::App& app) {
   cmd->add_option("model", o->model, "GGUF model file (omit for the built-in default model)");
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text (UTF-8)");
   cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->check(CLI::Range(0, 1 << 20));
-  cmd->add_option("--ctx", o->n_ctx, "Context length (default: the model's, at most 2048; at most the model's)")
+  cmd->add_option("--ctx", o->n_ctx, "Context length (default: the model's training context, at most 2048; beyond it only with --force-ctx)")
       ->check(CLI::Range(1, 1 << 24));
   cmd->add_flag("--force-ctx", o->force_ctx, "Allow --ctx beyond the model's training context");
   cmd->add_option("--temp", o->temperature, "Sampling temperature in [0, 100] (0: greedy)");
