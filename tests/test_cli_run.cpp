@@ -130,7 +130,8 @@ TEST_CASE("ferry run: every flag is checked before the model is loaded, naming t
     CHECK(r.status == 2);
     CHECK(r.out.empty());  // nothing echoed
     CHECK_MESSAGE(!contains(r.err, "not_loaded.gguf"), r.err);
-    for (const std::string& text : c.mentioned) CHECK_MESSAGE(contains(r.err, text), "missing '" << text << "': " << r.err);
+    for (const std::string& text : c.mentioned)
+      CHECK_MESSAGE(contains(r.err, text), "missing '" << text << "': " << r.err);
   }
   // An unwritable trace path is found before loading too (bad input: exit 1), not after the run.
   const Result trace = run_ferry({"run", missing, "--trace", (dir.path() / "no_dir" / "t.json").string()}, dir.path());
@@ -150,8 +151,8 @@ TEST_CASE("ferry run: an unknown command is named as one") {
 TEST_CASE("ferry run: a prompt longer than the context, or a context beyond the model's, is refused before output") {
   TempDir dir;
   const std::string model = make_tiny_model(dir.path()).string();
-  const Result long_prompt = run_ferry({"run", model, "--ctx", "4", "-p", "a prompt of many more than four tokens"},
-                                       dir.path());
+  const Result long_prompt =
+      run_ferry({"run", model, "--ctx", "4", "-p", "a prompt of many more than four tokens"}, dir.path());
   CHECK(long_prompt.status == 2);
   CHECK(long_prompt.out.empty());
   CHECK_MESSAGE(contains(long_prompt.err, "the context holds 4"), long_prompt.err);

@@ -163,10 +163,11 @@ TEST_CASE("planners: every policy's rule, and no plan above its budget") {
     if (resident < first.placements.size()) {
       std::vector<Placement> more = first.placements;
       more[resident] = Placement::RESIDENT;
-      CHECK(compute_memory_plan(memory_plan_input(stack.layers, more, request(Policy::RESIDENT_FIRST, budget, T).options,
-                                                  kGpu.context_bytes),
-                                budget)
-                .required_budget > budget);
+      CHECK(
+          compute_memory_plan(memory_plan_input(stack.layers, more, request(Policy::RESIDENT_FIRST, budget, T).options,
+                                                kGpu.context_bytes),
+                              budget)
+              .required_budget > budget);
     }
     // resident-stream: a prefix resident, the rest streamed; stream-all: everything streamed.
     bool streaming = false;
@@ -232,9 +233,9 @@ TEST_CASE("a device profile round-trips through JSON; malformed ones are refused
   CHECK(q.name == p.name);
   CHECK(q.has_gpu == p.has_gpu);
   CHECK(q.context_bytes == p.context_bytes);
-  for (const char* bad : {"", "{", "[]", R"({"name": "x", "has_gpu": true})",
-                          R"({"name": "x", "has_gpu": "yes", "context_bytes": 1})",
-                          R"({"name": 3, "has_gpu": true, "context_bytes": 1})"}) {
+  for (const char* bad :
+       {"", "{", "[]", R"({"name": "x", "has_gpu": true})", R"({"name": "x", "has_gpu": "yes", "context_bytes": 1})",
+        R"({"name": 3, "has_gpu": true, "context_bytes": 1})"}) {
     CAPTURE(bad);
     try {
       (void)DeviceProfile::from_json(bad);

@@ -48,8 +48,8 @@ void CpuRunner::run(size_t index, float* x, const StepContext& step, int64_t ste
   const double ms = std::chrono::duration<double, std::milli>(end - begin).count();
   stats.cpu_ms += ms;
   if (m_setup.trace != nullptr)
-    m_setup.trace->add({"cpu " + layer.name(), TraceTrack::CPU, micros_since(m_setup.epoch, begin), ms * 1e3, step_index,
-                        static_cast<int64_t>(index), 0});
+    m_setup.trace->add({"cpu " + layer.name(), TraceTrack::CPU, micros_since(m_setup.epoch, begin), ms * 1e3,
+                        step_index, static_cast<int64_t>(index), 0});
 }
 
 uint64_t CpuRunner::host_bytes() const noexcept {

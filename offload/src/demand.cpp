@@ -59,7 +59,8 @@ GpuSizing gpu_sizing(std::span<const LayerDemand> layers, std::span<const Placem
     // GEMV needs no scratch, dequant_gemm a weight tile and an FP16 copy of the input; steps run 1..max_tokens
     // tokens, so a matrix needs GEMM scratch if either end takes the GEMM.
     for (const QuantMatrixView& w : layers[i].matmuls) {
-      const bool gemm = !device_sizing::matmul_uses_gemv(w, 1) || !device_sizing::matmul_uses_gemv(w, options.max_tokens);
+      const bool gemm =
+          !device_sizing::matmul_uses_gemv(w, 1) || !device_sizing::matmul_uses_gemv(w, options.max_tokens);
       if (!gemm) continue;
       const size_t elems = static_cast<size_t>(w.n_rows) * static_cast<size_t>(w.n_cols);
       const size_t tile = std::min(elems, std::max(device_sizing::gemm_min_weight_scratch(w), cap_elems));
@@ -82,8 +83,8 @@ MemoryPlanInput memory_plan_input(std::span<const LayerDemand> layers, std::span
   const GpuSizing sizing = gpu_sizing(layers, placements, options);
   input.context_bytes = context_bytes;
   input.fp16_scratch_bytes = align_up(sizing.weight_tile_elems * 2) + align_up(sizing.activation_fp16_elems * 2);
-  input.activation_bytes = align_up(sizing.residual_floats * 4) + align_up(sizing.workspace_floats * 4) +
-                           align_up(sizing.output_floats * 4);
+  input.activation_bytes =
+      align_up(sizing.residual_floats * 4) + align_up(sizing.workspace_floats * 4) + align_up(sizing.output_floats * 4);
   input.cublas_workspace_bytes = options.cublas_workspace_bytes;
   return input;
 }

@@ -85,8 +85,8 @@ Plan make_plan(const StackProfile& stack, const DeviceProfile& device, const Pla
         break;
       case Policy::RESIDENT_STREAM:
         plan.placements.assign(n, Placement::STREAMED);
-        plan.placements = resident_first_placement(input_for(stack, device, request, plan.placements),
-                                                   request.vram_budget);
+        plan.placements =
+            resident_first_placement(input_for(stack, device, request, plan.placements), request.vram_budget);
         break;
       case Policy::RESIDENT_FIRST:
       case Policy::CPU_ALL:

@@ -30,8 +30,7 @@ void CommandLine::parse(int argc, const char* const* argv) {
       known = known || sub->check_name(word);
       names += (names.empty() ? "" : ", ") + sub->get_name();
     }
-    if (!known)
-      throw CLI::ValidationError("unknown command " + quote_name(word) + " (commands: " + names + ")");
+    if (!known) throw CLI::ValidationError("unknown command " + quote_name(word) + " (commands: " + names + ")");
   }
   m_app->parse(argc, argv);
 }

@@ -14,18 +14,18 @@
 #include <string>
 
 #include "commands.hpp"
-#include "ferry/models/default_model.hpp"
 #include "ferry/error.hpp"
-#include "ferry/text/generate.hpp"
 #include "ferry/gguf.hpp"
+#include "ferry/models/default_model.hpp"
 #include "ferry/models/llama/model.hpp"
-#include "ferry/text/utf8.hpp"
 #include "ferry/models/weight_scan.hpp"
+#include "ferry/text/generate.hpp"
+#include "ferry/text/utf8.hpp"
 #ifdef FERRY_HAVE_CUDA
 #include "ferry/offload/device_memory.hpp"
 #endif
-#include "ferry/offload/gpu.hpp"
 #include "ferry/models/llama/runner.hpp"
+#include "ferry/offload/gpu.hpp"
 #include "ferry/offload/size_parse.hpp"
 #include "ferry/text/tokenizer.hpp"
 
@@ -90,8 +90,8 @@ void check_output_path(const std::string& flag, const std::string& path) {
   }
   const std::filesystem::path dir = p.parent_path().empty() ? std::filesystem::path(".") : p.parent_path();
   if (::access(dir.c_str(), W_OK | X_OK) != 0)
-    fail(ErrorCategory::IO, path + ": cannot create (" + flag + "): folder " + dir.string() + ": " +
-                                std::strerror(errno));
+    fail(ErrorCategory::IO,
+         path + ": cannot create (" + flag + "): folder " + dir.string() + ": " + std::strerror(errno));
 }
 
 RunRequest validate(const RunFlags& f) {
@@ -226,7 +226,9 @@ Action add_run_command(CLI::App& app) {
   cmd->add_option("model", o->model, "GGUF model file (omit for the built-in default model)");
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text (UTF-8)");
   cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->check(CLI::Range(0, 1 << 20));
-  cmd->add_option("--ctx", o->n_ctx, "Context length (default: the model's training context, at most 2048; beyond it only with --force-ctx)")
+  cmd->add_option(
+         "--ctx", o->n_ctx,
+         "Context length (default: the model's training context, at most 2048; beyond it only with --force-ctx)")
       ->check(CLI::Range(1, 1 << 24));
   cmd->add_flag("--force-ctx", o->force_ctx, "Allow --ctx beyond the model's training context");
   cmd->add_option("--temp", o->temperature, "Sampling temperature in [0, 100] (0: greedy)");

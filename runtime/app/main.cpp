@@ -6,11 +6,11 @@
 #include <atomic>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <new>
+#include <string>
 #include <string_view>
 #include <system_error>
-#include <filesystem>
-#include <string>
 
 #include "cli_app.hpp"
 #include "ferry/error.hpp"
@@ -95,8 +95,9 @@ int main(int argc, char** argv) {
                  e.what());
     return exit_status_for(ferry::ErrorCategory::IO);
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "ferry: out of memory: a host allocation failed (see `ulimit -v` and free memory; a smaller "
-                         "--ctx or --vram plan needs less)\n");
+    std::fprintf(stderr,
+                 "ferry: out of memory: a host allocation failed (see `ulimit -v` and free memory; a smaller "
+                 "--ctx or --vram plan needs less)\n");
     return 1;
   } catch (const std::exception& e) {
     if (out_of_resources(e)) {

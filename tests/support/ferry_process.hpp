@@ -33,10 +33,10 @@ struct Result {
 using Environment = std::vector<std::pair<std::string, std::string>>;
 
 struct RunSpec {
-  bool stdout_tty = false;          // stdout is a pseudo-terminal (its output is discarded)
-  std::string stdout_path;          // non-empty: stdout is this file, opened for writing (e.g. /dev/full)
-  Environment env;                  // added to (or replacing in) this process's environment
-  int timeout_s = 300;              // killed and failed after this
+  bool stdout_tty = false;           // stdout is a pseudo-terminal (its output is discarded)
+  std::string stdout_path;           // non-empty: stdout is this file, opened for writing (e.g. /dev/full)
+  Environment env;                   // added to (or replacing in) this process's environment
+  int timeout_s = 300;               // killed and failed after this
   uint64_t address_space_limit = 0;  // non-zero: RLIMIT_AS of the child, in bytes (`ulimit -v`)
 };
 
@@ -94,8 +94,8 @@ inline Result run_ferry(const std::vector<std::string>& args, const std::filesys
   return r;
 }
 
-inline Result run_ferry(const std::vector<std::string>& args, const std::filesystem::path& dir,
-                        bool stdout_tty = false, const Environment& env = {}, int timeout_s = 300) {
+inline Result run_ferry(const std::vector<std::string>& args, const std::filesystem::path& dir, bool stdout_tty = false,
+                        const Environment& env = {}, int timeout_s = 300) {
   RunSpec spec;
   spec.stdout_tty = stdout_tty;
   spec.env = env;

@@ -119,12 +119,12 @@ void check_forward_arguments(const LlamaConfig& c, int64_t n_ctx, std::span<cons
                                               " do not fit the context of " + std::to_string(n_ctx) + " tokens");
   const size_t need = static_cast<size_t>((all_logits ? n : 1) * c.n_vocab);
   if (logits_size < need)
-    fail(ErrorCategory::INVALID_ARGUMENT, "logits buffer of " + std::to_string(logits_size) + " floats, need " +
-                                              std::to_string(need));
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         "logits buffer of " + std::to_string(logits_size) + " floats, need " + std::to_string(need));
   for (int32_t id : tokens)
     if (id < 0 || id >= c.n_vocab)
-      fail(ErrorCategory::INVALID_ARGUMENT, "token id " + std::to_string(id) + " is outside the vocabulary of " +
-                                                std::to_string(c.n_vocab));
+      fail(ErrorCategory::INVALID_ARGUMENT,
+           "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(c.n_vocab));
 }
 
 }  // namespace ferry

@@ -54,9 +54,9 @@ void LlamaBlockLayer::forward(std::span<const QuantMatrixView> weights, float* x
 LlamaHeadLayer::LlamaHeadLayer(const LlamaConfig& config, const LlamaWeights& w, bool all_logits_capacity)
     : m_config(config), m_all_logits_capacity(all_logits_capacity) {
   using R = LlamaTensorRole;
-  m_tensors = {{llama_tensor_name(R::OUTPUT_NORM), vector_view(w.output_norm, config.n_embd)},
-               {w.tied_output ? llama_tensor_name(R::TOKEN_EMBD) + " (tied output)" : llama_tensor_name(R::OUTPUT),
-                w.output}};
+  m_tensors = {
+      {llama_tensor_name(R::OUTPUT_NORM), vector_view(w.output_norm, config.n_embd)},
+      {w.tied_output ? llama_tensor_name(R::TOKEN_EMBD) + " (tied output)" : llama_tensor_name(R::OUTPUT), w.output}};
 }
 
 size_t LlamaHeadLayer::workspace_floats(int64_t n_tokens, Device /*device*/) const {

@@ -104,8 +104,8 @@ LlamaRunner::LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights,
         return false;
       }
     });
-    fail(ErrorCategory::BUDGET, std::string(e.what()) + "\nat --ctx " + std::to_string(m_options.n_ctx) +
-                                    largest_context_text(fit));
+    fail(ErrorCategory::BUDGET,
+         std::string(e.what()) + "\nat --ctx " + std::to_string(m_options.n_ctx) + largest_context_text(fit));
   }
   build_scheduler(std::move(plan.placements));
 }
@@ -132,7 +132,8 @@ void LlamaRunner::build_layers() {
 void LlamaRunner::build_scheduler(std::vector<Placement> placements) {
   check_host_memory(placements);
   m_x.resize(static_cast<size_t>(m_options.max_tokens * m_config.n_embd));
-  m_scheduler = std::make_unique<LayerScheduler>(pointers(m_layers), std::move(placements), scheduler_options(m_options));
+  m_scheduler =
+      std::make_unique<LayerScheduler>(pointers(m_layers), std::move(placements), scheduler_options(m_options));
 }
 
 void LlamaRunner::check_host_memory(const std::vector<Placement>& placements) const {

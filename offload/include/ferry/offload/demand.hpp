@@ -32,8 +32,8 @@ std::vector<LayerDemand> layer_demands(std::span<const Layer* const> layers, int
 
 // How the scheduler sizes what is not per layer.
 struct StackOptions {
-  int64_t max_tokens = 1;   // the largest T a step gets
-  int prefetch_depth = 1;   // staging slots S = prefetch_depth + 1
+  int64_t max_tokens = 1;  // the largest T a step gets
+  int prefetch_depth = 1;  // staging slots S = prefetch_depth + 1
   MarginPolicy margin;
   uint64_t fp16_scratch_limit = uint64_t{64} << 20;      // cap on the dequantized-weight tile (the kernel's minimum
                                                          // tile wins if larger)

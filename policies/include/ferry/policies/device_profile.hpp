@@ -9,9 +9,9 @@
 namespace ferry {
 
 struct DeviceProfile {
-  std::string name = "none";     // the GPU's name, "none" without one
+  std::string name = "none";  // the GPU's name, "none" without one
   bool has_gpu = false;
-  uint64_t context_bytes = 0;    // device memory the CUDA context, a cuBLAS handle and two streams take
+  uint64_t context_bytes = 0;  // device memory the CUDA context, a cuBLAS handle and two streams take
 
   std::string to_json() const;
   // Throws FORMAT naming the field for malformed JSON or values of the wrong type.

@@ -16,8 +16,8 @@ namespace ferry {
 // follows them (attention_scratch_bytes).
 struct LlamaBlockBuffers {
   float *xn, *q, *k, *v, *attn, *proj, *gate, *up;
-  int32_t* positions;                 // T token positions (one float's room each)
-  std::span<std::byte> attention;     // device scratch of the GPU's attention paths; empty on the CPU
+  int32_t* positions;              // T token positions (one float's room each)
+  std::span<std::byte> attention;  // device scratch of the GPU's attention paths; empty on the CPU
   // Floats of the buffers (without attention scratch) and of the whole workspace on `device` for steps of up to
   // n_tokens tokens with a cache of n_ctx positions.
   static size_t buffer_floats(const LlamaConfig& c, int64_t n_tokens);
