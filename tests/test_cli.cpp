@@ -4,7 +4,8 @@
 // and that dump's output equals the reference dequantization bit for bit and appears atomically. Files of unusual
 // types: a FIFO as the model, links, devices and folders as outputs, a model truncated while `ferry run` uses it.
 // `run` generates from a tiny model made with `ferry make-model` and from the built-in default model in a private
-// FERRY_CACHE_DIR.
+// FERRY_CACHE_DIR (test_cli_run.cpp; its fetch's fallbacks: test_cli_default_model.cpp); `perplexity` and
+// `--logits-out`: test_cli_perplexity.cpp.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <poll.h>

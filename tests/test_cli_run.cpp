@@ -76,10 +76,11 @@ TEST_CASE("ferry run: a missing model file is bad input, named") {
   CHECK_MESSAGE(contains(r.err, missing), r.err);
 }
 
-TEST_CASE("ferry run without a model makes the built-in default model once, in FERRY_CACHE_DIR, then reuses it") {
+TEST_CASE("ferry run without a model makes the synthetic default model once, in FERRY_CACHE_DIR, then reuses it") {
   TempDir dir;
   const fs::path cache = dir.path() / "cache";  // does not exist yet: ferry creates it
-  const Environment env = {{"FERRY_CACHE_DIR", cache.string()}};
+  // FERRY_DEFAULT_MODEL=synthetic: offline and fast (the real model's fetch is test_default_model_fetch's).
+  const Environment env = {{"FERRY_CACHE_DIR", cache.string()}, {"FERRY_DEFAULT_MODEL", "synthetic"}};
   const char* announcement = "generating the built-in default model";
   const Result first = run_ferry({"run", "-n", "2", "-p", "Hi"}, dir.path(), false, env);
   REQUIRE_MESSAGE(first.status == 0, first.err);

@@ -1,5 +1,5 @@
 // The llama forward pass on the GPU under every kind of placement, against the float64 reference and the CPU runner;
-// greedy generation must give the same tokens whatever the placement.
+// greedy generation must give the same tokens, and perplexity the same figure, whatever the placement.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -15,6 +15,7 @@
 #include "ferry/models/model_maker.hpp"
 #include "ferry/models/llama/runner.hpp"
 #include "ferry/offload/size_parse.hpp"
+#include "ferry/text/perplexity.hpp"
 #include "ferry/text/sampler.hpp"
 #include "support/llama_reference.hpp"
 #include "support/seed.hpp"
@@ -141,5 +142,51 @@ TEST_CASE("a budget that cannot hold the model's minimum plan is refused with th
   } catch (const Error& e) {
     CHECK(e.category() == ErrorCategory::BUDGET);
     CHECK(std::string(e.what()).find("minimum") != std::string::npos);
+  }
+}
+
+TEST_CASE("perplexity is the same for every placement, within the tolerance of the path") {
+  const test::TempDir dir;
+  // F32 weights: every layer computes in float32 wherever it runs; only accumulation order and the FP16 K/V cache
+  // differ (the CPU step-size test in test_perplexity measures 8e-6 relative on PPL). Q4_K_M: layers round activations
+  // to 8 bits (GEMV) or FP16 (GEMM) depending on where they run and how many rows a step holds, ~0.4% per dot
+  // product, averaged over every scored token (the CPU alone: 5.9e-4 relative between step sizes, test_cli_perplexity).
+  struct Case {
+    ModelFileType type;
+    double tolerance;
+  };
+  for (const Case& cs : {Case{ModelFileType::F32, 1e-4}, Case{ModelFileType::Q4_K_M, 1e-2}}) {
+    CAPTURE(model_file_type_name(cs.type));
+    const auto path = dir.path() / ("tiny-ppl-" + std::string(model_file_type_name(cs.type)) + ".gguf");
+    write_llama_model(llama_preset("tiny"), MakeModelOptions{cs.type, test::test_seed(21), 32, ""}, path);
+    const GgufFile file = GgufFile::open(path);
+    const LlamaConfig c = LlamaConfig::from_gguf(file);
+    const LlamaWeights w = LlamaWeights::from_gguf(file, c);
+    std::vector<int32_t> tokens;
+    std::mt19937_64 rng(test::test_seed(22));
+    for (int i = 0; i < 3 * 32 + 5; ++i) tokens.push_back(static_cast<int32_t>(3 + rng() % (c.n_vocab - 3)));
+    PerplexityOptions po;
+    po.n_ctx = 32;
+    po.bos = 1;
+    po.batch = 8;
+    LlamaRunner cpu(c, w, test::cpu_runner_options(32, 8));
+    const PerplexityResult expected = perplexity(cpu, tokens, po);
+    for (const auto& placements : placement_mixes(static_cast<size_t>(c.n_layer) + 1, test::test_seed(23))) {
+      for (int64_t batch : {1, 8}) {  // one row per step (GEMV) and several (GEMM)
+        CAPTURE(describe(placements));
+        CAPTURE(batch);
+        LlamaRunnerOptions o;
+        o.n_ctx = 32;
+        o.max_tokens = batch;
+        o.all_logits = true;
+        o.vram_budget = parse_budget("4GiB");
+        LlamaRunner runner(c, w, o, placements);
+        po.batch = batch;
+        const PerplexityResult got = perplexity(runner, tokens, po);
+        CHECK(got.n_scored == expected.n_scored);
+        CHECK(std::abs(got.ppl - expected.ppl) <= cs.tolerance * expected.ppl);
+        CHECK(std::abs(got.uncertainty - expected.uncertainty) <= 2 * cs.tolerance * expected.uncertainty);
+      }
+    }
   }
 }

@@ -1,33 +1,25 @@
 // `ferry run [MODEL] [-p TEXT] [-n N] ...`: generates text with a llama model, printing it as it comes, then the
-// prompt and generation rates, where the layers ran and the peak device memory.
+// prompt and generation rates, where the layers ran and the peak device memory. `--logits-out FILE` also writes the
+// logits of every evaluated position (logits_file.hpp).
 //
 // Every flag is checked before anything is loaded (a typo costs no model load), and the prompt's length against the
 // context before anything is printed; then the model, then generation.
-#include <unistd.h>
-
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
+#include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "commands.hpp"
 #include "ferry/error.hpp"
-#include "ferry/gguf.hpp"
-#include "ferry/models/default_model.hpp"
-#include "ferry/models/llama/model.hpp"
-#include "ferry/models/weight_scan.hpp"
-#include "ferry/text/generate.hpp"
-#include "ferry/text/utf8.hpp"
-#ifdef FERRY_HAVE_CUDA
-#include "ferry/offload/device_memory.hpp"
-#endif
 #include "ferry/models/llama/runner.hpp"
-#include "ferry/offload/gpu.hpp"
-#include "ferry/offload/size_parse.hpp"
-#include "ferry/text/tokenizer.hpp"
+#include "ferry/text/generate.hpp"
+#include "ferry/text/logits_file.hpp"
+#include "ferry/text/utf8.hpp"
+#include "model_command.hpp"
 
 namespace ferry::cli {
 namespace {
@@ -48,6 +40,7 @@ struct RunFlags {
   std::string policy = "resident-stream";
   int prefetch = 1;
   std::string trace;
+  std::string logits_out;
 };
 
 // The flags after validation, in the types the runtime takes.
@@ -55,16 +48,13 @@ struct RunRequest {
   SamplerConfig sampler;
   uint64_t vram_budget = 0;
   Policy policy = Policy::RESIDENT_STREAM;
+  DefaultModelChoice default_model = DefaultModelChoice::SMOLLM2;
 };
 
 std::string number_text(float v) {
   char text[32];
   std::snprintf(text, sizeof text, "%g", static_cast<double>(v));
   return text;
-}
-
-[[noreturn]] void bad_flag(const std::string& flag, const std::string& why) {
-  fail(ErrorCategory::INVALID_ARGUMENT, flag + ": " + why);
 }
 
 // A seed is a whole number in [0, 2^64): "-1" or "2^64" must not wrap or clamp to another seed silently.
@@ -77,74 +67,20 @@ uint64_t parse_seed(const std::string& text) {
   return v;
 }
 
-// The trace is written at the end of the run: a path that cannot be written is found out now, not after generating.
-void check_output_path(const std::string& flag, const std::string& path) {
-  if (path.empty()) return;
-  const std::filesystem::path p(path);
-  std::error_code ec;
-  if (std::filesystem::is_directory(p, ec)) bad_flag(flag, quote_name(path) + " is a directory");
-  if (std::filesystem::exists(p, ec)) {
-    if (::access(p.c_str(), W_OK) != 0)
-      fail(ErrorCategory::IO, path + ": cannot write (" + flag + "): " + std::strerror(errno));
-    return;
-  }
-  const std::filesystem::path dir = p.parent_path().empty() ? std::filesystem::path(".") : p.parent_path();
-  if (::access(dir.c_str(), W_OK | X_OK) != 0)
-    fail(ErrorCategory::IO,
-         path + ": cannot create (" + flag + "): folder " + dir.string() + ": " + std::strerror(errno));
-}
-
 RunRequest validate(const RunFlags& f) {
   RunRequest r;
   if (!std::isfinite(f.temperature) || f.temperature < 0.0f || f.temperature > 100.0f)
     bad_flag("--temp", number_text(f.temperature) + " is outside [0, 100] (0: greedy)");
   if (!(f.top_p > 0.0f && f.top_p <= 1.0f)) bad_flag("--top-p", number_text(f.top_p) + " is outside (0, 1]");
   r.sampler = SamplerConfig{f.temperature, f.top_k, f.top_p, parse_seed(f.seed)};
-  try {
-    r.vram_budget = parse_budget(f.vram);
-  } catch (const Error& e) {
-    bad_flag("--vram", e.what());
-  }
-  try {
-    r.policy = parse_policy(f.policy);
-  } catch (const Error& e) {
-    bad_flag("--policy", e.what());
-  }
+  r.vram_budget = vram_flag(f.vram);
+  r.policy = policy_flag(f.policy);
   if (const size_t at = first_invalid_utf8(f.prompt); at != kValidUtf8)
     bad_flag("--prompt", "the text is not valid UTF-8 (ill-formed byte sequence at byte " + std::to_string(at) + ")");
   check_output_path("--trace", f.trace);
+  check_output_path("--logits-out", f.logits_out);
+  if (f.model.empty()) r.default_model = default_model_choice();
   return r;
-}
-
-// Standard output is the product of `run`: a failed write (a full disk, a closed pipe reader) must fail the run.
-void write_stdout(std::string_view text) {
-  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0)
-    fail(ErrorCategory::IO, std::string("standard output: cannot write the generated text: ") + std::strerror(errno));
-}
-
-// The context: the model's training context (at most 2048 by default); beyond the training context only with
-// --force-ctx, since positions the model never saw give garbage and the KV cache grows with it.
-int64_t choose_context(const RunFlags& f, const LlamaConfig& config, const std::string& model) {
-  if (f.n_ctx == 0) return std::min<int64_t>(config.n_ctx_train, 2048);
-  if (f.n_ctx > config.n_ctx_train && !f.force_ctx)
-    bad_flag("--ctx", std::to_string(f.n_ctx) + " exceeds the training context of " + model + " (" +
-                          std::to_string(config.n_ctx_train) + " tokens); add --force-ctx to use it anyway");
-  return f.n_ctx;
-}
-
-// Device memory as design.md counts it: what the process holds (free memory before the CUDA context minus free memory
-// now; the arena is reserved once, so now is the peak) and the arena's own high-water mark.
-std::string device_memory_line(const MemoryReport& m) {
-  if (!m.uses_device) return "device memory: none (every layer on the CPU)\n";
-  std::string line =
-      "device memory: arena " + format_size(m.arena_bytes) + " reserved, high-water " + format_size(m.arena_high_water);
-#ifdef FERRY_HAVE_CUDA
-  const DeviceMemoryBaseline& b = device_memory_baseline();
-  const uint64_t free_now = device_free_bytes();
-  const uint64_t before = b.free_before_context > 0 ? b.free_before_context : b.free_after_context + b.context_bytes;
-  if (before > free_now) line += "; process " + format_size(before - free_now) + " (" + b.method + ")";
-#endif
-  return line + "\n";
 }
 
 const char* stop_reason(const GenerateStats& stats, int64_t n_ctx, std::string& storage) {
@@ -158,34 +94,20 @@ const char* stop_reason(const GenerateStats& stats, int64_t n_ctx, std::string& 
 
 int run(const RunFlags& f) {
   const RunRequest request = validate(f);
-  std::string path = f.model;
-  if (path.empty())
-    path = ensure_default_model([](const std::filesystem::path& p) {
-             std::fprintf(stderr, "ferry: generating the built-in default model at %s (once)\n", p.c_str());
-           }).string();
-  const GgufFile file = GgufFile::open(path);
-  const LlamaConfig config = LlamaConfig::from_gguf(file);
-  const LlamaWeights weights = LlamaWeights::from_gguf(file, config);
-  const Tokenizer tokenizer = Tokenizer::from_gguf(file);
-  // Every id the tokenizer makes must index the embedding, and every id sampled from the logits must have a piece.
-  if (tokenizer.vocab_size() != static_cast<size_t>(config.n_vocab))
-    fail(ErrorCategory::FORMAT, file.name() + ": the vocabulary (tokenizer.ggml.tokens) has " +
-                                    std::to_string(tokenizer.vocab_size()) + " tokens but the model's embedding has " +
-                                    std::to_string(config.n_vocab) + " rows");
-  const int64_t n_ctx = choose_context(f, config, path);
+  const LoadedModel model(model_path_or_default(f.model, request.default_model));
+  const int64_t n_ctx = choose_context(f.n_ctx, f.force_ctx, model.config, model.path, "--ctx");
   GenerateOptions g;
   g.prompt = f.prompt;
-  g.prompt_tokens = tokenizer.encode(f.prompt, g.add_bos);
+  // BOS as the model's metadata says (SmolLM2's BOS is a chat marker); an empty prompt needs it to start from.
+  g.add_bos = model.add_bos || f.prompt.empty();
+  g.prompt_tokens = model.tokenizer.encode(f.prompt, g.add_bos);
   if (static_cast<int64_t>(g.prompt_tokens.size()) >= n_ctx)
     bad_flag("--prompt", "the prompt is " + std::to_string(g.prompt_tokens.size()) +
                              " tokens long; the context holds " + std::to_string(n_ctx) +
                              " and one more is needed to generate (use a shorter prompt or a larger --ctx)");
   g.max_new_tokens = f.n_predict;
   g.sampler = request.sampler;
-  g.explain_non_finite = [&file] {
-    const auto culprit = find_non_finite_weight(file);
-    return file.name() + (culprit ? ": " + *culprit : ": every weight is finite");
-  };
+  g.explain_non_finite = [&model] { return model.explain_non_finite(); };
 
   LlamaRunnerOptions ro;
   ro.n_ctx = n_ctx;
@@ -194,13 +116,24 @@ int run(const RunFlags& f) {
   ro.vram_budget = request.vram_budget;
   ro.prefetch_depth = f.prefetch;
   ro.trace_path = f.trace;
-  if (!gpu_available() && ro.policy != Policy::CPU_ALL)
-    std::fprintf(stderr, "ferry: no GPU (%s): every layer runs on the CPU\n", gpu_unavailable_reason().c_str());
-  LlamaRunner backend(config, weights, ro);
+  ro.all_logits = !f.logits_out.empty();  // the recorder asks for every prompt position's row
+  note_when_cpu_only(ro.policy);
+  LlamaRunner runner(model.config, model.weights, ro);
+  std::optional<LogitsWriter> logits_writer;
+  std::optional<LogitsRecorder> recorder;
+  if (!f.logits_out.empty()) {
+    logits_writer.emplace(f.logits_out, model.config.n_vocab);
+    recorder.emplace(runner, *logits_writer);
+  }
+  CausalLm& backend = recorder ? static_cast<CausalLm&>(*recorder) : runner;
 
   write_stdout(f.prompt);
-  const GenerateStats stats = generate(backend, tokenizer, g, write_stdout);
+  // TODO(issue 11, item 6): stream whole UTF-8 characters: pass each piece through the UTF-8 streaming helper that
+  // is landing in runtime/text (held back until a multi-byte character is complete, flushed at the end) instead of
+  // writing it as it comes.
+  const GenerateStats stats = generate(backend, model.tokenizer, g, write_stdout);
   write_stdout("\n");
+  if (logits_writer) logits_writer->commit();
   std::string reason;
   std::fprintf(stderr,
                "\nmodel: %s (%lld layers, width %lld)\n"
@@ -208,12 +141,15 @@ int run(const RunFlags& f) {
                "generation: %lld tokens in %.3f s (%.1f tokens/s)%s\n"
                "placement:  %s (--vram %s, --policy %s)\n"
                "%s",
-               path.c_str(), static_cast<long long>(config.n_layer), static_cast<long long>(config.n_embd),
-               static_cast<long long>(stats.prompt_tokens), stats.prompt_seconds, stats.prompt_tokens_per_second(),
-               static_cast<long long>(stats.generated_tokens), stats.generate_seconds,
-               stats.generate_tokens_per_second(), stop_reason(stats, n_ctx, reason),
-               backend.placement_summary().c_str(), f.vram.c_str(), f.policy.c_str(),
-               device_memory_line(backend.scheduler().memory()).c_str());
+               model.path.c_str(), static_cast<long long>(model.config.n_layer),
+               static_cast<long long>(model.config.n_embd), static_cast<long long>(stats.prompt_tokens),
+               stats.prompt_seconds, stats.prompt_tokens_per_second(), static_cast<long long>(stats.generated_tokens),
+               stats.generate_seconds, stats.generate_tokens_per_second(), stop_reason(stats, n_ctx, reason),
+               runner.placement_summary().c_str(), f.vram.c_str(), f.policy.c_str(),
+               device_memory_line(runner.scheduler().memory()).c_str());
+  if (logits_writer)
+    std::fprintf(stderr, "logits:     %lld rows of %lld written to %s\n", static_cast<long long>(logits_writer->rows()),
+                 static_cast<long long>(model.config.n_vocab), f.logits_out.c_str());
   return 0;
 }
 
@@ -221,9 +157,9 @@ int run(const RunFlags& f) {
 
 Action add_run_command(CLI::App& app) {
   auto o = std::make_shared<RunFlags>();
-  CLI::App* cmd =
-      app.add_subcommand("run", "Generate text with a llama-family model (default: a built-in small model)");
-  cmd->add_option("model", o->model, "GGUF model file (omit for the built-in default model)");
+  CLI::App* cmd = app.add_subcommand(
+      "run", "Generate text with a llama-family model (default: SmolLM2-135M-Instruct, fetched once)");
+  cmd->add_option("model", o->model, "GGUF model file (omit for the built-in default model; see FERRY_DEFAULT_MODEL)");
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text (UTF-8)");
   cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->check(CLI::Range(0, 1 << 20));
   cmd->add_option(
@@ -239,6 +175,8 @@ Action add_run_command(CLI::App& app) {
   cmd->add_option("--policy", o->policy, "resident-first | resident-stream | stream-all | cpu-all");
   cmd->add_option("--prefetch", o->prefetch, "Streamed layers copied ahead of compute (1-4)")->check(CLI::Range(1, 4));
   cmd->add_option("--trace", o->trace, "Write the copy/compute/CPU spans as Chrome trace JSON to this file");
+  cmd->add_option("--logits-out", o->logits_out,
+                  "Write the logits of every evaluated position to this file (float32; layout in the README)");
   return [o] { return run(*o); };
 }
 
