@@ -42,6 +42,9 @@ TEST_CASE("pre-tokenizer: letters, numbers and spaces are Unicode's, not ASCII's
   CHECK(words("gpt2",
               "a\xC2\xA0"
               "b") == Words{"a", "\xC2\xA0", "b"});
+  // ... so it does not join the punctuation after it, as a symbol would.
+  CHECK(words("gpt2", "a\xC2\xA0!") == Words{"a", "\xC2\xA0", "!"});
+  CHECK(words("llama-bpe", "x\xE3\x80\x80\xE3\x80\x80(y") == Words{"x", "\xE3\x80\x80", "\xE3\x80\x80", "(y"});
   // Arabic-Indic digits and superscripts are \p{N}: smollm puts every one alone.
   CHECK(words("smollm", "x\xD9\xA3\xD9\xA4\xC2\xB2") == Words{"x", "\xD9\xA3", "\xD9\xA4", "\xC2\xB2"});
 }

@@ -131,7 +131,7 @@ FIXED_TEXTS = [
     "if (a && b || !c) { x += 1; } else { y -= 2; }", "<div class=\"x\">&amp; &lt;tag&gt;</div>",
     "path/to/file.txt C:\\Windows\\System32", "https://example.com/a?b=c&d=e#f", "foo_bar-baz.qux@example.org",
     "a  b   c    d", "     ", "\t\ttabs\tand spaces \t mixed", "line1\nline2\n\nline4\n\n\n", "crlf\r\nline\r\n",
-    " \n \n", "trailing spaces   ", "   leading spaces", "\u00a0non-breaking\u00a0space\u3000ideographic\u2009thin",
+    " \n \n", "trailing spaces   ", "   leading spaces", "\u00a0non-breaking\u00a0space\u3000ideographic\u2009thin", "x\u00a0!\u00a0\u00a0 y\u3000\u3000(z)\u2009,\u00a0\n",
     "zero\u200bwidth joiner\u200d", "combining e\u0301 a\u0308 n\u0303", "long-s \u017f 'S 'ſ K\u212a",
     "$100 + 5% = ^~|<=> `code`", "…。，、।۔، punctuation of scripts", "“quotes” ‘single’ «guillemets» — – -",
     "zzqx zzqx", "qqjw", " Zzqxv", "zzqxzzqx",
@@ -391,8 +391,41 @@ def check_bpe(ck, ferry, workdir, pre_name, seed):
         ck.check(got[:1] == [bos] and got[1:] == want, "bpe gpt2: tokenizer.ggml.add_bos_token = true puts BOS first",
                  f"{got}")
         ck.check(ferry_ids(ferry, forced, "hello world", "--no-bos") == want, "bpe gpt2: --no-bos drops it")
+    probed = check_word_probe(ck, ferry, workdir, pre_name, texts, specials)
     print(f"bpe {pre_name}: {len(tokens)} tokens, {len(merges)} merges (digest {digest(tokens, merges)}); "
-          f"{agreed} encodings equal to tokenizers'")
+          f"{agreed} encodings equal to tokenizers'; word probe: {probed}")
+
+
+def check_word_probe(ck, ferry, workdir, pre_name, texts, specials):
+    """The words themselves: a vocabulary in which every word the oracle's pre-tokenizer makes of the texts is built
+    whole by a chain of merges, so that a word cut elsewhere (a space class that differs, a digit group of another
+    length) shows as other ids even where the trained vocabulary has no merge across the cut."""
+    make_pre, ignore_merges, _ = BPE_CONFIGS[pre_name]
+    pre = make_pre()
+    words = set()
+    for text in texts:
+        for part in text.split("<"):  # special tokens are cut out before pre-tokenizing: keep them out of words
+            words.update(word for word, _ in pre.pre_tokenize_str(part))
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokens, merges, seen = SPECIALS + alphabet, [], set()
+    for word in sorted(words):
+        left = word[0]
+        for c in word[1:]:
+            if (left, c) not in seen:
+                seen.add((left, c))
+                merges.append((left, c))
+                tokens.append(left + c)
+            left += c
+    tokens = list(dict.fromkeys(tokens))
+    tok = Tokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges, ignore_merges=ignore_merges))
+    tok.pre_tokenizer = pre
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIALS])
+    tok.add_tokens([AddedToken(USER_DEFINED, special=False, normalized=False)])
+    tokens = id_table(tok)
+    types = [3 if t in SPECIALS else 4 if t == USER_DEFINED else 1 for t in tokens]
+    path = os.path.join(workdir, f"probe_{pre_name}.gguf")
+    write_vocab_gguf(path, "gpt2", tokens, types, 0, 0, merges=[f"{a} {b}" for a, b in merges], pre=pre_name)
+    return compare(ck, ferry, path, tok, f"bpe {pre_name} (word probe)", texts, specials)
 
 
 # ---- 2. SentencePiece-style --------------------------------------------------------------------------------------
