@@ -53,7 +53,8 @@ except ImportError as error:  # only a missing package skips; any other failure 
     sys.exit(77)
 
 SKIP = 77
-SPECIALS = ["<|endoftext|>", "<|begin_of_text|>", "<|im_start|>", "<|im_end|>"]
+# "<|im" is a prefix of two others: the longest special token that starts at a position must win.
+SPECIALS = ["<|endoftext|>", "<|begin_of_text|>", "<|im_start|>", "<|im_end|>", "<|im"]
 USER_DEFINED = "<tool_call>"
 # Vocabulary pieces that no merge of the trained vocabulary reaches: llama-3's ignore_merges finds them whole.
 UNREACHABLE = ["zzqx", " zzqx", "qqjw", " Zzqxv"]
@@ -397,18 +398,27 @@ def check_bpe(ck, ferry, workdir, pre_name, seed):
 
 
 def check_word_probe(ck, ferry, workdir, pre_name, texts, specials):
-    """The words themselves: a vocabulary in which every word the oracle's pre-tokenizer makes of the texts is built
-    whole by a chain of merges, so that a word cut elsewhere (a space class that differs, a digit group of another
-    length) shows as other ids even where the trained vocabulary has no merge across the cut."""
+    """The words themselves: a vocabulary in which every word that any of the pre-tokenizers makes of the texts is
+    built whole by a chain of merges (this one's words first), so that a word cut elsewhere (a space class that
+    differs, digits grouped another way, another family's rules) shows as other ids even where the trained
+    vocabulary has no merge across the cut."""
     make_pre, ignore_merges, _ = BPE_CONFIGS[pre_name]
     pre = make_pre()
-    words = set()
-    for text in texts:
-        for part in text.split("<"):  # special tokens are cut out before pre-tokenizing: keep them out of words
-            words.update(word for word, _ in pre.pre_tokenize_str(part))
+
+    def words_of(some_pre):
+        words = set()
+        for text in texts:
+            for part in text.split("<"):  # special tokens are cut out before pre-tokenizing: keep them out of words
+                words.update(word for word, _ in some_pre.pre_tokenize_str(part))
+        return sorted(words)
+
+    ordered = words_of(pre)
+    for other in BPE_CONFIGS:
+        if other != pre_name:
+            ordered += words_of(BPE_CONFIGS[other][0]())
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     tokens, merges, seen = SPECIALS + alphabet, [], set()
-    for word in sorted(words):
+    for word in ordered:
         left = word[0]
         for c in word[1:]:
             if (left, c) not in seen:
