@@ -3,7 +3,10 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include <array>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
 
 #include "ferry/error.hpp"
 #include "ferry/text/utf8.hpp"
@@ -73,6 +76,7 @@ const Family& default_family() {
 
 const std::vector<Alias>& aliases() {
   static const Family llama3{"llama3", {kLlama3}, true};
+  // The same expression, merged as usual: llama.cpp looks whole words up only for the Llama 3 names.
   static const Family llama3_merging{"dbrx", {kLlama3}};
   static const Family gpt2{"gpt2", {kGpt2}};
   static const Family smollm{"smollm", {kDigit, kGpt2Short}};
