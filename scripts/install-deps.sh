@@ -1,10 +1,11 @@
 #!/bin/bash
 # Installs everything ferry needs to build and test on a fresh Debian 12 machine: the compiler toolchain, the
-# libraries (Debian packages) and the Python test oracle (the `gguf` package from PyPI). Idempotent; needs root or sudo.
+# libraries (Debian packages) and the Python test oracles (the `gguf` and `tokenizers` packages from PyPI). Idempotent;
+# needs root or sudo.
 # The CUDA toolkit is not installed here: ferry builds without it (CPU only), and with it when nvcc is found.
 set -euo pipefail
-packages=(build-essential cmake ninja-build python3 python3-pip git
-  libtbb-dev libeigen3-dev libmimalloc-dev doctest-dev nlohmann-json3-dev libcli11-dev
+packages=(build-essential cmake ninja-build pkg-config python3 python3-pip git
+  libtbb-dev libeigen3-dev libmimalloc-dev libpcre2-dev doctest-dev nlohmann-json3-dev libcli11-dev
   clang libclang-rt-dev)
 sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
@@ -14,7 +15,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-if ! python3 -c 'import gguf, numpy' 2>/dev/null; then
-  python3 -m pip install -q gguf numpy 2>/dev/null ||
-    python3 -m pip install -q --break-system-packages gguf numpy
+if ! python3 -c 'import gguf, numpy, tokenizers' 2>/dev/null; then
+  python3 -m pip install -q gguf numpy tokenizers 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages gguf numpy tokenizers
 fi

@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh "$@"
-# install-deps.sh installed the gguf-py oracle, and the checkout has ../shared/data: their absence must fail the tests
-# here, not skip them.
+# install-deps.sh installed the gguf-py and tokenizers oracles, and the checkout has ../shared/data: their absence
+# must fail the tests here, not skip them.
 FERRY_REQUIRE_ORACLE=1 FERRY_REQUIRE_SHARED_DATA=1 ctest --test-dir "${FERRY_BUILD_DIR:-build}" --output-on-failure -j"$(nproc)"

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ferry/gguf.hpp"
+#include "ferry/text/utf8.hpp"
 #include "support/ferry_process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -262,4 +263,18 @@ TEST_CASE("ferry run under tight memory limits ends with a result or an error, n
     completed += r.status == 0;
   }
   CHECK(completed > 0);  // with enough room it runs
+}
+
+TEST_CASE("ferry run prints whole UTF-8 characters, even when sampled byte tokens split them") {
+  TempDir dir;
+  const std::string model = make_tiny_model(dir.path()).string();
+  // The synthetic vocabulary holds every <0xHH> byte token: hot sampling picks continuation and lead bytes in any
+  // order, which printed piece by piece is ill-formed UTF-8.
+  for (const char* seed : {"1", "2", "3", "4", "5", "6"}) {
+    CAPTURE(seed);
+    const Result r =
+        run_ferry({"run", model, "-n", "48", "-p", "Hi", "--temp", "3", "--top-k", "0", "--seed", seed}, dir.path());
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    CHECK(ferry::first_invalid_utf8(r.out) == ferry::kValidUtf8);
+  }
 }

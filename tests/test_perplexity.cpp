@@ -16,7 +16,6 @@
 #include "ferry/gguf_writer.hpp"
 #include "ferry/models/llama/runner.hpp"
 #include "ferry/models/model_maker.hpp"
-#include "ferry/text/add_bos.hpp"
 #include "ferry/text/logits_file.hpp"
 #include "ferry/text/perplexity.hpp"
 #include "support/errors.hpp"
@@ -295,41 +294,3 @@ TEST_CASE("--logits-out layout: perplexity rows and generation rows parse back t
   CHECK(std::memcmp(g.logits.data() + 6 * V, direct.data(), direct.size() * sizeof(float)) == 0);
 }
 
-TEST_CASE("BOS is added as llama.cpp decides: the metadata's flag, else by vocabulary and pre-tokenizer") {
-  const test::TempDir dir;
-  struct Case {
-    const char* model;
-    const char* pre;  // nullptr: no tokenizer.ggml.pre
-    int flag;         // -1: no tokenizer.ggml.add_bos_token
-    bool expected;
-  };
-  const Case cases[] = {
-      {"llama", nullptr, -1, true},     // SentencePiece: BOS by default
-      {"llama", nullptr, 0, false},     // unless the file says otherwise
-      {"gpt2", "smollm", 0, false},     // SmolLM2's file
-      {"gpt2", "smollm", -1, false},    // byte-level BPE: no BOS by default
-      {"gpt2", "qwen2", -1, false},     //
-      {"gpt2", "llama-bpe", -1, true},  // the Llama-3 family adds it
-      {"gpt2", "llama-bpe", 0, false},  // the flag wins
-      {"gpt2", nullptr, 1, true},       //
-  };
-  int i = 0;
-  for (const Case& c : cases) {
-    CAPTURE(c.model);
-    CAPTURE(c.pre ? c.pre : "(none)");
-    CAPTURE(c.flag);
-    GgufWriter w;
-    w.set("tokenizer.ggml.model", GgufValue::string(c.model));
-    if (c.pre) w.set("tokenizer.ggml.pre", GgufValue::string(c.pre));
-    if (c.flag >= 0) w.set("tokenizer.ggml.add_bos_token", GgufValue::scalar(c.flag == 1));
-    const fs::path path = dir.path() / ("bos-" + std::to_string(i++) + ".gguf");
-    w.write(path);
-    CHECK(model_adds_bos(GgufFile::open(path)) == c.expected);
-  }
-  GgufWriter w;
-  w.set("tokenizer.ggml.model", GgufValue::string("llama"));
-  w.set("tokenizer.ggml.add_bos_token", GgufValue::scalar(uint32_t{1}));  // not a bool
-  w.write(dir.path() / "bos-bad.gguf");
-  const GgufFile bad = GgufFile::open(dir.path() / "bos-bad.gguf");
-  CHECK(test::contains(test::error_of([&] { model_adds_bos(bad); }, ErrorCategory::FORMAT), "add_bos_token"));
-}

@@ -134,7 +134,10 @@ Tokenizer make_bpe(VocabBuilder& v) {
   v.add("<|endoftext|>", 0, 3);
   std::vector<std::string> merges = {"h e",      "l l", "he ll",      "hell o", G + " w", "o r",
                                      G + "w or", "l d", G + "wor ld", "' s",    "1 2"};
-  return Tokenizer::from_vocab(TokenizerKind::BPE, v.tokens, {}, {}, merges, -1, id_of(v, "<|endoftext|>"));
+  // GPT-2's own pre-tokenizer: these tests were worked out by its rules (contractions, " ?" before words).
+  ferry::TokenizerOptions options;
+  options.pre = "gpt2";
+  return Tokenizer::from_vocab(TokenizerKind::BPE, v.tokens, {}, {}, merges, -1, id_of(v, "<|endoftext|>"), options);
 }
 
 }  // namespace

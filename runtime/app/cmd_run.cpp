@@ -19,6 +19,7 @@
 #include "ferry/text/generate.hpp"
 #include "ferry/text/logits_file.hpp"
 #include "ferry/text/utf8.hpp"
+#include "ferry/text/utf8_stream.hpp"
 #include "model_command.hpp"
 
 namespace ferry::cli {
@@ -128,11 +129,11 @@ int run(const RunFlags& f) {
   CausalLm& backend = recorder ? static_cast<CausalLm&>(*recorder) : runner;
 
   write_stdout(f.prompt);
-  // TODO(issue 11, item 6): stream whole UTF-8 characters: pass each piece through the UTF-8 streaming helper that
-  // is landing in runtime/text (held back until a multi-byte character is complete, flushed at the end) instead of
-  // writing it as it comes.
-  const GenerateStats stats = generate(backend, model.tokenizer, g, write_stdout);
-  write_stdout("\n");
+  // Pieces may end inside a character (byte tokens of CJK text or emoji): print whole characters only.
+  Utf8Stream text;
+  const GenerateStats stats =
+      generate(backend, model.tokenizer, g, [&text](std::string_view piece) { write_stdout(text.push(piece)); });
+  write_stdout(text.flush() + "\n");
   if (logits_writer) logits_writer->commit();
   std::string reason;
   std::fprintf(stderr,

@@ -12,7 +12,6 @@
 #include "ferry/models/weight_scan.hpp"
 #include "ferry/offload/gpu.hpp"
 #include "ferry/offload/size_parse.hpp"
-#include "ferry/text/add_bos.hpp"
 #ifdef FERRY_HAVE_CUDA
 #include "ferry/offload/device_memory.hpp"
 #endif
@@ -71,7 +70,7 @@ LoadedModel::LoadedModel(const std::string& model_path)
       config(LlamaConfig::from_gguf(file)),
       weights(LlamaWeights::from_gguf(file, config)),
       tokenizer(Tokenizer::from_gguf(file)),
-      add_bos(model_adds_bos(file)) {
+      add_bos(tokenizer.add_bos_default()) {
   // Every id the tokenizer makes must index the embedding, and every id sampled from the logits must have a piece.
   if (tokenizer.vocab_size() != static_cast<size_t>(config.n_vocab))
     fail(ErrorCategory::FORMAT, file.name() + ": the vocabulary (tokenizer.ggml.tokens) has " +

@@ -42,7 +42,7 @@ struct LoadedModel {
   LlamaConfig config;
   LlamaWeights weights;
   Tokenizer tokenizer;
-  bool add_bos;  // model_adds_bos(file)
+  bool add_bos;  // tokenizer.add_bos_default(): the metadata's flag, else llama.cpp's default
   // "FILE: TENSOR is not finite" / "FILE: every weight is finite", for errors about non-finite logits.
   std::string explain_non_finite() const;
 };

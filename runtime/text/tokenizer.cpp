@@ -33,6 +33,7 @@ std::string hex_byte(unsigned char b) {
 
 constexpr int32_t kTypeUnknown = 2;
 constexpr int32_t kTypeControl = 3;
+constexpr int32_t kTypeUserDefined = 4;
 constexpr int32_t kTypeByte = 6;
 constexpr std::string_view kSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's word marker
 
@@ -104,66 +105,23 @@ const ByteUnicodeMap& byte_unicode_map() {
   return map;
 }
 
-bool is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
-bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-// Letters: ASCII letters and every non-ASCII character (an approximation of \p{L} that keeps words of any script
-// together; non-ASCII punctuation is rare in prompts).
-bool is_letter(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80; }
-bool is_other(unsigned char c) { return !is_space(c) && !is_digit(c) && !is_letter(c); }
-
-// Splits text the way GPT-2's pre-tokenizer pattern does:
-//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-std::vector<std::string_view> gpt2_split(std::string_view text) {
-  std::vector<std::string_view> words;
-  size_t i = 0;
-  const size_t n = text.size();
-  auto run = [&](size_t from, auto pred) {
-    while (from < n && pred(static_cast<unsigned char>(text[from]))) ++from;
-    return from;
-  };
-  while (i < n) {
-    const unsigned char c = text[i];
-    if (c == '\'' && i + 1 < n) {
-      const std::string_view rest = text.substr(i + 1, 2);
-      size_t len = 0;
-      if (rest.starts_with("re") || rest.starts_with("ve") || rest.starts_with("ll"))
-        len = 3;
-      else if (rest[0] == 's' || rest[0] == 't' || rest[0] == 'm' || rest[0] == 'd')
-        len = 2;
-      if (len) {
-        words.push_back(text.substr(i, len));
-        i += len;
-        continue;
-      }
-    }
-    const size_t body = (c == ' ' && i + 1 < n) ? i + 1 : i;
-    const unsigned char b = text[body];
-    size_t end = i;
-    if (is_letter(b))
-      end = run(body, is_letter);
-    else if (is_digit(b))
-      end = run(body, is_digit);
-    else if (is_other(b))
-      end = run(body, is_other);
-    if (end > i && (body == i || !is_space(b))) {
-      words.push_back(text.substr(i, end - i));
-      i = end;
-      continue;
-    }
-    // whitespace run: keep its last character for the next word when a non-space follows
-    const size_t ws_end = run(i, is_space);
-    size_t take = ws_end - i;
-    if (ws_end < n && take > 1) --take;
-    words.push_back(text.substr(i, take));
-    i += take;
-  }
-  return words;
+// llama.cpp asks for a BOS token with these BPE pre-tokenizers when the file does not say (Llama 3's tokenizer
+// config adds <|begin_of_text|>); SentencePiece vocabularies always get one.
+// Byte-level BPE vocabularies start prompts with BOS only under the pre-tokenizers llama.cpp gives add_bos (the
+// Llama-3 group and a few others), judged by the name the file asks for, whether or not ferry implements it.
+bool bpe_adds_bos(std::string_view pre) {
+  constexpr std::string_view kAddingBos[] = {"llama3", "llama-v3", "llama-bpe",  "falcon3", "falcon-h1",   "pixtral",
+                                             "midm-2.0", "lfm2", "jina-v5-nano", "tekken",  "chameleon"};
+  for (std::string_view p : kAddingBos)
+    if (pre == p) return true;
+  return false;
 }
 
 }  // namespace
 
 Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tokens, std::vector<float> scores,
-                                std::vector<int32_t> types, std::vector<std::string> merges, int32_t bos, int32_t eos) {
+                                std::vector<int32_t> types, std::vector<std::string> merges, int32_t bos, int32_t eos,
+                                const TokenizerOptions& options) {
   Tokenizer t;
   t.m_kind = kind;
   t.m_tokens = std::move(tokens);
@@ -183,6 +141,10 @@ Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tok
   t.m_bos = bos;
   t.m_eos = eos;
   for (size_t r = 0; r < merges.size(); ++r) t.m_merge_rank.emplace(std::move(merges[r]), static_cast<int32_t>(r));
+  t.m_add_space_prefix = options.add_space_prefix;
+  t.m_pre = PreTokenizer::for_name(options.pre);
+  t.m_pre_requested = options.pre;
+  t.m_add_bos_default = options.add_bos.value_or(kind == TokenizerKind::SPM || bpe_adds_bos(options.pre));
   t.index_vocabulary();
   return t;
 }
@@ -206,8 +168,14 @@ Tokenizer Tokenizer::from_gguf(const GgufFile& file) {
   if (kind == TokenizerKind::BPE) merges = file.get_string_array("tokenizer.ggml.merges");
   const auto bos = file.get_optional<int32_t>("tokenizer.ggml.bos_token_id").value_or(-1);
   const auto eos = file.get_optional<int32_t>("tokenizer.ggml.eos_token_id").value_or(-1);
+  TokenizerOptions options;
+  if (kind == TokenizerKind::BPE && file.find("tokenizer.ggml.pre"))
+    options.pre = file.get_string("tokenizer.ggml.pre");
+  options.add_space_prefix = file.get_optional<bool>("tokenizer.ggml.add_space_prefix").value_or(true);
+  options.add_bos = file.get_optional<bool>("tokenizer.ggml.add_bos_token");
   try {
-    return from_vocab(kind, std::move(tokens), std::move(scores), std::move(types), std::move(merges), bos, eos);
+    return from_vocab(kind, std::move(tokens), std::move(scores), std::move(types), std::move(merges), bos, eos,
+                      options);
   } catch (const Error& e) {
     fail(e.category(), file.name() + ": " + e.what());
   }
@@ -216,35 +184,44 @@ Tokenizer Tokenizer::from_gguf(const GgufFile& file) {
 void Tokenizer::index_vocabulary() {
   std::fill(std::begin(m_byte_tokens), std::end(m_byte_tokens), -1);
   m_piece_to_id.reserve(m_tokens.size());
+  std::vector<SpecialTokenMatcher::Token> special;
   for (size_t id = 0; id < m_tokens.size(); ++id) {
     const std::string& piece = m_tokens[id];
+    const int32_t type = m_types[id];
     m_piece_to_id.emplace(piece, static_cast<int32_t>(id));  // the first of duplicate pieces wins
-    if (m_types[id] == kTypeUnknown && m_unk < 0) m_unk = static_cast<int32_t>(id);
-    if (m_types[id] != kTypeByte) continue;
+    if (type == kTypeUnknown && m_unk < 0) m_unk = static_cast<int32_t>(id);
+    if (type == kTypeControl || type == kTypeUnknown || type == kTypeUserDefined)
+      special.push_back({piece, static_cast<int32_t>(id), type == kTypeUserDefined});
+    if (type != kTypeByte) continue;
     if (const std::optional<uint8_t> value = parse_byte_piece(piece)) m_byte_tokens[*value] = static_cast<int32_t>(id);
   }
+  m_special = SpecialTokenMatcher(std::move(special));
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos) const {
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
   std::vector<int32_t> out;
   if (add_bos && m_bos >= 0) out.push_back(m_bos);
   if (text.empty()) return out;
-  if (m_kind == TokenizerKind::SPM)
-    encode_spm(text, out);
-  else
-    encode_bpe(text, out);
+  for (const SpecialTokenMatcher::Fragment& f : m_special.partition(text, parse_special)) {
+    if (f.id >= 0)
+      out.push_back(f.id);
+    else if (m_kind == TokenizerKind::SPM)
+      encode_spm(f.text, out);  // every run of text gets the word marker, as after BOS (llama.cpp, Hugging Face)
+    else
+      encode_bpe(f.text, out);
+  }
   return out;
 }
 
 void Tokenizer::encode_spm(std::string_view text, std::vector<int32_t>& out) const {
-  std::string normalized(kSpace);
+  std::string normalized(m_add_space_prefix ? kSpace : std::string_view());
   for (char c : text) {
     if (c == ' ')
       normalized += kSpace;
     else
       normalized += c;
   }
-  std::vector<Symbol> symbols = utf8_symbols(normalized);  // never empty: normalized starts with kSpace
+  std::vector<Symbol> symbols = utf8_symbols(normalized);  // never empty: text is not
 
   struct Bigram {
     float score;
@@ -294,9 +271,15 @@ void Tokenizer::encode_spm(std::string_view text, std::vector<int32_t>& out) con
 
 void Tokenizer::encode_bpe(std::string_view text, std::vector<int32_t>& out) const {
   const ByteUnicodeMap& map = byte_unicode_map();
-  for (std::string_view word : gpt2_split(text)) {
-    std::string mapped;
+  std::string mapped;
+  for (std::string_view word : m_pre.split(text)) {
+    mapped.clear();
     for (unsigned char c : word) mapped += map.encoded[c];
+    if (m_pre.ignore_merges())
+      if (auto it = m_piece_to_id.find(mapped); it != m_piece_to_id.end()) {
+        out.push_back(it->second);
+        continue;
+      }
     bpe_word(mapped, out);
   }
 }
@@ -333,27 +316,28 @@ void Tokenizer::bpe_word(const std::string& word, std::vector<int32_t>& out) con
     try_pair(left.prev, top.left);
     try_pair(top.left, left.next);
   }
-  std::vector<std::string> parts;
-  for (int i = 0; i >= 0; i = symbols[i].next) parts.push_back(word.substr(symbols[i].start, symbols[i].len));
-  for (const std::string& p : parts) {
-    auto it = m_piece_to_id.find(p);
-    if (it != m_piece_to_id.end()) {
-      out.push_back(it->second);
-    } else if (m_unk >= 0) {
-      out.push_back(m_unk);
-    } else {
-      fail(ErrorCategory::UNSUPPORTED,
-           "tokenizer: piece '" + p + "' is not in the vocabulary and it has no unknown token");
-    }
-  }
+  for (int i = 0; i >= 0; i = symbols[i].next)
+    push_piece_or_unknown(word.substr(symbols[i].start, symbols[i].len), out);
 }
 
-std::string Tokenizer::token_to_piece(int32_t id) const {
+void Tokenizer::push_piece_or_unknown(const std::string& piece, std::vector<int32_t>& out) const {
+  if (auto it = m_piece_to_id.find(piece); it != m_piece_to_id.end())
+    out.push_back(it->second);
+  else if (m_unk >= 0)
+    out.push_back(m_unk);
+  else
+    fail(ErrorCategory::UNSUPPORTED,
+         "tokenizer: piece " + quote_name(piece) + " is not in the vocabulary and it has no unknown token");
+}
+
+std::string Tokenizer::token_to_piece(int32_t id, bool special) const {
   if (id < 0 || static_cast<size_t>(id) >= m_tokens.size())
     fail(ErrorCategory::INVALID_ARGUMENT, "tokenizer: token id " + std::to_string(id) +
                                               " is outside the vocabulary of " + std::to_string(m_tokens.size()));
   const std::string& piece = m_tokens[id];
-  if (m_types[id] == kTypeControl) return {};
+  const int32_t type = m_types[id];
+  if (type == kTypeControl || type == kTypeUnknown) return special ? piece : std::string();
+  if (type == kTypeUserDefined) return piece;  // added as plain text: no byte alphabet, no word marker
   if (m_kind == TokenizerKind::SPM) {
     if (m_types[id] == kTypeByte)
       if (const std::optional<uint8_t> value = parse_byte_piece(piece))
@@ -386,8 +370,8 @@ std::string Tokenizer::token_to_piece(int32_t id) const {
 std::string Tokenizer::decode(std::span<const int32_t> ids) const {
   std::string text;
   for (int32_t id : ids) text += token_to_piece(id);
-  // SentencePiece adds a dummy space before the first word; it is not part of the text.
-  if (m_kind == TokenizerKind::SPM && !text.empty() && text[0] == ' ') text.erase(0, 1);
+  // SentencePiece adds a dummy space before the first word (unless add_space_prefix is off); it is not the text's.
+  if (m_kind == TokenizerKind::SPM && m_add_space_prefix && !text.empty() && text[0] == ' ') text.erase(0, 1);
   return text;
 }
 
