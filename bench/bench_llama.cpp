@@ -82,7 +82,7 @@ double measure_copy_gbps() {
 
 uint64_t weight_bytes(const LlamaConfig& c, const LlamaWeights& w) {
   uint64_t total = 0;
-  for (const auto& l : w.layers) total += LlamaWeights::layer_bytes(l, c.n_embd);
+  for (const auto& l : w.layers) total += LlamaWeights::layer_bytes(l, c);
   total += row_bytes(w.output.type, w.output.n_cols) * static_cast<uint64_t>(w.output.n_rows);
   return total;  // the embedding is looked up (T rows), not read whole
 }

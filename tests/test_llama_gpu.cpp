@@ -12,8 +12,8 @@
 #include "ferry/error.hpp"
 #include "ferry/gguf.hpp"
 #include "ferry/models/llama/block.hpp"
-#include "ferry/models/model_maker.hpp"
 #include "ferry/models/llama/runner.hpp"
+#include "ferry/models/model_maker.hpp"
 #include "ferry/offload/size_parse.hpp"
 #include "ferry/text/perplexity.hpp"
 #include "ferry/text/sampler.hpp"
@@ -63,38 +63,42 @@ std::vector<int32_t> greedy(CausalLm& backend, const std::vector<int32_t>& promp
 }  // namespace
 
 TEST_CASE("GPU forward pass matches the float64 reference under every placement") {
+  // llama, and the variants that add q/k/v biases (qwen2) and per-head q/k norms with a head size of their own (qwen3).
   const test::TempDir dir;
-  const auto path = dir.path() / "tiny-q4km.gguf";
-  write_llama_model(llama_preset("tiny"), MakeModelOptions{ModelFileType::Q4_K_M, test::test_seed(11), 32, ""}, path);
-  const GgufFile file = GgufFile::open(path);
-  const LlamaConfig c = LlamaConfig::from_gguf(file);
-  const LlamaWeights w = LlamaWeights::from_gguf(file, c);
-  for (int64_t T : {1, 5, 13}) {
-    std::vector<int32_t> tokens;
-    for (int64_t i = 0; i < T; ++i) tokens.push_back(static_cast<int32_t>((i * 131 + T) % c.n_vocab));
-    const std::vector<double> expected = test::llama_reference_logits(c, w, tokens);
-    // Placements that run the same layers on the CPU run the same kernels everywhere else (resident or streamed
-    // weights are the same bytes), so their logits must agree bit for bit.
-    std::map<std::vector<bool>, std::vector<float>> by_cpu_set;
-    for (const auto& placements : placement_mixes(static_cast<size_t>(c.n_layer) + 1, test::test_seed(100 + T))) {
-      CAPTURE(T);
-      CAPTURE(describe(placements));
-      LlamaRunnerOptions o;
-      o.n_ctx = 64;
-      o.max_tokens = 8;  // T = 13 runs as two steps: GEMV and GEMM paths both
-      o.all_logits = true;
-      o.vram_budget = parse_budget("4GiB");
-      LlamaRunner runner(c, w, o, placements);
-      std::vector<float> logits(T * c.n_vocab, NAN);
-      runner.forward(tokens, 0, logits, true);
-      for (float v : logits) REQUIRE(std::isfinite(v));
-      // 3e-2: CPU and GPU layers round activations to 8 bits per block of 32 in their GEMV for Q4_K/Q6_K (see
-      // test_llama_cpu); GPU layers round GEMM operands and K/V to FP16. Measured well below on these shapes.
-      CHECK(relative_error(logits, expected) <= 3e-2);
-      std::vector<bool> cpu_set;
-      for (Placement p : placements) cpu_set.push_back(p == Placement::CPU);
-      const auto [it, inserted] = by_cpu_set.emplace(cpu_set, logits);
-      if (!inserted) CHECK(std::memcmp(it->second.data(), logits.data(), logits.size() * sizeof(float)) == 0);
+  for (const std::string preset : {"tiny", "qwen2-tiny", "qwen3-tiny"}) {
+    CAPTURE(preset);
+    const auto path = dir.path() / (preset + "-q4km.gguf");
+    write_llama_model(llama_preset(preset), MakeModelOptions{ModelFileType::Q4_K_M, test::test_seed(11), 32, ""}, path);
+    const GgufFile file = GgufFile::open(path);
+    const LlamaConfig c = LlamaConfig::from_gguf(file);
+    const LlamaWeights w = LlamaWeights::from_gguf(file, c);
+    for (int64_t T : {1, 5, 13}) {
+      std::vector<int32_t> tokens;
+      for (int64_t i = 0; i < T; ++i) tokens.push_back(static_cast<int32_t>((i * 131 + T) % c.n_vocab));
+      const std::vector<double> expected = test::llama_reference_logits(c, w, tokens);
+      // Placements that run the same layers on the CPU run the same kernels everywhere else (resident or streamed
+      // weights are the same bytes), so their logits must agree bit for bit.
+      std::map<std::vector<bool>, std::vector<float>> by_cpu_set;
+      for (const auto& placements : placement_mixes(static_cast<size_t>(c.n_layer) + 1, test::test_seed(100 + T))) {
+        CAPTURE(T);
+        CAPTURE(describe(placements));
+        LlamaRunnerOptions o;
+        o.n_ctx = 64;
+        o.max_tokens = 8;  // T = 13 runs as two steps: GEMV and GEMM paths both
+        o.all_logits = true;
+        o.vram_budget = parse_budget("4GiB");
+        LlamaRunner runner(c, w, o, placements);
+        std::vector<float> logits(T * c.n_vocab, NAN);
+        runner.forward(tokens, 0, logits, true);
+        for (float v : logits) REQUIRE(std::isfinite(v));
+        // 3e-2: CPU and GPU layers round activations to 8 bits per block of 32 in their GEMV for Q4_K/Q6_K (see
+        // test_llama_cpu); GPU layers round GEMM operands and K/V to FP16. Measured well below on these shapes.
+        CHECK(relative_error(logits, expected) <= 3e-2);
+        std::vector<bool> cpu_set;
+        for (Placement p : placements) cpu_set.push_back(p == Placement::CPU);
+        const auto [it, inserted] = by_cpu_set.emplace(cpu_set, logits);
+        if (!inserted) CHECK(std::memcmp(it->second.data(), logits.data(), logits.size() * sizeof(float)) == 0);
+      }
     }
   }
 }

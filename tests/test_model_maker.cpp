@@ -123,7 +123,7 @@ TEST_CASE("presets are valid, and the parameter count matches the published llam
     CAPTURE(p.name);
     CHECK_NOTHROW(p.validate());
   }
-  CHECK(llama_presets().size() == 7);
+  CHECK(llama_presets().size() == 11);                                // 7 llama-architecture shapes, 4 Qwen ones
   CHECK(llama_preset("llama-2-7b").parameter_count() == 6738415616);  // Meta's model card: 6.74B
   CHECK(llama_preset("tiny").head_dim() == 64);
   CHECK(llama_preset("llama-2-70b").n_embd_kv() == 1024);  // GQA: 8 KV heads of 128
@@ -510,7 +510,10 @@ TEST_CASE("ferry make-model: writes the same file as the library, and refuses ba
   TempFile never("never.gguf");
   const Run flux = run_ferry("make-model --arch flux --preset tiny -o " + never.path().string());
   CHECK(flux.status == 2);  // a wrong flag value: a usage error
-  CHECK(flux.output.find("not yet supported") != std::string::npos);
+  CHECK(flux.output.find("architecture 'flux' is not supported") != std::string::npos);
+  const Run mismatch = run_ferry("make-model --arch qwen2 --preset tiny -o " + never.path().string());
+  CHECK(mismatch.status == 2);  // qwen2 needs tensors a llama preset has not
+  CHECK(mismatch.output.find("preset 'tiny' is a llama model, not qwen2") != std::string::npos);
   const Run preset = run_ferry("make-model --preset llama-9 -o " + never.path().string());
   CHECK(preset.status == 2);  // a wrong flag value: a usage error
   CHECK(preset.output.find("llama-9") != std::string::npos);
@@ -519,6 +522,12 @@ TEST_CASE("ferry make-model: writes the same file as the library, and refuses ba
   CHECK(type.status == 2);  // a wrong flag value: a usage error
   CHECK(type.output.find("q4_k_m") != std::string::npos);
   CHECK_FALSE(fs::exists(never.path()));
+  // llama and mistral are one block under two names: a llama preset is written as mistral, keys and all.
+  TempFile mistral("mistral.gguf");
+  const Run as_mistral = run_ferry("make-model --arch mistral --preset tiny -o " + mistral.path().string());
+  CHECK(as_mistral.status == 0);
+  CHECK(as_mistral.output.find("mistral tiny") != std::string::npos);
+  CHECK(GgufFile::open(mistral.path()).find("mistral.block_count") != nullptr);
   // An output that cannot be written is bad input (1), not a usage error, and names the path.
   const fs::path unwritable = fs::path(never.path().string() + ".missing_dir") / "x.gguf";
   const Run io = run_ferry("make-model --preset tiny -o " + unwritable.string());

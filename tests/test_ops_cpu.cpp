@@ -536,6 +536,14 @@ TEST_CASE("cpu elementwise ops match ref") {
       ref::gated_add(d.data(), scale.data(), x.data(), rows, n);
       CHECK_OUTPUT(c);
       CHECK(nmse(c, d) <= kTolElementwise);
+      Guarded e(x.size()), f(x);  // out of place, and in place (y = x) as the blocks call it
+      cpu::add_bias(x.data(), shift.data(), e.data(), rows, n);
+      cpu::add_bias(f.data(), shift.data(), f.data(), rows, n);
+      ref::add_bias(x.data(), shift.data(), b.data(), rows, n);
+      CHECK_OUTPUT(e);
+      CHECK_OUTPUT(f);
+      CHECK(nmse(e, b) <= kTolElementwise);
+      CHECK(nmse(f, b) <= kTolElementwise);
     }
 }
 

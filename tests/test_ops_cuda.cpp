@@ -318,7 +318,7 @@ TEST_CASE("cuda element-wise ops match the reference") {
   }
 }
 
-TEST_CASE("cuda modulate and gated_add match the reference") {
+TEST_CASE("cuda modulate, add_bias and gated_add match the reference") {
   Seeds seeds(25000);
   Gpu gpu;
   for (int64_t rows : {1, 5, 7, 13}) {
@@ -345,6 +345,21 @@ TEST_CASE("cuda modulate and gated_add match the reference") {
         std::vector<float> got = dy.download<float>(count + o);
         expect_close(std::vector<float>(got.begin() + offset, got.end()), ref, kFp32Tolerance);
         CHECK(dy.guards_intact());
+
+        ref::add_bias(x.data() + o, shift.data() + o, ref.data(), rows, n);
+        GuardedBuffer dbias = nan_output(count + o);
+        cuda::add_bias(dx.get<float>() + o, dshift.get<float>() + o, dbias.get<float>() + o, rows, n, gpu.stream);
+        gpu.sync();
+        got = dbias.download<float>(count + o);
+        expect_close(std::vector<float>(got.begin() + offset, got.end()), ref, kFp32Tolerance);
+        CHECK(dbias.guards_intact());
+        GuardedBuffer dinplace(x);  // y = x, as the blocks call it
+        cuda::add_bias(dinplace.get<float>() + o, dshift.get<float>() + o, dinplace.get<float>() + o, rows, n,
+                       gpu.stream);
+        gpu.sync();
+        got = dinplace.download<float>(count + o);
+        expect_close(std::vector<float>(got.begin() + offset, got.end()), ref, kFp32Tolerance);
+        CHECK(dinplace.guards_intact());
 
         ref.assign(residual.begin() + offset, residual.end());
         ref::gated_add(ref.data(), scale.data() + o, x.data() + o, rows, n);

@@ -58,5 +58,8 @@ void CpuOps::attention(const AttentionShape& shape, const float* q, const uint16
 void CpuOps::silu_mul(const float* gate, const float* up, float* y, int64_t n) { cpu::silu_mul(gate, up, y, n); }
 void CpuOps::gelu_tanh(const float* x, float* y, int64_t n) { cpu::gelu_tanh(x, y, n); }
 void CpuOps::add(const float* a, const float* b, float* y, int64_t n) { cpu::add(a, b, y, n); }
+void CpuOps::add_bias(const float* x, const float* bias, float* y, int64_t rows, int64_t n) {
+  cpu::add_bias(x, bias, y, rows, n);
+}
 
 }  // namespace ferry

@@ -127,8 +127,7 @@ void rope(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const in
         cs[i] = static_cast<float>(std::cos(angle));
         sn[i] = static_cast<float>(std::sin(angle));
       }
-      for (int64_t h = 0; h < n_head; ++h)
-        rotate_pairs(x + (t * n_head + h) * head_dim, half, cs, sn, mode);
+      for (int64_t h = 0; h < n_head; ++h) rotate_pairs(x + (t * n_head + h) * head_dim, half, cs, sn, mode);
     }
   });
 }
@@ -190,6 +189,14 @@ void modulate(const float* x, const float* shift, const float* scale, float* y, 
   for_range(rows, n, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t i = 0; i < n; ++i) y[r * n + i] = x[r * n + i] * (1.0f + scale[i]) + shift[i];
+  });
+}
+
+void add_bias(const float* x, const float* bias, float* y, int64_t rows, int64_t n) {
+  ferry::detail::check_rows("cpu::add_bias", rows, n);
+  for_range(rows, n, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t i = 0; i < n; ++i) y[r * n + i] = x[r * n + i] + bias[i];
   });
 }
 

@@ -57,5 +57,8 @@ void CudaOps::silu_mul(const float* gate, const float* up, float* y, int64_t n) 
 }
 void CudaOps::gelu_tanh(const float* x, float* y, int64_t n) { cuda::gelu_tanh(x, y, n, m_stream); }
 void CudaOps::add(const float* a, const float* b, float* y, int64_t n) { cuda::add(a, b, y, n, m_stream); }
+void CudaOps::add_bias(const float* x, const float* bias, float* y, int64_t rows, int64_t n) {
+  cuda::add_bias(x, bias, y, rows, n, m_stream);
+}
 
 }  // namespace ferry

@@ -1,4 +1,4 @@
-// Element-wise ops (SiLU-gated product, tanh-GELU, add, adaLN modulate, gated residual add) on the GPU.
+// Element-wise ops (SiLU-gated product, tanh-GELU, add, adaLN modulate, bias add, gated residual add) on the GPU.
 //
 // Roofline: 8-12 bytes moved per element, a few flops: memory-bound; the ideal is bytes / copy bandwidth.
 // Technique: grid-stride loops over float4 when every pointer is 16-byte aligned (and, for the row-broadcast ops, n is
@@ -62,13 +62,32 @@ __global__ void map_kernel(const float* a, const float* b, float* y, int64_t n, 
   }
 }
 
-// Row-broadcast ops over [rows, n]: kModulate: y = x * (1 + p[i]) + q[i] (p = scale, q = shift);
-// otherwise y(=residual) += p[i] * x (p = gate). Blocks stride over columns (x) and rows (y).
-template <bool kModulate>
-__global__ void rows_kernel(const float* x, const float* p, const float* q, float* y, int64_t rows, int64_t n,
-                            bool vec) {
+// Row-broadcast ops over [rows, n]: y[r, i] = op(x[r, i], p[i], q[i], y[r, i]) with p and q vectors of n (q only
+// where the op reads it, y's old value only where it accumulates). Blocks stride over columns (x) and rows (y).
+struct ModulateRow {  // y = x * (1 + scale) + shift: p = scale, q = shift
+  static constexpr bool kReadsQ = true, kReadsY = false;
+  __device__ float operator()(float x, float p, float q, float) const { return x * (1.0f + p) + q; }
+};
+struct GatedAddRow {  // y(=residual) += gate * x: p = gate
+  static constexpr bool kReadsQ = false, kReadsY = true;
+  __device__ float operator()(float x, float p, float, float y) const { return y + p * x; }
+};
+struct BiasAddRow {  // y = x + bias: p = bias
+  static constexpr bool kReadsQ = false, kReadsY = false;
+  __device__ float operator()(float x, float p, float, float) const { return x + p; }
+};
+
+template <class Op>
+__device__ __forceinline__ float4 apply_row4(const float4 x, const float4 p, const float4 q, const float4 y, Op op) {
+  return make_float4(op(x.x, p.x, q.x, y.x), op(x.y, p.y, q.y, y.y), op(x.z, p.z, q.z, y.z), op(x.w, p.w, q.w, y.w));
+}
+
+template <class Op>
+__global__ void rows_kernel(const float* x, const float* p, const float* q, float* y, int64_t rows, int64_t n, bool vec,
+                            Op op) {
   const int64_t col_stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t col0 = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const float4 zero4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   if (vec) {
     const int64_t n4 = n / 4;
     const auto* p4 = reinterpret_cast<const float4*>(p);
@@ -77,29 +96,17 @@ __global__ void rows_kernel(const float* x, const float* p, const float* q, floa
       const auto* x4 = reinterpret_cast<const float4*>(x + r * n);
       auto* y4 = reinterpret_cast<float4*>(y + r * n);
       for (int64_t i = col0; i < n4; i += col_stride) {
-        const float4 xv = x4[i], pv = p4[i];
-        float4 out;
-        if constexpr (kModulate) {
-          const float4 qv = q4[i];
-          out = make_float4(xv.x * (1.0f + pv.x) + qv.x, xv.y * (1.0f + pv.y) + qv.y, xv.z * (1.0f + pv.z) + qv.z,
-                            xv.w * (1.0f + pv.w) + qv.w);
-        } else {
-          const float4 rv = y4[i];
-          out = make_float4(rv.x + pv.x * xv.x, rv.y + pv.y * xv.y, rv.z + pv.z * xv.z, rv.w + pv.w * xv.w);
-        }
-        y4[i] = out;
+        const float4 qv = Op::kReadsQ ? q4[i] : zero4;
+        const float4 yv = Op::kReadsY ? y4[i] : zero4;
+        y4[i] = apply_row4(x4[i], p4[i], qv, yv, op);
       }
     }
   } else {
     for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
       const float* xr = x + r * n;
       float* yr = y + r * n;
-      for (int64_t i = col0; i < n; i += col_stride) {
-        if constexpr (kModulate)
-          yr[i] = xr[i] * (1.0f + p[i]) + q[i];
-        else
-          yr[i] = yr[i] + p[i] * xr[i];
-      }
+      for (int64_t i = col0; i < n; i += col_stride)
+        yr[i] = op(xr[i], p[i], Op::kReadsQ ? q[i] : 0.0f, Op::kReadsY ? yr[i] : 0.0f);
     }
   }
 }
@@ -121,9 +128,9 @@ void launch_map(const float* a, const float* b, float* y, int64_t n, cudaStream_
   FERRY_CUDA_CHECK_LAUNCH();
 }
 
-template <bool kModulate>
-void launch_rows(const float* x, const float* p, const float* q, float* y, int64_t rows, int64_t n,
-                 cudaStream_t stream) {
+template <class Op>
+void launch_rows(const float* x, const float* p, const float* q, float* y, int64_t rows, int64_t n, cudaStream_t stream,
+                 Op op) {
   const bool vec = n % 4 == 0 && aligned16(x) && aligned16(p) && aligned16(q) && aligned16(y);
   const int64_t cols = vec ? n / 4 : n;
   constexpr int64_t kMaxRowBlocks = 65535;  // gridDim.y limit; the row loop covers the rest
@@ -131,7 +138,7 @@ void launch_rows(const float* x, const float* p, const float* q, float* y, int64
   // Enough blocks in total to fill the device; each block then walks rows with a stride of gridDim.y.
   const int64_t want_y = std::max<int64_t>(1, (int64_t{1} << 14) / grid_x);
   const dim3 grid(grid_x, static_cast<unsigned>(std::min({rows, kMaxRowBlocks, want_y})));
-  rows_kernel<kModulate><<<grid, kThreads, 0, stream>>>(x, p, q, y, rows, n, vec);
+  rows_kernel<<<grid, kThreads, 0, stream>>>(x, p, q, y, rows, n, vec, op);
   FERRY_CUDA_CHECK_LAUNCH();
 }
 
@@ -163,14 +170,21 @@ void modulate(const float* x, const float* shift, const float* scale, float* y, 
   ferry::detail::check_rows("cuda::modulate", rows, n);
   check_ptrs("cuda::modulate", rows * n, {x, shift, scale, y});
   if (rows == 0 || n == 0) return;
-  launch_rows<true>(x, scale, shift, y, rows, n, stream);
+  launch_rows(x, scale, shift, y, rows, n, stream, ModulateRow{});
+}
+
+void add_bias(const float* x, const float* bias, float* y, int64_t rows, int64_t n, cudaStream_t stream) {
+  ferry::detail::check_rows("cuda::add_bias", rows, n);
+  check_ptrs("cuda::add_bias", rows * n, {x, bias, y});
+  if (rows == 0 || n == 0) return;
+  launch_rows(x, bias, nullptr, y, rows, n, stream, BiasAddRow{});
 }
 
 void gated_add(float* residual, const float* gate, const float* x, int64_t rows, int64_t n, cudaStream_t stream) {
   ferry::detail::check_rows("cuda::gated_add", rows, n);
   check_ptrs("cuda::gated_add", rows * n, {residual, gate, x});
   if (rows == 0 || n == 0) return;
-  launch_rows<false>(x, gate, nullptr, residual, rows, n, stream);
+  launch_rows(x, gate, nullptr, residual, rows, n, stream, GatedAddRow{});
 }
 
 }  // namespace ferry::cuda

@@ -141,6 +141,12 @@ void modulate(const float* x, const float* shift, const float* scale, float* y, 
       y[r * n + i] = static_cast<float>(static_cast<double>(x[r * n + i]) * (1.0 + scale[i]) + shift[i]);
 }
 
+void add_bias(const float* x, const float* bias, float* y, int64_t rows, int64_t n) {
+  detail::check_rows("ref::add_bias", rows, n);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < n; ++i) y[r * n + i] = static_cast<float>(static_cast<double>(x[r * n + i]) + bias[i]);
+}
+
 void gated_add(float* residual, const float* gate, const float* x, int64_t rows, int64_t n) {
   detail::check_rows("ref::gated_add", rows, n);
   for (int64_t r = 0; r < rows; ++r)

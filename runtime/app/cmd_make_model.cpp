@@ -1,4 +1,4 @@
-// `ferry make-model --arch llama --preset NAME --type TYPE -o FILE [--seed N]`: writes a synthetic model with a real
+// `ferry make-model --preset NAME [--arch ARCH] --type TYPE -o FILE [--seed N]`: writes a synthetic model with a real
 // model's exact shapes (see ferry/model_maker.hpp). A progress bar goes to stderr when it is a terminal; the summary
 // line goes to stdout.
 #include <unistd.h>
@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "commands.hpp"
@@ -18,7 +19,7 @@ namespace ferry::cli {
 namespace {
 
 struct MakeModelCliOptions {
-  std::string arch = "llama";
+  std::string arch;  // empty: the preset's
   std::string preset;
   std::string type = "q4_0";
   std::string output;
@@ -64,16 +65,26 @@ class ProgressBar {
 
 int run_make_model(const MakeModelCliOptions& o) {
   // --arch and --preset are flags: a wrong value is a usage error (exit 2), as a wrong --type is.
-  if (o.arch != "llama")
-    fail(ErrorCategory::INVALID_ARGUMENT,
-         "make-model: architecture '" + o.arch + "' is not yet supported (supported: llama)");
-  const LlamaShape& shape = [&]() -> const LlamaShape& {
+  LlamaShape shape = [&]() -> const LlamaShape& {
     try {
       return llama_preset(o.preset);
     } catch (const Error& e) {  // NOT_FOUND, with the list of presets
       fail(ErrorCategory::INVALID_ARGUMENT, std::string("make-model: ") + e.what());
     }
   }();
+  if (!o.arch.empty()) {
+    const std::optional<LlamaArch> arch = parse_llama_arch(o.arch);
+    if (!arch)
+      fail(ErrorCategory::INVALID_ARGUMENT,
+           "make-model: architecture '" + o.arch + "' is not supported (supported: " + llama_arch_names() + ")");
+    // llama and mistral name the same block: a llama preset may be written under either name. Other architectures
+    // have tensors of their own, so their presets are theirs.
+    auto llama_like = [](LlamaArch a) { return a == LlamaArch::LLAMA || a == LlamaArch::MISTRAL; };
+    if (*arch != shape.arch && !(llama_like(*arch) && llama_like(shape.arch)))
+      fail(ErrorCategory::INVALID_ARGUMENT, "make-model: preset '" + std::string(shape.name) + "' is a " +
+                                                std::string(llama_arch_name(shape.arch)) + " model, not " + o.arch);
+    shape.arch = *arch;
+  }
   const auto type = parse_model_file_type(o.type);
   if (!type)
     fail(ErrorCategory::INVALID_ARGUMENT,
@@ -95,8 +106,9 @@ int run_make_model(const MakeModelCliOptions& o) {
   });
   bar.reset();  // ends the progress line before the summary
   const double elapsed = seconds_since(start);
-  std::printf("wrote %s: llama %.*s %.*s seed %llu, %zu tensors, %.3f GB of tensor data in %.1f s (%.2f GB/s)\n",
-              o.output.c_str(), static_cast<int>(shape.name.size()), shape.name.data(),
+  std::printf("wrote %s: %.*s %.*s %.*s seed %llu, %zu tensors, %.3f GB of tensor data in %.1f s (%.2f GB/s)\n",
+              o.output.c_str(), static_cast<int>(llama_arch_name(shape.arch).size()),
+              llama_arch_name(shape.arch).data(), static_cast<int>(shape.name.size()), shape.name.data(),
               static_cast<int>(model_file_type_name(*type).size()), model_file_type_name(*type).data(),
               static_cast<unsigned long long>(o.seed), n_tensors, static_cast<double>(n_bytes) / 1e9, elapsed,
               elapsed > 0.0 ? static_cast<double>(n_bytes) / 1e9 / elapsed : 0.0);
@@ -108,7 +120,8 @@ int run_make_model(const MakeModelCliOptions& o) {
 Action add_make_model_command(CLI::App& app) {
   auto options = std::make_shared<MakeModelCliOptions>();
   CLI::App* sub = app.add_subcommand("make-model", "Write a synthetic model with a real model's exact shapes");
-  sub->add_option("--arch", options->arch, "Architecture (llama; flux is not yet supported)")->capture_default_str();
+  sub->add_option("--arch", options->arch,
+                  "Architecture (" + llama_arch_names() + "; default: the preset's; flux is not yet supported)");
   sub->add_option("--preset", options->preset, "Shape preset: " + llama_preset_names())->required();
   sub->add_option("--type", options->type, "Tensor type: " + model_file_type_names())->capture_default_str();
   sub->add_option("-o,--output", options->output, "Output GGUF file (written atomically)")->required();

@@ -55,6 +55,7 @@ const FileTypeInfo& info_of(ModelFileType type) noexcept {
 // Small noise on the norm weights: enough that a kernel reading the wrong norm element gives a visibly different
 // result, small enough that the model behaves like one with unit norms.
 constexpr float kNormStddev = 0.02f;
+constexpr float kBiasStddev = 0.5f;  // biases (qwen2's q, k, v): half the spread of the outputs they are added to
 
 // About this many elements per parallel task: large enough to amortise scheduling, small enough that a
 // 4096 x 4096 tensor still splits into hundreds of tasks.
@@ -161,7 +162,7 @@ bool llama_uses_more_bits(int64_t layer, int64_t n_layer) noexcept {
 }
 
 GgmlType llama_tensor_type(ModelFileType file_type, LlamaTensorRole role, int64_t layer, int64_t n_layer, int64_t ne0) {
-  if (llama_role_is_norm(role)) return GgmlType::F32;
+  if (llama_role_is_vector(role)) return GgmlType::F32;
   GgmlType type = base_ggml_type(file_type);
   if (file_type == ModelFileType::Q4_K_M) {
     const bool wider =
@@ -190,7 +191,7 @@ uint64_t SyntheticTensor::n_bytes() const {
 std::vector<SyntheticTensor> plan_llama_tensors(const LlamaShape& shape, ModelFileType file_type) {
   shape.validate();
   std::vector<SyntheticTensor> out;
-  out.reserve(static_cast<size_t>(shape.n_layer) * 9 + 3);
+  out.reserve(static_cast<size_t>(shape.n_layer) * 14 + 3);
   auto add = [&](LlamaTensorRole role, int64_t layer, std::vector<int64_t> ne) {
     SyntheticTensor t;
     t.name = llama_tensor_name(role, layer);
@@ -200,6 +201,9 @@ std::vector<SyntheticTensor> plan_llama_tensors(const LlamaShape& shape, ModelFi
     if (llama_role_is_norm(role)) {
       t.mean = 1.0f;
       t.stddev = kNormStddev;
+    } else if (llama_role_is_vector(role)) {  // a bias: of the order of the matmul's outputs, so it matters
+      t.mean = 0.0f;
+      t.stddev = kBiasStddev;
     } else if (role == LlamaTensorRole::TOKEN_EMBD) {
       t.mean = 0.0f;
       t.stddev = 1.0f;  // looked up, not multiplied: each row is the residual stream's starting value
@@ -211,14 +215,22 @@ std::vector<SyntheticTensor> plan_llama_tensors(const LlamaShape& shape, ModelFi
     out.push_back(std::move(t));
   };
   using R = LlamaTensorRole;
-  const int64_t embd = shape.n_embd, kv = shape.n_embd_kv(), ff = shape.n_ff;
+  const int64_t embd = shape.n_embd, q = shape.n_embd_q(), kv = shape.n_embd_kv(), ff = shape.n_ff;
+  const LlamaArchTraits traits = llama_arch_traits(shape.arch);
   add(R::TOKEN_EMBD, -1, {embd, shape.n_vocab});
   for (int64_t l = 0; l < shape.n_layer; ++l) {
     add(R::ATTN_NORM, l, {embd});
-    add(R::ATTN_Q, l, {embd, embd});
+    add(R::ATTN_Q, l, {embd, q});
+    if (traits.qkv_bias) add(R::ATTN_Q_BIAS, l, {q});
     add(R::ATTN_K, l, {embd, kv});
+    if (traits.qkv_bias) add(R::ATTN_K_BIAS, l, {kv});
     add(R::ATTN_V, l, {embd, kv});
-    add(R::ATTN_OUTPUT, l, {embd, embd});
+    if (traits.qkv_bias) add(R::ATTN_V_BIAS, l, {kv});
+    if (traits.qk_norm) {
+      add(R::ATTN_Q_NORM, l, {shape.head_dim()});
+      add(R::ATTN_K_NORM, l, {shape.head_dim()});
+    }
+    add(R::ATTN_OUTPUT, l, {q, embd});
     add(R::FFN_NORM, l, {embd});
     add(R::FFN_GATE, l, {embd, ff});
     add(R::FFN_UP, l, {embd, ff});
@@ -258,22 +270,28 @@ GgufWriter make_llama_model(const LlamaShape& shape, const MakeModelOptions& opt
   GgufWriter w(options.alignment);
   auto u32 = [](int64_t v) { return GgufValue::scalar(static_cast<uint32_t>(v)); };
 
-  w.set("general.architecture", GgufValue::string("llama"));
+  const std::string arch(llama_arch_name(shape.arch));
+  w.set("general.architecture", GgufValue::string(arch));
   w.set("general.name",
         GgufValue::string(options.name.empty() ? "synthetic " + std::string(shape.name) : options.name));
   w.set("general.file_type", GgufValue::scalar(gguf_file_type_id(options.type)));
   w.set("general.quantization_version", GgufValue::scalar(uint32_t{2}));  // the current ggml block layouts
 
-  w.set("llama.vocab_size", u32(shape.n_vocab));
-  w.set("llama.context_length", u32(shape.n_ctx_train));
-  w.set("llama.embedding_length", u32(shape.n_embd));
-  w.set("llama.block_count", u32(shape.n_layer));
-  w.set("llama.feed_forward_length", u32(shape.n_ff));
-  w.set("llama.rope.dimension_count", u32(shape.head_dim()));
-  w.set("llama.attention.head_count", u32(shape.n_head));
-  w.set("llama.attention.head_count_kv", u32(shape.n_head_kv));
-  w.set("llama.attention.layer_norm_rms_epsilon", GgufValue::scalar(shape.rms_eps));
-  w.set("llama.rope.freq_base", GgufValue::scalar(shape.rope_freq_base));
+  w.set(arch + ".vocab_size", u32(shape.n_vocab));
+  w.set(arch + ".context_length", u32(shape.n_ctx_train));
+  w.set(arch + ".embedding_length", u32(shape.n_embd));
+  w.set(arch + ".block_count", u32(shape.n_layer));
+  w.set(arch + ".feed_forward_length", u32(shape.n_ff));
+  w.set(arch + ".rope.dimension_count", u32(shape.head_dim()));
+  w.set(arch + ".attention.head_count", u32(shape.n_head));
+  w.set(arch + ".attention.head_count_kv", u32(shape.n_head_kv));
+  w.set(arch + ".attention.layer_norm_rms_epsilon", GgufValue::scalar(shape.rms_eps));
+  w.set(arch + ".rope.freq_base", GgufValue::scalar(shape.rope_freq_base));
+
+  if (shape.n_head_dim > 0) {
+    w.set(arch + ".attention.key_length", u32(shape.n_head_dim));
+    w.set(arch + ".attention.value_length", u32(shape.n_head_dim));
+  }
 
   SyntheticVocab vocab = make_llama_vocab(shape.n_vocab);
   w.set("tokenizer.ggml.model", GgufValue::string("llama"));

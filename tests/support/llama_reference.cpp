@@ -42,17 +42,23 @@ Matrix rms_norm(const Matrix& x, const float* weight, int64_t T, int64_t n, doub
   return y;
 }
 
-void rope_adjacent(Matrix& x, int64_t T, int64_t heads, int64_t hd, double base) {
+// Rotates the pairs (2i, 2i + 1) (llama as converted) or (i, i + d/2) (qwen: the weights as trained).
+void rope(Matrix& x, int64_t T, int64_t heads, int64_t hd, double base, bool adjacent) {
   for (int64_t t = 0; t < T; ++t)
     for (int64_t h = 0; h < heads; ++h)
       for (int64_t i = 0; i < hd / 2; ++i) {
         const double theta = t * std::pow(base, -2.0 * i / hd);
-        double& a = x[(t * heads + h) * hd + 2 * i];
-        double& b = x[(t * heads + h) * hd + 2 * i + 1];
+        double& a = x[(t * heads + h) * hd + (adjacent ? 2 * i : i)];
+        double& b = x[(t * heads + h) * hd + (adjacent ? 2 * i + 1 : i + hd / 2)];
         const double a0 = a, b0 = b;
         a = a0 * std::cos(theta) - b0 * std::sin(theta);
         b = a0 * std::sin(theta) + b0 * std::cos(theta);
       }
+}
+
+void add_bias(Matrix& x, const float* bias, int64_t T, int64_t n) {
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < n; ++i) x[t * n + i] += bias[i];
 }
 
 double fp16_round(double v) { return fp16_to_fp32(fp32_to_fp16(static_cast<float>(v))); }
@@ -62,7 +68,9 @@ double fp16_round(double v) { return fp16_to_fp32(fp32_to_fp16(static_cast<float
 std::vector<double> llama_reference_logits(const LlamaConfig& c, const LlamaWeights& w,
                                            const std::vector<int32_t>& tokens) {
   const auto T = static_cast<int64_t>(tokens.size());
-  const int64_t E = c.n_embd, hd = c.head_dim(), kvw = c.n_embd_kv(), group = c.n_head / c.n_head_kv;
+  const int64_t E = c.n_embd, hd = c.head_dim(), qw = c.n_head * hd, kvw = c.n_head_kv * hd;
+  const int64_t group = c.n_head / c.n_head_kv;
+  const bool adjacent = c.arch == LlamaArch::LLAMA || c.arch == LlamaArch::MISTRAL;
   const Matrix embd = dequant(w.token_embd);
   Matrix x(static_cast<size_t>(T * E));
   for (int64_t t = 0; t < T; ++t)
@@ -70,14 +78,23 @@ std::vector<double> llama_reference_logits(const LlamaConfig& c, const LlamaWeig
 
   for (const LlamaLayerWeights& l : w.layers) {
     Matrix xn = rms_norm(x, l.attn_norm, T, E, c.rms_eps);
-    Matrix q = linear(dequant(l.wq), E, E, xn, T);
+    Matrix q = linear(dequant(l.wq), qw, E, xn, T);
     Matrix k = linear(dequant(l.wk), kvw, E, xn, T);
     Matrix v = linear(dequant(l.wv), kvw, E, xn, T);
-    rope_adjacent(q, T, c.n_head, hd, c.rope_freq_base);
-    rope_adjacent(k, T, c.n_head_kv, hd, c.rope_freq_base);
+    if (c.arch == LlamaArch::QWEN2) {
+      add_bias(q, l.bq, T, qw);
+      add_bias(k, l.bk, T, kvw);
+      add_bias(v, l.bv, T, kvw);
+    }
+    if (c.arch == LlamaArch::QWEN3) {  // every head of every token normalised on its own
+      q = rms_norm(q, l.q_norm, T * c.n_head, hd, c.rms_eps);
+      k = rms_norm(k, l.k_norm, T * c.n_head_kv, hd, c.rms_eps);
+    }
+    rope(q, T, c.n_head, hd, c.rope_freq_base, adjacent);
+    rope(k, T, c.n_head_kv, hd, c.rope_freq_base, adjacent);
     for (double& e : k) e = fp16_round(e);
     for (double& e : v) e = fp16_round(e);
-    Matrix attn(static_cast<size_t>(T * E));
+    Matrix attn(static_cast<size_t>(T * qw));
     for (int64_t t = 0; t < T; ++t)
       for (int64_t h = 0; h < c.n_head; ++h) {
         const int64_t g = h / group;
@@ -97,7 +114,7 @@ std::vector<double> llama_reference_logits(const LlamaConfig& c, const LlamaWeig
           attn[(t * c.n_head + h) * hd + i] = acc / z;
         }
       }
-    const Matrix o = linear(dequant(l.wo), E, E, attn, T);
+    const Matrix o = linear(dequant(l.wo), E, qw, attn, T);
     for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
     xn = rms_norm(x, l.ffn_norm, T, E, c.rms_eps);
     Matrix gate = linear(dequant(l.w_gate), c.n_ff, E, xn, T);

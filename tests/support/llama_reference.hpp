@@ -1,5 +1,6 @@
-// A float64 scalar implementation of the llama forward pass, written independently of the kernels: the oracle for
-// the CPU and GPU forward passes. Weights are dequantized with ref::dequantize; everything else is plain double math.
+// A float64 scalar implementation of the llama forward pass (and of its qwen2 and qwen3 variants), written
+// independently of the kernels: the oracle for the CPU and GPU forward passes. Weights are dequantized with
+// ref::dequantize; everything else is plain double math.
 #pragma once
 
 #include <cmath>

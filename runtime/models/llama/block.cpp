@@ -39,7 +39,7 @@ size_t attention_bytes(const LlamaConfig& c, int64_t n_tokens, int64_t n_ctx) {
 }  // namespace
 
 size_t LlamaBlockBuffers::buffer_floats(const LlamaConfig& c, int64_t T) {
-  return static_cast<size_t>(T * (4 * c.n_embd + 2 * c.n_embd_kv() + 2 * c.n_ff + 1));
+  return static_cast<size_t>(T * (2 * c.n_embd + 2 * c.n_embd_q() + 2 * c.n_embd_kv() + 2 * c.n_ff + 1));
 }
 
 size_t LlamaBlockBuffers::workspace_floats(const LlamaConfig& c, int64_t T, int64_t n_ctx, Device device) {
@@ -58,10 +58,10 @@ LlamaBlockBuffers LlamaBlockBuffers::carve(const LlamaConfig& c, int64_t T, int6
     return r;
   };
   b.xn = take(c.n_embd);
-  b.q = take(c.n_embd);
+  b.q = take(c.n_embd_q());
   b.k = take(c.n_embd_kv());
   b.v = take(c.n_embd_kv());
-  b.attn = take(c.n_embd);
+  b.attn = take(c.n_embd_q());
   b.proj = take(c.n_embd);
   b.gate = take(c.n_ff);
   b.up = take(c.n_ff);
@@ -76,7 +76,8 @@ LlamaBlockBuffers LlamaBlockBuffers::carve(const LlamaConfig& c, int64_t T, int6
 
 void llama_block_forward(Ops& ops, const LlamaConfig& c, const LlamaLayerWeights& w, const LlamaKvView& kv,
                          const LlamaBlockBuffers& b, float* x, int64_t n_tokens, int64_t pos0) {
-  const int64_t n_embd = c.n_embd, kv_width = c.n_embd_kv(), T = n_tokens;
+  const int64_t n_embd = c.n_embd, q_width = c.n_embd_q(), kv_width = c.n_embd_kv(), T = n_tokens;
+  const LlamaArchTraits traits = c.traits();
   if (pos0 < 0 || pos0 + T > kv.n_ctx)
     fail(ErrorCategory::INVALID_ARGUMENT, "llama block: positions up to " + std::to_string(pos0 + T) +
                                               " exceed the KV cache of " + std::to_string(kv.n_ctx));
@@ -87,8 +88,17 @@ void llama_block_forward(Ops& ops, const LlamaConfig& c, const LlamaLayerWeights
     float* const qkv_out[] = {b.q, b.k, b.v};
     ops.matmul_batch(qkv, b.xn, T, qkv_out);
   }
-  ops.rope(b.q, T, c.n_head, c.head_dim(), b.positions, c.rope_freq_base, RopeMode::ADJACENT);
-  ops.rope(b.k, T, c.n_head_kv, c.head_dim(), b.positions, c.rope_freq_base, RopeMode::ADJACENT);
+  if (traits.qkv_bias) {
+    ops.add_bias(b.q, w.bq, b.q, T, q_width);
+    ops.add_bias(b.k, w.bk, b.k, T, kv_width);
+    ops.add_bias(b.v, w.bv, b.v, T, kv_width);
+  }
+  if (traits.qk_norm) {  // each head is a row of head_dim
+    ops.rms_norm(b.q, w.q_norm, b.q, T * c.n_head, c.head_dim(), c.rms_eps);
+    ops.rms_norm(b.k, w.k_norm, b.k, T * c.n_head_kv, c.head_dim(), c.rms_eps);
+  }
+  ops.rope(b.q, T, c.n_head, c.head_dim(), b.positions, c.rope_freq_base, traits.rope);
+  ops.rope(b.k, T, c.n_head_kv, c.head_dim(), b.positions, c.rope_freq_base, traits.rope);
   ops.store_kv(b.k, b.v, kv.k, kv.v, T, pos0, kv_width, kv.n_ctx);
   ops.attention(attention_shape(c, T, pos0 + T, pos0), b.q, kv.k, kv.v, b.attn, b.attention);
   ops.matmul(w.wo, b.attn, T, b.proj);

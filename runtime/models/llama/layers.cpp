@@ -13,24 +13,48 @@ QuantMatrixView vector_view(const float* data, int64_t n) { return QuantMatrixVi
 }  // namespace
 
 LlamaBlockLayer::LlamaBlockLayer(const LlamaConfig& config, const LlamaLayerWeights& w, int64_t index, int64_t n_ctx)
-    : m_config(config), m_name("blk." + std::to_string(index)), m_n_ctx(n_ctx) {
+    : m_config(config), m_name("blk." + std::to_string(index)), m_index(index), m_n_ctx(n_ctx) {
   using R = LlamaTensorRole;
-  m_tensors = {
-      {llama_tensor_name(R::ATTN_NORM, index), vector_view(w.attn_norm, config.n_embd)},
-      {llama_tensor_name(R::ATTN_Q, index), w.wq},
-      {llama_tensor_name(R::ATTN_K, index), w.wk},
-      {llama_tensor_name(R::ATTN_V, index), w.wv},
-      {llama_tensor_name(R::ATTN_OUTPUT, index), w.wo},
-      {llama_tensor_name(R::FFN_NORM, index), vector_view(w.ffn_norm, config.n_embd)},
-      {llama_tensor_name(R::FFN_GATE, index), w.w_gate},
-      {llama_tensor_name(R::FFN_UP, index), w.w_up},
-      {llama_tensor_name(R::FFN_DOWN, index), w.w_down},
-  };
+  m_position.fill(-1);
+  add_tensor(ATTN_NORM, R::ATTN_NORM, vector_view(w.attn_norm, config.n_embd));
+  add_tensor(WQ, R::ATTN_Q, w.wq);
+  add_tensor(WK, R::ATTN_K, w.wk);
+  add_tensor(WV, R::ATTN_V, w.wv);
+  add_tensor(WO, R::ATTN_OUTPUT, w.wo);
+  add_tensor(FFN_NORM, R::FFN_NORM, vector_view(w.ffn_norm, config.n_embd));
+  add_tensor(W_GATE, R::FFN_GATE, w.w_gate);
+  add_tensor(W_UP, R::FFN_UP, w.w_up);
+  add_tensor(W_DOWN, R::FFN_DOWN, w.w_down);
+  const LlamaArchTraits traits = config.traits();
+  if (traits.qkv_bias) {
+    add_tensor(BQ, R::ATTN_Q_BIAS, vector_view(w.bq, config.n_embd_q()));
+    add_tensor(BK, R::ATTN_K_BIAS, vector_view(w.bk, config.n_embd_kv()));
+    add_tensor(BV, R::ATTN_V_BIAS, vector_view(w.bv, config.n_embd_kv()));
+  }
+  if (traits.qk_norm) {
+    add_tensor(Q_NORM, R::ATTN_Q_NORM, vector_view(w.q_norm, config.head_dim()));
+    add_tensor(K_NORM, R::ATTN_K_NORM, vector_view(w.k_norm, config.head_dim()));
+  }
+}
+
+void LlamaBlockLayer::add_tensor(Slot slot, LlamaTensorRole role, const QuantMatrixView& view) {
+  m_position[slot] = static_cast<int>(m_tensors.size());
+  m_tensors.push_back({llama_tensor_name(role, m_index), view});
 }
 
 LlamaLayerWeights LlamaBlockLayer::rebind(std::span<const QuantMatrixView> v) const {
-  return LlamaLayerWeights{static_cast<const float*>(v[ATTN_NORM].data), v[WQ],     v[WK],   v[WV],    v[WO],
-                           static_cast<const float*>(v[FFN_NORM].data),  v[W_GATE], v[W_UP], v[W_DOWN]};
+  auto matrix = [&](Slot s) { return v[static_cast<size_t>(m_position[s])]; };
+  auto vector = [&](Slot s) {
+    return m_position[s] < 0 ? nullptr : static_cast<const float*>(v[static_cast<size_t>(m_position[s])].data);
+  };
+  LlamaLayerWeights w{vector(ATTN_NORM), matrix(WQ),     matrix(WK),   matrix(WV),    matrix(WO),
+                      vector(FFN_NORM),  matrix(W_GATE), matrix(W_UP), matrix(W_DOWN)};
+  w.bq = vector(BQ);
+  w.bk = vector(BK);
+  w.bv = vector(BV);
+  w.q_norm = vector(Q_NORM);
+  w.k_norm = vector(K_NORM);
+  return w;
 }
 
 size_t LlamaBlockLayer::workspace_floats(int64_t n_tokens, Device device) const {

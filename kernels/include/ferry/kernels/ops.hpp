@@ -42,6 +42,8 @@ class Ops {
   virtual void silu_mul(const float* gate, const float* up, float* y, int64_t n) = 0;
   virtual void gelu_tanh(const float* x, float* y, int64_t n) = 0;
   virtual void add(const float* a, const float* b, float* y, int64_t n) = 0;
+  // y [rows, n] = x + bias (bias [n]: a linear layer's bias; y may be x).
+  virtual void add_bias(const float* x, const float* bias, float* y, int64_t rows, int64_t n) = 0;
 };
 
 }  // namespace ferry

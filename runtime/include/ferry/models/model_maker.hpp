@@ -2,7 +2,8 @@
 // real model's memory and movement behaviour can be reproduced without downloading weights.
 //
 // What a synthetic file holds:
-// - the metadata a llama GGUF file has (general.*, llama.*, a SentencePiece-style tokenizer.ggml.* vocabulary);
+// - the metadata a GGUF file of its architecture has (general.*, llama.* or qwen2.* ..., a SentencePiece-style
+//   tokenizer.ggml.* vocabulary);
 // - every llama tensor with its real name, shape (ne = [in, out]) and a type chosen like a real quantized file's;
 // - Gaussian weights scaled so activations stay O(1) through any number of layers: a matmul weight has std
 //   1/sqrt(fan_in) (fan_in = ne[0]), the embedding has std 1 (a lookup: its rows start the residual stream), norms
@@ -46,7 +47,7 @@ GgmlType base_ggml_type(ModelFileType type) noexcept;
 
 
 // The GGML type of one tensor in a file of `file_type`:
-// - norms are F32;
+// - norms and biases are F32;
 // - Q4_K_M: output.weight is Q6_K, and attn_v / ffn_down are Q6_K in layers where llama.cpp spends more bits (the
 //   first and last eighth of the layers and every third layer in between), Q4_K elsewhere;
 // - a k-quant whose 256-element block does not divide ne0 falls back as llama.cpp's quantizer does: Q4_K -> Q5_0,

@@ -1,12 +1,15 @@
-// Llama-architecture shapes for synthetic models: the public shapes of real models (from
-// shared/data/model-shapes.json, embedded here because the GPU machine has no copy of that folder) and two small
-// ones: `tiny` for tests and `small`, the built-in default model of `ferry run` (a few MB).
+// Shapes for synthetic models of the llama block's architectures: the public shapes of real models (the llama ones
+// from shared/data/model-shapes.json, embedded here because the GPU machine has no copy of that folder; Qwen2.5-7B and
+// Qwen3-8B from their published configurations) and small ones: `tiny`, `qwen2-tiny`, `qwen3-tiny` for tests and
+// `small`, the synthetic fallback of `ferry run` (a few MB).
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
+
+#include "ferry/models/llama/model.hpp"
 
 namespace ferry {
 
@@ -21,15 +24,19 @@ struct LlamaShape {
   int64_t n_ctx_train;
   float rope_freq_base;
   float rms_eps;
+  LlamaArch arch = LlamaArch::LLAMA;
+  int64_t n_head_dim = 0;  // 0: n_embd / n_head (written as {arch}.attention.key_length when set)
 
-  int64_t head_dim() const noexcept { return n_embd / n_head; }
+  int64_t head_dim() const noexcept { return n_head_dim > 0 ? n_head_dim : n_embd / n_head; }
+  int64_t n_embd_q() const noexcept { return head_dim() * n_head; }
   int64_t n_embd_kv() const noexcept { return head_dim() * n_head_kv; }
   // Weights of all tensors (embedding and output counted separately: synthetic models never tie them).
   int64_t parameter_count() const noexcept;
   // Throws INVALID_ARGUMENT naming the shape and the field when the shape cannot describe a llama model: non-positive
-  // sizes, n_embd not divisible by n_head, n_head not divisible by n_head_kv, an odd head_dim (RoPE rotates pairs),
-  // n_embd or n_ff not a multiple of 32 (every quantized type needs whole 32-element blocks), or n_vocab below the
-  // 259 tokens every vocabulary starts with (3 special tokens and 256 byte tokens).
+  // sizes, n_embd not divisible by n_head (without an explicit head size), n_head not divisible by n_head_kv, an odd
+  // head_dim (RoPE rotates pairs), n_embd, n_ff or the q width not a multiple of 32 (every quantized type needs whole
+  // 32-element blocks), or n_vocab below the 259 tokens every vocabulary starts with (3 special tokens and 256 byte
+  // tokens).
   void validate() const;
 };
 

@@ -21,6 +21,7 @@ class CpuOps final : public Ops {
   void silu_mul(const float* gate, const float* up, float* y, int64_t n) override;
   void gelu_tanh(const float* x, float* y, int64_t n) override;
   void add(const float* a, const float* b, float* y, int64_t n) override;
+  void add_bias(const float* x, const float* bias, float* y, int64_t rows, int64_t n) override;
 };
 
 }  // namespace ferry

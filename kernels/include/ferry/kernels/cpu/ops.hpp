@@ -23,6 +23,7 @@ void silu_mul(const float* gate, const float* up, float* y, int64_t n);
 void gelu_tanh(const float* x, float* y, int64_t n);
 void add(const float* a, const float* b, float* y, int64_t n);
 void modulate(const float* x, const float* shift, const float* scale, float* y, int64_t rows, int64_t n);
+void add_bias(const float* x, const float* bias, float* y, int64_t rows, int64_t n);
 void gated_add(float* residual, const float* gate, const float* x, int64_t rows, int64_t n);
 void attention(const AttentionShape& shape, const float* q, const uint16_t* k, const uint16_t* v, float* out);
 void embedding_lookup(const QuantMatrixView& table, const int32_t* ids, int64_t n_tokens, float* out);

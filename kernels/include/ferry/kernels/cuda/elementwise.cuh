@@ -15,6 +15,8 @@ void add(const float* a, const float* b, float* y, int64_t n, cudaStream_t strea
 // y[r, i] = x[r, i] * (1 + scale[i]) + shift[i]; shift and scale are [n], broadcast over the rows.
 void modulate(const float* x, const float* shift, const float* scale, float* y, int64_t rows, int64_t n,
               cudaStream_t stream);
+// y[r, i] = x[r, i] + bias[i]; bias is [n] (a linear layer's bias).
+void add_bias(const float* x, const float* bias, float* y, int64_t rows, int64_t n, cudaStream_t stream);
 // residual[r, i] += gate[i] * x[r, i]; gate is [n].
 void gated_add(float* residual, const float* gate, const float* x, int64_t rows, int64_t n, cudaStream_t stream);
 

@@ -26,6 +26,8 @@ void gelu_tanh(const float* x, float* y, int64_t n);
 void add(const float* a, const float* b, float* y, int64_t n);
 // y[r, i] = x[r, i] * (1 + scale[i]) + shift[i]  (adaLN modulation, shift/scale broadcast over rows)
 void modulate(const float* x, const float* shift, const float* scale, float* y, int64_t rows, int64_t n);
+// y[r, i] = x[r, i] + bias[i]  (the bias of a linear layer, broadcast over the rows; y may be x)
+void add_bias(const float* x, const float* bias, float* y, int64_t rows, int64_t n);
 // residual[r, i] += gate[i] * x[r, i]
 void gated_add(float* residual, const float* gate, const float* x, int64_t rows, int64_t n);
 // Softmax attention; k and v are FP16 (the KV cache format), bit patterns as uint16_t.

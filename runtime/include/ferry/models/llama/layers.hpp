@@ -4,6 +4,8 @@
 // runs, not what it computes. Per-step inputs (pos0, all_logits) come in the StepContext.
 #pragma once
 
+#include <array>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -26,16 +28,19 @@ class LlamaBlockLayer final : public Layer {
   void forward(std::span<const QuantMatrixView> weights, float* x, const StepContext& step,
                const LayerRun& run) const override;
 
-  // Tensor order in weights().
-  enum : size_t { ATTN_NORM, WQ, WK, WV, WO, FFN_NORM, W_GATE, W_UP, W_DOWN, COUNT };
+  // The block's tensors: the nine of every llama block, then the architecture's extras (LlamaArchTraits).
+  enum Slot : size_t { ATTN_NORM, WQ, WK, WV, WO, FFN_NORM, W_GATE, W_UP, W_DOWN, BQ, BK, BV, Q_NORM, K_NORM, COUNT };
 
  private:
+  void add_tensor(Slot slot, LlamaTensorRole role, const QuantMatrixView& view);
   LlamaLayerWeights rebind(std::span<const QuantMatrixView> views) const;
 
   const LlamaConfig& m_config;
   std::string m_name;
+  int64_t m_index;
   int64_t m_n_ctx;
-  std::vector<WeightTensor> m_tensors;
+  std::vector<WeightTensor> m_tensors;  // the tensors the file has, in Slot order
+  std::array<int, COUNT> m_position;    // a slot's index in m_tensors; -1 where the architecture has none
 };
 
 class LlamaHeadLayer final : public Layer {
