@@ -360,16 +360,64 @@ TEST_CASE("resident-first placement keeps a layer that fits the budget exactly, 
     for (size_t i = 0; i < p.size(); ++i) placed.layers[i].placement = p[i];
     return compute_memory_plan(placed, 0).required_budget;
   };
+  const uint64_t all_resident = required_for(first_resident(gpu.size()));
   for (size_t j = 1; j < gpu.size(); ++j) {
     CAPTURE(j);
     const uint64_t exact = required_for(first_resident(j));
     REQUIRE(exact > required_for(first_resident(j - 1)));  // the set-up above: more resident, more budget
-    // Exactly the budget layer j - 1 needs: it stays resident. The next layer does not fit, except after the
-    // second-to-last: all resident drops the staging slots, which needs less than streaming the last layer.
-    const std::vector<Placement> expected_at = j + 1 == gpu.size() ? first_resident(gpu.size()) : first_resident(j);
+    // Exactly the budget the first j layers need: they stay resident. The next does not fit with its slots, but all
+    // of them may (all resident drops the staging slots, which can need less than streaming the last layers).
+    const bool all_fit = all_resident <= exact;
     if (j + 1 < gpu.size()) REQUIRE(required_for(first_resident(j + 1)) > exact);
-    CHECK(resident_first_placement(in, exact) == expected_at);
-    // One byte less: layer j - 1 is streamed, and with it every layer after it.
-    CHECK(resident_first_placement(in, exact - 1) == first_resident(j - 1));
+    CHECK(resident_first_placement(in, exact) == (all_fit ? first_resident(gpu.size()) : first_resident(j)));
+    // One byte less: layer j - 1 is streamed, and with it every layer after it (unless everything fits).
+    CHECK(resident_first_placement(in, exact - 1) ==
+          (all_resident <= exact - 1 ? first_resident(gpu.size()) : first_resident(j - 1)));
+  }
+}
+
+TEST_CASE("resident-first placement finds the longest prefix that fits, not the first that overflows") {
+  // Equal blocks: with some streamed, the staging slots cost two blocks; all resident costs none. Between "k blocks
+  // + 2 slots" and "all n blocks" there are budgets where all of them fit but no shorter prefix does with its slots.
+  MemoryPlanInput in;
+  in.context_bytes = 300 * kMiB;
+  in.staging_slots = 2;
+  in.fp16_scratch_bytes = 4 * kMiB;
+  in.activation_bytes = 8 * kMiB;
+  in.cublas_workspace_bytes = 32 * kMiB;
+  for (int i = 0; i < 4; ++i) in.layers.push_back({12 * kMiB, kMiB / 4, Placement::STREAMED});
+  in.layers.push_back({8 * kMiB, 0, Placement::STREAMED});  // a smaller head
+  MemoryPlanInput all = in;
+  for (LayerFootprint& l : all.layers) l.placement = Placement::RESIDENT;
+  const uint64_t all_resident = compute_memory_plan(all, 0).required_budget;
+  CHECK(resident_first_placement(in, all_resident) == std::vector<Placement>(5, Placement::RESIDENT));
+
+  // Against brute force over random stacks and budgets: the longest fitting prefix, every time.
+  std::mt19937_64 rng(test::test_seed(4242));
+  for (int trial = 0; trial < 200; ++trial) {
+    CAPTURE(trial);
+    MemoryPlanInput r = in;
+    r.layers.clear();
+    const int n = 1 + static_cast<int>(rng() % 7);
+    for (int i = 0; i < n; ++i)
+      r.layers.push_back(
+          {kMiB + rng() % (40 * kMiB), rng() % (2 * kMiB), rng() % 5 == 0 ? Placement::CPU : Placement::STREAMED});
+    std::vector<size_t> gpu;
+    for (size_t i = 0; i < r.layers.size(); ++i)
+      if (r.layers[i].placement != Placement::CPU) gpu.push_back(i);
+    auto prefix = [&](size_t k) {
+      MemoryPlanInput p = r;
+      for (size_t g = 0; g < gpu.size(); ++g)
+        p.layers[gpu[g]].placement = g < k ? Placement::RESIDENT : Placement::STREAMED;
+      return p;
+    };
+    const uint64_t minimum = compute_memory_plan(prefix(0), 0).required_budget;
+    const uint64_t budget = minimum + rng() % (200 * kMiB);
+    size_t best = 0;
+    for (size_t k = 0; k <= gpu.size(); ++k)
+      if (compute_memory_plan(prefix(k), budget).required_budget <= budget) best = k;
+    std::vector<Placement> expected;
+    for (const LayerFootprint& l : prefix(best).layers) expected.push_back(l.placement);
+    CHECK(resident_first_placement(r, budget) == expected);
   }
 }

@@ -200,13 +200,18 @@ std::vector<Placement> resident_first_placement(const MemoryPlanInput& input, ui
   for (LayerFootprint& l : trial.layers)
     if (l.placement != Placement::CPU) l.placement = Placement::STREAMED;
   plan_memory(trial, budget);  // throws when even the all-streamed plan does not fit
-  for (LayerFootprint& l : trial.layers) {
-    if (l.placement == Placement::CPU) continue;
-    l.placement = Placement::RESIDENT;
-    if (compute_memory_plan(trial, budget).required_budget > budget) {
-      l.placement = Placement::STREAMED;
-      break;
-    }
+  // The longest prefix that fits, tried from the longest down. Growing the prefix one layer at a time and stopping at
+  // the first that does not fit would miss it: the staging slots are sized by the largest layer still streamed, so a
+  // longer prefix can need less (all resident needs no slot at all) — equal-sized blocks whose whole stack fits would
+  // otherwise stream from the point where weights plus slots first overflow.
+  std::vector<size_t> gpu;
+  for (size_t i = 0; i < trial.layers.size(); ++i)
+    if (trial.layers[i].placement != Placement::CPU) gpu.push_back(i);
+  for (size_t k = gpu.size(); k > 0; --k) {
+    for (size_t g = 0; g < gpu.size(); ++g)
+      trial.layers[gpu[g]].placement = g < k ? Placement::RESIDENT : Placement::STREAMED;
+    if (compute_memory_plan(trial, budget).required_budget <= budget) break;
+    if (k == 1) trial.layers[gpu[0]].placement = Placement::STREAMED;  // none resident: the all-streamed plan
   }
   std::vector<Placement> out;
   out.reserve(trial.layers.size());

@@ -9,7 +9,7 @@
 #include "ferry/kernels/cpu/ops.hpp"
 #include "ferry/models/llama/block.hpp"
 #include "ferry/models/llama/profile.hpp"
-#include "ferry/offload/gpu.hpp"
+#include "ferry/models/this_device.hpp"
 #include "ferry/offload/host_memory.hpp"
 #include "ferry/offload/size_parse.hpp"
 
@@ -29,17 +29,6 @@ std::vector<const Layer*> pointers(const std::vector<std::unique_ptr<Layer>>& la
   std::vector<const Layer*> out;
   for (const auto& l : layers) out.push_back(l.get());
   return out;
-}
-
-// This machine as the planner sees it. The context overhead is measured first: it must see the device before
-// anything else creates the context.
-DeviceProfile this_device() {
-  DeviceProfile d;
-  d.has_gpu = gpu_available();
-  if (!d.has_gpu) return d;
-  d.context_bytes = gpu_context_overhead_bytes();
-  d.name = gpu_name();
-  return d;
 }
 
 // The plan for the layers of a context of n_ctx positions.
@@ -82,22 +71,19 @@ std::vector<std::unique_ptr<Layer>> make_llama_layers(const LlamaConfig& config,
   return layers;
 }
 
-LlamaRunner::LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options)
-    : m_config(config), m_weights(weights), m_options(options) {
-  build_layers();
-  const DeviceProfile device = this_device();
-  Plan plan;
+Plan plan_llama_run(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options,
+                    const DeviceProfile& device) {
   try {
-    plan = plan_for(m_config, m_weights, m_options, device);
+    return plan_for(config, weights, options, device);
   } catch (const Error& e) {
     if (e.category() != ErrorCategory::BUDGET) throw;
     // Too little VRAM even for the policy's smallest plan: say which context would fit, since the KV cache grows with
     // it (a huge --ctx is the usual cause).
-    const int64_t fit = largest_fitting_context(m_options.n_ctx, [&](int64_t n) {
-      LlamaRunnerOptions o = m_options;
+    const int64_t fit = largest_fitting_context(options.n_ctx, [&](int64_t n) {
+      LlamaRunnerOptions o = options;
       o.n_ctx = n;
       try {
-        plan_for(m_config, m_weights, o, device);
+        plan_for(config, weights, o, device);
         return true;
       } catch (const Error& inner) {
         if (inner.category() != ErrorCategory::BUDGET) throw;
@@ -105,9 +91,15 @@ LlamaRunner::LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights,
       }
     });
     fail(ErrorCategory::BUDGET,
-         std::string(e.what()) + "\nat --ctx " + std::to_string(m_options.n_ctx) + largest_context_text(fit));
+         std::string(e.what()) + "\nat --ctx " + std::to_string(options.n_ctx) + largest_context_text(fit));
   }
-  build_scheduler(std::move(plan.placements));
+}
+
+LlamaRunner::LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options)
+    : m_config(config), m_weights(weights), m_options(options) {
+  build_layers();
+  const DeviceProfile device = this_device_profile();  // first: it measures the context before it exists
+  build_scheduler(plan_llama_run(m_config, m_weights, m_options, device).placements);
 }
 
 LlamaRunner::LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options,

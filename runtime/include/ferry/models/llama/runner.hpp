@@ -36,6 +36,12 @@ struct LlamaRunnerOptions {
 std::vector<std::unique_ptr<Layer>> make_llama_layers(const LlamaConfig& config, const LlamaWeights& weights,
                                                       int64_t n_ctx, bool all_logits);
 
+// The plan a LlamaRunner with these options executes on `device` (make_plan over the stack's profile): what `ferry
+// plan` prints and `ferry run` runs. BUDGET with the breakdown and the largest context that would fit when even the
+// policy's smallest plan does not.
+Plan plan_llama_run(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options,
+                    const DeviceProfile& device);
+
 class LlamaRunner final : public CausalLm {
  public:
   // Plans the placement for the budget and policy (make_plan), then builds the scheduler: BUDGET with the breakdown

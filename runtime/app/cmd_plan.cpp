@@ -1,0 +1,179 @@
+// `ferry plan [MODEL] [--vram SIZE] [--policy P] [--ctx N] [--device-profile FILE] [--json]`: where `ferry run` with
+// the same flags would put every layer and the memory that takes, without running anything. Only the file's header is
+// read (no weight is touched, so planning a 70B model takes milliseconds), and with --device-profile the plan is made
+// for another machine's card (a DeviceProfile JSON: name, has_gpu, context_bytes).
+//
+// The JSON (--json) is one object:
+//   {"model", "architecture", "policy" (the policy asked for), "plan_policy" (the one applied: cpu-all without a GPU),
+//    "budget_bytes", "context", "max_tokens", "device": {"name", "has_gpu", "context_bytes"}, "summary",
+//    "memory": {"uses_device", "total_bytes", "arena_bytes", "required_budget", "minimum_budget",
+//               "categories": {"context": bytes, "resident_weights": ..., ...}},
+//    "host": {"kv_cache", "streamed_pool", "buffers", "total_bytes"},
+//    "layers": [{"index", "name", "placement", "weight_bytes", "kv_cache_bytes"}]}
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+
+#include "commands.hpp"
+#include "ferry/error.hpp"
+#include "ferry/gguf.hpp"
+#include "ferry/models/llama/profile.hpp"
+#include "ferry/models/llama/runner.hpp"
+#include "ferry/models/this_device.hpp"
+#include "ferry/offload/gpu.hpp"
+#include "ferry/offload/size_parse.hpp"
+#include "model_command.hpp"
+
+namespace ferry::cli {
+namespace {
+
+struct PlanFlags {
+  std::string model;
+  std::string vram = "8GiB";
+  std::string policy = "resident-stream";
+  int64_t n_ctx = 0;
+  bool force_ctx = false;
+  int prefetch = 1;
+  std::string device_profile;
+  bool json = false;
+};
+
+DeviceProfile read_device_profile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) bad_flag("--device-profile", quote_name(path) + " cannot be opened");
+  std::ostringstream text;
+  text << in.rdbuf();
+  try {
+    return DeviceProfile::from_json(text.str());
+  } catch (const Error& e) {
+    fail(ErrorCategory::FORMAT, path + ": " + e.what());
+  }
+}
+
+std::string snake_case(std::string_view name) {
+  std::string s(name);
+  for (char& c : s)
+    if (c == ' ' || c == '-') c = '_';
+  return s;
+}
+
+nlohmann::json plan_json(const PlanFlags& f, const std::string& model, const LlamaConfig& config,
+                         const LlamaRunnerOptions& options, const DeviceProfile& device, const Plan& plan,
+                         const StackProfile& stack) {
+  nlohmann::json categories = nlohmann::json::object();
+  for (size_t c = 0; c < kMemoryCategoryCount; ++c)
+    categories[snake_case(memory_category_name(static_cast<MemoryCategory>(c)))] = plan.memory.bytes[c];
+  nlohmann::json layers = nlohmann::json::array();
+  for (size_t i = 0; i < stack.layers.size(); ++i)
+    layers.push_back({{"index", i},
+                      {"name", stack.layers[i].name},
+                      {"placement", placement_name(plan.placements[i])},
+                      {"weight_bytes", stack.layers[i].weight_bytes},
+                      {"kv_cache_bytes", stack.layers[i].kv_cache_bytes}});
+  return {{"model", model},
+          {"architecture", llama_arch_name(config.arch)},
+          {"policy", f.policy},
+          {"plan_policy", policy_name(plan.policy)},
+          {"budget_bytes", options.vram_budget},
+          {"context", options.n_ctx},
+          {"max_tokens", options.max_tokens},
+          {"device", {{"name", device.name}, {"has_gpu", device.has_gpu}, {"context_bytes", device.context_bytes}}},
+          {"summary", plan.summary()},
+          {"memory",
+           {{"uses_device", plan.memory.uses_device},
+            {"total_bytes", plan.memory.total()},
+            {"arena_bytes", plan.memory.arena_bytes()},
+            {"required_budget", plan.memory.required_budget},
+            {"minimum_budget", plan.memory.minimum_budget},
+            {"categories", categories}}},
+          {"host",
+           {{"kv_cache", plan.host.kv_cache},
+            {"streamed_pool", plan.host.streamed_pool},
+            {"buffers", plan.host.buffers},
+            {"total_bytes", plan.host.total()}}},
+          {"layers", layers}};
+}
+
+std::string plan_text(const std::string& model, const LlamaConfig& config, const LlamaRunnerOptions& options,
+                      const DeviceProfile& device, const Plan& plan, const StackProfile& stack) {
+  std::string out = "model: " + model + " (" + std::string(llama_arch_name(config.arch)) + ", " +
+                    std::to_string(config.n_layer) + " blocks, width " + std::to_string(config.n_embd) + ")\n";
+  out += "device: " +
+         (device.has_gpu ? device.name + ", CUDA context " + format_size(device.context_bytes)
+                         : std::string("no GPU: every layer on the CPU")) +
+         "\n";
+  out += "plan: " + std::string(policy_name(plan.policy)) + " under --vram " + format_size(options.vram_budget) +
+         ", context " + std::to_string(options.n_ctx) + ", steps of up to " + std::to_string(options.max_tokens) +
+         " tokens: " + plan.summary() + "\n\n";
+  char line[160];
+  std::snprintf(line, sizeof line, "%5s  %-12s %-9s %12s %12s\n", "layer", "name", "placement", "weights", "KV cache");
+  out += line;
+  for (size_t i = 0; i < stack.layers.size(); ++i) {
+    const LayerDemand& l = stack.layers[i];
+    std::snprintf(line, sizeof line, "%5zu  %-12s %-9s %12s %12s\n", i, l.name.c_str(),
+                  std::string(placement_name(plan.placements[i])).c_str(), format_size(l.weight_bytes).c_str(),
+                  format_size(l.kv_cache_bytes).c_str());
+    out += line;
+  }
+  out += "\n";
+  out += plan.memory.uses_device ? "device memory:\n" + plan.memory.breakdown() : "device memory: none\n";
+  if (!out.empty() && out.back() != '\n') out += '\n';
+  out += "host memory: " + plan.host.describe() + " (" + format_size(plan.host.total()) + ")\n";
+  return out;
+}
+
+int run_plan(const PlanFlags& f) {
+  // Flags first, as every command that takes a model checks them (a typo costs no model load).
+  LlamaRunnerOptions options;
+  options.vram_budget = vram_flag(f.vram);
+  options.policy = policy_flag(f.policy);
+  if (f.n_ctx < 0) bad_flag("--ctx", "must not be negative");
+  options.prefetch_depth = f.prefetch;
+  const DefaultModelChoice default_model = f.model.empty() ? default_model_choice() : DefaultModelChoice::SMOLLM2;
+  const std::optional<DeviceProfile> other_device =
+      f.device_profile.empty() ? std::nullopt : std::optional(read_device_profile(f.device_profile));
+
+  const std::string path = model_path_or_default(f.model, default_model);
+  const GgufFile file = GgufFile::open_header(path);  // the header says it all: no weight is read
+  const LlamaConfig config = LlamaConfig::from_gguf(file);
+  const LlamaWeights weights = LlamaWeights::from_gguf(file, config);
+  options.n_ctx = choose_context(f.n_ctx, f.force_ctx, config, path, "--ctx");
+  options.max_tokens = std::min<int64_t>(512, options.n_ctx);  // as `run` steps
+  const DeviceProfile device = other_device ? *other_device : this_device_profile();
+  if (!other_device) note_when_cpu_only(options.policy);
+  const Plan plan = plan_llama_run(config, weights, options, device);
+  const StackProfile stack = llama_stack_profile(config, weights, options.n_ctx, options.max_tokens, false);
+  write_stdout(f.json ? plan_json(f, path, config, options, device, plan, stack).dump(2) + "\n"
+                      : plan_text(path, config, options, device, plan, stack));
+  return 0;
+}
+
+}  // namespace
+
+Action add_plan_command(CLI::App& app) {
+  auto f = std::make_shared<PlanFlags>();
+  CLI::App* sub = app.add_subcommand(
+      "plan", "Where `run` would put each layer under a VRAM budget, and the memory it takes (reads only the header)");
+  sub->add_option("model", f->model, "GGUF model file (default: the default model of `run`)");
+  sub->add_option("--vram", f->vram, "VRAM budget, e.g. 8GiB, 6.5G")->capture_default_str();
+  sub->add_option("--policy", f->policy, "resident-first, resident-stream, stream-all or cpu-all")
+      ->capture_default_str();
+  sub->add_option("--ctx", f->n_ctx, "Context length (default: the model's training context, at most 2048)");
+  sub->add_flag("--force-ctx", f->force_ctx, "Allow --ctx beyond the model's training context");
+  sub->add_option("--prefetch", f->prefetch, "Streamed layers copied ahead of compute (1-4)")
+      ->check(CLI::Range(1, 4))
+      ->capture_default_str();
+  sub->add_option("--device-profile", f->device_profile,
+                  "Plan for another machine: a JSON device profile {\"name\", \"has_gpu\", \"context_bytes\"}");
+  sub->add_flag("--json", f->json, "Print the plan as JSON (layout in the README)");
+  return [f] { return run_plan(*f); };
+}
+
+}  // namespace ferry::cli
