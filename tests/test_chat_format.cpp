@@ -245,7 +245,8 @@ TEST_CASE("chat formats: detected from real templates") {
       {"empty", "", std::nullopt},
   };
   for (const Case& c : cases) {
-    CAPTURE(c.model);
+    const std::string model = c.model;
+    CAPTURE(model);
     CHECK(detect_chat_format(c.jinja) == c.expected);
   }
 }

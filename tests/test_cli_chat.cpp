@@ -212,6 +212,7 @@ TEST_CASE("ferry chat: Ctrl-C at the prompt quits") {
     ferry.signal(SIGINT);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  CHECK(ferry.finished());  // by Ctrl-C, before its input ends
   const Result r = ferry.wait(30);
   CHECK(r.status == 0);
   CHECK(r.signal == 0);
