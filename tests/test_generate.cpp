@@ -1,16 +1,18 @@
 // generate() end to end over a scripted backend: the tokens the sampler picks come out in order as their pieces, the
-// loop stops at EOS (without emitting it), after exactly max_new_tokens, or when the context is full, and every
-// forward call gets the right tokens at the right positions.
+// loop stops at EOS or another stop token (without emitting it), after exactly max_new_tokens, when the context is
+// full, or when cancelled, and every forward call gets the right tokens at the right positions, also when a
+// continuation starts after what the cache holds.
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 #include <vector>
 
 #include "ferry/error.hpp"
 #include "ferry/text/generate.hpp"
 #include "ferry/text/tokenizer.hpp"
-#include "support/random.hpp"
+#include "support/scripted_lm.hpp"
 
 using namespace ferry;
 
@@ -30,34 +32,10 @@ Tokenizer make_tokenizer() {
   return Tokenizer::from_vocab(TokenizerKind::SPM, tokens, scores, types, {}, BOS, EOS);
 }
 
-// A backend whose k-th forward call returns logits (random, from a fixed seed) whose maximum is at script[k], so
-// greedy sampling reads the script back. It records every call and refuses positions beyond its context.
-class ScriptedBackend final : public CausalLm {
+// The scripted backend over this vocabulary.
+class ScriptedBackend : public test::ScriptedLm {
  public:
-  struct Call {
-    std::vector<int32_t> tokens;
-    int64_t pos0;
-  };
-
-  ScriptedBackend(std::vector<int32_t> script, int64_t n_ctx) : m_script(std::move(script)), m_n_ctx(n_ctx) {}
-  int64_t n_ctx() const noexcept override { return m_n_ctx; }
-  int64_t n_vocab() const noexcept override { return kVocab; }
-  void forward(std::span<const int32_t> tokens, int64_t pos0, std::span<float> logits, bool all_logits) override {
-    REQUIRE_FALSE(all_logits);
-    REQUIRE(logits.size() == static_cast<size_t>(kVocab));
-    REQUIRE(pos0 + static_cast<int64_t>(tokens.size()) <= m_n_ctx);
-    REQUIRE(m_calls.size() < m_script.size());  // generate() asked for more logits than the script has
-    const std::vector<float> noise = test::random_floats(kVocab, 1000 + m_calls.size(), -2.0f, 2.0f);
-    std::copy(noise.begin(), noise.end(), logits.begin());
-    logits[static_cast<size_t>(m_script[m_calls.size()])] = 3.0f;
-    m_calls.push_back({std::vector<int32_t>(tokens.begin(), tokens.end()), pos0});
-  }
-  const std::vector<Call>& calls() const { return m_calls; }
-
- private:
-  std::vector<int32_t> m_script;
-  int64_t m_n_ctx;
-  std::vector<Call> m_calls;
+  ScriptedBackend(std::vector<int32_t> script, int64_t n_ctx) : ScriptedLm(std::move(script), n_ctx, kVocab) {}
 };
 
 struct Generated {
@@ -65,9 +43,8 @@ struct Generated {
   std::vector<std::string> pieces;
 };
 
-Generated run(ScriptedBackend& backend, const std::string& prompt, int64_t max_new_tokens) {
+Generated run(ScriptedBackend& backend, const std::string& prompt, int64_t max_new_tokens, GenerateOptions o = {}) {
   const Tokenizer tokenizer = make_tokenizer();
-  GenerateOptions o;
   o.prompt = prompt;
   o.max_new_tokens = max_new_tokens;  // the sampler stays greedy (temperature 0)
   Generated g;
@@ -149,4 +126,97 @@ TEST_CASE("generate: with an empty prompt the first piece loses SentencePiece's 
   CHECK(g.pieces == std::vector<std::string>{"the", " cat"});
   REQUIRE_FALSE(backend.calls().empty());
   CHECK(backend.calls()[0].tokens == std::vector<int32_t>{BOS});
+}
+
+TEST_CASE("generate: stops at a stop token (a chat format's end of turn) without emitting or feeding it") {
+  GenerateOptions o;
+  o.stop_tokens = {BANG};
+  ScriptedBackend backend({CAT, SAT, BANG, THE}, 64);
+  const Generated g = run(backend, "hi", 10, o);
+  CHECK(g.pieces == std::vector<std::string>{" cat", " sat"});
+  CHECK(g.stats.stopped_at_stop_token);
+  CHECK_FALSE(g.stats.stopped_at_eos);
+  CHECK(g.stats.stop_token == BANG);
+  CHECK(g.stats.tokens == std::vector<int32_t>{CAT, SAT});
+  CHECK(backend.calls().size() == 3);  // the prefill, CAT and SAT: the stop token is never fed back
+  CHECK(g.stats.n_past == 4);          // BOS, ▁hi, ▁cat, ▁sat
+  // EOS still stops, and says so.
+  ScriptedBackend eos({CAT, EOS}, 64);
+  const Generated e = run(eos, "hi", 10, o);
+  CHECK(e.stats.stopped_at_eos);
+  CHECK_FALSE(e.stats.stopped_at_stop_token);
+  CHECK(e.stats.stop_token == EOS);
+}
+
+TEST_CASE("generate: a cancel flag set while streaming stops before the next token; what was fed stays counted") {
+  const Tokenizer tokenizer = make_tokenizer();
+  for (const size_t after : {size_t{1}, size_t{3}}) {
+    CAPTURE(after);
+    ScriptedBackend backend({THE, CAT, SAT, BANG, THE, CAT}, 64);
+    std::atomic<bool> cancel{false};
+    GenerateOptions o;
+    o.prompt = "hi";
+    o.max_new_tokens = 10;
+    o.cancel = &cancel;
+    std::vector<std::string> pieces;
+    const GenerateStats stats = generate(backend, tokenizer, o, [&](std::string_view piece) {
+      pieces.emplace_back(piece);
+      if (pieces.size() == after) cancel = true;  // as a SIGINT handler would, between two tokens
+    });
+    CHECK(stats.cancelled);
+    CHECK(pieces.size() == after);
+    CHECK(stats.generated_tokens == static_cast<int64_t>(after));
+    // The last emitted token was fed back before the flag was seen: the cache holds the whole partial answer.
+    CHECK(backend.calls().size() == after + 1);
+    CHECK(stats.n_past == 2 + static_cast<int64_t>(after));
+    CHECK(backend.cache().size() == static_cast<size_t>(stats.n_past));
+  }
+  // Set before generation: the prompt is evaluated, nothing is sampled.
+  ScriptedBackend backend({THE}, 64);
+  std::atomic<bool> cancel{true};
+  GenerateOptions o;
+  o.cancel = &cancel;
+  const Generated g = run(backend, "hi", 10, o);
+  CHECK(g.stats.cancelled);
+  CHECK(g.pieces.empty());
+  CHECK(g.stats.n_past == 2);
+}
+
+TEST_CASE("generate: a continuation goes in at pos0, after the cached tokens, and counts the context from there") {
+  const Tokenizer tokenizer = make_tokenizer();
+  ScriptedBackend backend({CAT, SAT, THE, BANG, CAT}, 8);
+  GenerateOptions first;
+  first.prompt = "hi";
+  first.max_new_tokens = 2;
+  const GenerateStats a = generate(backend, tokenizer, first, {});
+  REQUIRE(a.n_past == 3);  // BOS ▁hi ▁cat (▁sat was sampled last, never fed)
+  GenerateOptions next;
+  next.prompt_tokens = {SAT, MARK_H};  // the token not fed, then the new prompt
+  next.pos0 = a.n_past;
+  next.max_new_tokens = 10;
+  std::vector<std::string> pieces;
+  const GenerateStats b = generate(backend, tokenizer, next, [&](std::string_view p) { pieces.emplace_back(p); });
+  const auto& calls = backend.calls();
+  REQUIRE(calls.size() == 5);
+  CHECK(calls[2].tokens == std::vector<int32_t>{SAT, MARK_H});
+  CHECK(calls[2].pos0 == 3);
+  CHECK(calls[3].pos0 == 5);
+  CHECK(calls[4].pos0 == 6);
+  // 5 positions were taken before the answer: 3 tokens fit the context of 8, the last without a forward call. (No
+  // prompt text: the first piece loses its leading space, as an answer's does.)
+  CHECK(pieces == std::vector<std::string>{"the", "!", " cat"});
+  CHECK(b.stopped_at_context);
+  CHECK(b.n_past == 7);
+  CHECK(backend.cache() == std::vector<int32_t>{BOS, MARK_HI, CAT, SAT, MARK_H, THE, BANG});
+  // A continuation that does not fit after the cached tokens is refused, naming both numbers.
+  ScriptedBackend full({CAT, SAT}, 8);
+  generate(full, tokenizer, first, {});
+  next.pos0 = 6;
+  try {
+    generate(full, tokenizer, next, {});
+    FAIL("expected an error");
+  } catch (const Error& e) {
+    CHECK(e.category() == ErrorCategory::INVALID_ARGUMENT);
+    CHECK(std::string(e.what()).find("after 6 tokens") != std::string::npos);
+  }
 }

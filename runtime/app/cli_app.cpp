@@ -16,6 +16,7 @@ CommandLine::CommandLine()
   remember(add_dump_command(*m_app));
   remember(add_make_model_command(*m_app));
   remember(add_run_command(*m_app));
+  remember(add_chat_command(*m_app));
   remember(add_perplexity_command(*m_app));
   remember(add_tokenize_command(*m_app));
   remember(add_plan_command(*m_app));

@@ -16,6 +16,7 @@ Action add_info_command(CLI::App& app);
 Action add_dump_command(CLI::App& app);
 Action add_make_model_command(CLI::App& app);
 Action add_run_command(CLI::App& app);
+Action add_chat_command(CLI::App& app);
 Action add_perplexity_command(CLI::App& app);
 Action add_tokenize_command(CLI::App& app);
 Action add_plan_command(CLI::App& app);

@@ -12,9 +12,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -35,6 +37,7 @@ using Environment = std::vector<std::pair<std::string, std::string>>;
 struct RunSpec {
   bool stdout_tty = false;           // stdout is a pseudo-terminal (its output is discarded)
   std::string stdout_path;           // non-empty: stdout is this file, opened for writing (e.g. /dev/full)
+  std::string stdin_path;            // non-empty: stdin is this file (else /dev/null)
   Environment env;                   // added to (or replacing in) this process's environment
   int timeout_s = 300;               // killed and failed after this
   uint64_t address_space_limit = 0;  // non-zero: RLIMIT_AS of the child, in bytes (`ulimit -v`)
@@ -64,6 +67,7 @@ inline Result run_ferry(const std::vector<std::string>& args, const std::filesys
   for (auto& a : copy) argv.push_back(a.data());
   argv.push_back(nullptr);
   const std::string stdout_target = spec.stdout_path.empty() ? out_path.string() : spec.stdout_path;
+  const std::string stdin_source = spec.stdin_path.empty() ? std::string("/dev/null") : spec.stdin_path;
   int pty_master = -1, pty_slave = -1;
   if (spec.stdout_tty) REQUIRE(::openpty(&pty_master, &pty_slave, nullptr, nullptr, nullptr) == 0);
   const pid_t pid = ::fork();
@@ -71,7 +75,7 @@ inline Result run_ferry(const std::vector<std::string>& args, const std::filesys
   if (pid == 0) {
     const int out = spec.stdout_tty ? pty_slave : ::open(stdout_target.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int in = ::open("/dev/null", O_RDONLY);
+    const int in = ::open(stdin_source.c_str(), O_RDONLY);
     if (out < 0 || err < 0 || in < 0) ::_exit(126);
     ::dup2(in, 0);
     ::dup2(out, 1);
@@ -102,6 +106,100 @@ inline Result run_ferry(const std::vector<std::string>& args, const std::filesys
   spec.timeout_s = timeout_s;
   return run_ferry(args, dir, spec);
 }
+
+// `ferry` running in the background with a pipe as its standard input, for interactive commands: the test writes
+// lines, watches the output files grow, sends signals, then closes the input and waits.
+class RunningFerry {
+ public:
+  RunningFerry(const std::vector<std::string>& args, const std::filesystem::path& dir, const Environment& env = {})
+      : m_out(dir / "stdout.txt"), m_err(dir / "stderr.txt") {
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
+    for (const auto& [name, value] : env) env_strings.push_back(name + "=" + value);
+    std::vector<char*> envp;
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    std::string exe = FERRY_EXE;
+    std::vector<std::string> copy = args;
+    std::vector<char*> argv{exe.data()};
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    int pipe_fds[2];
+    REQUIRE(::pipe(pipe_fds) == 0);
+    const std::string out = m_out.string(), err = m_err.string();
+    // Output of an earlier command in `dir` must not read as this one's before the child has opened its files.
+    std::filesystem::remove(m_out);
+    std::filesystem::remove(m_err);
+    m_pid = ::fork();
+    REQUIRE(m_pid >= 0);
+    if (m_pid == 0) {
+      const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (o < 0 || e < 0) ::_exit(126);
+      ::dup2(pipe_fds[0], 0);
+      ::dup2(o, 1);
+      ::dup2(e, 2);
+      ::close(pipe_fds[1]);
+      ::execve(exe.c_str(), argv.data(), envp.data());
+      ::_exit(127);
+    }
+    ::close(pipe_fds[0]);
+    m_stdin = pipe_fds[1];
+  }
+  ~RunningFerry() {
+    close_stdin();
+    if (m_pid > 0) {
+      ::kill(m_pid, SIGKILL);
+      int status = 0;
+      ::waitpid(m_pid, &status, 0);
+    }
+  }
+  RunningFerry(const RunningFerry&) = delete;
+  RunningFerry& operator=(const RunningFerry&) = delete;
+
+  void write_stdin(const std::string& text) {
+    REQUIRE(m_stdin >= 0);
+    REQUIRE(::write(m_stdin, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  }
+  void close_stdin() {
+    if (m_stdin >= 0) ::close(m_stdin);
+    m_stdin = -1;
+  }
+  void signal(int sig) { REQUIRE(::kill(m_pid, sig) == 0); }
+  // Whether the process has ended (it is not reaped: wait() still reports how).
+  bool finished() const {
+    siginfo_t info{};
+    return ::waitid(P_PID, static_cast<id_t>(m_pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == m_pid;
+  }
+  std::string out() const { return read_text(m_out); }
+  std::string err() const { return read_text(m_err); }
+  // Polls until `ready()` holds (true) or `timeout_s` passes (false).
+  template <class Ready>
+  bool wait_for(Ready ready, int timeout_s) const {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    while (!ready()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return true;
+  }
+  Result wait(int timeout_s = 300) {
+    close_stdin();
+    const int wstatus = wait_with_deadline(m_pid, timeout_s);
+    m_pid = -1;
+    Result r;
+    r.status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+    r.signal = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
+    r.out = out();
+    r.err = err();
+    return r;
+  }
+
+ private:
+  std::filesystem::path m_out, m_err;
+  pid_t m_pid = -1;
+  int m_stdin = -1;
+};
 
 // "ferry ARGS..." as a user would type it, for messages about a command (CAPTURE).
 inline std::string command_line(const std::vector<std::string>& args) {
