@@ -12,11 +12,36 @@ uint64_t StackProfile::weight_bytes() const noexcept {
   return total;
 }
 
+bool DeviceProfile::has_rates() const noexcept {
+  const bool cpu_rates = !cpu_gemv_bytes_per_s.empty() && cpu_gemm_flops > 0.0;
+  const bool gpu_rates = !link.empty() && !gpu_gemv_bytes_per_s.empty() && gpu_gemm_flops > 0.0;
+  return cpu_rates && (!has_gpu || gpu_rates);
+}
+
+double DeviceProfile::link_rate(uint64_t bytes) const noexcept {
+  if (link.empty()) return 0.0;
+  double rate = link.front().bytes_per_s;
+  for (const LinkPoint& p : link)
+    if (p.bytes <= bytes) rate = p.bytes_per_s;
+  return rate;
+}
+
 std::string DeviceProfile::to_json() const {
   nlohmann::json j;
   j["name"] = name;
   j["has_gpu"] = has_gpu;
   j["context_bytes"] = context_bytes;
+  j["driver"] = driver;
+  j["cpu"] = cpu;
+  j["cpu_threads"] = cpu_threads;
+  j["host_read_bytes_per_s"] = host_read_bytes_per_s;
+  nlohmann::json link_points = nlohmann::json::array();
+  for (const LinkPoint& p : link) link_points.push_back({{"bytes", p.bytes}, {"bytes_per_s", p.bytes_per_s}});
+  j["link"] = link_points;
+  j["cpu_gemv_bytes_per_s"] = cpu_gemv_bytes_per_s;
+  j["cpu_gemm_flops"] = cpu_gemm_flops;
+  j["gpu_gemv_bytes_per_s"] = gpu_gemv_bytes_per_s;
+  j["gpu_gemm_flops"] = gpu_gemm_flops;
   return j.dump(2);
 }
 
@@ -27,19 +52,58 @@ DeviceProfile DeviceProfile::from_json(const std::string& text) {
   } catch (const nlohmann::json::exception& e) {
     fail(ErrorCategory::FORMAT, std::string("device profile: not JSON: ") + e.what());
   }
+  if (!j.is_object()) fail(ErrorCategory::FORMAT, "device profile: not a JSON object");
   DeviceProfile p;
-  auto field = [&](const char* key, auto& out) {
-    if (!j.is_object() || !j.contains(key))
-      fail(ErrorCategory::FORMAT, std::string("device profile: field '") + key + "' is missing");
+  auto read = [&](const char* key, auto& out, bool required) {
+    if (!j.contains(key)) {
+      if (required) fail(ErrorCategory::FORMAT, std::string("device profile: field '") + key + "' is missing");
+      return;
+    }
     try {
       j.at(key).get_to(out);
     } catch (const nlohmann::json::exception&) {
       fail(ErrorCategory::FORMAT, std::string("device profile: field '") + key + "' has the wrong type");
     }
   };
-  field("name", p.name);
-  field("has_gpu", p.has_gpu);
-  field("context_bytes", p.context_bytes);
+  read("name", p.name, true);
+  read("has_gpu", p.has_gpu, true);
+  read("context_bytes", p.context_bytes, true);
+  read("driver", p.driver, false);
+  read("cpu", p.cpu, false);
+  read("cpu_threads", p.cpu_threads, false);
+  read("host_read_bytes_per_s", p.host_read_bytes_per_s, false);
+  read("cpu_gemv_bytes_per_s", p.cpu_gemv_bytes_per_s, false);
+  read("cpu_gemm_flops", p.cpu_gemm_flops, false);
+  read("gpu_gemv_bytes_per_s", p.gpu_gemv_bytes_per_s, false);
+  read("gpu_gemm_flops", p.gpu_gemm_flops, false);
+  if (j.contains("link")) {
+    const nlohmann::json& points = j.at("link");
+    if (!points.is_array()) fail(ErrorCategory::FORMAT, "device profile: field 'link' has the wrong type");
+    for (const nlohmann::json& point : points) {
+      LinkPoint lp;
+      try {
+        point.at("bytes").get_to(lp.bytes);
+        point.at("bytes_per_s").get_to(lp.bytes_per_s);
+      } catch (const nlohmann::json::exception&) {
+        fail(ErrorCategory::FORMAT, "device profile: field 'link' needs {\"bytes\", \"bytes_per_s\"} entries");
+      }
+      if (!p.link.empty() && lp.bytes <= p.link.back().bytes)
+        fail(ErrorCategory::FORMAT, "device profile: field 'link' must list copy sizes in ascending order");
+      p.link.push_back(lp);
+    }
+  }
+  // A rate is a measurement: a negative or non-finite one is a corrupt profile, not a slow machine.
+  auto check_rate = [](const std::string& field, double v) {
+    if (!(v >= 0.0) || v > 1e18)
+      fail(ErrorCategory::FORMAT, "device profile: field '" + field + "' holds " + std::to_string(v) +
+                                      ", not a rate (a non-negative finite number)");
+  };
+  check_rate("host_read_bytes_per_s", p.host_read_bytes_per_s);
+  check_rate("cpu_gemm_flops", p.cpu_gemm_flops);
+  check_rate("gpu_gemm_flops", p.gpu_gemm_flops);
+  for (const LinkPoint& lp : p.link) check_rate("link", lp.bytes_per_s);
+  for (const auto& [type, v] : p.cpu_gemv_bytes_per_s) check_rate("cpu_gemv_bytes_per_s." + type, v);
+  for (const auto& [type, v] : p.gpu_gemv_bytes_per_s) check_rate("gpu_gemv_bytes_per_s." + type, v);
   return p;
 }
 

@@ -159,7 +159,7 @@ Action add_perplexity_command(CLI::App& app) {
   cmd->add_option("--chunks", o->chunks, "Evaluate only the first N chunks (default: all)");
   cmd->add_option("-b,--batch", o->batch, "Tokens per forward step (default 512; the result does not depend on it)");
   cmd->add_option("--vram", o->vram, "VRAM budget: everything ferry holds on the GPU (8GiB, 7.5G, 512MiB)");
-  cmd->add_option("--policy", o->policy, "resident-first | resident-stream | stream-all | cpu-all");
+  cmd->add_option("--policy", o->policy, "resident-first | resident-stream | stream-all | cpu-all | auto");
   cmd->add_option("--logits-out", o->logits_out,
                   "Write the logits of every evaluated position to this file (float32; layout in the README)");
   return [o] { return perplexity_command(*o); };

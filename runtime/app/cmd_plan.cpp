@@ -163,7 +163,7 @@ Action add_plan_command(CLI::App& app) {
       "plan", "Where `run` would put each layer under a VRAM budget, and the memory it takes (reads only the header)");
   sub->add_option("model", f->model, "GGUF model file (default: the default model of `run`)");
   sub->add_option("--vram", f->vram, "VRAM budget, e.g. 8GiB, 6.5G")->capture_default_str();
-  sub->add_option("--policy", f->policy, "resident-first, resident-stream, stream-all or cpu-all")
+  sub->add_option("--policy", f->policy, "resident-first, resident-stream, stream-all, cpu-all or auto")
       ->capture_default_str();
   sub->add_option("--ctx", f->n_ctx, "Context length (default: the model's training context, at most 2048)");
   sub->add_flag("--force-ctx", f->force_ctx, "Allow --ctx beyond the model's training context");

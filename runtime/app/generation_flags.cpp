@@ -58,7 +58,7 @@ int64_t context_length(const ContextFlags& f, const LoadedModel& model) {
 
 void add_placement_flags(CLI::App& cmd, PlacementFlags& f) {
   cmd.add_option("--vram", f.vram, "VRAM budget: everything ferry holds on the GPU (8GiB, 7.5G, 512MiB)");
-  cmd.add_option("--policy", f.policy, "resident-first | resident-stream | stream-all | cpu-all");
+  cmd.add_option("--policy", f.policy, "resident-first | resident-stream | stream-all | cpu-all | auto");
   cmd.add_option("--prefetch", f.prefetch, "Streamed layers copied ahead of compute (1-4)")->check(CLI::Range(1, 4));
   cmd.add_option("--trace", f.trace, "Write the copy/compute/CPU spans as Chrome trace JSON to this file");
 }

@@ -6,7 +6,10 @@
 // - resident-first: blocks resident in order while they fit, the rest on the CPU (llama.cpp's -ngl);
 // - resident-stream: blocks resident in order while they fit, the rest streamed every step;
 // - stream-all: nothing resident, every layer streamed (AirLLM / ZeRO-Inference style);
-// - cpu-all: everything on the CPU.
+// - cpu-all: everything on the CPU;
+// - auto: the placement the cost model (cost_model.hpp) predicts fastest for a workload (a prompt, then generated
+//   tokens) among "the first k layers resident, the last m on the CPU, the rest streamed", for every k and m that fit
+//   the budget; it needs a profile with measured rates (`ferry calibrate`) and is resident-stream without one.
 #pragma once
 
 #include <cstdint>
@@ -22,15 +25,18 @@
 
 namespace ferry {
 
-enum class Policy { RESIDENT_FIRST, RESIDENT_STREAM, STREAM_ALL, CPU_ALL };
+enum class Policy { RESIDENT_FIRST, RESIDENT_STREAM, STREAM_ALL, CPU_ALL, AUTO };
 std::string_view policy_name(Policy policy) noexcept;
-// "resident-first", "resident-stream", "stream-all", "cpu-all"; throws INVALID_ARGUMENT listing them.
+// "resident-first", "resident-stream", "stream-all", "cpu-all", "auto"; throws INVALID_ARGUMENT listing them.
 Policy parse_policy(std::string_view name);
 
 struct PlanRequest {
   Policy policy = Policy::RESIDENT_STREAM;
   uint64_t vram_budget = 0;  // 0: no GPU use
   StackOptions options;      // max_tokens must equal the profile's
+  // The workload `auto` optimises for (llama-bench's pp512 + tg128 by default).
+  int64_t prompt_tokens = 512;
+  int64_t generated_tokens = 128;
 };
 
 struct Plan {
@@ -38,6 +44,7 @@ struct Plan {
   std::vector<Placement> placements;  // one per layer of the profile
   MemoryPlan memory;                  // the device memory it takes (uses_device false when all on the CPU)
   HostMemoryNeed host;                // the host memory the scheduler will reserve
+  std::string note;  // why the plan is not what was asked for ("auto: no measured rates ..."), or empty
   // "40 layers: 36 resident, 4 streamed" (counts per placement, in placement order).
   std::string summary() const;
 };

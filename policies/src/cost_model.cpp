@@ -1,0 +1,100 @@
+#include "ferry/policies/cost_model.hpp"
+
+#include <algorithm>
+#include <deque>
+#include <string>
+
+#include "ferry/error.hpp"
+#include "ferry/ggml_type.hpp"
+
+namespace ferry {
+namespace {
+
+// A type the profile did not measure takes the slowest measured rate: a prediction may be pessimistic, never
+// flattering.
+double rate_for(const std::map<std::string, double>& rates, GgmlType type) {
+  const auto it = rates.find(std::string(type_name(type)));
+  if (it != rates.end() && it->second > 0.0) return it->second;
+  double slowest = 0.0;
+  for (const auto& [name, r] : rates)
+    if (r > 0.0 && (slowest == 0.0 || r < slowest)) slowest = r;
+  return slowest;
+}
+
+double matmul_seconds(const LayerDemand& layer, int64_t n_tokens, const std::map<std::string, double>& gemv,
+                      double gemm_flops) {
+  double total = 0.0;
+  for (const QuantMatrixView& m : layer.matmuls) {
+    const double bytes = static_cast<double>(row_bytes(m.type, m.n_cols)) * static_cast<double>(m.n_rows);
+    const double flops = 2.0 * static_cast<double>(m.n_cols) * static_cast<double>(m.n_rows) * n_tokens;
+    total += std::max(bytes / rate_for(gemv, m.type), flops / gemm_flops);
+  }
+  return total;
+}
+
+}  // namespace
+
+StepPrediction predict_step(const StackProfile& stack, std::span<const Placement> placements,
+                            const DeviceProfile& device, int64_t n_tokens, int prefetch_depth) {
+  if (!device.has_rates())
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         "cost model: the device profile '" + device.name + "' has no measured rates (run `ferry calibrate`)");
+  if (placements.size() != stack.layers.size())
+    fail(ErrorCategory::INVALID_ARGUMENT, "cost model: " + std::to_string(placements.size()) + " placements for " +
+                                              std::to_string(stack.layers.size()) + " layers");
+  if (n_tokens < 1 || prefetch_depth < 1)
+    fail(ErrorCategory::INVALID_ARGUMENT, "cost model: a step needs at least one token and one layer of prefetch");
+  StepPrediction p;
+  double done = 0.0;                                                           // when the previous layer finished
+  double copy_free = 0.0;                                                      // when the copy engine is next free
+  std::deque<double> slot_free(static_cast<size_t>(prefetch_depth) + 1, 0.0);  // staging slots, soonest first
+  for (size_t i = 0; i < stack.layers.size(); ++i) {
+    const LayerDemand& l = stack.layers[i];
+    LayerTime t;
+    if (placements[i] == Placement::CPU) {
+      t.compute_s = matmul_seconds(l, n_tokens, device.cpu_gemv_bytes_per_s, device.cpu_gemm_flops);
+      done += t.compute_s;
+      p.cpu_busy_s += t.compute_s;
+    } else {
+      if (!device.has_gpu)
+        fail(ErrorCategory::INVALID_ARGUMENT,
+             "cost model: layer '" + l.name + "' is placed on the GPU of a profile without one");
+      t.compute_s = matmul_seconds(l, n_tokens, device.gpu_gemv_bytes_per_s, device.gpu_gemm_flops);
+      double start = done;
+      if (placements[i] == Placement::STREAMED) {
+        t.copy_s = static_cast<double>(l.weight_bytes) / device.link_rate(l.weight_bytes);
+        const double slot = slot_free.front();
+        slot_free.pop_front();
+        const double copy_done = std::max(copy_free, slot) + t.copy_s;
+        copy_free = copy_done;
+        p.copy_busy_s += t.copy_s;
+        start = std::max(start, copy_done);
+        slot_free.push_back(start + t.compute_s);
+        std::sort(slot_free.begin(), slot_free.end());
+      }
+      done = start + t.compute_s;
+      p.gpu_busy_s += t.compute_s;
+    }
+    p.layers.push_back(t);
+  }
+  p.seconds = done;
+  return p;
+}
+
+RunPrediction predict_run(const StackProfile& stack, std::span<const Placement> placements, const DeviceProfile& device,
+                          int64_t prompt_tokens, int64_t generated_tokens, int prefetch_depth) {
+  RunPrediction r;
+  double prompt_s = 0.0;
+  for (int64_t left = prompt_tokens; left > 0;) {
+    const int64_t step = std::min(left, stack.max_tokens);
+    prompt_s += predict_step(stack, placements, device, step, prefetch_depth).seconds;
+    left -= step;
+  }
+  const double token_s = predict_step(stack, placements, device, 1, prefetch_depth).seconds;
+  r.prompt_tokens_per_s = prompt_s > 0.0 ? static_cast<double>(prompt_tokens) / prompt_s : 0.0;
+  r.generate_tokens_per_s = token_s > 0.0 ? 1.0 / token_s : 0.0;
+  r.total_s = prompt_s + token_s * static_cast<double>(generated_tokens);
+  return r;
+}
+
+}  // namespace ferry
