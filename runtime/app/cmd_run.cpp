@@ -42,6 +42,7 @@ struct RunFlags {
   int prefetch = 1;
   std::string trace;
   std::string logits_out;
+  std::string link_gbps;
 };
 
 // The flags after validation, in the types the runtime takes.
@@ -50,6 +51,7 @@ struct RunRequest {
   uint64_t vram_budget = 0;
   Policy policy = Policy::RESIDENT_STREAM;
   DefaultModelChoice default_model = DefaultModelChoice::SMOLLM2;
+  double link_gbps = 0;
 };
 
 std::string number_text(float v) {
@@ -76,6 +78,7 @@ RunRequest validate(const RunFlags& f) {
   r.sampler = SamplerConfig{f.temperature, f.top_k, f.top_p, parse_seed(f.seed)};
   r.vram_budget = vram_flag(f.vram);
   r.policy = policy_flag(f.policy);
+  r.link_gbps = link_flag(f.link_gbps);
   if (const size_t at = first_invalid_utf8(f.prompt); at != kValidUtf8)
     bad_flag("--prompt", "the text is not valid UTF-8 (ill-formed byte sequence at byte " + std::to_string(at) + ")");
   check_output_path("--trace", f.trace);
@@ -117,6 +120,7 @@ int run(const RunFlags& f) {
   ro.vram_budget = request.vram_budget;
   ro.prefetch_depth = f.prefetch;
   ro.trace_path = f.trace;
+  ro.link_gbps = request.link_gbps;
   ro.all_logits = !f.logits_out.empty();  // the recorder asks for every prompt position's row
   note_when_cpu_only(ro.policy);
   LlamaRunner runner(model.config, model.weights, ro);
@@ -148,6 +152,8 @@ int run(const RunFlags& f) {
                stats.generate_seconds, stats.generate_tokens_per_second(), stop_reason(stats, n_ctx, reason),
                runner.placement_summary().c_str(), f.vram.c_str(), f.policy.c_str(),
                device_memory_line(runner.scheduler().memory()).c_str());
+  if (request.link_gbps > 0)
+    std::fprintf(stderr, "link:       %s\n", link_note(request.link_gbps, runner.placements()).c_str());
   if (logits_writer)
     std::fprintf(stderr, "logits:     %lld rows of %lld written to %s\n", static_cast<long long>(logits_writer->rows()),
                  static_cast<long long>(model.config.n_vocab), f.logits_out.c_str());
@@ -175,6 +181,9 @@ Action add_run_command(CLI::App& app) {
   cmd->add_option("--vram", o->vram, "VRAM budget: everything ferry holds on the GPU (8GiB, 7.5G, 512MiB)");
   cmd->add_option("--policy", o->policy, "resident-first | resident-stream | stream-all | cpu-all");
   cmd->add_option("--prefetch", o->prefetch, "Streamed layers copied ahead of compute (1-4)")->check(CLI::Range(1, 4));
+  cmd->add_option("--link-gbps", o->link_gbps,
+                  "Simulate a slower host link: pace streamed layers' host-to-device copies to this many GB/s "
+                  "(e.g. 25 or 12, as PCIe 4.0 x16 or x8); reported as simulated");
   cmd->add_option("--trace", o->trace, "Write the copy/compute/CPU spans as Chrome trace JSON to this file");
   cmd->add_option("--logits-out", o->logits_out,
                   "Write the logits of every evaluated position to this file (float32; layout in the README)");
