@@ -68,9 +68,18 @@ Json text_or_null(const std::string& v) { return v.empty() ? Json(nullptr) : Jso
 
 Json test_json(const BenchTest& t) {
   const SampleStats tps = t.tps(), time = t.time();
-  return Json{{"name", t.name},          {"kind", t.prefill ? "pp" : "tg"}, {"tokens", t.tokens},
-              {"mean_tps", tps.mean},    {"stddev_tps", tps.stddev},        {"mean_s", time.mean},
-              {"stddev_s", time.stddev}, {"samples_s", t.seconds},          {"samples_tps", t.tokens_per_second()}};
+  Json out = Json::object();
+  out["name"] = t.name;
+  out["kind"] = t.prefill ? "pp" : "tg";
+  out["tokens"] = t.tokens;
+  out["mean_tps"] = tps.mean;
+  out["stddev_tps"] = tps.stddev;
+  out["mean_s"] = time.mean;
+  out["stddev_s"] = time.stddev;
+  out["samples_s"] = t.seconds;
+  out["samples_tps"] = t.tokens_per_second();
+  out["samples_sequence"] = t.sequence;
+  return out;
 }
 
 Json arm_json(const BenchArm& a, const Json& link) {

@@ -141,14 +141,17 @@ std::unique_ptr<LlamaRunner> open_arm(const LoadedModel& model, const BenchReque
   return runner;
 }
 
-void measure_once(LiveArm& live, const BenchRequest& request, Workload& w) {
+// One sample of each test of the arm; `taken` counts the bench's samples.
+void measure_once(LiveArm& live, const BenchRequest& request, Workload& w, int64_t& taken) {
   size_t t = 0;
   if (request.prompt > 0) {
-    live.arm->tests[t++].seconds.push_back(time_prefill(*live.runner, w));
+    live.arm->tests[t].seconds.push_back(time_prefill(*live.runner, w));
+    live.arm->tests[t++].sequence.push_back(taken++);
     live.runner->scheduler().wait_idle();
   }
   if (request.gen > 0) {
     live.arm->tests[t].seconds.push_back(time_generation(*live.runner, w, request.gen));
+    live.arm->tests[t].sequence.push_back(taken++);
     live.runner->scheduler().wait_idle();
   }
 }
@@ -297,6 +300,7 @@ BenchReport run_bench(const LoadedModel& model, const BenchRequest& request, Ben
   if (request.sequential) report.order_note = "--sequential: each arm was held alone and ran its repetitions in a row";
   report.interleaved = !request.sequential && fits_together(report.arms, report.order_note);
   Workload w(report.model, request);
+  int64_t taken = 0;
 
   auto open = [&](BenchArm& arm) -> LiveArm {
     log("loading " + arm_label(arm));
@@ -317,13 +321,13 @@ BenchReport run_bench(const LoadedModel& model, const BenchRequest& request, Ben
     for (int r = 0; r < request.reps; ++r) {
       log("repetition " + std::to_string(r + 1) + " of " + std::to_string(request.reps));
       for (size_t j = 0; j < live.size(); ++j)
-        measure_once(live[(j + static_cast<size_t>(r)) % live.size()], request, w);
+        measure_once(live[(j + static_cast<size_t>(r)) % live.size()], request, w, taken);
     }
   } else {
     for (BenchArm& arm : report.arms) {
       if (arm.status != ArmStatus::OK) continue;
       LiveArm live = open(arm);
-      for (int r = 0; r < request.reps && live.runner; ++r) measure_once(live, request, w);
+      for (int r = 0; r < request.reps && live.runner; ++r) measure_once(live, request, w, taken);
     }
   }
   if (request.timeline) record_timeline(model, request, report, w, log);

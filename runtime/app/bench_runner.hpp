@@ -60,7 +60,8 @@ struct BenchTest {
   std::string name;  // "pp512", "tg128"
   bool prefill = true;
   int64_t tokens = 0;
-  std::vector<double> seconds;  // one per repetition, in the order run
+  std::vector<double> seconds;    // one per repetition, in the order run
+  std::vector<int64_t> sequence;  // when each was taken: its place among all samples of the bench (0, 1, ...)
   std::vector<double> tokens_per_second() const;
   SampleStats tps() const { return sample_stats(tokens_per_second()); }  // what llama-bench reports
   SampleStats time() const { return sample_stats(seconds); }

@@ -118,7 +118,12 @@ SvgElement svg_text(double x, double y, std::string_view content, std::string_vi
 
 SvgElement svg_polyline(const std::vector<std::pair<double, double>>& points, std::string_view stroke, double width) {
   std::string list;
-  for (const auto& [x, y] : points) list += (list.empty() ? "" : " ") + svg_number(x) + "," + svg_number(y);
+  for (const auto& [x, y] : points) {
+    if (!list.empty()) list += ' ';
+    list += svg_number(x);
+    list += ',';
+    list += svg_number(y);
+  }
   SvgElement e("polyline");
   e.attr("points", list).attr("fill", "none").attr("stroke", stroke).attr("stroke-width", width);
   return e;
