@@ -7,6 +7,10 @@
 //
 //   copy stream  |start|c0|sleep...|c1|sleep...|c2|sleep.|      (each |cN|sleep| lasts kPacingChunkSeconds)
 //   compute         |==layer k-1==========|==layer k-1 cont.=====|==layer k (waits for the transfer's end)
+//
+// The CUDA driver may run the host functions of all streams on one thread, so two paced transfers in flight on
+// different streams would hold each other up. ferry never has two: a scheduler has one copy stream, and `ferry bench`
+// waits for one arm's copies (LayerScheduler::wait_idle) before it times another.
 #pragma once
 
 #include <cuda_runtime.h>
