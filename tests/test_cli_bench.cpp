@@ -162,6 +162,7 @@ TEST_CASE("ferry bench on the built-in default model works without a GPU; its ma
         const Stats s = stats_of(tps);
         CHECK(t["mean_tps"].get<double>() == doctest::Approx(s.mean).epsilon(1e-12));
         CHECK(t["stddev_tps"].get<double>() == doctest::Approx(s.stddev).epsilon(1e-9));
+        CHECK(t["median_tps"].get<double>() == doctest::Approx(s.mean).epsilon(1e-12));  // of two samples
         CHECK(t["mean_s"].get<double>() == doctest::Approx(stats_of(samples).mean).epsilon(1e-12));
         from_json[{vram, policy, t["name"]}] = {t["mean_tps"], t["stddev_tps"]};
       }
@@ -265,6 +266,12 @@ TEST_CASE("ferry bench --sequential: each arm runs its repetitions in a row, and
   const auto second = report["arms"][1]["tests"][0]["samples_sequence"].get<std::vector<int64_t>>();
   CHECK(first == std::vector<int64_t>{1, 3, 5});  // pp, tg, pp, tg, pp, tg of the first arm
   CHECK(second == std::vector<int64_t>{6, 8, 10});
+  for (const json& arm : report["arms"])
+    for (const json& t : arm["tests"]) {  // three samples: the median is the middle one
+      auto tps = t["samples_tps"].get<std::vector<double>>();
+      std::sort(tps.begin(), tps.end());
+      CHECK(t["median_tps"].get<double>() == tps[1]);
+    }
 }
 
 TEST_CASE("ferry bench --link-gbps: every form says the link is simulated, or why it had no effect") {

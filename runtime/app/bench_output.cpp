@@ -74,6 +74,7 @@ Json test_json(const BenchTest& t) {
   out["tokens"] = t.tokens;
   out["mean_tps"] = tps.mean;
   out["stddev_tps"] = tps.stddev;
+  out["median_tps"] = tps.median;
   out["mean_s"] = time.mean;
   out["stddev_s"] = time.stddev;
   out["samples_s"] = t.seconds;
@@ -192,6 +193,7 @@ Json bench_json(const BenchReport& r) {
                 {"reps", q.reps},
                 {"warmups", kBenchWarmups},
                 {"prefetch", q.prefetch},
+                {"n_ctx", std::max<int64_t>({q.prompt, q.gen, 1})},
                 {"max_step_tokens", kBenchMaxStepTokens},
                 {"token_seed", kBenchTokenSeed},
                 {"simulated_link_gbps", link},

@@ -222,6 +222,10 @@ SampleStats sample_stats(const std::vector<double>& samples) {
   if (samples.empty()) return s;
   for (double v : samples) s.mean += v;
   s.mean /= static_cast<double>(samples.size());
+  std::vector<double> sorted = samples;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t mid = sorted.size() / 2;
+  s.median = sorted.size() % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
   if (samples.size() < 2) return s;
   double squares = 0;
   for (double v : samples) squares += (v - s.mean) * (v - s.mean);

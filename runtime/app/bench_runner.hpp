@@ -49,10 +49,11 @@ inline constexpr int64_t kBenchMaxStepTokens = 512;  // tokens per scheduler ste
 inline constexpr std::string_view kBenchClock =
     "std::chrono::steady_clock (host), around forward calls that return after the device is synchronized";
 
-// Mean and sample standard deviation (n - 1; 0 for fewer than two samples).
+// Mean and sample standard deviation (n - 1; 0 for fewer than two samples), and the median.
 struct SampleStats {
   double mean = 0;
   double stddev = 0;
+  double median = 0;
 };
 SampleStats sample_stats(const std::vector<double>& samples);
 
