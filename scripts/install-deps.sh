@@ -1,10 +1,10 @@
 #!/bin/bash
 # Installs everything ferry needs to build and test on a fresh Debian 12 machine: the compiler toolchain, the
-# libraries (Debian packages) and the Python test oracles (the `gguf` and `tokenizers` packages from PyPI). Idempotent;
-# needs root or sudo.
+# libraries (Debian packages), the JSON-schema checker of `ferry bench`'s output (python3-jsonschema) and the Python
+# test oracles (the `gguf` and `tokenizers` packages from PyPI). Idempotent; needs root or sudo.
 # The CUDA toolkit is not installed here: ferry builds without it (CPU only), and with it when nvcc is found.
 set -euo pipefail
-packages=(build-essential cmake ninja-build pkg-config python3 python3-pip git
+packages=(build-essential cmake ninja-build pkg-config python3 python3-pip python3-jsonschema git
   libtbb-dev libeigen3-dev libmimalloc-dev libpcre2-dev doctest-dev nlohmann-json3-dev libcli11-dev
   clang libclang-rt-dev)
 sudo=()
@@ -15,7 +15,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-if ! python3 -c 'import gguf, numpy, tokenizers' 2>/dev/null; then
-  python3 -m pip install -q gguf numpy tokenizers 2>/dev/null ||
-    python3 -m pip install -q --break-system-packages gguf numpy tokenizers
+# jsonschema comes from Debian above; pip brings it only to a python3 that is not Debian's (pyenv, a virtualenv).
+if ! python3 -c 'import gguf, numpy, tokenizers, jsonschema' 2>/dev/null; then
+  python3 -m pip install -q gguf numpy tokenizers jsonschema 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages gguf numpy tokenizers jsonschema
 fi

@@ -60,6 +60,8 @@ class Engine {
   virtual void report(MemoryReport& report) const = 0;
   // Host copy of the last layer's output after a step (setup.output_floats floats), or null without one.
   virtual const float* output() const = 0;
+  // Returns when no work of this engine is in flight (LayerScheduler::wait_idle).
+  virtual void wait_idle() const {}
 };
 
 std::unique_ptr<Engine> make_cpu_engine(const EngineSetup& setup);

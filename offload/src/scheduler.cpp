@@ -10,6 +10,7 @@
 #include "ferry/error.hpp"
 #include "ferry/offload/gpu.hpp"
 #include "ferry/offload/host_memory.hpp"
+#include "ferry/offload/link_pacing.hpp"
 #include "ferry/offload/size_parse.hpp"
 
 namespace ferry {
@@ -54,6 +55,9 @@ void check_arguments(const std::vector<const Layer*>& layers, const std::vector<
   if (options.prefetch_depth < 1 || options.prefetch_depth > 4)
     fail(ErrorCategory::INVALID_ARGUMENT,
          "scheduler: prefetch depth " + std::to_string(options.prefetch_depth) + " is outside 1..4");
+  if (options.link_gbps != 0)
+    if (const std::string problem = link_rate_problem(options.link_gbps); !problem.empty())
+      fail(ErrorCategory::INVALID_ARGUMENT, "scheduler: link rate " + problem);
   if (!any_gpu(placements)) return;
   if (!gpu_available()) {
     size_t first = 0;
@@ -165,6 +169,8 @@ std::span<const float> LayerScheduler::output() const noexcept {
 const std::vector<Placement>& LayerScheduler::placements() const noexcept { return m_impl->setup.placements; }
 
 const TraceRecorder& LayerScheduler::trace() const noexcept { return m_impl->trace; }
+
+void LayerScheduler::wait_idle() const { m_impl->engine->wait_idle(); }
 
 void LayerScheduler::write_trace() const {
   if (m_impl->setup.options.trace_path.empty())

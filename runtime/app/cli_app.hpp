@@ -13,7 +13,7 @@ namespace ferry::cli {
 
 class CommandLine {
  public:
-  CommandLine();  // builds the app: info, dump, make-model, run, chat, perplexity, tokenize, --version
+  CommandLine();  // builds the app: every subcommand and --version
   ~CommandLine();
   CommandLine(const CommandLine&) = delete;
   CommandLine& operator=(const CommandLine&) = delete;

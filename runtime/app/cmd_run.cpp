@@ -136,6 +136,8 @@ int run(const RunFlags& f) {
                stats.generate_seconds, stats.generate_tokens_per_second(), stop_reason(stats, n_ctx, reason),
                runner.placement_summary().c_str(), f.placement.vram.c_str(), f.placement.policy.c_str(),
                device_memory_line(runner.scheduler().memory()).c_str());
+  if (ro.link_gbps > 0)
+    std::fprintf(stderr, "link:       %s\n", link_note(ro.link_gbps, runner.placements()).c_str());
   if (logits_writer)
     std::fprintf(stderr, "logits:     %lld rows of %lld written to %s\n", static_cast<long long>(logits_writer->rows()),
                  static_cast<long long>(model.config.n_vocab), f.logits_out.c_str());

@@ -20,5 +20,6 @@ Action add_chat_command(CLI::App& app);
 Action add_perplexity_command(CLI::App& app);
 Action add_tokenize_command(CLI::App& app);
 Action add_plan_command(CLI::App& app);
+Action add_bench_command(CLI::App& app);
 
 }  // namespace ferry::cli

@@ -61,6 +61,9 @@ void add_placement_flags(CLI::App& cmd, PlacementFlags& f) {
   cmd.add_option("--policy", f.policy, "resident-first | resident-stream | stream-all | cpu-all | auto");
   cmd.add_option("--prefetch", f.prefetch, "Streamed layers copied ahead of compute (1-4)")->check(CLI::Range(1, 4));
   cmd.add_option("--trace", f.trace, "Write the copy/compute/CPU spans as Chrome trace JSON to this file");
+  cmd.add_option("--link-gbps", f.link_gbps,
+                 "Simulate a slower host link: pace streamed layers' host-to-device copies to this many GB/s "
+                 "(e.g. 25 or 12, as PCIe 4.0 x16 or x8); reported as simulated");
 }
 
 LlamaRunnerOptions runner_options(const PlacementFlags& f) {
@@ -70,6 +73,7 @@ LlamaRunnerOptions runner_options(const PlacementFlags& f) {
   ro.prefetch_depth = f.prefetch;
   check_output_path("--trace", f.trace);
   ro.trace_path = f.trace;
+  ro.link_gbps = link_flag(f.link_gbps);
   return ro;
 }
 

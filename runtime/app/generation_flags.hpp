@@ -40,8 +40,9 @@ struct PlacementFlags {
   std::string policy = "resident-stream";
   int prefetch = 1;
   std::string trace;
+  std::string link_gbps;  // empty: the real link
 };
-void add_placement_flags(CLI::App& cmd, PlacementFlags& f);  // --vram --policy --prefetch --trace
+void add_placement_flags(CLI::App& cmd, PlacementFlags& f);  // --vram --policy --prefetch --trace --link-gbps
 // Validates the flags (the trace file's folder included); n_ctx and the logits options are the caller's.
 LlamaRunnerOptions runner_options(const PlacementFlags& f);
 

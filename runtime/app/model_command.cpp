@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
 #include "ferry/error.hpp"
 #include "ferry/models/weight_scan.hpp"
 #include "ferry/offload/gpu.hpp"
+#include "ferry/offload/link_pacing.hpp"
 #include "ferry/offload/size_parse.hpp"
 #ifdef FERRY_HAVE_CUDA
 #include "ferry/offload/device_memory.hpp"
@@ -36,6 +38,32 @@ Policy policy_flag(const std::string& text) {
   } catch (const Error& e) {
     bad_flag("--policy", e.what());
   }
+}
+
+double link_flag(const std::string& text) {
+  if (text.empty()) return 0;
+  // Plain decimals only ("25", "12.5"): strtod would also take hex, exponents and "inf".
+  const bool plain = text.find_first_not_of("0123456789.") == std::string::npos &&
+                     std::count(text.begin(), text.end(), '.') <= 1 && text != ".";
+  const double gbps = plain ? std::strtod(text.c_str(), nullptr) : -1;
+  if (!plain) bad_flag("--link-gbps", quote_name(text) + " is not a plain decimal rate in GB/s (e.g. 25 or 12.5)");
+  if (const std::string problem = link_rate_problem(gbps); !problem.empty()) bad_flag("--link-gbps", problem);
+  return gbps;
+}
+
+std::string link_rate_text(double gbps) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", gbps);
+  return text;
+}
+
+std::string link_note(double gbps, const std::vector<Placement>& placements) {
+  if (gbps <= 0) return {};
+  if (!gpu_available()) return "no effect: no host-to-device copies without a GPU (" + gpu_unavailable_reason() + ")";
+  const auto streamed = std::count(placements.begin(), placements.end(), Placement::STREAMED);
+  if (streamed == 0) return "no effect: no layer is streamed, so no weights are copied per step";
+  return std::to_string(streamed) + " streamed layers' copies paced to " + link_rate_text(gbps) +
+         " GB/s (simulated link)";
 }
 
 void check_output_path(const std::string& flag, const std::string& path) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ferry/gguf.hpp"
 #include "ferry/models/default_model.hpp"
@@ -22,6 +23,14 @@ namespace ferry::cli {
 // The flags' values in the runtime's types; bad_flag naming the flag when they do not parse.
 uint64_t vram_flag(const std::string& text);
 Policy policy_flag(const std::string& text);
+// --link-gbps RATE: empty (not given) is 0, copies at the link's own speed; otherwise a plain decimal rate in GB/s that
+// link_pacing.hpp can simulate.
+double link_flag(const std::string& text);
+// "12" for 12 GB/s, as the outputs print a simulated link's rate.
+std::string link_rate_text(double gbps);
+// What --link-gbps did to a run with these placements, for its report: "" when gbps is 0; "N streamed layers' copies
+// paced to R GB/s (simulated link)"; or why it had no effect (no GPU, so no copies; nothing streamed).
+std::string link_note(double gbps, const std::vector<Placement>& placements);
 
 // An output written at the end of a command: a path that cannot be written is found out now, before the model is
 // loaded (bad_flag for a folder, IO naming the flag otherwise). Empty: nothing to check.

@@ -10,6 +10,7 @@
 
 #include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "ferry/kernels/cuda/check.cuh"
@@ -36,6 +37,7 @@ struct NvmlProcessInfo {  // nvmlProcessInfo_t of the _v2/_v3 process queries
   unsigned int gpu_instance_id, compute_instance_id;
 };
 using NvmlProcesses = int (*)(NvmlDevice*, unsigned int*, NvmlProcessInfo*);
+using NvmlDriverVersion = int (*)(char*, unsigned int);
 constexpr int kNvmlInsufficientSize = 7;
 constexpr unsigned long long kNvmlValueNotAvailable = ~0ull;
 
@@ -53,6 +55,7 @@ class Nvml {
     m_processes = reinterpret_cast<NvmlProcesses>(dlsym(m_lib, "nvmlDeviceGetComputeRunningProcesses_v3"));
     if (m_processes == nullptr)
       m_processes = reinterpret_cast<NvmlProcesses>(dlsym(m_lib, "nvmlDeviceGetComputeRunningProcesses_v2"));
+    m_driver = reinterpret_cast<NvmlDriverVersion>(dlsym(m_lib, "nvmlSystemGetDriverVersion"));
     m_ok = init && m_shutdown && m_count && m_by_index && m_by_bus && m_memory && init() == 0;
   }
   ~Nvml() {
@@ -99,6 +102,12 @@ class Nvml {
     }
     return std::nullopt;
   }
+  // The NVIDIA driver's version ("570.124.06"); empty when NVML cannot say.
+  std::string driver_version() const {
+    char text[96] = {};
+    if (!m_ok || m_driver == nullptr || m_driver(text, sizeof text) != 0) return {};
+    return text;
+  }
   bool free_of(NvmlDevice* d, uint64_t* free) const {
     NvmlMemory m{};
     if (m_memory(d, &m) != 0) return false;
@@ -115,6 +124,7 @@ class Nvml {
   NvmlByBusId m_by_bus = nullptr;
   NvmlMemoryInfo m_memory = nullptr;
   NvmlProcesses m_processes = nullptr;
+  NvmlDriverVersion m_driver = nullptr;
 };
 
 // This process's device as an NVML handle (the current CUDA device, matched by PCI bus id), or null.
@@ -197,6 +207,19 @@ std::optional<uint64_t> process_device_bytes() {
   NvmlDevice* device = current_nvml_device(nvml);
   if (device == nullptr) return std::nullopt;
   return nvml.used_by(device, static_cast<unsigned>(::getpid()));
+}
+
+std::string driver_version() {
+  {
+    const Nvml nvml;
+    if (std::string v = nvml.driver_version(); !v.empty()) return v;
+  }
+  int version = 0;
+  if (cudaDriverGetVersion(&version) != cudaSuccess || version == 0) {
+    cudaGetLastError();
+    return {};
+  }
+  return "CUDA driver API " + std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
 }
 
 uint64_t device_free_bytes() {

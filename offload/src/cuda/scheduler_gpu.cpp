@@ -18,6 +18,10 @@
 // - CPU layer: compute copies x to a pinned host buffer, records an event; the host waits for that event (the one
 //   place the host waits on the GPU inside a step), runs the layer on the oneTBB arena, and enqueues the copy back.
 //   Copies already in flight keep going while the CPU works.
+// - With SchedulerOptions::link_gbps, each copy is a PacedCopy (cuda/paced_copy.hpp): chunks, with host functions on
+// the
+//   copy stream that hold it to the simulated link's rate. Events and waits are unchanged, so copy spans, the trace
+//   and the overlap with compute are those of the slower link.
 // - At the end of a step (after the output is back), the first S copies of the next step are issued, so streaming
 //   continues across steps (SchedulerOptions::prefetch_across_steps).
 //
@@ -48,6 +52,7 @@
 #include "ferry/kernels/cuda/cuda_ops.cuh"
 #include "ferry/kernels/cuda/matmul.cuh"
 #include "ferry/offload/cuda/device_arena.hpp"
+#include "ferry/offload/cuda/paced_copy.hpp"
 #include "ferry/offload/cuda/raii.hpp"
 #include "ferry/offload/device_memory.hpp"
 #include "ferry/offload/size_parse.hpp"
@@ -66,8 +71,9 @@ struct GpuLayer {
 
 struct StreamedCopy {
   size_t layer = 0;
-  std::span<const std::byte> source;  // the layer's span in the pinned pool
-  cuda::Event begin, end;             // end doubles as "copy done" for compute to wait on
+  std::span<const std::byte> source;       // the layer's span in the pinned pool
+  cuda::Event begin, end;                  // end doubles as "copy done" for compute to wait on
+  std::unique_ptr<cuda::PacedCopy> paced;  // with SchedulerOptions::link_gbps: the copy, held to that rate
 };
 
 class GpuEngine final : public Engine {
@@ -79,6 +85,10 @@ class GpuEngine final : public Engine {
   void report(MemoryReport& report) const override;
   const float* output() const override {
     return m_output != nullptr ? reinterpret_cast<const float*>(m_io_output.data()) : m_cpu.output();
+  }
+  void wait_idle() const override {
+    FERRY_CUDA_CHECK(cudaStreamSynchronize(m_copy.get()));
+    FERRY_CUDA_CHECK(cudaStreamSynchronize(m_compute.get()));
   }
 
  private:
@@ -197,6 +207,7 @@ GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const Gpu
       c.source = m_pool.span(m_copies.size());
       c.begin = cuda::Event::create(true);
       c.end = cuda::Event::create(true);
+      if (opt.link_gbps > 0) c.paced = std::make_unique<cuda::PacedCopy>(c.source.size(), opt.link_gbps);
       m_copies.push_back(std::move(c));
     }
     m_layers.push_back(std::move(g));
@@ -233,7 +244,10 @@ void GpuEngine::issue_copies_through(int64_t last) {
     cudaStream_t copy = m_copy.get();
     FERRY_CUDA_CHECK(cudaStreamWaitEvent(copy, m_slot_free[slot].get(), 0));
     FERRY_CUDA_CHECK(cudaEventRecord(c.begin.get(), copy));
-    FERRY_CUDA_CHECK(cudaMemcpyAsync(m_slots[slot], c.source.data(), c.source.size(), cudaMemcpyHostToDevice, copy));
+    if (c.paced)
+      c.paced->enqueue(m_slots[slot], c.source.data(), copy);
+    else
+      FERRY_CUDA_CHECK(cudaMemcpyAsync(m_slots[slot], c.source.data(), c.source.size(), cudaMemcpyHostToDevice, copy));
     FERRY_CUDA_CHECK(cudaEventRecord(c.end.get(), copy));
   }
 }

@@ -26,6 +26,9 @@ const DeviceMemoryBaseline& device_memory_baseline();
 // The device memory this process holds on its current device, by NVML's per-process accounting (what nvidia-smi
 // lists per process): unaffected by other processes on the same card. nullopt where NVML cannot say.
 std::optional<uint64_t> process_device_bytes();
+// The NVIDIA driver's version by NVML ("570.124.06"), else the CUDA version the driver supports ("CUDA driver API
+// 13.0"); empty when neither can be read.
+std::string driver_version();
 // cudaMemGetInfo's free bytes now (device-wide: other processes' allocations move it too).
 uint64_t device_free_bytes();
 

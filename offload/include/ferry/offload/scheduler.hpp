@@ -27,11 +27,15 @@ namespace ferry {
 // compute: S = prefetch_depth + 1 staging slots), the margin, the FP16 tile cap and the cuBLAS workspace.
 struct SchedulerOptions : StackOptions {
   uint64_t vram_budget = 0;  // bytes the process may hold on the device (design.md §3); needed when a layer is GPU
-  int cpu_threads = 0;                // threads of the oneTBB arena that runs CPU layers; 0: all cores
+  int cpu_threads = 0;       // threads of the oneTBB arena that runs CPU layers; 0: all cores
   bool prefetch_across_steps = true;  // at the end of a step, start copying the next step's first layers
   bool simulate_pin_failure = false;  // test hook: the pinned pool falls back to pageable memory
   std::filesystem::path trace_path;   // non-empty: record spans, write Chrome trace JSON here (atomically)
-  WarningSink warn;                   // null: default_warning (stderr)
+  // > 0: host-to-device copies of streamed layers are paced to this many GB/s (a simulated slower link,
+  // link_pacing.hpp); 0: they run at the link's own speed. Nothing else is paced (resident uploads at construction,
+  // activations).
+  double link_gbps = 0;
+  WarningSink warn;  // null: default_warning (stderr)
 };
 
 // Timings of the last step. GPU times come from CUDA events on the stream that did the work.
@@ -83,6 +87,9 @@ class LayerScheduler {
   MemoryReport memory() const;
   const std::vector<Placement>& placements() const noexcept;
   const TraceRecorder& trace() const noexcept;
+  // Blocks until work the last step left running is done (the copies it issued ahead for the next step), so a
+  // caller that times something else next (another scheduler, in a benchmark) does not share the link with it.
+  void wait_idle() const;
   // Writes the trace recorded so far to options.trace_path (the destructor does it too, reporting failures through
   // the warning sink since it must not throw).
   void write_trace() const;

@@ -25,6 +25,7 @@ struct LlamaRunnerOptions {
   Policy policy = Policy::RESIDENT_FIRST;
   int prefetch_depth = 1;
   std::string trace_path;
+  double link_gbps = 0;  // > 0: streamed layers' copies paced to this rate (SchedulerOptions::link_gbps)
   // forward(..., all_logits = true) allowed: the head's output holds max_tokens rows of logits. Off, it holds one row
   // (the last token's), which is all sampling needs: 0.5 MB instead of 256 MB of VRAM for a 128k vocabulary at 512
   // tokens, and no copy of the unused rows back to the host.

@@ -1,0 +1,138 @@
+// `ferry bench`'s measurement. Every (budget, policy) arm of a llama model is planned and loaded once and warmed up
+// (one prefill, one decode step); then REPS repetitions of each test, in the manner of llama-bench:
+//   pp<N>  prefill: the N prompt tokens in one forward call (steps of at most 512 tokens) from an empty cache;
+//   tg<N>  generation: N single-token forward calls at positions 0..N-1.
+// Tokens are random ids from a fixed seed (no sampling: only the forward pass is timed), each sample timed by the
+// host's steady clock around calls that return only once the device is synchronized.
+//
+// Arms alternate: repetition r runs every arm once, starting from arm r, so drift on the machine (clocks, heat, other
+// work) spreads over all arms instead of landing on one. That needs every arm held at once; when their budgets
+// together exceed the device's free memory (or with --sequential) each arm is held alone and runs its repetitions in
+// a row, and the report says so. After each sample the arm's copies issued ahead are waited for, so no arm's streaming
+// overlaps another's timing.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ferry/offload/trace.hpp"
+#include "ferry/policies/planner.hpp"
+#include "model_command.hpp"
+
+namespace ferry::cli {
+
+struct BenchArmSpec {
+  std::string vram_text;  // as given ("8GiB")
+  uint64_t vram = 0;
+  Policy policy = Policy::RESIDENT_STREAM;
+};
+
+struct BenchRequest {
+  std::vector<BenchArmSpec> arms;  // every budget with every policy, budgets outer, in the order given
+  int64_t prompt = 512;            // tokens of the pp test; 0: no pp test
+  int64_t gen = 128;               // tokens of the tg test; 0: no tg test
+  int reps = 5;
+  int prefetch = 1;
+  double link_gbps = 0;  // > 0: streamed copies paced to this rate (simulated link)
+  bool sequential = false;
+  bool timeline = false;   // trace one prefill and one decode step of the first arm that ran, after the measurements
+  std::string trace_path;  // with timeline: where that run's Chrome trace is written
+};
+
+inline constexpr uint64_t kBenchTokenSeed = 20261204;
+inline constexpr int kBenchWarmups = 1;
+inline constexpr int64_t kBenchMaxStepTokens = 512;  // tokens per scheduler step, as `ferry run` uses
+inline constexpr std::string_view kBenchClock =
+    "std::chrono::steady_clock (host), around forward calls that return after the device is synchronized";
+
+// Mean and sample standard deviation (n - 1; 0 for fewer than two samples), and the median.
+struct SampleStats {
+  double mean = 0;
+  double stddev = 0;
+  double median = 0;
+};
+SampleStats sample_stats(const std::vector<double>& samples);
+
+struct BenchTest {
+  std::string name;  // "pp512", "tg128"
+  bool prefill = true;
+  int64_t tokens = 0;
+  std::vector<double> seconds;    // one per repetition, in the order run
+  std::vector<int64_t> sequence;  // when each was taken: its place among all samples of the bench (0, 1, ...)
+  std::vector<double> tokens_per_second() const;
+  SampleStats tps() const { return sample_stats(tokens_per_second()); }  // what llama-bench reports
+  SampleStats time() const { return sample_stats(seconds); }
+};
+
+// The tests a request asks for, with no samples yet: pp<prompt> (if prompt > 0), then tg<gen> (if gen > 0).
+std::vector<BenchTest> bench_tests(const BenchRequest& request);
+
+enum class ArmStatus { OK, SKIPPED, REFUSED };
+std::string_view arm_status_name(ArmStatus status) noexcept;  // "ok", "skipped", "refused"
+
+struct BenchArm {
+  BenchArmSpec spec;
+  ArmStatus status = ArmStatus::OK;
+  std::string reason;                       // SKIPPED: why (no GPU); REFUSED: the plan's refusal (its first line)
+  std::string plan;                         // "4 blocks: 2 resident, 2 streamed; output head: resident"
+  int resident = 0, streamed = 0, cpu = 0;  // layers (blocks and the head) by placement
+  bool uses_device = false;
+  uint64_t context_bytes = 0;                    // the CUDA context's share, charged to the budget
+  uint64_t arena_bytes = 0;                      // the one device reservation
+  uint64_t arena_high_water = 0;                 // the most of it ever used
+  uint64_t device_peak_bytes = 0;                // context + arena high-water: what ferry held on the device at most
+  std::optional<uint64_t> process_device_bytes;  // NVML: the device memory this arm added to the process + context
+  uint64_t host_bytes = 0;                       // host memory the scheduler holds
+  std::string link;                              // link_note(): what --link-gbps did here; "" without it
+  bool link_paced = false;                       // its copies were paced: its figures are simulated
+  std::vector<BenchTest> tests;                  // pp then tg (those asked for); empty unless OK
+};
+
+struct BenchTimeline {
+  size_t arm = 0;                          // index into BenchReport::arms
+  std::vector<TraceSpan> prefill, decode;  // the spans of one prefill and one decode step, on the trace's clock
+};
+
+struct BenchModel {
+  std::string path, name;  // name: the file's name
+  int64_t n_layer = 0, n_embd = 0, n_vocab = 0, n_ctx_train = 0;
+  uint64_t file_bytes = 0;
+};
+
+struct BenchEnvironment {
+  std::string device = "cpu";  // the GPU's name, or "cpu" without one
+  bool gpu = false;
+  std::string no_gpu_reason;  // empty with a GPU
+  std::string driver;         // empty without a GPU or when it cannot be read
+  bool cuda_backend = false;
+  std::string cpu_model;
+  unsigned hardware_threads = 0;
+  std::string git_sha;  // "unknown" without git at configure time
+  bool git_dirty = false;
+  std::string version;
+  std::string started_at;  // UTC, ISO 8601
+};
+
+struct BenchReport {
+  BenchEnvironment env;
+  BenchModel model;
+  BenchRequest request;
+  bool interleaved = true;
+  std::string order_note;  // why the arms ran one after another, when they did
+  std::vector<BenchArm> arms;
+  std::optional<BenchTimeline> timeline;
+};
+
+using BenchLog = std::function<void(const std::string&)>;
+
+// This machine and build; call before anything else touches the GPU (it measures the context's overhead first).
+BenchEnvironment bench_environment();
+// Runs every arm; an arm whose policy needs a GPU is SKIPPED without one, one whose plan does not fit its budget is
+// REFUSED; any other error ends the bench.
+BenchReport run_bench(const LoadedModel& model, const BenchRequest& request, BenchEnvironment env, const BenchLog& log);
+
+}  // namespace ferry::cli
