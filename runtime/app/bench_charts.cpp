@@ -23,6 +23,8 @@ std::string policy_colour(Policy p) {
       return "#59a14f";
     case Policy::CPU_ALL:
       return "#e15759";
+    case Policy::AUTO:
+      return "#b07aa1";
   }
   return "#888888";
 }
