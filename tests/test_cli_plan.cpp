@@ -147,3 +147,105 @@ TEST_CASE("ferry plan refuses bad flags and bad device profiles") {
   CHECK(r.status == 2);
   CHECK(r.err.find("--ctx") != std::string::npos);
 }
+
+namespace {
+
+RunSpec with_cache(const fs::path& dir) {
+  RunSpec spec;
+  spec.env = {{"FERRY_CACHE_DIR", dir.string()}};
+  return spec;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "ferry calibrate measures once, keeps it, and measures again when the cache is corrupt or another machine's") {
+  TempDir dir;
+  const fs::path cache = dir.path() / "cache";
+  const RunSpec spec = with_cache(cache);
+  Result r = run_ferry({"calibrate"}, dir.path(), spec);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.err.find("measuring: no calibration yet") != std::string::npos);
+  CHECK(r.out.find("GEMV Q4_0") != std::string::npos);
+  const fs::path file = cache / "device-profile.json";
+  REQUIRE(fs::exists(file));
+  auto read_json = [](const fs::path& p) {
+    std::ifstream in(p);
+    return nlohmann::json::parse(in);
+  };
+  nlohmann::json profile = read_json(file);
+  CHECK(profile["cpu_gemm_flops"].get<double>() > 0);
+  CHECK(profile["cpu_gemv_bytes_per_s"]["Q4_K"].get<double>() > 0);
+  CHECK(profile["cpu_threads"].get<int>() >= 1);
+
+  // Kept: the second call shows it without measuring.
+  r = run_ferry({"calibrate", "--json"}, dir.path(), spec);
+  CHECK(r.status == 0);
+  CHECK(r.err.find("the calibration of this machine") != std::string::npos);
+  CHECK(nlohmann::json::parse(r.out)["cpu_gemm_flops"] == profile["cpu_gemm_flops"]);
+
+  // Corrupt: measured again, and the file is whole again.
+  std::ofstream(file) << R"({"name": "none", "has_gpu": false, "context_b)";
+  r = run_ferry({"calibrate"}, dir.path(), spec);
+  CHECK(r.status == 0);
+  CHECK(r.err.find("corrupt") != std::string::npos);
+  CHECK(read_json(file)["cpu_gemm_flops"].get<double>() > 0);
+
+  // Another machine's (more threads than this one has): not trusted, measured again.
+  profile = read_json(file);
+  profile["cpu_threads"] = profile["cpu_threads"].get<int>() + 64;
+  std::ofstream(file) << profile.dump();
+  r = run_ferry({"calibrate"}, dir.path(), spec);
+  CHECK(r.status == 0);
+  CHECK(r.err.find("another machine") != std::string::npos);
+  CHECK(read_json(file)["cpu_threads"] == profile["cpu_threads"].get<int>() - 64);
+}
+
+TEST_CASE("ferry plan predicts times once the device has rates, and auto plans from them") {
+  PlanFixture fx;
+  const fs::path cache = fx.dir.path() / "cache";
+  const RunSpec spec = with_cache(cache);
+  // Without a calibration: no prediction, and auto says it planned as resident-stream.
+  Result r = run_ferry(
+      {"plan", fx.model.string(), "--ctx", "256", "--policy", "auto", "--device-profile", fx.profile.string()},
+      fx.dir.path(), spec);
+  CHECK(r.status == 0);
+  CHECK(r.out.find("predicted: no measured rates") != std::string::npos);
+  CHECK(r.out.find("note: auto: the device profile has no measured rates") != std::string::npos);
+
+  // This machine calibrated: the plan on it predicts (all on the CPU here, or whatever the GPU allows).
+  REQUIRE(run_ferry({"calibrate"}, fx.dir.path(), spec).status == 0);
+  r = run_ferry({"plan", fx.model.string(), "--ctx", "256", "--json", "--prompt", "64", "--gen", "16"}, fx.dir.path(),
+                spec);
+  const nlohmann::json here = parsed(r);
+  REQUIRE(here["predicted"].is_object());
+  CHECK(here["predicted"]["prompt_tokens"] == 64);
+  CHECK(here["predicted"]["generate_tokens_per_s"].get<double>() > 0);
+  CHECK(here["predicted"]["decode_step_layers"].size() == 5);
+
+  // A calibrated profile of another card (this machine's CPU rates plus a GPU's): auto chooses, within the budget.
+  std::ifstream in(cache / "device-profile.json");
+  nlohmann::json card = nlohmann::json::parse(in);
+  card["name"] = "a calibrated card";
+  card["has_gpu"] = true;
+  card["context_bytes"] = 314572800;
+  card["link"] = {{{"bytes", 1 << 20}, {"bytes_per_s", 2.5e10}}};
+  card["gpu_gemv_bytes_per_s"] = {{"F32", 2e12}};
+  card["gpu_gemm_flops"] = 4e14;
+  const fs::path card_path = fx.dir.path() / "calibrated-card.json";
+  std::ofstream(card_path) << card.dump();
+  for (const char* vram : {"8GiB", "640MiB"}) {
+    CAPTURE(vram);
+    r = run_ferry({"plan", fx.model.string(), "--ctx", "256", "--json", "--policy", "auto", "--vram", vram,
+                   "--device-profile", card_path.string()},
+                  fx.dir.path(), spec);
+    const nlohmann::json plan = parsed(r);
+    CHECK(plan["plan_policy"] == "auto");
+    CHECK(plan["note"] == "");
+    CHECK(plan["memory"]["total_bytes"].get<uint64_t>() <= plan["budget_bytes"].get<uint64_t>());
+    REQUIRE(plan["predicted"].is_object());
+    // A GPU 2e12 B/s against a CPU of a few GB/s: whatever fits goes to the GPU.
+    if (std::string(vram) == "8GiB") CHECK(count(plan, "resident") == 5);
+  }
+}

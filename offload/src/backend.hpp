@@ -18,5 +18,7 @@ void pinned_free(void* data) noexcept;
 uint64_t context_overhead_bytes();
 // cudaGetDeviceProperties' name of the current device.
 std::string device_name();
+// The GPU driver's version ("" without a CUDA backend).
+std::string driver_text();
 
 }  // namespace ferry::detail

@@ -19,4 +19,6 @@ uint64_t context_overhead_bytes() { return 0; }
 
 std::string device_name() { return "none"; }
 
+std::string driver_text() { return ""; }
+
 }  // namespace ferry::detail

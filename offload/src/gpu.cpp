@@ -45,4 +45,6 @@ uint64_t gpu_context_overhead_bytes() { return detail::context_overhead_bytes();
 
 std::string gpu_name() { return gpu_available() ? detail::device_name() : "none"; }
 
+std::string gpu_driver() { return gpu_available() ? detail::driver_text() : ""; }
+
 }  // namespace ferry

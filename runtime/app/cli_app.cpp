@@ -20,6 +20,7 @@ CommandLine::CommandLine()
   remember(add_perplexity_command(*m_app));
   remember(add_tokenize_command(*m_app));
   remember(add_plan_command(*m_app));
+  remember(add_calibrate_command(*m_app));
   remember(add_bench_command(*m_app));
 }
 

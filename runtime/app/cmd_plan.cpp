@@ -1,7 +1,7 @@
-// `ferry plan [MODEL] [--vram SIZE] [--policy P] [--ctx N] [--device-profile FILE] [--json]`: where `ferry run` with
-// the same flags would put every layer and the memory that takes, without running anything. Only the file's header is
-// read (no weight is touched, so planning a 70B model takes milliseconds), and with --device-profile the plan is made
-// for another machine's card (a DeviceProfile JSON: name, has_gpu, context_bytes).
+// `ferry plan [MODEL] [--vram SIZE] [--policy P] [--ctx N] [--prompt N] [--gen N] [--device-profile FILE] [--json]`:
+// where `ferry run` with the same flags would put every layer and the memory that takes, without running anything. Only
+// the file's header is read (no weight is touched, so planning a 70B model takes milliseconds), and with
+// --device-profile the plan is made for another machine's card (a DeviceProfile JSON: name, has_gpu, context_bytes).
 //
 // The JSON (--json) is one object:
 //   {"model", "architecture", "policy" (the policy asked for), "plan_policy" (the one applied: cpu-all without a GPU),
@@ -9,7 +9,11 @@
 //    "memory": {"uses_device", "total_bytes", "arena_bytes", "required_budget", "minimum_budget",
 //               "categories": {"context": bytes, "resident_weights": ..., ...}},
 //    "host": {"kv_cache", "streamed_pool", "buffers", "total_bytes"},
-//    "layers": [{"index", "name", "placement", "weight_bytes", "kv_cache_bytes"}]}
+//    "layers": [{"index", "name", "placement", "weight_bytes", "kv_cache_bytes"}], "note" (why the plan is not the
+//    policy asked for, or ""), "predicted": null without measured rates, else {"prompt_tokens", "generated_tokens",
+//    "prompt_tokens_per_s", "generate_tokens_per_s", "total_s", "decode_step_layers": [{"compute_s", "copy_s"}]}}
+// With measured rates (`ferry calibrate` on this machine, or a calibrated --device-profile) the cost model's
+// predictions for a workload of --prompt tokens then --gen generated ones are printed too.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -29,6 +33,7 @@
 #include "ferry/models/this_device.hpp"
 #include "ferry/offload/gpu.hpp"
 #include "ferry/offload/size_parse.hpp"
+#include "ferry/policies/cost_model.hpp"
 #include "model_command.hpp"
 
 namespace ferry::cli {
@@ -42,6 +47,8 @@ struct PlanFlags {
   bool force_ctx = false;
   int prefetch = 1;
   std::string device_profile;
+  int64_t prompt_tokens = 512;
+  int64_t generated_tokens = 128;
   bool json = false;
 };
 
@@ -62,6 +69,30 @@ std::string snake_case(std::string_view name) {
   for (char& c : s)
     if (c == ' ' || c == '-') c = '_';
   return s;
+}
+
+// The cost model's figures for the plan; nullopt when the profile has no measured rates.
+std::optional<RunPrediction> prediction(const LlamaRunnerOptions& options, const DeviceProfile& device,
+                                        const Plan& plan, const StackProfile& stack) {
+  if (!device.has_rates()) return std::nullopt;
+  return predict_run(stack, plan.placements, device, options.planned_prompt_tokens, options.planned_generated_tokens,
+                     options.prefetch_depth);
+}
+
+// null without measured rates; else the workload and the predicted rates, and each layer's decode-step times.
+nlohmann::json predicted_json(const LlamaRunnerOptions& options, const DeviceProfile& device, const Plan& plan,
+                              const StackProfile& stack) {
+  const std::optional<RunPrediction> run = prediction(options, device, plan, stack);
+  if (!run) return nullptr;
+  const StepPrediction token = predict_step(stack, plan.placements, device, 1, options.prefetch_depth);
+  nlohmann::json layers = nlohmann::json::array();
+  for (const LayerTime& t : token.layers) layers.push_back({{"compute_s", t.compute_s}, {"copy_s", t.copy_s}});
+  return {{"prompt_tokens", options.planned_prompt_tokens},
+          {"generated_tokens", options.planned_generated_tokens},
+          {"prompt_tokens_per_s", run->prompt_tokens_per_s},
+          {"generate_tokens_per_s", run->generate_tokens_per_s},
+          {"total_s", run->total_s},
+          {"decode_step_layers", layers}};
 }
 
 nlohmann::json plan_json(const PlanFlags& f, const std::string& model, const LlamaConfig& config,
@@ -98,7 +129,9 @@ nlohmann::json plan_json(const PlanFlags& f, const std::string& model, const Lla
             {"streamed_pool", plan.host.streamed_pool},
             {"buffers", plan.host.buffers},
             {"total_bytes", plan.host.total()}}},
-          {"layers", layers}};
+          {"layers", layers},
+          {"note", plan.note},
+          {"predicted", predicted_json(options, device, plan, stack)}};
 }
 
 std::string plan_text(const std::string& model, const LlamaConfig& config, const LlamaRunnerOptions& options,
@@ -126,6 +159,18 @@ std::string plan_text(const std::string& model, const LlamaConfig& config, const
   out += plan.memory.uses_device ? "device memory:\n" + plan.memory.breakdown() : "device memory: none\n";
   if (!out.empty() && out.back() != '\n') out += '\n';
   out += "host memory: " + plan.host.describe() + " (" + format_size(plan.host.total()) + ")\n";
+  if (!plan.note.empty()) out += "note: " + plan.note + "\n";
+  if (const std::optional<RunPrediction> run = prediction(options, device, plan, stack)) {
+    char line[200];
+    std::snprintf(line, sizeof line,
+                  "predicted (cost model): prompt of %lld tokens %.0f tokens/s, generation %.1f tokens/s, %lld tokens "
+                  "in %.2f s\n",
+                  static_cast<long long>(options.planned_prompt_tokens), run->prompt_tokens_per_s,
+                  run->generate_tokens_per_s, static_cast<long long>(options.planned_generated_tokens), run->total_s);
+    out += line;
+  } else {
+    out += "predicted: no measured rates for this device (run `ferry calibrate`, or give a calibrated profile)\n";
+  }
   return out;
 }
 
@@ -136,6 +181,10 @@ int run_plan(const PlanFlags& f) {
   options.policy = policy_flag(f.policy);
   if (f.n_ctx < 0) bad_flag("--ctx", "must not be negative");
   options.prefetch_depth = f.prefetch;
+  if (f.prompt_tokens < 1) bad_flag("--prompt", "must be at least 1 token");
+  if (f.generated_tokens < 0) bad_flag("--gen", "must not be negative");
+  options.planned_prompt_tokens = f.prompt_tokens;
+  options.planned_generated_tokens = f.generated_tokens;
   const DefaultModelChoice default_model = f.model.empty() ? default_model_choice() : DefaultModelChoice::SMOLLM2;
   const std::optional<DeviceProfile> other_device =
       f.device_profile.empty() ? std::nullopt : std::optional(read_device_profile(f.device_profile));
@@ -172,6 +221,9 @@ Action add_plan_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--device-profile", f->device_profile,
                   "Plan for another machine: a JSON device profile {\"name\", \"has_gpu\", \"context_bytes\"}");
+  sub->add_option("--prompt", f->prompt_tokens, "Prompt tokens of the workload predicted (and `auto` plans for)")
+      ->capture_default_str();
+  sub->add_option("--gen", f->generated_tokens, "Generated tokens of that workload")->capture_default_str();
   sub->add_flag("--json", f->json, "Print the plan as JSON (layout in the README)");
   return [f] { return run_plan(*f); };
 }

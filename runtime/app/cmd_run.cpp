@@ -103,6 +103,8 @@ int run(const RunFlags& f) {
   ro.n_ctx = n_ctx;
   ro.max_tokens = std::min<int64_t>(512, n_ctx);
   ro.all_logits = !f.logits_out.empty();  // the recorder asks for every prompt position's row
+  ro.planned_prompt_tokens = static_cast<int64_t>(g.prompt_tokens.size());  // what `auto` optimises for
+  ro.planned_generated_tokens = f.n_predict;
   note_when_cpu_only(ro.policy);
   LlamaRunner runner(model.config, model.weights, ro);
   std::optional<LogitsWriter> logits_writer;

@@ -20,6 +20,7 @@ Action add_chat_command(CLI::App& app);
 Action add_perplexity_command(CLI::App& app);
 Action add_tokenize_command(CLI::App& app);
 Action add_plan_command(CLI::App& app);
+Action add_calibrate_command(CLI::App& app);
 Action add_bench_command(CLI::App& app);
 
 }  // namespace ferry::cli

@@ -50,4 +50,6 @@ std::string device_name() {
   return props.name;
 }
 
+std::string driver_text() { return driver_version(); }
+
 }  // namespace ferry::detail

@@ -42,6 +42,8 @@ Plan plan_for(const LlamaConfig& config, const LlamaWeights& weights, const Llam
   request.policy = options.policy;
   request.vram_budget = options.vram_budget;
   request.options = sched;
+  request.prompt_tokens = options.planned_prompt_tokens;
+  request.generated_tokens = options.planned_generated_tokens;
   return make_plan(profile, device, request);
 }
 

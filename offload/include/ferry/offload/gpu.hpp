@@ -17,5 +17,7 @@ std::string gpu_unavailable_reason();
 uint64_t gpu_context_overhead_bytes();
 // The GPU's name ("NVIDIA H200"), "none" without one.
 std::string gpu_name();
+// The driver's version ("580.159.04"); "" without a usable GPU.
+std::string gpu_driver();
 
 }  // namespace ferry

@@ -97,7 +97,8 @@ class CublasHandle : public UniqueHandle<cublasHandle_t, detail::destroy_cublas>
   explicit CublasHandle(cublasHandle_t h) : UniqueHandle(h) {}
 };
 
-// Device memory. Only DeviceArena allocates one (the one cudaMalloc in ferry); everything else sub-allocates from it.
+// Device memory. In a run only DeviceArena allocates one (the one cudaMalloc of a run); everything else sub-allocates
+// from it. `ferry calibrate`, which runs no model, allocates its measuring buffers with it too.
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;

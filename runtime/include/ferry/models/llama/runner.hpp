@@ -30,6 +30,9 @@ struct LlamaRunnerOptions {
   // (the last token's), which is all sampling needs: 0.5 MB instead of 256 MB of VRAM for a 128k vocabulary at 512
   // tokens, and no copy of the unused rows back to the host.
   bool all_logits = false;
+  // The workload the `auto` policy plans for (llama-bench's pp512 + tg128 unless the command knows better).
+  int64_t planned_prompt_tokens = 512;
+  int64_t planned_generated_tokens = 128;
 };
 
 // The layers of a llama stack (blocks, then the head) for a context of n_ctx positions; their weights are the views
