@@ -11,6 +11,7 @@
 #include "ferry/error.hpp"
 #include "ferry/text/chat.hpp"
 #include "ferry/text/tokenizer.hpp"
+#include "support/byte_level.hpp"
 #include "support/scripted_lm.hpp"
 
 using namespace ferry;
@@ -22,22 +23,7 @@ namespace {
 // (ids 0..255, GPT-2's printable characters), then control tokens.
 enum Special : int32_t { BOS = 256, EOS, IM_START, IM_END, kVocab };
 
-std::string byte_char(unsigned b) {
-  unsigned cp = b;
-  if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174)) {
-    unsigned n = 0;
-    for (unsigned k = 0; k < b; ++k) n += !((k >= 33 && k <= 126) || (k >= 161 && k <= 172) || k >= 174);
-    cp = 256 + n;
-  }
-  std::string out;
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return out;
-}
+using ferry::test::byte_char;
 
 Tokenizer make_tokenizer(bool with_chatml = true) {
   std::vector<std::string> tokens;

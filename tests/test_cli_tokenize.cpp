@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ferry/gguf_writer.hpp"
+#include "support/byte_level.hpp"
 #include "support/ferry_process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -31,20 +32,7 @@ std::vector<int> parse_ids(const std::string& line) {
   return ids;
 }
 
-// GPT-2's printable character for a byte, so that byte b is token b in the file below.
-std::string byte_char(unsigned b) {
-  unsigned cp = b;
-  if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174)) {
-    unsigned n = 0;
-    for (unsigned k = 0; k < b; ++k) n += !((k >= 33 && k <= 126) || (k >= 161 && k <= 172) || k >= 174);
-    cp = 256 + n;
-  }
-  std::string out;
-  if (cp < 0x80) return std::string(1, static_cast<char>(cp));
-  out += static_cast<char>(0xC0 | (cp >> 6));
-  out += static_cast<char>(0x80 | (cp & 0x3F));
-  return out;
-}
+using ferry::test::byte_char;
 
 // A vocabulary-only GGUF file: 256 byte tokens (id = byte), <|im_start|> (256, control), no merges, and the given
 // tokenizer.ggml.pre.

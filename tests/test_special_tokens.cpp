@@ -10,6 +10,7 @@
 #include "ferry/error.hpp"
 #include "ferry/text/special_tokens.hpp"
 #include "ferry/text/tokenizer.hpp"
+#include "support/byte_level.hpp"
 #include "support/seed.hpp"
 
 using ferry::SpecialTokenMatcher;
@@ -20,23 +21,7 @@ using Ids = std::vector<int32_t>;
 
 namespace {
 
-// GPT-2's printable form of a byte (the byte-level alphabet), written independently of the tokenizer's table.
-std::string byte_char(unsigned b) {
-  unsigned cp = b;
-  if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174)) {
-    unsigned n = 0;
-    for (unsigned k = 0; k < b; ++k) n += !((k >= 33 && k <= 126) || (k >= 161 && k <= 172) || k >= 174);
-    cp = 256 + n;
-  }
-  std::string out;
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return out;
-}
+using ferry::test::byte_char;
 
 // A byte-level vocabulary: the 256 byte characters (ids 0..255), then `extra` pieces, then special tokens.
 struct ByteVocab {

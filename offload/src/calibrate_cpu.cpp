@@ -53,22 +53,21 @@ std::string cpu_model_name() {
 
 int cpu_thread_count() { return tbb::info::default_concurrency(); }
 
-namespace {
-
-// A weight matrix of `rows` x kCols whose rows all hold one row quantized from Gaussian values: real scales (no
-// subnormal or NaN FP16 scales that random bytes would give, which some CPUs compute slowly), DRAM-sized.
-std::vector<std::byte> matrix_bytes(GgmlType type, int64_t rows) {
-  std::vector<float> values(kCols);
+std::vector<std::byte> calibration_matrix(const std::string& type_name, int64_t rows, int64_t cols) {
+  const GgmlType type = *parse_type_name(type_name);
+  std::vector<float> values(static_cast<size_t>(cols));
   std::mt19937_64 rng(20261204);
   std::normal_distribution<float> normal(0.0f, 0.05f);
   for (float& v : values) v = normal(rng);
-  const uint64_t rb = row_bytes(type, kCols);
+  const uint64_t rb = row_bytes(type, cols);
   std::vector<std::byte> row(rb);
-  ref::quantize(type, values.data(), row.data(), kCols);
+  ref::quantize(type, values.data(), row.data(), cols);
   std::vector<std::byte> m(rb * static_cast<uint64_t>(rows));
   for (int64_t r = 0; r < rows; ++r) std::memcpy(m.data() + r * rb, row.data(), rb);
   return m;
 }
+
+namespace {
 
 double host_read_rate() {
   std::vector<uint64_t> buffer((uint64_t{256} << 20) / sizeof(uint64_t));
@@ -106,7 +105,7 @@ CpuRates measure_cpu_rates() {
   for (const std::string& name : calibrated_type_names()) {
     const GgmlType type = *parse_type_name(name);
     const int64_t rows = static_cast<int64_t>(kMatrixBytes / row_bytes(type, kCols));
-    const std::vector<std::byte> m = matrix_bytes(type, rows);
+    const std::vector<std::byte> m = calibration_matrix(name, rows, kCols);
     const QuantMatrixView w{type, m.data(), kCols, rows};
     y.assign(static_cast<size_t>(rows), 0.0f);
     const double s = median_seconds([&] { cpu::matmul(w, x.data(), 1, y.data()); });
@@ -115,7 +114,7 @@ CpuRates measure_cpu_rates() {
   {  // GEMM: a 4096 x 4096 Q4_0 matrix at 64 tokens (the Eigen path, past the fused GEMV's token count)
     constexpr int64_t kRows = 4096, kTokens = 64;
     static_assert(kTokens > cpu::kCpuGemvMaxTokens);
-    const std::vector<std::byte> m = matrix_bytes(GgmlType::Q4_0, kRows);
+    const std::vector<std::byte> m = calibration_matrix("Q4_0", kRows, kCols);
     const QuantMatrixView w{GgmlType::Q4_0, m.data(), kCols, kRows};
     y.assign(static_cast<size_t>(kRows * kTokens), 0.0f);
     const double s = median_seconds([&] { cpu::matmul(w, x.data(), kTokens, y.data()); });

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "ferry/error.hpp"
@@ -14,7 +15,6 @@
 #include "ferry/kernels/cuda/check.cuh"
 #include "ferry/kernels/cuda/matmul.cuh"
 #include "ferry/kernels/device_sizing.hpp"
-#include "ferry/kernels/ref/quants.hpp"
 #include "ferry/offload/calibrate.hpp"
 #include "ferry/offload/cuda/raii.hpp"
 #include "ferry/offload/device_memory.hpp"
@@ -44,20 +44,6 @@ double median_ms(cudaStream_t stream, Fn&& fn) {
   }
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
-}
-
-// rows x kCols of one quantized Gaussian row repeated (real FP16 scales, as calibrate_cpu.cpp explains).
-std::vector<std::byte> matrix_bytes(GgmlType type, int64_t rows) {
-  std::vector<float> values(kCols);
-  std::mt19937_64 rng(20261204);
-  std::normal_distribution<float> normal(0.0f, 0.05f);
-  for (float& v : values) v = normal(rng);
-  const uint64_t rb = row_bytes(type, kCols);
-  std::vector<std::byte> row(rb);
-  ref::quantize(type, values.data(), row.data(), kCols);
-  std::vector<std::byte> m(rb * static_cast<uint64_t>(rows));
-  for (int64_t r = 0; r < rows; ++r) std::memcpy(m.data() + r * rb, row.data(), rb);
-  return m;
 }
 
 }  // namespace
@@ -111,7 +97,7 @@ GpuRates measure_gpu_rates() {
   for (const std::string& name : calibrated_type_names()) {
     const GgmlType type = *parse_type_name(name);
     const int64_t rows = static_cast<int64_t>(kMatrixBytes / row_bytes(type, kCols));
-    const std::vector<std::byte> host = matrix_bytes(type, rows);
+    const std::vector<std::byte> host = calibration_matrix(name, rows, kCols);
     const cuda::DeviceBuffer w = cuda::DeviceBuffer::allocate(host.size());
     FERRY_CUDA_CHECK(cudaMemcpy(w.data(), host.data(), host.size(), cudaMemcpyHostToDevice));
     const QuantMatrixView view{type, w.data(), kCols, rows};
@@ -128,7 +114,7 @@ GpuRates measure_gpu_rates() {
 
   {  // a prompt step: 4096 x 4096 Q4_0 at 512 tokens, through the scratch the scheduler would give it
     constexpr int64_t kRows = 4096, kTokens = 512;
-    const std::vector<std::byte> host = matrix_bytes(GgmlType::Q4_0, kRows);
+    const std::vector<std::byte> host = calibration_matrix("Q4_0", kRows, kCols);
     const cuda::DeviceBuffer w = cuda::DeviceBuffer::allocate(host.size());
     FERRY_CUDA_CHECK(cudaMemcpy(w.data(), host.data(), host.size(), cudaMemcpyHostToDevice));
     const QuantMatrixView view{GgmlType::Q4_0, w.data(), kCols, kRows};

@@ -5,6 +5,7 @@
 // Plain C++: the CUDA side lives in src/cuda/calibrate_gpu.cpp.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -35,6 +36,11 @@ GpuRates measure_gpu_rates();
 // This machine's CPU as a calibration names it: /proc/cpuinfo's model name, and oneTBB's thread count.
 std::string cpu_model_name();
 int cpu_thread_count();
+
+// The weights a rate is measured on: rows x cols of one row quantized from Gaussian values, repeated. Real FP16 scales
+// (random bytes would give subnormal or NaN scales, which some CPUs compute slowly); one quantization, so building a
+// matrix of DRAM size takes milliseconds even for the k-quants.
+std::vector<std::byte> calibration_matrix(const std::string& type_name, int64_t rows, int64_t cols);
 
 // The types the CPU and GPU rates are measured for: those real quantized files use for most of their bytes.
 const std::vector<std::string>& calibrated_type_names();
