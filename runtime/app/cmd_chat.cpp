@@ -50,7 +50,9 @@ extern "C" void on_sigint(int) { g_interrupted.store(true); }
 class InterruptHandler {
  public:
   InterruptHandler() { ::sigaction(SIGINT, nullptr, &m_previous); }
-  ~InterruptHandler() { ::sigaction(SIGINT, &m_previous, nullptr); }
+  ~InterruptHandler() {
+    if (m_restore) ::sigaction(SIGINT, &m_previous, nullptr);
+  }
   InterruptHandler(const InterruptHandler&) = delete;
   InterruptHandler& operator=(const InterruptHandler&) = delete;
   // restart: interrupted system calls resume (answering) or fail with EINTR (reading a line).
@@ -61,9 +63,13 @@ class InterruptHandler {
     action.sa_flags = restart ? SA_RESTART : 0;
     ::sigaction(SIGINT, &action, nullptr);
   }
+  // Ctrl-C ended the chat: the process is on its way out (freeing the model and the device can take a while), and a
+  // second Ctrl-C in that time must not turn a clean exit into death by signal. The handler stays.
+  void keep_until_exit() noexcept { m_restore = false; }
 
  private:
   struct sigaction m_previous {};
+  bool m_restore = true;
 };
 
 // One line of standard input without its line end; nullopt at the end of input or when interrupted.
@@ -126,6 +132,7 @@ int chat(const ChatCommandFlags& f) {
     // A Ctrl-C that came before the read began does not interrupt it: look first.
     const std::optional<std::string> line = g_interrupted ? std::nullopt : read_line();
     if (!line || g_interrupted) {
+      if (g_interrupted) interrupts.keep_until_exit();
       if (interactive) write_stdout("\n");
       return 0;
     }
