@@ -249,3 +249,14 @@ TEST_CASE("ferry plan predicts times once the device has rates, and auto plans f
     if (std::string(vram) == "8GiB") CHECK(count(plan, "resident") == 5);
   }
 }
+
+TEST_CASE("run --policy auto without measured rates says what it ran instead") {
+  PlanFixture fx;
+  const Result r = run_ferry({"run", fx.model.string(), "-n", "2", "--ctx", "64", "--policy", "auto"}, fx.dir.path(),
+                             with_cache(fx.dir.path() / "empty-cache"));
+  INFO(r.err);
+  CHECK(r.status == 0);
+  // Without a GPU every policy runs on the CPU, and that is what it says; with one, auto says it fell back.
+  const bool no_gpu = r.err.find("ferry: no GPU") != std::string::npos;
+  CHECK((no_gpu || r.err.find("auto: the device profile has no measured rates") != std::string::npos));
+}

@@ -121,6 +121,9 @@ TEST_CASE("cost model: refuses what it cannot predict") {
   const StackProfile s = stack_of(2, 1024, 8);
   DeviceProfile none{"hand-written", true, 500 * kMiB};  // no rates
   CHECK_FALSE(none.has_rates());
+  DeviceProfile zero = rated_gpu();
+  zero.gpu_gemv_bytes_per_s["Q4_0"] = 0.0;  // built in code: has_rates must not let a division by zero through
+  CHECK_FALSE(zero.has_rates());
   CHECK_THROWS_AS(predict_step(s, std::vector<Placement>(2, Placement::CPU), none, 1, 1), Error);
   DeviceProfile cpu_only = rated_gpu();
   cpu_only.has_gpu = false;
@@ -222,6 +225,8 @@ TEST_CASE("a device profile with rates round-trips through JSON; corrupt rates a
   CHECK(e.cpu_threads == 16);
   for (const char* bad : {
            R"({"name": "x", "has_gpu": false, "context_bytes": 0, "cpu_gemm_flops": -1})",
+           R"({"name": "x", "has_gpu": false, "context_bytes": 0, "cpu_gemv_bytes_per_s": {"Q4_0": 0}})",
+           R"({"name": "x", "has_gpu": true, "context_bytes": 0, "link": [{"bytes": 1, "bytes_per_s": 0}]})",
            R"({"name": "x", "has_gpu": false, "context_bytes": 0, "cpu_gemv_bytes_per_s": {"Q4_0": "fast"}})",
            R"({"name": "x", "has_gpu": true, "context_bytes": 0, "link": [{"bytes": 2}, {"bytes": 1}]})",
            R"({"name": "x", "has_gpu": true, "context_bytes": 0,

@@ -1,7 +1,7 @@
 // The link-speed simulation's arithmetic (link_pacing.hpp): the chunk schedule of a paced transfer covers it exactly,
 // never lets a prefix arrive faster than the rate, ends at bytes / rate, and (replayed against a model of a faster
 // real link with late host wake-ups) finishes within a few percent of the simulated link's time. The CUDA side is
-// tested on the GPU (test_offload_gpu.cpp).
+// tested on the GPU (test_link_pacing_gpu.cpp).
 #include <doctest/doctest.h>
 
 #include <algorithm>

@@ -13,8 +13,18 @@ uint64_t StackProfile::weight_bytes() const noexcept {
 }
 
 bool DeviceProfile::has_rates() const noexcept {
-  const bool cpu_rates = !cpu_gemv_bytes_per_s.empty() && cpu_gemm_flops > 0.0;
-  const bool gpu_rates = !link.empty() && !gpu_gemv_bytes_per_s.empty() && gpu_gemm_flops > 0.0;
+  // Every rate a prediction divides by must be positive (from_json refuses a zero among them; a profile built in code
+  // may still hold one).
+  auto positive = [](const std::map<std::string, double>& rates) {
+    if (rates.empty()) return false;
+    for (const auto& [type, r] : rates)
+      if (!(r > 0.0)) return false;
+    return true;
+  };
+  const bool cpu_rates = positive(cpu_gemv_bytes_per_s) && cpu_gemm_flops > 0.0;
+  bool link_rates = !link.empty();
+  for (const LinkPoint& p : link) link_rates = link_rates && p.bytes_per_s > 0.0;
+  const bool gpu_rates = link_rates && positive(gpu_gemv_bytes_per_s) && gpu_gemm_flops > 0.0;
   return cpu_rates && (!has_gpu || gpu_rates);
 }
 
@@ -101,9 +111,15 @@ DeviceProfile DeviceProfile::from_json(const std::string& text) {
   check_rate("host_read_bytes_per_s", p.host_read_bytes_per_s);
   check_rate("cpu_gemm_flops", p.cpu_gemm_flops);
   check_rate("gpu_gemm_flops", p.gpu_gemm_flops);
-  for (const LinkPoint& lp : p.link) check_rate("link", lp.bytes_per_s);
-  for (const auto& [type, v] : p.cpu_gemv_bytes_per_s) check_rate("cpu_gemv_bytes_per_s." + type, v);
-  for (const auto& [type, v] : p.gpu_gemv_bytes_per_s) check_rate("gpu_gemv_bytes_per_s." + type, v);
+  // A listed rate was measured: zero would be a division by zero in the cost model, not a slow machine. (The scalar
+  // rates above may be 0: not measured.)
+  auto check_measured = [&](const std::string& field, double v) {
+    check_rate(field, v);
+    if (v == 0.0) fail(ErrorCategory::FORMAT, "device profile: field '" + field + "' holds 0, not a measured rate");
+  };
+  for (const LinkPoint& lp : p.link) check_measured("link", lp.bytes_per_s);
+  for (const auto& [type, v] : p.cpu_gemv_bytes_per_s) check_measured("cpu_gemv_bytes_per_s." + type, v);
+  for (const auto& [type, v] : p.gpu_gemv_bytes_per_s) check_measured("gpu_gemv_bytes_per_s." + type, v);
   return p;
 }
 

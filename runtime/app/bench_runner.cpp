@@ -89,6 +89,8 @@ LlamaRunnerOptions runner_options(const BenchRequest& request, const BenchArmSpe
   o.vram_budget = spec.vram;
   o.prefetch_depth = request.prefetch;
   o.link_gbps = request.link_gbps;
+  o.planned_prompt_tokens = std::max<int64_t>(request.prompt, 1);  // the workload `auto` plans for: this bench's
+  o.planned_generated_tokens = request.gen;
   return o;
 }
 
@@ -123,6 +125,7 @@ std::unique_ptr<LlamaRunner> open_arm(const LoadedModel& model, const BenchReque
   }
   warm_up(*runner, request, w);
   arm.plan = runner->placement_summary();
+  if (!runner->plan_note().empty()) arm.plan += " (" + runner->plan_note() + ")";
   arm.resident = arm.streamed = arm.cpu = 0;
   for (Placement p : runner->placements())
     (p == Placement::RESIDENT ? arm.resident : p == Placement::STREAMED ? arm.streamed : arm.cpu)++;

@@ -107,6 +107,7 @@ int chat(const ChatCommandFlags& f) {
   ro.max_tokens = std::min<int64_t>(512, n_ctx);
   note_when_cpu_only(ro.policy);
   LlamaRunner runner(model.config, model.weights, ro);
+  if (!runner.plan_note().empty()) std::fprintf(stderr, "ferry: %s\n", runner.plan_note().c_str());
   // From here Ctrl-C is ours (before the banner, so whoever reads it may press Ctrl-C).
   InterruptHandler interrupts;
   interrupts.install(false);

@@ -102,6 +102,7 @@ int perplexity_command(const PerplexityFlags& f) {
   ro.all_logits = true;  // the second half of every chunk is scored
   note_when_cpu_only(ro.policy);
   LlamaRunner runner(model.config, model.weights, ro);
+  if (!runner.plan_note().empty()) std::fprintf(stderr, "ferry: %s\n", runner.plan_note().c_str());
   std::optional<LogitsWriter> logits_writer;
   if (!f.logits_out.empty()) logits_writer.emplace(f.logits_out, model.config.n_vocab);
 

@@ -107,6 +107,7 @@ int run(const RunFlags& f) {
   ro.planned_generated_tokens = f.n_predict;
   note_when_cpu_only(ro.policy);
   LlamaRunner runner(model.config, model.weights, ro);
+  if (!runner.plan_note().empty()) std::fprintf(stderr, "ferry: %s\n", runner.plan_note().c_str());
   std::optional<LogitsWriter> logits_writer;
   std::optional<LogitsRecorder> recorder;
   if (!f.logits_out.empty()) {

@@ -44,7 +44,14 @@ Plan plan_for(const LlamaConfig& config, const LlamaWeights& weights, const Llam
   request.options = sched;
   request.prompt_tokens = options.planned_prompt_tokens;
   request.generated_tokens = options.planned_generated_tokens;
-  return make_plan(profile, device, request);
+  if (options.link_gbps <= 0.0) return make_plan(profile, device, request);
+  // A simulated slower link: the cost model must see the rate the copies will be paced to, or `auto` would stream as
+  // much as the real link allows.
+  DeviceProfile paced = device;
+  const double cap = options.link_gbps * 1e9;
+  if (paced.link.empty()) paced.link.push_back({uint64_t{1} << 20, cap});
+  for (LinkPoint& p : paced.link) p.bytes_per_s = std::min(p.bytes_per_s, cap);
+  return make_plan(profile, paced, request);
 }
 
 // The largest context below `n_ctx` for which fits(n) holds, by bisection (more context never needs less memory); 0
@@ -102,7 +109,9 @@ LlamaRunner::LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights,
     : m_config(config), m_weights(weights), m_options(options) {
   build_layers();
   const DeviceProfile device = this_device_profile();  // first: it measures the context before it exists
-  build_scheduler(plan_llama_run(m_config, m_weights, m_options, device).placements);
+  Plan plan = plan_llama_run(m_config, m_weights, m_options, device);
+  m_plan_note = plan.note;
+  build_scheduler(std::move(plan.placements));
 }
 
 LlamaRunner::LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options,

@@ -4,9 +4,10 @@
 //
 // A transfer of B bytes at R GB/s is cut into chunks of about kPacingChunkSeconds of the simulated link. Chunk i is
 // copied at the real link's speed, then the copy stream waits until its deadline: the time the simulated link would
-// have taken for every byte up to the chunk's end, counted from the transfer's start. So no prefix of a transfer ever
-// arrives faster than R, the whole takes B / R (plus one wake-up), and a late wake-up is caught up by the next chunk's
-// deadline instead of adding up. The compute stream is never paced: copies and compute overlap as they would on the
+// have taken for every byte up to the chunk's end, counted from the transfer's start. So no chunk starts before the
+// simulated link would have delivered everything ahead of it (a chunk itself lands at the real link's speed, up to one
+// chunk early), the transfer's completion — all the compute waits for — comes no sooner than B / R (plus one
+// wake-up), and a late wake-up is caught up by the next chunk's deadline instead of adding up. The compute stream is never paced: copies and compute overlap as they would on the
 // slower link.
 #pragma once
 

@@ -32,7 +32,7 @@ struct DeviceProfile {
   int cpu_threads = 0;                                 // the threads the CPU kernels ran on
   double host_read_bytes_per_s = 0.0;                  // one pass over a large buffer by every thread
   std::vector<LinkPoint> link;                         // pinned host->device, by copy size (ascending)
-  std::map<std::string, double> cpu_gemv_bytes_per_s;  // by GGML type name ("q4_0")
+  std::map<std::string, double> cpu_gemv_bytes_per_s;  // by GGML type name as ferry prints it ("Q4_0", "Q6_K")
   double cpu_gemm_flops = 0.0;
   std::map<std::string, double> gpu_gemv_bytes_per_s;
   double gpu_gemm_flops = 0.0;

@@ -64,6 +64,8 @@ class LlamaRunner final : public CausalLm {
   const std::vector<Placement>& placements() const noexcept { return m_scheduler->placements(); }
   // "40 blocks: 22 resident, 18 cpu; output head: resident".
   std::string placement_summary() const;
+  // Why the plan is not the policy asked for (Plan::note: `auto` without measured rates), or empty.
+  const std::string& plan_note() const noexcept { return m_plan_note; }
 
  private:
   void build_layers();
@@ -77,6 +79,7 @@ class LlamaRunner final : public CausalLm {
   std::vector<std::unique_ptr<Layer>> m_layers;
   std::unique_ptr<LayerScheduler> m_scheduler;
   std::vector<float> m_x;
+  std::string m_plan_note;
 };
 
 }  // namespace ferry
