@@ -25,22 +25,6 @@ using namespace ferry;
 
 namespace {
 
-// Inputs of one model call for an image of width x height pixels (16 pixels per packed latent) and n_txt tokens.
-test::FluxReferenceInputs make_inputs(const FluxConfig& c, int64_t width, int64_t height, int64_t n_txt,
-                                      uint64_t seed) {
-  test::FluxReferenceInputs in;
-  const int64_t rows = height / 16, cols = width / 16;
-  in.n_txt = n_txt;
-  in.n_img = rows * cols;
-  in.img = test::random_floats(static_cast<size_t>(in.n_img * c.in_channels), seed, -2.0f, 2.0f);
-  in.txt = test::random_floats(static_cast<size_t>(n_txt * c.context_in_dim), seed + 1, -1.0f, 1.0f);
-  in.y = test::random_floats(static_cast<size_t>(c.vec_in_dim), seed + 2, -1.0f, 1.0f);
-  in.ids = flux_position_ids(n_txt, rows, cols);
-  in.timestep = 0.73f;
-  in.guidance = 3.5f;
-  return in;
-}
-
 // One model call with every op on the CPU, block by block in stack order.
 std::vector<float> cpu_forward(const FluxConfig& c, const FluxWeights& w, const test::FluxReferenceInputs& in) {
   CpuOps ops;
@@ -93,7 +77,7 @@ TEST_CASE("flux-tiny on the CPU matches the float64 reference") {
     for (auto [width, height, n_txt] : {std::tuple{48, 32, 7}, {80, 48, 4}}) {
       CAPTURE(width);
       CAPTURE(height);
-      const test::FluxReferenceInputs in = make_inputs(c, width, height, n_txt, test::test_seed(1401));
+      const test::FluxReferenceInputs in = test::make_flux_inputs(c, width, height, n_txt, test::test_seed(1401));
       const std::vector<double> want = test::flux_reference_forward(c, w, in);
       const std::vector<float> got = cpu_forward(c, w, in);
       REQUIRE(got.size() == want.size());

@@ -5,6 +5,8 @@
 #include "ferry/ggml_type.hpp"
 #include "ferry/half.hpp"
 #include "ferry/kernels/ref/quants.hpp"
+#include "ferry/models/flux/block.hpp"
+#include "support/random.hpp"
 
 namespace ferry::test {
 namespace {
@@ -155,6 +157,20 @@ struct StreamOut {
 };
 
 }  // namespace
+
+FluxReferenceInputs make_flux_inputs(const FluxConfig& c, int64_t width, int64_t height, int64_t n_txt, uint64_t seed) {
+  FluxReferenceInputs in;
+  const int64_t rows = height / 16, cols = width / 16;
+  in.n_txt = n_txt;
+  in.n_img = rows * cols;
+  in.img = random_floats(static_cast<size_t>(in.n_img * c.in_channels), seed, -2.0f, 2.0f);
+  in.txt = random_floats(static_cast<size_t>(n_txt * c.context_in_dim), seed + 1, -1.0f, 1.0f);
+  in.y = random_floats(static_cast<size_t>(c.vec_in_dim), seed + 2, -1.0f, 1.0f);
+  in.ids = flux_position_ids(n_txt, rows, cols);
+  in.timestep = 0.73f;
+  in.guidance = 3.5f;
+  return in;
+}
 
 std::vector<double> flux_reference_forward(const FluxConfig& c, const FluxWeights& w, const FluxReferenceInputs& in) {
   const int64_t H = c.hidden, M = c.mlp_hidden, hd = c.head_dim, heads = c.n_head;

@@ -24,6 +24,10 @@ struct FluxReferenceInputs {
   float guidance = 3.5f;   // ignored without guidance_in
 };
 
+// Random inputs of one model call for an image of width x height pixels (16 pixels per packed latent) and n_txt
+// text tokens, from `seed`; timestep 0.73, guidance 3.5.
+FluxReferenceInputs make_flux_inputs(const FluxConfig& c, int64_t width, int64_t height, int64_t n_txt, uint64_t seed);
+
 // The velocity [n_img, in_channels].
 std::vector<double> flux_reference_forward(const FluxConfig& c, const FluxWeights& w, const FluxReferenceInputs& in);
 

@@ -34,10 +34,13 @@ size_t attention_bytes(const FluxConfig& c, int64_t n_tokens) {
   return round_up(most, device_sizing::kScratchAlign);
 }
 
+// Floats per token of the region that holds xn, q, k, v and the FP16 K and V until attention, and linear2's input
+// [attn | gelu(mlp)] after it (single blocks): 5 h for Flux's proportions (mlp_hidden = 4 h) either way.
+int64_t shared_width(const FluxConfig& c) { return std::max(5 * c.hidden, c.hidden + c.mlp_hidden); }
+
 size_t buffer_floats(const FluxConfig& c, int64_t T) {
-  const auto h = static_cast<size_t>(c.hidden), m = static_cast<size_t>(c.mlp_hidden), t = static_cast<size_t>(T);
-  // six [T, h] buffers, mlp, cat, the modulation vectors, K and V in FP16 (half a float each)
-  return t * (6 * h + m + (h + m)) + 12 * h + t * h;
+  // the shared region, attn and proj [T, h], mlp [T, mlp_hidden], the modulation vectors of both streams
+  return static_cast<size_t>(T * (shared_width(c) + 2 * c.hidden + c.mlp_hidden) + 12 * c.hidden);
 }
 
 // A linear's output rows [first, first + n) as a matrix of their own: rows are consecutive in GGML layout.
@@ -116,17 +119,18 @@ FluxBlockBuffers FluxBlockBuffers::carve(const FluxConfig& c, int64_t T, Device 
     return r;
   };
   const int64_t h = c.hidden, m = c.mlp_hidden;
-  b.xn = take(T * h);
-  b.q = take(T * h);
-  b.k = take(T * h);
-  b.v = take(T * h);
+  float* shared = take(T * shared_width(c));
+  b.xn = shared;
+  b.q = shared + T * h;
+  b.k = shared + 2 * T * h;
+  b.v = shared + 3 * T * h;
+  b.k16 = reinterpret_cast<uint16_t*>(shared + 4 * T * h);  // K then V, T x h halves each
+  b.v16 = b.k16 + T * h;
+  b.cat = shared;  // written only after attention, when everything above is dead
   b.attn = take(T * h);
   b.proj = take(T * h);
   b.mlp = take(T * m);
-  b.cat = take(T * (h + m));
   b.mod = take(12 * h);
-  b.k16 = reinterpret_cast<uint16_t*>(take(T * h));  // K then V, T x h halves each
-  b.v16 = b.k16 + T * h;
   if (device == Device::GPU) {
     float* scratch = ws + round_up(buffer_floats(c, T), kScratchAlignFloats);
     b.attention = {reinterpret_cast<std::byte*>(scratch), attention_bytes(c, T)};

@@ -9,6 +9,7 @@
 #include "ferry/kernels/cpu/ops.hpp"
 #include "ferry/models/llama/block.hpp"
 #include "ferry/models/llama/profile.hpp"
+#include "ferry/models/stack_support.hpp"
 #include "ferry/offload/gpu.hpp"
 #include "ferry/offload/host_memory.hpp"
 #include "ferry/offload/size_parse.hpp"
@@ -23,23 +24,6 @@ SchedulerOptions scheduler_options(const LlamaRunnerOptions& o) {
   s.prefetch_depth = o.prefetch_depth;
   s.trace_path = o.trace_path;
   return s;
-}
-
-std::vector<const Layer*> pointers(const std::vector<std::unique_ptr<Layer>>& layers) {
-  std::vector<const Layer*> out;
-  for (const auto& l : layers) out.push_back(l.get());
-  return out;
-}
-
-// This machine as the planner sees it. The context overhead is measured first: it must see the device before
-// anything else creates the context.
-DeviceProfile this_device() {
-  DeviceProfile d;
-  d.has_gpu = gpu_available();
-  if (!d.has_gpu) return d;
-  d.context_bytes = gpu_context_overhead_bytes();
-  d.name = gpu_name();
-  return d;
 }
 
 // The plan for the layers of a context of n_ctx positions.
@@ -85,7 +69,7 @@ std::vector<std::unique_ptr<Layer>> make_llama_layers(const LlamaConfig& config,
 LlamaRunner::LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options)
     : m_config(config), m_weights(weights), m_options(options) {
   build_layers();
-  const DeviceProfile device = this_device();
+  const DeviceProfile device = this_device_profile();
   Plan plan;
   try {
     plan = plan_for(m_config, m_weights, m_options, device);
@@ -133,7 +117,7 @@ void LlamaRunner::build_scheduler(std::vector<Placement> placements) {
   check_host_memory(placements);
   m_x.resize(static_cast<size_t>(m_options.max_tokens * m_config.n_embd));
   m_scheduler =
-      std::make_unique<LayerScheduler>(pointers(m_layers), std::move(placements), scheduler_options(m_options));
+      std::make_unique<LayerScheduler>(layer_pointers(m_layers), std::move(placements), scheduler_options(m_options));
 }
 
 void LlamaRunner::check_host_memory(const std::vector<Placement>& placements) const {
@@ -142,7 +126,7 @@ void LlamaRunner::check_host_memory(const std::vector<Placement>& placements) co
     LlamaRunnerOptions o = m_options;
     o.n_ctx = n;
     const auto layers = make_llama_layers(m_config, m_weights, n, o.all_logits);
-    return scheduler_host_memory(pointers(layers), placements, scheduler_options(o));
+    return scheduler_host_memory(layer_pointers(layers), placements, scheduler_options(o));
   };
   const HostMemoryNeed need = need_at(m_options.n_ctx);
   if (need.total() <= available.bytes) return;

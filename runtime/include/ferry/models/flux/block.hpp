@@ -38,12 +38,13 @@ struct FluxStepView {
 // Activations of one block for up to n_tokens tokens, carved from one float workspace; on the GPU the attention
 // scratch follows them.
 struct FluxBlockBuffers {
-  float *xn, *q, *k, *v, *attn, *proj;  // [T, hidden]
-  float* mlp;                           // [T, mlp_hidden]
-  float* cat;                           // [T, hidden + mlp_hidden]: linear2's input (single blocks)
-  float* mod;                           // [12 * hidden]: the modulation vectors of both streams
-  uint16_t *k16, *v16;                  // [T, hidden] FP16: attention's K and V
-  std::span<std::byte> attention;       // GPU attention scratch; empty on the CPU
+  float *xn, *q, *k, *v;           // [T, hidden], dead after attention
+  uint16_t *k16, *v16;             // [T, hidden] FP16: attention's K and V
+  float* cat;                      // [T, hidden + mlp_hidden]: linear2's input (single blocks), over the buffers above
+  float *attn, *proj;              // [T, hidden]
+  float* mlp;                      // [T, mlp_hidden]
+  float* mod;                      // [12 * hidden]: the modulation vectors of both streams
+  std::span<std::byte> attention;  // GPU attention scratch; empty on the CPU
 
   static size_t workspace_floats(const FluxConfig& c, int64_t n_tokens, Device device);
   static FluxBlockBuffers carve(const FluxConfig& c, int64_t n_tokens, Device device, float* workspace);
