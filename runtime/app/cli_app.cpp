@@ -18,6 +18,7 @@ CommandLine::CommandLine()
   remember(add_run_command(*m_app));
   remember(add_perplexity_command(*m_app));
   remember(add_tokenize_command(*m_app));
+  remember(add_flux_step_command(*m_app));
 }
 
 CommandLine::~CommandLine() = default;

@@ -18,5 +18,6 @@ Action add_make_model_command(CLI::App& app);
 Action add_run_command(CLI::App& app);
 Action add_perplexity_command(CLI::App& app);
 Action add_tokenize_command(CLI::App& app);
+Action add_flux_step_command(CLI::App& app);
 
 }  // namespace ferry::cli
