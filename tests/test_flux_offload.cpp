@@ -145,3 +145,27 @@ TEST_CASE("the modulation linears are one-vector matmuls: no GEMM scratch at T t
   const GpuSizing counted = gpu_sizing(std::span(&as_matrices, 1), gpu, options);
   CHECK(counted.activation_fp16_elems == static_cast<size_t>(4608 * h));
 }
+
+TEST_CASE("the scheduler refuses step inputs beyond what it was sized for; Flux layers refuse a step without them") {
+  test::TempDir dir;
+  const Model m = write_and_open(dir, "flux-tiny", ModelFileType::Q8_0);
+  const FluxConfig& c = m.config;
+  FluxRunnerOptions o;
+  o.max_tokens = 16;
+  const auto layers = make_flux_layers(c, m.weights);
+  std::vector<const Layer*> pointers;
+  for (const auto& l : layers) pointers.push_back(l.get());
+  const SchedulerOptions options = flux_scheduler_options(c, o);
+  CHECK(options.step_input_floats == FluxStepInputs::kHeader + 256 + 16 * 3);
+  LayerScheduler scheduler(pointers, std::vector<Placement>(layers.size(), Placement::CPU), options);
+  std::vector<float> x(static_cast<size_t>(16 * c.hidden), 1.0f);
+  std::vector<float> inputs(options.step_input_floats + 1, 0.0f);
+  StepContext step;
+  step.n_tokens = 13;
+  step.inputs = inputs;
+  std::string msg = test::error_of([&] { scheduler.step(x.data(), step); }, ErrorCategory::INVALID_ARGUMENT);
+  CHECK(msg.find("sized for " + std::to_string(options.step_input_floats)) != std::string::npos);
+  step.inputs = {};
+  msg = test::error_of([&] { scheduler.step(x.data(), step); }, ErrorCategory::INTERNAL);
+  CHECK(msg.find("layer 'img_in': the step carries no Flux inputs") != std::string::npos);
+}
