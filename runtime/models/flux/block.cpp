@@ -94,12 +94,11 @@ void joint_attention(Ops& ops, const FluxConfig& c, const FluxStepView& step, co
   ops.attention(attention_shape(c, T), b.q, b.k16, b.v16, b.attn, b.attention);
 }
 
-void check_step(const FluxConfig& c, const FluxStepView& step, const char* what) {
+void check_step(const FluxStepView& step, const char* what) {
   if (step.n_txt < 0 || step.n_img < 1 || step.silu_vec == nullptr || step.positions == nullptr)
     fail(ErrorCategory::INVALID_ARGUMENT, std::string(what) + ": a step of " + std::to_string(step.n_txt) +
                                               " text and " + std::to_string(step.n_img) +
                                               " image tokens (at least one image token, and the conditioning)");
-  (void)c;
 }
 
 }  // namespace
@@ -140,7 +139,7 @@ FluxBlockBuffers FluxBlockBuffers::carve(const FluxConfig& c, int64_t T, Device 
 
 void flux_double_block_forward(Ops& ops, const FluxConfig& c, const FluxDoubleWeights& w, const FluxStepView& step,
                                const FluxBlockBuffers& b, float* x) {
-  check_step(c, step, "flux double block");
+  check_step(step, "flux double block");
   const int64_t h = c.hidden, m = c.mlp_hidden;
   struct Stream {
     const FluxStreamWeights& w;
@@ -176,7 +175,7 @@ void flux_double_block_forward(Ops& ops, const FluxConfig& c, const FluxDoubleWe
 
 void flux_single_block_forward(Ops& ops, const FluxConfig& c, const FluxSingleWeights& w, const FluxStepView& step,
                                const FluxBlockBuffers& b, float* x) {
-  check_step(c, step, "flux single block");
+  check_step(step, "flux single block");
   const int64_t h = c.hidden, m = c.mlp_hidden, T = step.n_tokens();
   modulation(ops, w.modulation, step, b.mod);  // shift, scale, gate
   norm_modulate(ops, c, x, b.mod, b.mod + h, b.xn, T);
@@ -195,13 +194,16 @@ void flux_single_block_forward(Ops& ops, const FluxConfig& c, const FluxSingleWe
 
 void flux_text_input(Ops& ops, const FluxConfig& c, const FluxLinear& txt_in, const float* txt, int64_t n_txt,
                      float* x) {
+  if (txt_in.weight.n_cols != c.context_in_dim || txt_in.weight.n_rows != c.hidden)
+    fail(ErrorCategory::INVALID_ARGUMENT, "flux txt_in: a " + std::to_string(txt_in.weight.n_cols) + " -> " +
+                                              std::to_string(txt_in.weight.n_rows) + " linear for a model of width " +
+                                              std::to_string(c.hidden));
   if (n_txt > 0) linear(ops, txt_in, txt, n_txt, x);
-  (void)c;
 }
 
 void flux_input_forward(Ops& ops, const FluxConfig& c, const FluxLinear& img_in, const FluxStepView& step, float* x,
                         float* scratch) {
-  check_step(c, step, "flux input layer");
+  check_step(step, "flux input layer");
   float* img = x + step.n_txt * c.hidden;
   ops.copy_rows(img, c.hidden, scratch, c.in_channels, step.n_img, c.in_channels);
   linear(ops, img_in, scratch, step.n_img, img);
@@ -209,7 +211,7 @@ void flux_input_forward(Ops& ops, const FluxConfig& c, const FluxLinear& img_in,
 
 void flux_final_forward(Ops& ops, const FluxConfig& c, const FluxLinear& mod, const FluxLinear& out_linear,
                         const FluxStepView& step, const float* x, float* scratch, float* out) {
-  check_step(c, step, "flux final layer");
+  check_step(step, "flux final layer");
   const int64_t h = c.hidden;
   float* shift_scale = scratch;  // the reference chunks adaLN's output into shift, then scale
   float* xn = scratch + 2 * h;
