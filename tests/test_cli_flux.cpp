@@ -48,7 +48,8 @@ fs::path make_flux_tiny(const fs::path& dir, const std::string& type) {
 
 TEST_CASE("ferry flux-step without a model samples the built-in model, reproducibly") {
   TempDir dir;
-  const RunSpec spec{false, "", {{"FERRY_CACHE_DIR", (dir.path() / "cache").string()}}};
+  RunSpec spec;
+  spec.env = {{"FERRY_CACHE_DIR", (dir.path() / "cache").string()}};
   const std::vector<std::string> args = {
       "flux-step", "--image", "64x48", "--steps", "3", "--policy", "cpu-all", "--out", (dir.path() / "a").string()};
   const Result r = run_ferry(args, dir.path(), spec);
