@@ -510,7 +510,8 @@ TEST_CASE("ferry make-model: writes the same file as the library, and refuses ba
   TempFile never("never.gguf");
   const Run flux = run_ferry("make-model --arch flux --preset tiny -o " + never.path().string());
   CHECK(flux.status == 2);  // a wrong flag value: a usage error
-  CHECK(flux.output.find("architecture 'flux' is not supported") != std::string::npos);
+  CHECK(flux.output.find("'tiny' is not a flux preset") != std::string::npos);
+  CHECK(flux.output.find("flux-tiny") != std::string::npos);
   const Run mismatch = run_ferry("make-model --arch qwen2 --preset tiny -o " + never.path().string());
   CHECK(mismatch.status == 2);  // qwen2 needs tensors a llama preset has not
   CHECK(mismatch.output.find("preset 'tiny' is a llama model, not qwen2") != std::string::npos);

@@ -1,5 +1,6 @@
 #include "ferry/kernels/cpu/cpu_ops.hpp"
 
+#include <cstring>
 #include <string>
 
 #include "ferry/error.hpp"
@@ -60,6 +61,25 @@ void CpuOps::gelu_tanh(const float* x, float* y, int64_t n) { cpu::gelu_tanh(x, 
 void CpuOps::add(const float* a, const float* b, float* y, int64_t n) { cpu::add(a, b, y, n); }
 void CpuOps::add_bias(const float* x, const float* bias, float* y, int64_t rows, int64_t n) {
   cpu::add_bias(x, bias, y, rows, n);
+}
+void CpuOps::modulate(const float* x, const float* shift, const float* scale, float* y, int64_t rows, int64_t n) {
+  cpu::modulate(x, shift, scale, y, rows, n);
+}
+void CpuOps::gated_add(float* residual, const float* gate, const float* x, int64_t rows, int64_t n) {
+  cpu::gated_add(residual, gate, x, rows, n);
+}
+void CpuOps::rope_multi_axis(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const float* positions,
+                             std::span<const int32_t> axes_dim, float theta) {
+  cpu::rope_multi_axis(x, n_tokens, n_head, head_dim, positions, axes_dim.data(), static_cast<int32_t>(axes_dim.size()),
+                       theta);
+}
+void CpuOps::copy_rows(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t n) {
+  if (rows < 0 || n < 0 || src_stride < n || dst_stride < n)
+    fail(ErrorCategory::INVALID_ARGUMENT, "copy_rows: " + std::to_string(rows) + " rows of " + std::to_string(n) +
+                                              " with strides " + std::to_string(src_stride) + " and " +
+                                              std::to_string(dst_stride));
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(dst + r * dst_stride, src + r * src_stride, static_cast<size_t>(n) * sizeof(float));
 }
 
 }  // namespace ferry

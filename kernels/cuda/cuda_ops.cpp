@@ -2,7 +2,9 @@
 
 #include <cuda_fp16.h>
 
+#include "ferry/error.hpp"
 #include "ferry/kernels/cuda/attention.cuh"
+#include "ferry/kernels/cuda/check.cuh"
 #include "ferry/kernels/cuda/elementwise.cuh"
 #include "ferry/kernels/cuda/norm.cuh"
 #include "ferry/kernels/cuda/positions.cuh"
@@ -59,6 +61,28 @@ void CudaOps::gelu_tanh(const float* x, float* y, int64_t n) { cuda::gelu_tanh(x
 void CudaOps::add(const float* a, const float* b, float* y, int64_t n) { cuda::add(a, b, y, n, m_stream); }
 void CudaOps::add_bias(const float* x, const float* bias, float* y, int64_t rows, int64_t n) {
   cuda::add_bias(x, bias, y, rows, n, m_stream);
+}
+void CudaOps::modulate(const float* x, const float* shift, const float* scale, float* y, int64_t rows, int64_t n) {
+  cuda::modulate(x, shift, scale, y, rows, n, m_stream);
+}
+void CudaOps::gated_add(float* residual, const float* gate, const float* x, int64_t rows, int64_t n) {
+  cuda::gated_add(residual, gate, x, rows, n, m_stream);
+}
+void CudaOps::rope_multi_axis(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const float* positions,
+                              std::span<const int32_t> axes_dim, float theta) {
+  cuda::rope_multi_axis(x, n_tokens, n_head, head_dim, positions, axes_dim.data(),
+                        static_cast<int32_t>(axes_dim.size()), theta, m_stream);
+}
+void CudaOps::copy_rows(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t n) {
+  if (rows < 0 || n < 0 || src_stride < n || dst_stride < n)
+    fail(ErrorCategory::INVALID_ARGUMENT, "copy_rows: " + std::to_string(rows) + " rows of " + std::to_string(n) +
+                                              " with strides " + std::to_string(src_stride) + " and " +
+                                              std::to_string(dst_stride));
+  if (rows == 0 || n == 0) return;
+  // A strided device copy is what cudaMemcpy2DAsync does at copy-engine or SM speed; no kernel of our own needed.
+  FERRY_CUDA_CHECK(cudaMemcpy2DAsync(
+      dst, static_cast<size_t>(dst_stride) * sizeof(float), src, static_cast<size_t>(src_stride) * sizeof(float),
+      static_cast<size_t>(n) * sizeof(float), static_cast<size_t>(rows), cudaMemcpyDeviceToDevice, m_stream));
 }
 
 }  // namespace ferry

@@ -27,8 +27,12 @@ CpuRunner::CpuRunner(const EngineSetup& setup)
 void CpuRunner::run(size_t index, float* x, const StepContext& step, int64_t step_index, StepStats& stats) {
   const Layer& layer = *m_setup.layers[index];
   const bool last = index + 1 == m_setup.layers.size();
-  const LayerRun run{&m_ops, reinterpret_cast<float*>(m_workspace.data()), m_workspace_floats, m_kv[index].data(),
-                     last ? output() : nullptr};
+  const LayerRun run{&m_ops,
+                     reinterpret_cast<float*>(m_workspace.data()),
+                     m_workspace_floats,
+                     m_kv[index].data(),
+                     last ? output() : nullptr,
+                     step.inputs.empty() ? nullptr : step.inputs.data()};
   std::span<const WeightTensor> tensors = layer.weights();
   // Host views are the layer's own; QuantMatrixView is what forward takes, so copy them out once per layer into a
   // small fixed buffer rather than allocating per step.

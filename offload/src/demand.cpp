@@ -30,10 +30,12 @@ LayerDemand layer_demand(const Layer& layer, int64_t max_tokens) {
   d.workspace_floats_cpu = layer.workspace_floats(max_tokens, Device::CPU);
   d.workspace_floats_gpu = layer.workspace_floats(max_tokens, Device::GPU);
   d.output_floats = layer.output_floats(max_tokens);
+  const std::vector<size_t> vectors = layer.vector_matmul_weights();
   for (size_t i : layer.matmul_weights()) {
     QuantMatrixView v = layer.weights()[i].view;
     v.data = nullptr;
-    d.matmuls.push_back(v);
+    const bool one_vector = std::find(vectors.begin(), vectors.end(), i) != vectors.end();
+    (one_vector ? d.vector_matmuls : d.matmuls).push_back(v);
   }
   return d;
 }
@@ -52,21 +54,25 @@ GpuSizing gpu_sizing(std::span<const LayerDemand> layers, std::span<const Placem
   const auto t = static_cast<size_t>(options.max_tokens);
   s.residual_floats = t * static_cast<size_t>(layers[0].width);
   if (placements.back() != Placement::CPU) s.output_floats = layers.back().output_floats;
+  s.step_input_floats = options.step_input_floats;
   const size_t cap_elems = options.fp16_scratch_limit / 2;
+  // GEMV needs no scratch, dequant_gemm a weight tile and an FP16 copy of the input.
+  auto gemm_scratch = [&](const QuantMatrixView& w, size_t tokens) {
+    const size_t elems = static_cast<size_t>(w.n_rows) * static_cast<size_t>(w.n_cols);
+    const size_t tile = std::min(elems, std::max(device_sizing::gemm_min_weight_scratch(w), cap_elems));
+    s.weight_tile_elems = std::max(s.weight_tile_elems, tile);
+    s.activation_fp16_elems = std::max(s.activation_fp16_elems, tokens * static_cast<size_t>(w.n_cols));
+  };
   for (size_t i = 0; i < layers.size(); ++i) {
     if (placements[i] == Placement::CPU) continue;
     s.workspace_floats = std::max(s.workspace_floats, layers[i].workspace_floats_gpu);
-    // GEMV needs no scratch, dequant_gemm a weight tile and an FP16 copy of the input; steps run 1..max_tokens
-    // tokens, so a matrix needs GEMM scratch if either end takes the GEMM.
-    for (const QuantMatrixView& w : layers[i].matmuls) {
-      const bool gemm =
-          !device_sizing::matmul_uses_gemv(w, 1) || !device_sizing::matmul_uses_gemv(w, options.max_tokens);
-      if (!gemm) continue;
-      const size_t elems = static_cast<size_t>(w.n_rows) * static_cast<size_t>(w.n_cols);
-      const size_t tile = std::min(elems, std::max(device_sizing::gemm_min_weight_scratch(w), cap_elems));
-      s.weight_tile_elems = std::max(s.weight_tile_elems, tile);
-      s.activation_fp16_elems = std::max(s.activation_fp16_elems, t * static_cast<size_t>(w.n_cols));
-    }
+    // Steps run 1..max_tokens tokens, so a matrix needs GEMM scratch if either end takes the GEMM.
+    for (const QuantMatrixView& w : layers[i].matmuls)
+      if (!device_sizing::matmul_uses_gemv(w, 1) || !device_sizing::matmul_uses_gemv(w, options.max_tokens))
+        gemm_scratch(w, t);
+    // One vector whatever the step: the GEMV, unless the kernel cannot read the matrix (then a one-row GEMM).
+    for (const QuantMatrixView& w : layers[i].vector_matmuls)
+      if (!device_sizing::matmul_uses_gemv(w, 1)) gemm_scratch(w, 1);
   }
   return s;
 }
@@ -83,8 +89,8 @@ MemoryPlanInput memory_plan_input(std::span<const LayerDemand> layers, std::span
   const GpuSizing sizing = gpu_sizing(layers, placements, options);
   input.context_bytes = context_bytes;
   input.fp16_scratch_bytes = align_up(sizing.weight_tile_elems * 2) + align_up(sizing.activation_fp16_elems * 2);
-  input.activation_bytes =
-      align_up(sizing.residual_floats * 4) + align_up(sizing.workspace_floats * 4) + align_up(sizing.output_floats * 4);
+  input.activation_bytes = align_up(sizing.residual_floats * 4) + align_up(sizing.workspace_floats * 4) +
+                           align_up(sizing.output_floats * 4) + align_up(sizing.step_input_floats * 4);
   input.cublas_workspace_bytes = options.cublas_workspace_bytes;
   return input;
 }
@@ -110,8 +116,9 @@ HostMemoryNeed host_memory_need(std::span<const LayerDemand> layers, std::span<c
   }
   const uint64_t output = layers.back().output_floats * sizeof(float);
   need.buffers = workspace_floats * sizeof(float) + output;
-  if (any_gpu(placements))  // pinned step input/output and the pinned copy of a GPU layer's output
-    need.buffers += static_cast<uint64_t>(options.max_tokens) * layers[0].width * sizeof(float) + output;
+  if (any_gpu(placements))  // pinned step input/output, the pinned copy of a GPU layer's output, of the step inputs
+    need.buffers += static_cast<uint64_t>(options.max_tokens) * layers[0].width * sizeof(float) + output +
+                    options.step_input_floats * sizeof(float);
   return need;
 }
 

@@ -148,6 +148,10 @@ void LayerScheduler::step(float* x, const StepContext& step) {
     fail(ErrorCategory::INVALID_ARGUMENT, "scheduler: step over " + std::to_string(n_tokens) +
                                               " tokens; this scheduler was sized for 1.." +
                                               std::to_string(setup.options.max_tokens) + " (max_tokens)");
+  if (step.inputs.size() > setup.options.step_input_floats)
+    fail(ErrorCategory::INVALID_ARGUMENT, "scheduler: step given " + std::to_string(step.inputs.size()) +
+                                              " input floats; this scheduler was sized for " +
+                                              std::to_string(setup.options.step_input_floats) + " (step_input_floats)");
   StepStats& stats = m_impl->last;
   stats = StepStats{};
   stats.step = m_impl->steps;

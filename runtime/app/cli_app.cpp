@@ -22,6 +22,7 @@ CommandLine::CommandLine()
   remember(add_plan_command(*m_app));
   remember(add_calibrate_command(*m_app));
   remember(add_bench_command(*m_app));
+  remember(add_flux_step_command(*m_app));
 }
 
 CommandLine::~CommandLine() = default;

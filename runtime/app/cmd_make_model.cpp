@@ -6,12 +6,14 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "commands.hpp"
 #include "ferry/error.hpp"
+#include "ferry/models/flux/maker.hpp"
 #include "ferry/models/model_maker.hpp"
 #include "ferry/models/model_presets.hpp"
 
@@ -63,20 +65,70 @@ class ProgressBar {
   bool m_drawn = false;
 };
 
+ModelFileType file_type_of(const MakeModelCliOptions& o) {
+  const auto type = parse_model_file_type(o.type);
+  if (!type)
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         "make-model: unknown --type '" + o.type + "' (types: " + model_file_type_names() + ")");
+  return *type;
+}
+
+// Writes through `write` with the progress bar and prints the summary line.
+using WriteFn = std::function<void(const MakeModelOptions&, const GgufWriter::Progress&)>;
+int write_and_report(const MakeModelCliOptions& o, ModelFileType type, std::string_view arch, const WriteFn& write) {
+  MakeModelOptions options;
+  options.type = type;
+  options.seed = o.seed;
+  options.name = o.name;
+  const auto start = Clock::now();
+  std::unique_ptr<ProgressBar> bar;
+  if (isatty(fileno(stderr))) bar = std::make_unique<ProgressBar>(start);
+  size_t n_tensors = 0;
+  uint64_t n_bytes = 0;
+  write(options, [&](size_t done, size_t total, uint64_t bytes, uint64_t total_bytes) {
+    n_tensors = total;
+    n_bytes = total_bytes;
+    if (bar) bar->update(done, total, bytes, total_bytes);
+  });
+  bar.reset();  // ends the progress line before the summary
+  const double elapsed = seconds_since(start);
+  std::printf("wrote %s: %.*s %s %.*s seed %llu, %zu tensors, %.3f GB of tensor data in %.1f s (%.2f GB/s)\n",
+              o.output.c_str(), static_cast<int>(arch.size()), arch.data(), o.preset.c_str(),
+              static_cast<int>(model_file_type_name(type).size()), model_file_type_name(type).data(),
+              static_cast<unsigned long long>(o.seed), n_tensors, static_cast<double>(n_bytes) / 1e9, elapsed,
+              elapsed > 0.0 ? static_cast<double>(n_bytes) / 1e9 / elapsed : 0.0);
+  return 0;
+}
+
+int run_make_flux(const MakeModelCliOptions& o) {
+  const FluxPreset* preset = find_flux_preset(o.preset);
+  if (preset == nullptr)
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         "make-model: '" + o.preset + "' is not a flux preset (flux presets: " + flux_preset_names() + ")");
+  const ModelFileType type = file_type_of(o);
+  return write_and_report(o, type, "flux", [&](const MakeModelOptions& options, const GgufWriter::Progress& progress) {
+    write_flux_model(preset->config, preset->name, options, o.output, progress);
+  });
+}
+
 int run_make_model(const MakeModelCliOptions& o) {
+  if (o.arch == "flux" || (o.arch.empty() && find_flux_preset(o.preset) != nullptr)) return run_make_flux(o);
+  if (find_flux_preset(o.preset) != nullptr)
+    fail(ErrorCategory::INVALID_ARGUMENT, "make-model: preset '" + o.preset + "' is a flux model, not " + o.arch);
   // --arch and --preset are flags: a wrong value is a usage error (exit 2), as a wrong --type is.
   LlamaShape shape = [&]() -> const LlamaShape& {
     try {
       return llama_preset(o.preset);
     } catch (const Error& e) {  // NOT_FOUND, with the list of presets
-      fail(ErrorCategory::INVALID_ARGUMENT, std::string("make-model: ") + e.what());
+      fail(ErrorCategory::INVALID_ARGUMENT,
+           std::string("make-model: ") + e.what() + " (flux presets: " + flux_preset_names() + ")");
     }
   }();
   if (!o.arch.empty()) {
     const std::optional<LlamaArch> arch = parse_llama_arch(o.arch);
     if (!arch)
       fail(ErrorCategory::INVALID_ARGUMENT,
-           "make-model: architecture '" + o.arch + "' is not supported (supported: " + llama_arch_names() + ")");
+           "make-model: architecture '" + o.arch + "' is not supported (supported: " + llama_arch_names() + ", flux)");
     // llama and mistral name the same block: a llama preset may be written under either name. Other architectures
     // have tensors of their own, so their presets are theirs.
     auto llama_like = [](LlamaArch a) { return a == LlamaArch::LLAMA || a == LlamaArch::MISTRAL; };
@@ -85,34 +137,11 @@ int run_make_model(const MakeModelCliOptions& o) {
                                                 std::string(llama_arch_name(shape.arch)) + " model, not " + o.arch);
     shape.arch = *arch;
   }
-  const auto type = parse_model_file_type(o.type);
-  if (!type)
-    fail(ErrorCategory::INVALID_ARGUMENT,
-         "make-model: unknown --type '" + o.type + "' (types: " + model_file_type_names() + ")");
-
-  MakeModelOptions options;
-  options.type = *type;
-  options.seed = o.seed;
-  options.name = o.name;
-  const auto start = Clock::now();
-  std::unique_ptr<ProgressBar> bar;
-  if (isatty(fileno(stderr))) bar = std::make_unique<ProgressBar>(start);
-  size_t n_tensors = 0;
-  uint64_t n_bytes = 0;
-  write_llama_model(shape, options, o.output, [&](size_t done, size_t total, uint64_t bytes, uint64_t total_bytes) {
-    n_tensors = total;
-    n_bytes = total_bytes;
-    if (bar) bar->update(done, total, bytes, total_bytes);
-  });
-  bar.reset();  // ends the progress line before the summary
-  const double elapsed = seconds_since(start);
-  std::printf("wrote %s: %.*s %.*s %.*s seed %llu, %zu tensors, %.3f GB of tensor data in %.1f s (%.2f GB/s)\n",
-              o.output.c_str(), static_cast<int>(llama_arch_name(shape.arch).size()),
-              llama_arch_name(shape.arch).data(), static_cast<int>(shape.name.size()), shape.name.data(),
-              static_cast<int>(model_file_type_name(*type).size()), model_file_type_name(*type).data(),
-              static_cast<unsigned long long>(o.seed), n_tensors, static_cast<double>(n_bytes) / 1e9, elapsed,
-              elapsed > 0.0 ? static_cast<double>(n_bytes) / 1e9 / elapsed : 0.0);
-  return 0;
+  const ModelFileType type = file_type_of(o);
+  return write_and_report(o, type, llama_arch_name(shape.arch),
+                          [&](const MakeModelOptions& options, const GgufWriter::Progress& progress) {
+                            write_llama_model(shape, options, o.output, progress);
+                          });
 }
 
 }  // namespace
@@ -120,9 +149,9 @@ int run_make_model(const MakeModelCliOptions& o) {
 Action add_make_model_command(CLI::App& app) {
   auto options = std::make_shared<MakeModelCliOptions>();
   CLI::App* sub = app.add_subcommand("make-model", "Write a synthetic model with a real model's exact shapes");
-  sub->add_option("--arch", options->arch,
-                  "Architecture (" + llama_arch_names() + "; default: the preset's; flux is not yet supported)");
-  sub->add_option("--preset", options->preset, "Shape preset: " + llama_preset_names())->required();
+  sub->add_option("--arch", options->arch, "Architecture (" + llama_arch_names() + ", flux; default: the preset's)");
+  sub->add_option("--preset", options->preset, "Shape preset: " + llama_preset_names() + ", " + flux_preset_names())
+      ->required();
   sub->add_option("--type", options->type, "Tensor type: " + model_file_type_names())->capture_default_str();
   sub->add_option("-o,--output", options->output, "Output GGUF file (written atomically)")->required();
   sub->add_option("--seed", options->seed, "Seed: the same seed gives a byte-identical file")->capture_default_str();

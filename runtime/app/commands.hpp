@@ -22,5 +22,6 @@ Action add_tokenize_command(CLI::App& app);
 Action add_plan_command(CLI::App& app);
 Action add_calibrate_command(CLI::App& app);
 Action add_bench_command(CLI::App& app);
+Action add_flux_step_command(CLI::App& app);
 
 }  // namespace ferry::cli

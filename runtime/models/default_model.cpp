@@ -5,6 +5,7 @@
 #include <system_error>
 
 #include "ferry/error.hpp"
+#include "ferry/models/flux/maker.hpp"
 #include "ferry/models/model_maker.hpp"
 #include "ferry/models/model_presets.hpp"
 #include "ferry/models/pip_fetch.hpp"
@@ -36,6 +37,18 @@ fs::path ensure_synthetic_model(const DefaultModelLog& log) {
 }
 
 }  // namespace
+
+fs::path ensure_default_flux_model(const DefaultModelLog& log) {
+  const fs::path dir = ferry_cache_dir();
+  const fs::path path = dir / "default-flux-small-q4_0-seed1.gguf";  // seed and type in the name, as above
+  if (fs::exists(path)) return path;
+  fs::create_directories(dir);
+  if (log) log("generating the built-in Flux-shaped model at " + path.string() + " (once)");
+  const FluxPreset* preset = find_flux_preset("flux-small");
+  write_flux_model(preset->config, preset->name, MakeModelOptions{ModelFileType::Q4_0, 1, 32, "ferry default flux"},
+                   path);
+  return path;
+}
 
 DefaultModelChoice default_model_choice() {
   const char* value = std::getenv("FERRY_DEFAULT_MODEL");

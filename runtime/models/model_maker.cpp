@@ -170,6 +170,10 @@ GgmlType llama_tensor_type(ModelFileType file_type, LlamaTensorRole role, int64_
                                             llama_uses_more_bits(layer, n_layer));
     if (wider) type = GgmlType::Q6_K;
   }
+  return type_for_row(type, ne0);
+}
+
+GgmlType type_for_row(GgmlType type, int64_t ne0) noexcept {
   if (ne0 % type_traits(type).block_size != 0) type = k_quant_fallback(type);
   if (ne0 % type_traits(type).block_size != 0) type = GgmlType::F16;
   return type;
@@ -265,17 +269,31 @@ void fill_synthetic_tensor(const SyntheticTensor& tensor, uint64_t seed, std::sp
 
 // ---- the model ---------------------------------------------------------------------------------------------------
 
+void set_general_metadata(GgufWriter& w, std::string_view arch, std::string_view preset,
+                          const MakeModelOptions& options) {
+  w.set("general.architecture", GgufValue::string(std::string(arch)));
+  w.set("general.name", GgufValue::string(options.name.empty() ? "synthetic " + std::string(preset) : options.name));
+  w.set("general.file_type", GgufValue::scalar(gguf_file_type_id(options.type)));
+  w.set("general.quantization_version", GgufValue::scalar(uint32_t{2}));  // the current ggml block layouts
+}
+
+void add_synthetic_tensors(GgufWriter& w, std::vector<SyntheticTensor> tensors, uint64_t seed) {
+  for (SyntheticTensor& t : tensors) {
+    std::string name = t.name;
+    const GgmlType type = t.type;
+    std::vector<int64_t> ne = t.ne;
+    w.add_tensor(std::move(name), type, std::move(ne),
+                 [tensor = std::move(t), seed](std::span<std::byte> out) { fill_synthetic_tensor(tensor, seed, out); });
+  }
+}
+
 GgufWriter make_llama_model(const LlamaShape& shape, const MakeModelOptions& options) {
   std::vector<SyntheticTensor> tensors = plan_llama_tensors(shape, options.type);
   GgufWriter w(options.alignment);
   auto u32 = [](int64_t v) { return GgufValue::scalar(static_cast<uint32_t>(v)); };
 
   const std::string arch(llama_arch_name(shape.arch));
-  w.set("general.architecture", GgufValue::string(arch));
-  w.set("general.name",
-        GgufValue::string(options.name.empty() ? "synthetic " + std::string(shape.name) : options.name));
-  w.set("general.file_type", GgufValue::scalar(gguf_file_type_id(options.type)));
-  w.set("general.quantization_version", GgufValue::scalar(uint32_t{2}));  // the current ggml block layouts
+  set_general_metadata(w, arch, shape.name, options);
 
   w.set(arch + ".vocab_size", u32(shape.n_vocab));
   w.set(arch + ".context_length", u32(shape.n_ctx_train));
@@ -304,14 +322,7 @@ GgufWriter make_llama_model(const LlamaShape& shape, const MakeModelOptions& opt
   w.set("tokenizer.ggml.add_bos_token", GgufValue::scalar(true));
   w.set("tokenizer.ggml.add_eos_token", GgufValue::scalar(false));
 
-  const uint64_t seed = options.seed;
-  for (SyntheticTensor& t : tensors) {
-    std::string name = t.name;
-    const GgmlType type = t.type;
-    std::vector<int64_t> ne = t.ne;
-    w.add_tensor(std::move(name), type, std::move(ne),
-                 [tensor = std::move(t), seed](std::span<std::byte> out) { fill_synthetic_tensor(tensor, seed, out); });
-  }
+  add_synthetic_tensors(w, std::move(tensors), options.seed);
   return w;
 }
 

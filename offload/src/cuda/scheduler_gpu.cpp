@@ -108,6 +108,7 @@ class GpuEngine final : public Engine {
   PinnedHostPool m_pool;
   HostBlock m_io;         // pinned [max_tokens, width] floats: step input/output and CPU layers' activations
   HostBlock m_io_output;  // pinned copy of the last layer's output, when it runs on the GPU
+  HostBlock m_io_inputs;  // pinned staging of StepContext::inputs
   CpuRunner m_cpu;
 
   std::vector<GpuLayer> m_layers;
@@ -124,6 +125,8 @@ class GpuEngine final : public Engine {
   float* m_x = nullptr;
   float* m_workspace = nullptr;
   float* m_output = nullptr;           // device output of the last layer (null when it runs on the CPU or has none)
+  float* m_inputs = nullptr;           // device copy of the step's inputs (null when the stack takes none)
+  bool m_has_inputs = false;           // this step carries inputs
   void* m_cublas_workspace = nullptr;  // shared by cuBLAS (set on the handle) and cuBLASLt (via GemmScratch)
   void* m_weight_scratch = nullptr;
   void* m_activation_scratch = nullptr;
@@ -147,6 +150,8 @@ GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const Gpu
   m_workspace = m_arena.allocate_array<float>(MemoryCategory::ACTIVATIONS, sizing.workspace_floats, "layer workspace");
   if (sizing.output_floats > 0)
     m_output = m_arena.allocate_array<float>(MemoryCategory::ACTIVATIONS, sizing.output_floats, "output");
+  if (sizing.step_input_floats > 0)
+    m_inputs = m_arena.allocate_array<float>(MemoryCategory::ACTIVATIONS, sizing.step_input_floats, "step inputs");
   m_weight_scratch = m_arena.allocate(MemoryCategory::FP16_SCRATCH, sizing.weight_tile_elems * 2, "fp16 weight tile");
   m_activation_scratch =
       m_arena.allocate(MemoryCategory::FP16_SCRATCH, sizing.activation_fp16_elems * 2, "fp16 activations");
@@ -178,6 +183,8 @@ GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const Gpu
   m_io = HostBlock::allocate(sizing.residual_floats * sizeof(float), true, false, &ignored);
   if (m_output != nullptr)
     m_io_output = HostBlock::allocate(sizing.output_floats * sizeof(float), true, false, &ignored);
+  if (m_inputs != nullptr)
+    m_io_inputs = HostBlock::allocate(sizing.step_input_floats * sizeof(float), true, false, &ignored);
 
   for (size_t i = 0; i < setup.layers.size(); ++i) {
     const Layer& layer = *setup.layers[i];
@@ -232,6 +239,7 @@ LayerRun GpuEngine::run_of(size_t layer) {
   run.workspace_floats = m_sizing.workspace_floats;
   run.kv_cache = m_layers[layer].kv;
   if (layer + 1 == m_layers.size()) run.output = m_output;
+  if (m_has_inputs) run.inputs = m_inputs;
   return run;
 }
 
@@ -284,6 +292,12 @@ void GpuEngine::run_step(float* x, const StepContext& step, int64_t step_index, 
   std::memcpy(io, x, x_bytes);  // host work, before the step's first event: gpu_ms covers device work only
   FERRY_CUDA_CHECK(cudaEventRecord(m_step_begin.get(), compute));
   FERRY_CUDA_CHECK(cudaMemcpyAsync(m_x, io, x_bytes, cudaMemcpyHostToDevice, compute));
+  m_has_inputs = !step.inputs.empty();
+  if (m_has_inputs) {  // the pinned staging is reused next step only after this step's end event (synchronised below)
+    std::memcpy(m_io_inputs.data(), step.inputs.data(), step.inputs.size_bytes());
+    FERRY_CUDA_CHECK(
+        cudaMemcpyAsync(m_inputs, m_io_inputs.data(), step.inputs.size_bytes(), cudaMemcpyHostToDevice, compute));
+  }
 
   for (size_t i = 0; i < m_layers.size(); ++i) {
     GpuLayer& g = m_layers[i];
@@ -379,7 +393,7 @@ void GpuEngine::report(MemoryReport& r) const {
     r.arena_used[i] = m_arena.allocator().used(static_cast<MemoryCategory>(i));
   r.host_pool_bytes = m_pool.bytes();
   r.host_pool_pinned = m_pool.pinned();
-  r.host_bytes = m_pool.bytes() + m_io.size() + m_io_output.size() + m_cpu.host_bytes();
+  r.host_bytes = m_pool.bytes() + m_io.size() + m_io_output.size() + m_io_inputs.size() + m_cpu.host_bytes();
   r.host_high_water = r.host_bytes;  // all host memory is taken at construction
 }
 

@@ -4,6 +4,7 @@
 
 #include "ferry/gguf.hpp"
 #include "ferry/models/llama/runner.hpp"
+#include "ferry/models/stack_support.hpp"
 
 namespace ferry {
 
@@ -11,12 +12,10 @@ StackProfile llama_stack_profile(const LlamaConfig& config, const LlamaWeights& 
                                  int64_t max_tokens, bool all_logits) {
   // The layers themselves say what they need: a profile cannot drift from what the scheduler will reserve.
   const auto layers = make_llama_layers(config, weights, n_ctx, all_logits);
-  std::vector<const Layer*> pointers;
-  for (const auto& l : layers) pointers.push_back(l.get());
   StackProfile profile;
   profile.model = "llama";
   profile.max_tokens = std::min(max_tokens, n_ctx);
-  profile.layers = layer_demands(pointers, profile.max_tokens);
+  profile.layers = layer_demands(layer_pointers(layers), profile.max_tokens);
   return profile;
 }
 

@@ -9,7 +9,7 @@
 #include "ferry/kernels/cpu/ops.hpp"
 #include "ferry/models/llama/block.hpp"
 #include "ferry/models/llama/profile.hpp"
-#include "ferry/models/this_device.hpp"
+#include "ferry/models/stack_support.hpp"
 #include "ferry/offload/host_memory.hpp"
 #include "ferry/offload/size_parse.hpp"
 
@@ -24,12 +24,6 @@ SchedulerOptions scheduler_options(const LlamaRunnerOptions& o) {
   s.trace_path = o.trace_path;
   s.link_gbps = o.link_gbps;
   return s;
-}
-
-std::vector<const Layer*> pointers(const std::vector<std::unique_ptr<Layer>>& layers) {
-  std::vector<const Layer*> out;
-  for (const auto& l : layers) out.push_back(l.get());
-  return out;
 }
 
 // The plan for the layers of a context of n_ctx positions.
@@ -137,7 +131,7 @@ void LlamaRunner::build_scheduler(std::vector<Placement> placements) {
   check_host_memory(placements);
   m_x.resize(static_cast<size_t>(m_options.max_tokens * m_config.n_embd));
   m_scheduler =
-      std::make_unique<LayerScheduler>(pointers(m_layers), std::move(placements), scheduler_options(m_options));
+      std::make_unique<LayerScheduler>(layer_pointers(m_layers), std::move(placements), scheduler_options(m_options));
 }
 
 void LlamaRunner::check_host_memory(const std::vector<Placement>& placements) const {
@@ -146,7 +140,7 @@ void LlamaRunner::check_host_memory(const std::vector<Placement>& placements) co
     LlamaRunnerOptions o = m_options;
     o.n_ctx = n;
     const auto layers = make_llama_layers(m_config, m_weights, n, o.all_logits);
-    return scheduler_host_memory(pointers(layers), placements, scheduler_options(o));
+    return scheduler_host_memory(layer_pointers(layers), placements, scheduler_options(o));
   };
   const HostMemoryNeed need = need_at(m_options.n_ctx);
   if (need.total() <= available.bytes) return;

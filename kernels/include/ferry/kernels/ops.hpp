@@ -44,6 +44,18 @@ class Ops {
   virtual void add(const float* a, const float* b, float* y, int64_t n) = 0;
   // y [rows, n] = x + bias (bias [n]: a linear layer's bias; y may be x).
   virtual void add_bias(const float* x, const float* bias, float* y, int64_t rows, int64_t n) = 0;
+  // Flux's ops. y [rows, n] = x * (1 + scale) + shift (adaLN; shift and scale [n]; y may be x).
+  virtual void modulate(const float* x, const float* shift, const float* scale, float* y, int64_t rows, int64_t n) = 0;
+  // residual [rows, n] += gate * x (gate [n]).
+  virtual void gated_add(float* residual, const float* gate, const float* x, int64_t rows, int64_t n) = 0;
+  // Multi-axis RoPE in place on x [n_tokens, n_head, head_dim]: positions [n_tokens, axes_dim.size()] on the device of
+  // the ops; axes_dim (host memory, model metadata) sums to head_dim.
+  virtual void rope_multi_axis(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const float* positions,
+                               std::span<const int32_t> axes_dim, float theta) = 0;
+  // dst[r, 0:n] = src[r, 0:n] for r < rows, rows `src_stride` and `dst_stride` floats apart: the column slices a
+  // layer splits or joins (Flux's img_in input columns, the [attention | MLP] input of linear2). Must not overlap.
+  virtual void copy_rows(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+                         int64_t n) = 0;
 };
 
 }  // namespace ferry

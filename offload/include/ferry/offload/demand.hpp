@@ -25,7 +25,8 @@ struct LayerDemand {
   size_t workspace_floats_cpu = 0;
   size_t workspace_floats_gpu = 0;
   size_t output_floats = 0;
-  std::vector<QuantMatrixView> matmuls;  // type and shape of each matrix it multiplies through Ops (data unused)
+  std::vector<QuantMatrixView> matmuls;         // type and shape of each matrix it multiplies through Ops (data unused)
+  std::vector<QuantMatrixView> vector_matmuls;  // those of them it multiplies with one vector per step
 };
 LayerDemand layer_demand(const Layer& layer, int64_t max_tokens);
 std::vector<LayerDemand> layer_demands(std::span<const Layer* const> layers, int64_t max_tokens);
@@ -38,6 +39,7 @@ struct StackOptions {
   uint64_t fp16_scratch_limit = uint64_t{64} << 20;      // cap on the dequantized-weight tile (the kernel's minimum
                                                          // tile wins if larger)
   uint64_t cublas_workspace_bytes = uint64_t{32} << 20;  // cuBLAS's recommendation for Hopper
+  size_t step_input_floats = 0;  // the most StepContext::inputs a step carries (0: the stack takes none)
 };
 
 // Device-side sizes of a placement, besides weights and KV cache.
@@ -47,6 +49,7 @@ struct GpuSizing {
   size_t residual_floats = 0;        // x [max_tokens, width]
   size_t workspace_floats = 0;       // the largest GPU layer's workspace at max_tokens
   size_t output_floats = 0;          // the last layer's output, when that layer runs on the GPU
+  size_t step_input_floats = 0;      // the device copy of StepContext::inputs
 };
 GpuSizing gpu_sizing(std::span<const LayerDemand> layers, std::span<const Placement> placements,
                      const StackOptions& options);

@@ -45,6 +45,11 @@ struct StepContext {
   int64_t n_tokens = 0;
   int64_t pos0 = 0;         // position of the step's first token (layers with a KV cache)
   bool all_logits = false;  // the stack's output for every token, not only the last (perplexity, tests)
+  // Per-step inputs every layer may read besides the residual stream (Flux: the conditioning vector, the RoPE
+  // positions), in host memory, at most StackOptions::step_input_floats floats. The scheduler copies them once per
+  // step to the device and hands each layer the copy on the device it runs on (LayerRun::inputs); the host span stays
+  // readable by every layer (for scalars that steer the host side of forward()).
+  std::span<const float> inputs;
 };
 
 // Where a layer runs this step: the device's ops and the memory the scheduler reserved for the layer there.
@@ -52,8 +57,9 @@ struct LayerRun {
   Ops* ops = nullptr;
   float* workspace = nullptr;  // workspace_floats(n_tokens, device) floats, contents undefined on entry
   size_t workspace_floats = 0;
-  void* kv_cache = nullptr;  // kv_cache_bytes() bytes, this layer's own, on the device it runs on
-  float* output = nullptr;   // output_floats(n_tokens) floats, for the layer that has an output
+  void* kv_cache = nullptr;       // kv_cache_bytes() bytes, this layer's own, on the device it runs on
+  float* output = nullptr;        // output_floats(n_tokens) floats, for the layer that has an output
+  const float* inputs = nullptr;  // StepContext::inputs on the device the layer runs on (null when there are none)
 };
 
 class Layer {
@@ -77,6 +83,10 @@ class Layer {
   // Indices into weights() of the matrices forward() passes to Ops::matmul / matmul_batch: on the GPU each may need
   // GEMM scratch. Default: every tensor of more than one row.
   virtual std::vector<size_t> matmul_weights() const;
+  // The subset of matmul_weights() that forward() multiplies with one vector per step whatever the step's token count
+  // (Flux's modulation linears act on the conditioning vector): they take the GEMV and need no GEMM scratch sized for
+  // T tokens. Default: none.
+  virtual std::vector<size_t> vector_matmul_weights() const { return {}; }
 
   // x: [step.n_tokens, width()] on the device of run.ops, updated in place; weights: weights() re-pointed at memory
   // of that device.

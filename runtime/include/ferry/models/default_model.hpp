@@ -34,4 +34,8 @@ using DefaultModelLog = std::function<void(const std::string&)>;
 // disk, an unwritable cache folder) throws.
 std::filesystem::path ensure_default_model(DefaultModelChoice choice, const DefaultModelLog& log = {});
 
+// The built-in model of `ferry flux-step` without a MODEL argument: the flux-small preset in Q4_0 (Flux's layout and
+// head size, 2 double + 4 single blocks of width 512, a few MB), random weights, generated on first use and cached.
+std::filesystem::path ensure_default_flux_model(const DefaultModelLog& log = {});
+
 }  // namespace ferry

@@ -45,7 +45,6 @@ uint32_t gguf_file_type_id(ModelFileType type) noexcept;
 // The type most weights get (Q4_K for Q4_K_M).
 GgmlType base_ggml_type(ModelFileType type) noexcept;
 
-
 // The GGML type of one tensor in a file of `file_type`:
 // - norms and biases are F32;
 // - Q4_K_M: output.weight is Q6_K, and attn_v / ffn_down are Q6_K in layers where llama.cpp spends more bits (the
@@ -53,13 +52,17 @@ GgmlType base_ggml_type(ModelFileType type) noexcept;
 // - a k-quant whose 256-element block does not divide ne0 falls back as llama.cpp's quantizer does: Q4_K -> Q5_0,
 //   Q5_K -> Q5_1, Q6_K -> Q8_0 (and a 32-element type that does not divide ne0 falls back to F16).
 GgmlType llama_tensor_type(ModelFileType file_type, LlamaTensorRole role, int64_t layer, int64_t n_layer, int64_t ne0);
+// The type a quantizer gives a row of ne0 elements asked to be `type`: `type`, or llama.cpp's replacement when the
+// type's block does not divide the row (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16).
+GgmlType type_for_row(GgmlType type, int64_t ne0) noexcept;
 // Whether llama.cpp's Q4_K_M gives layer `layer` of `n_layer` the larger type for attn_v and ffn_down.
 bool llama_uses_more_bits(int64_t layer, int64_t n_layer) noexcept;
 
+// One tensor of a synthetic file, of any family (llama here, flux in ferry/models/flux/maker.hpp).
 struct SyntheticTensor {
-  std::string name;  // llama GGUF name: "blk.3.attn_q.weight"
-  LlamaTensorRole role;
-  int64_t layer;  // -1 outside the blocks
+  std::string name;                     // GGUF name: "blk.3.attn_q.weight", "double_blocks.0.img_attn.qkv.weight"
+  std::optional<LlamaTensorRole> role;  // llama files only
+  int64_t layer;                        // -1 outside the blocks
   GgmlType type;
   std::vector<int64_t> ne;
   float mean;    // of the float32 values before quantization
@@ -103,6 +106,13 @@ struct MakeModelOptions {
   uint64_t alignment = 32;  // a power of two; other than 32 it is written as general.alignment
   std::string name;         // general.name; empty: "synthetic <preset>"
 };
+
+// The general.* keys every synthetic file has (architecture, name: options.name or "synthetic PRESET", file type,
+// quantization version).
+void set_general_metadata(GgufWriter& w, std::string_view arch, std::string_view preset,
+                          const MakeModelOptions& options);
+// Adds the tensors with fill callbacks that generate their data (fill_synthetic_tensor) when the writer writes.
+void add_synthetic_tensors(GgufWriter& w, std::vector<SyntheticTensor> tensors, uint64_t seed);
 
 // A writer holding the complete model (metadata and tensor fill callbacks); nothing is generated until write().
 GgufWriter make_llama_model(const LlamaShape& shape, const MakeModelOptions& options);

@@ -22,6 +22,12 @@ class CpuOps final : public Ops {
   void gelu_tanh(const float* x, float* y, int64_t n) override;
   void add(const float* a, const float* b, float* y, int64_t n) override;
   void add_bias(const float* x, const float* bias, float* y, int64_t rows, int64_t n) override;
+  void modulate(const float* x, const float* shift, const float* scale, float* y, int64_t rows, int64_t n) override;
+  void gated_add(float* residual, const float* gate, const float* x, int64_t rows, int64_t n) override;
+  void rope_multi_axis(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const float* positions,
+                       std::span<const int32_t> axes_dim, float theta) override;
+  void copy_rows(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+                 int64_t n) override;
 };
 
 }  // namespace ferry
