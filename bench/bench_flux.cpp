@@ -2,7 +2,7 @@
 // per VRAM budget and placement policy, against ferry's compute floor measured in the same run: the same model with
 // F16 weights, fully resident (no dequantization of 4-bit blocks, no streaming).
 //
-//   bench_flux --preset flux-1-dev --type q4_0 --image 1024x1024 --txt 512 --case 2GiB:resident-stream \
+//   bench_flux --preset flux-1-dev --type q4_0 --image 1024x1024 --txt 512 --case 2GiB:resident-stream
 //              [--case 8GiB:resident-stream ...] [--floor-budget 40GiB] [-o out.json]
 //
 // Each case is BUDGET:POLICY ("none" as the budget: no limit below the device's memory). Models are made once under

@@ -24,11 +24,13 @@ double rate_for(const std::map<std::string, double>& rates, GgmlType type) {
 double matmul_seconds(const LayerDemand& layer, int64_t n_tokens, const std::map<std::string, double>& gemv,
                       double gemm_flops) {
   double total = 0.0;
-  for (const QuantMatrixView& m : layer.matmuls) {
+  auto add = [&](const QuantMatrixView& m, int64_t tokens) {
     const double bytes = static_cast<double>(row_bytes(m.type, m.n_cols)) * static_cast<double>(m.n_rows);
-    const double flops = 2.0 * static_cast<double>(m.n_cols) * static_cast<double>(m.n_rows) * n_tokens;
+    const double flops = 2.0 * static_cast<double>(m.n_cols) * static_cast<double>(m.n_rows) * tokens;
     total += std::max(bytes / rate_for(gemv, m.type), flops / gemm_flops);
-  }
+  };
+  for (const QuantMatrixView& m : layer.matmuls) add(m, n_tokens);
+  for (const QuantMatrixView& m : layer.vector_matmuls) add(m, 1);  // one vector per step (Flux's modulation)
   return total;
 }
 

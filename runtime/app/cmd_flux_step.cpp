@@ -218,7 +218,7 @@ Action add_flux_step_command(CLI::App& app) {
   cmd->add_option("--txt-tokens", o->txt_tokens, "Text tokens of generated inputs")->capture_default_str();
   cmd->add_option("--inputs", o->inputs, "Folder with img.f32, txt.f32 and vec.f32");
   cmd->add_option("--out", o->out, "Folder to write out.f32 (the final latents) into");
-  cmd->add_option("--policy", o->policy, "resident-first | resident-stream | stream-all | cpu-all")
+  cmd->add_option("--policy", o->policy, "resident-first | resident-stream | stream-all | cpu-all | auto")
       ->capture_default_str();
   cmd->add_option("--prefetch", o->prefetch, "Streamed layers copied ahead of compute (1-4)")->check(CLI::Range(1, 4));
   cmd->add_option("--trace", o->trace, "Write the copy/compute/CPU spans as Chrome trace JSON to this file");

@@ -1,7 +1,7 @@
 // Predicted time of a step from a stack's profile, a placement and a device's measured rates: what `ferry plan`
 // prints and the `auto` planner minimises. Pure arithmetic, no CUDA.
 //
-// Per layer, from the matrices it multiplies (LayerDemand::matmuls):
+// Per layer, from the matrices it multiplies (LayerDemand::matmuls at the step's T; vector_matmuls at T = 1):
 // - on the GPU (resident or streamed): each matrix takes the longer of reading its bytes at the GPU's GEMV rate for
 //   its type and doing 2 * elements * T flops at the GPU's GEMM rate;
 // - a streamed layer's copy takes weight_bytes at the link's rate for copies of that size;
