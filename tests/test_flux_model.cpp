@@ -166,4 +166,23 @@ TEST_CASE("flux files: another architecture, a missing or misshapen tensor are r
     msg = test::error_of([&] { FluxConfig::from_gguf(GgufFile::open(path)); }, ErrorCategory::FORMAT);
     CHECK(msg.find("48") != std::string::npos);
   }
+  {  // two RoPE axes summing to head_dim: no position ids exist for them
+    const auto source = write_edited(dir, "two_axes_source", [](auto&) {});
+    const GgufFile source_file = GgufFile::open(source);  // the writer reads its tensors from the mapping
+    GgufWriter w = GgufWriter::copy_of(source_file);
+    w.set("flux.rope.axes_dim", GgufValue::array(std::vector<int32_t>{32, 32}));
+    const auto path = dir.path() / "two_axes.gguf";
+    w.write(path);
+    msg = test::error_of([&] { FluxConfig::from_gguf(GgufFile::open(path)); }, ErrorCategory::FORMAT);
+    CHECK(msg.find("two_axes.gguf") != std::string::npos);
+    CHECK(msg.find("RoPE has 2 axes (flux.rope.axes_dim), expected 3") != std::string::npos);
+  }
+  {  // a stream narrower than the packed latents it starts from would be written past its rows
+    FluxConfig c = preset("flux-tiny");
+    c.n_head = 1;
+    c.head_dim = 32;
+    c.hidden = 32;
+    c.axes_dim = {8, 12, 12};
+    CHECK_THROWS_WITH_AS(c.validate("narrow"), doctest::Contains("hidden 32 is narrower than in_channels 64"), Error);
+  }
 }

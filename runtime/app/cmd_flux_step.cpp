@@ -152,6 +152,7 @@ int run_flux_step(const FluxStepFlags& f) {
   o.trace_path = f.trace;
   note_when_cpu_only(policy);
   FluxRunner runner(config, weights, o);
+  if (!runner.plan_note().empty()) std::fprintf(stderr, "ferry: %s\n", runner.plan_note().c_str());
   runner.set_text(in.txt, in.n_txt);
 
   const bool shift = config.has_guidance;  // schnell samples the unshifted schedule, as the reference does

@@ -135,6 +135,13 @@ void FluxConfig::validate(std::string_view what) const {
     bad("hidden " + std::to_string(hidden) + " is not heads " + std::to_string(n_head) + " x head_dim " +
         std::to_string(head_dim));
   if (timestep_dim % 2 != 0) bad("timestep_dim " + std::to_string(timestep_dim) + " is odd");
+  // The packed latents enter the residual stream as its first in_channels columns (the rest zero): a narrower stream
+  // would be written past its rows.
+  if (hidden < in_channels)
+    bad("hidden " + std::to_string(hidden) + " is narrower than in_channels " + std::to_string(in_channels));
+  // Position ids carry three axes (text index, row, column): other counts have no ids to rotate by.
+  if (axes_dim.size() != 3)
+    bad("RoPE has " + std::to_string(axes_dim.size()) + " axes (flux.rope.axes_dim), expected 3: index, row, column");
   const int64_t sum = std::accumulate(axes_dim.begin(), axes_dim.end(), int64_t{0});
   const bool odd = std::any_of(axes_dim.begin(), axes_dim.end(), [](int32_t a) { return a <= 0 || a % 2 != 0; });
   if (axes_dim.empty() || sum != head_dim || odd)

@@ -57,6 +57,8 @@ class FluxRunner {
   const std::vector<Placement>& placements() const noexcept { return m_scheduler->placements(); }
   // "img_in resident; 19 double + 38 single blocks: 12 resident, 45 streamed; final layer resident".
   std::string placement_summary() const;
+  // Why the plan is not the policy asked for (Plan::note: `auto` without measured rates), or empty.
+  const std::string& plan_note() const noexcept { return m_plan_note; }
 
  private:
   void build(std::vector<Placement> placements);
@@ -69,6 +71,7 @@ class FluxRunner {
   std::vector<float> m_txt;  // txt_in of the prompt [n_txt, hidden]
   int64_t m_n_txt = 0;
   std::vector<float> m_x, m_silu_vec, m_inputs;
+  std::string m_plan_note;
 };
 
 }  // namespace ferry
