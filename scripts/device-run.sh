@@ -62,6 +62,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,pcie.link.gen.current,pc
   --format=csv | tee "$out/gpu.txt"
 cmake_args=$(bash .devdeps/unpack.sh) || { fail "setup: FAILED (.devdeps/unpack.sh)"; exit 1; }
 export LD_LIBRARY_PATH=/opt/ferry-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# PCRE2 is found through pkg-config: its .pc files name /usr, so the sysroot points them at the unpacked copy (carry
+# libpcre2-dev and its libraries in .devdeps: fetch-deps.sh .devdeps libpcre2-dev libpcre2-8-0 libpcre2-16-0
+# libpcre2-32-0 libpcre2-posix3).
+export PKG_CONFIG_PATH=/opt/ferry-deps/usr/lib/x86_64-linux-gnu/pkgconfig PKG_CONFIG_SYSROOT_DIR=/opt/ferry-deps
 export PATH=$PATH:/usr/local/cuda/bin
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)

@@ -336,6 +336,12 @@ TEST_CASE("1000 steps keep the arena, device memory and host memory flat") {
 }
 
 TEST_CASE("process device memory stays within the budget") {
+  // compute-sanitizer allocates device memory of its own inside this process (its shadow state): the process figure
+  // then says nothing about ferry's budget.
+  if (test::env_flag("FERRY_UNDER_SANITIZER")) {
+    MESSAGE("process device memory not checked under compute-sanitizer (its own allocations count to the process)");
+    return;
+  }
   const SyntheticStack stack(SyntheticStackConfig{"m", 6, 1024, 2816, GgmlType::Q4_0, test::test_seed(31), 1e-5f});
   const std::vector<Placement> streamed(6, Placement::STREAMED);
   const DeviceMemoryBaseline& baseline = device_memory_baseline();
