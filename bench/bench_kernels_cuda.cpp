@@ -199,7 +199,9 @@ json bench_dequant(Context& c, GgmlType type, int64_t n, std::vector<std::string
 }
 
 // ---- GEMV ----------------------------------------------------------------------------------------------------
-json bench_gemv(Context& c, GgmlType type, int64_t n, int64_t k, int64_t t, std::vector<std::string>& rows) {
+json bench_gemv(Context& c, GgmlType type, int64_t n, int64_t k, int64_t t, std::vector<std::string>& rows,
+                ferry::cuda::GemvPath path = ferry::cuda::GemvPath::STAGED) {
+  ferry::cuda::set_gemv_path(path);
   const size_t wbytes = ferry::row_bytes(type, k) * static_cast<size_t>(n);
   const int copies = static_cast<int>(std::max<size_t>(2, ((size_t{256} << 20) + wbytes - 1) / wbytes));
   const auto host = random_tensor(type, n * k, 21 + static_cast<uint64_t>(type) + static_cast<uint64_t>(n + k));
@@ -222,12 +224,14 @@ json bench_gemv(Context& c, GgmlType type, int64_t n, int64_t k, int64_t t, std:
       c.runs, [&](int r) { ferry::cuda::quant_gemv(view(r), x.as<float>(), t, y.as<float>(), c.stream); });
   const double rate = static_cast<double>(wbytes) / s.median;
   char line[512];
-  std::snprintf(line, sizeof line, "| %lld x %lld | %s | %lld | %.1f | %.1f | %.0f | %.0f%% | %.1f | %.1e |",
-                static_cast<long long>(n), static_cast<long long>(k), name(type).c_str(), static_cast<long long>(t),
+  std::snprintf(line, sizeof line, "| %lld x %lld | %s | %s | %lld | %.1f | %.1f | %.0f | %.0f%% | %.1f | %.1e |",
+                static_cast<long long>(n), static_cast<long long>(k), name(type).c_str(),
+                ferry::cuda::gemv_path_name(path), static_cast<long long>(t),
                 wbytes / 1e6, s.median * 1e6, rate / 1e9, 100 * rate / c.copy_rate, (s.max - s.min) / s.median * 100,
                 err);
   rows.push_back(line);
   return {{"type", name(type)},
+          {"path", ferry::cuda::gemv_path_name(path)},
           {"n", n},
           {"k", k},
           {"tokens", t},
@@ -385,18 +389,25 @@ int main(int argc, char** argv) {
     rows.clear();
     const int64_t shapes[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {5120, 13824}, {32000, 5120}};
     const GgmlType main_types[] = {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0};
+    using ferry::cuda::GemvPath;
     for (const auto& s : shapes) {
-      for (GgmlType t : main_types) j["gemv"].push_back(bench_gemv(c, t, s[0], s[1], 1, rows));
+      for (GgmlType t : main_types)
+        for (GemvPath p : {GemvPath::STAGED, GemvPath::DIRECT})
+          j["gemv"].push_back(bench_gemv(c, t, s[0], s[1], 1, rows, p));
       if (quick) break;
     }
     for (GgmlType t : all) {
       if (std::find(std::begin(main_types), std::end(main_types), t) != std::end(main_types)) continue;
       j["gemv"].push_back(bench_gemv(c, t, 14336, 4096, 1, rows));
     }
-    for (GgmlType t : main_types) j["gemv"].push_back(bench_gemv(c, t, 14336, 4096, 8, rows));
+    for (GgmlType t : main_types)
+      for (int64_t tokens : {2, 8})
+        for (GemvPath p : {GemvPath::STAGED, GemvPath::DIRECT})
+          j["gemv"].push_back(bench_gemv(c, t, 14336, 4096, tokens, rows, p));
+    ferry::cuda::set_gemv_path(GemvPath::STAGED);
     std::printf("\n### Quantized GEMV (rate = quantized weight bytes / time)\n\n");
-    std::printf("| N x K | type | T | weights MB | us | GB/s | %% of copy | spread %% | error vs ref |\n");
-    std::printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    std::printf("| N x K | type | path | T | weights MB | us | GB/s | %% of copy | spread %% | error vs ref |\n");
+    std::printf("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (const auto& r : rows) std::printf("%s\n", r.c_str());
 
     // dequant + GEMM.

@@ -64,8 +64,8 @@ json memory_section(const std::string& title, const SyntheticStack& stack, const
       "workspace %s)\n\n",
       title.c_str(), stack.size(), format_size(stack.weight_bytes()).c_str(), static_cast<long long>(tokens),
       format_size(base.fp16_scratch_limit).c_str(), format_size(base.cublas_workspace_bytes).c_str());
-  std::printf("context overhead %s (%s); margin max(5%%, 256 MiB)\n\n", format_size(baseline.context_bytes).c_str(),
-              baseline.method.c_str());
+  std::printf("context overhead %s (%s); margin %s\n\n", format_size(baseline.context_bytes).c_str(),
+              baseline.method.c_str(), format_size(base.margin.floor_bytes).c_str());
   std::printf(
       "| budget | resident layers | arena | arena high-water | process device memory | within budget | "
       "step ms (median) |\n| ---: | ---: | ---: | ---: | ---: | :---: | ---: |\n");

@@ -54,6 +54,27 @@ size_t gemm_min_weight_scratch(const QuantMatrixView& w) noexcept {
   return static_cast<size_t>(std::min<int64_t>(w.n_rows, kGemmTileRowMultiple)) * static_cast<size_t>(w.n_cols);
 }
 
+size_t gemm_min_activation_scratch(const QuantMatrixView& w, int64_t n_tokens) noexcept {
+  if (n_tokens <= 0 || w.n_cols <= 0) return 0;
+  return static_cast<size_t>(std::min(n_tokens, kGemmMinTokenChunk)) * static_cast<size_t>(w.n_cols);
+}
+
+int64_t gemm_token_chunk(int64_t n_tokens, int64_t n_cols, size_t activation_elems) noexcept {
+  if (n_tokens <= 0 || n_cols <= 0) return 0;
+  const auto fit = static_cast<int64_t>(std::min<size_t>(activation_elems / static_cast<size_t>(n_cols),
+                                                          static_cast<size_t>(n_tokens)));
+  if (fit <= 0) return 0;
+  const int64_t chunks = (n_tokens + fit - 1) / fit;
+  return (n_tokens + chunks - 1) / chunks;
+}
+
+size_t gemm_activation_scratch_capped(const QuantMatrixView& w, int64_t n_tokens, size_t cap_elems) noexcept {
+  if (n_tokens <= 0 || w.n_cols <= 0) return 0;
+  const size_t k = static_cast<size_t>(w.n_cols);
+  const size_t elems = std::max(cap_elems / k * k, gemm_min_activation_scratch(w, n_tokens));
+  return static_cast<size_t>(gemm_token_chunk(n_tokens, w.n_cols, elems)) * k;
+}
+
 bool attention_decode_supported(const AttentionShape& s) noexcept {
   return s.head_dim > 0 && s.head_dim % 2 == 0 && s.head_dim <= kAttentionDecodeMaxHeadDim;
 }

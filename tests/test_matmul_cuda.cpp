@@ -135,7 +135,8 @@ int64_t count_nans(const std::vector<float>& v) {
   return c;
 }
 
-// Scratch for dequant_gemm: `weight_rows` rows of dequantized weights, x in FP16, and a cuBLASLt workspace.
+// Scratch for dequant_gemm: `weight_rows` rows of dequantized weights, `t` tokens of x in FP16, and a cuBLASLt
+// workspace.
 struct Scratch {
   GuardedBuffer weight, act, workspace;
   cuda::GemmScratch view;
@@ -161,8 +162,11 @@ std::vector<float> run_gemv(const Operands& op, Stream& stream) {
   return d_y.download<float>();
 }
 
-std::vector<float> run_gemm(const Operands& op, int64_t scratch_rows, Stream& stream, const Cublas& cublas) {
-  Scratch scratch(scratch_rows, op.k, op.t);
+// dequant_gemm with `scratch_rows` rows of weight scratch and `scratch_tokens` tokens of activation scratch (all of
+// T when 0).
+std::vector<float> run_gemm(const Operands& op, int64_t scratch_rows, Stream& stream, const Cublas& cublas,
+                            int64_t scratch_tokens = 0) {
+  Scratch scratch(scratch_rows, op.k, scratch_tokens > 0 ? scratch_tokens : op.t);
   GuardedBuffer d_y(static_cast<size_t>(op.t * op.n) * 4);
   cuda::dequant_gemm(op.device_view(), op.d_x.get<float>(), op.t, d_y.get<float>(), scratch.view, cublas, stream);
   stream.sync();
@@ -224,6 +228,67 @@ TEST_CASE("quant_gemv with several K segments (T = 3, K = 8192) and unaligned ro
     INFO("type ", type_label(type), " from a 2-byte-aligned copy");
     CHECK(normalized_error(y, ref, ref.size()) <= kGemvTolerance);
     CHECK(d_y.guards_intact());
+  }
+}
+
+// Sets the GEMV path for one scope and restores the previous one.
+struct GemvPathScope {
+  cuda::GemvPath saved = cuda::gemv_path();
+  explicit GemvPathScope(cuda::GemvPath p) { cuda::set_gemv_path(p); }
+  ~GemvPathScope() { cuda::set_gemv_path(saved); }
+};
+
+TEST_CASE("the DIRECT and STAGED GEMV paths agree bit for bit and with the reference, aligned or not, batched or not") {
+  Stream stream;
+  uint64_t seed = test_seed(8300);
+  const bool quick = quick_mode();
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
+    const int64_t qk = type_traits(type).block_size;
+    // One block; an odd count of blocks; several 1024-element chunks (the direct path's register pipeline) with a
+    // partial last one; K = 8192 at T = 8 (several x segments).
+    const int64_t shapes[][2] = {{3, qk}, {17, 3 * qk}, {quick ? 19 : 133, 3328}, {21, 8192}};
+    for (int64_t t : {1, 3, 8}) {
+      for (const auto& sh : shapes) {
+        for (int shift : {0, 2}) {
+          const Operands op(type, sh[0], sh[1], t, ++seed);
+          INFO("type ", type_label(type), ", N = ", op.n, ", K = ", op.k, ", T = ", t, ", weights shifted by ",
+               shift, " bytes, seed ", seed);
+          GuardedBuffer w(op.w.size(), static_cast<size_t>(shift));
+          w.upload(op.w.data(), op.w.size());
+          auto run = [&](cuda::GemvPath path) {
+            const GemvPathScope scope(path);
+            GuardedBuffer d_y(static_cast<size_t>(op.t * op.n) * 4);
+            cuda::quant_gemv({type, w.get(), op.k, op.n}, op.d_x.get<float>(), op.t, d_y.get<float>(), stream);
+            stream.sync();
+            CHECK(d_y.guards_intact());
+            return d_y.download<float>();
+          };
+          const auto staged = run(cuda::GemvPath::STAGED);
+          const auto direct = run(cuda::GemvPath::DIRECT);
+          CHECK(std::memcmp(staged.data(), direct.data(), staged.size() * 4) == 0);
+          const auto ref = op.reference_gemv();
+          CHECK(normalized_error(direct, ref, ref.size()) <= kGemvTolerance);
+          CHECK(count_nans(direct) == 0);
+        }
+      }
+    }
+    // A fused batch of three matrices sharing x (odd row counts: CTAs straddle the matrix boundaries).
+    const Operands a(type, 45, 2048, 2, ++seed), b2(type, 13, 2048, 2, ++seed), c(type, 70, 2048, 2, ++seed);
+    auto run_batch = [&](cuda::GemvPath path) {
+      const GemvPathScope scope(path);
+      GuardedBuffer ya(static_cast<size_t>(2 * a.n) * 4), yb(static_cast<size_t>(2 * b2.n) * 4),
+          yc(static_cast<size_t>(2 * c.n) * 4);
+      const QuantMatrixView ws[3] = {a.device_view(), b2.device_view(), c.device_view()};
+      float* ys[3] = {ya.get<float>(), yb.get<float>(), yc.get<float>()};
+      cuda::quant_gemv_batch(ws, a.d_x.get<float>(), 2, ys, stream);
+      stream.sync();
+      CHECK(ya.guards_intact());
+      CHECK(yb.guards_intact());
+      CHECK(yc.guards_intact());
+      return std::vector<std::vector<float>>{ya.download<float>(), yb.download<float>(), yc.download<float>()};
+    };
+    INFO("batch of three, type ", type_label(type));
+    CHECK(run_batch(cuda::GemvPath::STAGED) == run_batch(cuda::GemvPath::DIRECT));
   }
 }
 
@@ -343,6 +408,30 @@ TEST_CASE("dequant_gemm with a scratch of several tiles equals the one-tile resu
   }
 }
 
+TEST_CASE("dequant_gemm with activation scratch for fewer tokens than T (token chunks) equals one chunk bit for bit") {
+  Stream stream;
+  Cublas cublas;
+  const int64_t t = quick_mode() ? 130 : 600;
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q6_K, GgmlType::F16}) {
+    const Operands op(type, 136, 512, t, test_seed(5151 + static_cast<uint64_t>(type)));
+    INFO("type ", type_label(type), ", T = ", t);
+    const auto whole = run_gemm(op, op.n, stream, cublas);
+    const auto ref = op.reference();
+    CHECK(normalized_error(whole, ref, ref.size()) <= kGemmTolerance);
+    // 64 tokens of scratch: chunks of ceil(T / ceil(T / 64)); T - 1: two balanced chunks; with row tiles as well.
+    for (int64_t tokens : {int64_t{64}, t / 3 + 1, t - 1}) {
+      INFO("activation scratch of ", tokens, " tokens: chunks of ",
+           device_sizing::gemm_token_chunk(t, op.k, static_cast<size_t>(tokens * op.k)));
+      CHECK(device_sizing::gemm_token_chunk(t, op.k, static_cast<size_t>(tokens * op.k)) < t);
+      const auto chunked = run_gemm(op, op.n, stream, cublas, tokens);
+      CHECK(std::memcmp(whole.data(), chunked.data(), whole.size() * 4) == 0);
+      const auto tiled = run_gemm(op, 64, stream, cublas, tokens);  // row tiles of 64, 64, 8 too
+      CHECK(std::memcmp(whole.data(), tiled.data(), whole.size() * 4) == 0);
+      CHECK(count_nans(chunked) == 0);
+    }
+  }
+}
+
 TEST_CASE("dequant_gemm refuses scratch below one tile with BUDGET") {
   Stream stream;
   Cublas cublas;
@@ -365,10 +454,22 @@ TEST_CASE("dequant_gemm refuses scratch below one tile with BUDGET") {
           }) == ErrorCategory::BUDGET);
   }
   {
-    Scratch s(64, 256, 11);  // activation scratch for 11 tokens, called with 12
+    Scratch s(64, 256, 11);  // activation scratch for 11 tokens, called with 12 (below 64 tokens, no chunks)
     CHECK(category_of([&] {
             cuda::dequant_gemm(big.device_view(), big.d_x.get<float>(), 12, d_y.get<float>(), s.view, cublas, stream);
           }) == ErrorCategory::BUDGET);
+  }
+  {
+    const Operands tall(GgmlType::Q4_0, 100, 256, 100, test_seed(33));
+    Scratch s(64, 256, 63);  // one token short of the smallest chunk dequant_gemm takes
+    GuardedBuffer tall_y(static_cast<size_t>(100 * 100) * 4);
+    CHECK(device_sizing::gemm_min_activation_scratch(tall.device_view(), 100) == 64 * 256);
+    CHECK(category_of([&] {
+            cuda::dequant_gemm(tall.device_view(), tall.d_x.get<float>(), 100, tall_y.get<float>(), s.view, cublas,
+                               stream);
+          }) == ErrorCategory::BUDGET);
+    stream.sync();
+    CHECK(tall_y.download<uint8_t>()[0] == GuardedBuffer::kCanary);
   }
   stream.sync();
   CHECK(d_y.guards_intact());

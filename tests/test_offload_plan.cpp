@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "ferry/error.hpp"
+#include "ferry/kernels/device_sizing.hpp"
 #include "ferry/offload/arena_allocator.hpp"
+#include "ferry/offload/demand.hpp"
 #include "ferry/offload/layer.hpp"
 #include "ferry/offload/memory_plan.hpp"
 #include "ferry/offload/placement.hpp"
@@ -117,23 +119,24 @@ TEST_CASE("the memory plan follows the formula of design.md section 3") {
   CHECK(plan[MemoryCategory::ACTIVATIONS] == align_up(12 * kMiB + 7));
   CHECK(plan[MemoryCategory::KV_CACHE] == 6 * kMiB);  // GPU layers only (the CPU layer has none here anyway)
   CHECK(plan[MemoryCategory::CUBLAS_WORKSPACE] == 32 * kMiB);
-  // Margin max(5%, 256 MiB): at 2 GiB, 5% is 102.4 MiB, so the floor wins.
-  CHECK(plan[MemoryCategory::MARGIN] == 256 * kMiB);
+  // The default margin: 128 MiB whatever the budget (no proportional part).
+  CHECK(plan[MemoryCategory::MARGIN] == 128 * kMiB);
   CHECK(plan.arena_bytes() == plan.total() - plan[MemoryCategory::CONTEXT] - plan[MemoryCategory::MARGIN]);
   CHECK(plan.total() <= budget);
   CHECK(plan.budget == budget);
   const uint64_t fixed = plan.total() - plan[MemoryCategory::MARGIN];
-  CHECK(plan.required_budget == fixed + 256 * kMiB);
+  CHECK(plan.required_budget == fixed + 128 * kMiB);
   // The minimum streams both resident layers too: S x the largest GPU layer (80 MiB), nothing resident.
   const uint64_t fixed_min = fixed - (80 + 75) * kMiB - plan[MemoryCategory::STAGING] + 3 * 80 * kMiB;
-  CHECK(plan.minimum_budget == fixed_min + 256 * kMiB);
+  CHECK(plan.minimum_budget == fixed_min + 128 * kMiB);
   for (const char* name : {"context", "resident weights", "staging slots", "fp16 scratch", "activations", "kv cache",
                            "cublas workspace", "margin", "minimum"})
     CHECK(contains(plan.breakdown(), name));
 }
 
-TEST_CASE("the margin is 5% of the budget above 5 GiB") {
+TEST_CASE("a proportional margin max(5%, 256 MiB) is 5% of the budget above 5 GiB") {
   MemoryPlanInput in = example_input();
+  in.margin = MarginPolicy{0.05, 256 * kMiB};
   const uint64_t budget = 16 * kGiB;
   const MemoryPlan plan = plan_memory(in, budget);
   CHECK(plan[MemoryCategory::MARGIN] == (budget * 5 + 99) / 100);
@@ -420,4 +423,52 @@ TEST_CASE("resident-first placement finds the longest prefix that fits, not the 
     for (const LayerFootprint& l : prefix(best).layers) expected.push_back(l.placement);
     CHECK(resident_first_placement(r, budget) == expected);
   }
+}
+
+TEST_CASE("GEMM token chunks: balanced, never above the scratch, never below the kernel's minimum") {
+  using device_sizing::gemm_token_chunk;
+  CHECK(gemm_token_chunk(100, 10, 1000) == 100);  // all fit: one chunk
+  CHECK(gemm_token_chunk(100, 10, 999) == 50);    // 99 fit: two chunks of 50, not 99 + 1
+  CHECK(gemm_token_chunk(4608, 15360, size_t{2184} * 15360) == 1536);
+  CHECK(gemm_token_chunk(4608, 15360, 15359) == 0);  // not one token
+  std::mt19937_64 rng(test::test_seed(77));
+  for (int i = 0; i < 2000; ++i) {
+    const int64_t t = 1 + static_cast<int64_t>(rng() % 5000), k = 1 + static_cast<int64_t>(rng() % 4000);
+    const size_t elems = static_cast<size_t>(k) * (1 + rng() % 6000);
+    const int64_t c = gemm_token_chunk(t, k, elems);
+    INFO("T ", t, ", K ", k, ", scratch ", elems, ", chunk ", c);
+    REQUIRE(c >= 1);
+    CHECK(static_cast<size_t>(c * k) <= elems);             // a chunk fits the scratch
+    const int64_t chunks = (t + c - 1) / c;
+    CHECK(chunks == (t + static_cast<int64_t>(std::min<size_t>(elems / static_cast<size_t>(k), t)) - 1) /
+                        static_cast<int64_t>(std::min<size_t>(elems / static_cast<size_t>(k), t)));  // fewest chunks
+    CHECK(t - (chunks - 1) * c >= 1);                    // the last chunk is not empty
+    CHECK(c - (t - (chunks - 1) * c) < chunks);          // balanced: the last is at most chunks-1 shorter
+  }
+  const QuantMatrixView linear2{GgmlType::Q4_0, nullptr, 15360, 3072};
+  // Capped at 64 MiB of halves: 2184 tokens fit, so three chunks of 1536.
+  CHECK(device_sizing::gemm_activation_scratch_capped(linear2, 4608, (size_t{64} << 20) / 2) == size_t{1536} * 15360);
+  // A cap below the kernel's smallest chunk: 64 tokens per chunk (4608 / 72 chunks).
+  CHECK(device_sizing::gemm_activation_scratch_capped(linear2, 4608, 1000) == size_t{64} * 15360);
+  CHECK(device_sizing::gemm_activation_scratch_capped(linear2, 40, 1000) == size_t{40} * 15360);
+  CHECK(device_sizing::gemm_activation_scratch_capped(linear2, 512, size_t{1} << 40) == size_t{512} * 15360);
+}
+
+TEST_CASE("the scheduler's FP16 activation scratch is the capped chunk of the widest GEMM input") {
+  LayerDemand layer;
+  layer.name = "single";
+  layer.width = 3072;
+  layer.weight_bytes = 1 << 20;
+  layer.matmuls = {QuantMatrixView{GgmlType::Q4_0, nullptr, 3072, 21504},
+                   QuantMatrixView{GgmlType::Q4_0, nullptr, 15360, 3072}};
+  StackOptions options;
+  options.max_tokens = 4608;
+  const std::vector<Placement> gpu = {Placement::STREAMED};
+  const GpuSizing capped = gpu_sizing(std::span(&layer, 1), gpu, options);
+  CHECK(capped.activation_fp16_elems == size_t{1536} * 15360);  // 47 MB rather than 141 MB
+  options.fp16_activation_limit = uint64_t{1} << 30;
+  CHECK(gpu_sizing(std::span(&layer, 1), gpu, options).activation_fp16_elems == size_t{4608} * 15360);
+  options.max_tokens = 512;  // an LLM prompt: under the cap, no chunks
+  options.fp16_activation_limit = uint64_t{64} << 20;
+  CHECK(gpu_sizing(std::span(&layer, 1), gpu, options).activation_fp16_elems == size_t{512} * 15360);
 }

@@ -10,14 +10,18 @@
 // Technique.
 // - x is converted to FP16 once into scratch.activations (T·K halves), then for each tile of R rows
 //   (R = scratch.weight_elems / K, rounded down to a multiple of 64, or all N rows): dequantize_fp16 writes the tile
-//   into scratch.weight and one GEMM writes y[:, r0 : r0 + R]. Row-major y[T, N] is column-major [N, T] with ld N;
+//   into scratch.weight and one GEMM writes y[:, r0 : r0 + R]. When the activation scratch holds fewer than T rows,
+//   x goes in balanced chunks of C rows (device_sizing::gemm_token_chunk): per weight tile, each chunk is converted
+//   and multiplied in turn (the conversion is repeated per tile; it costs T·K·6 bytes against the tile's R·K·2). At
+//   Flux's T = 4608 the FP16 copy of linear2's input alone is 141 MB: chunks keep it under the sizing cap. Row-major y[T, N] is column-major [N, T] with ld N;
 //   the row-major tile [R, K] is column-major [K, R], so op(A) = Aᵀ with lda = K, B = x16 column-major [K, T].
 // - The GEMM goes through cuBLASLt, not cublasGemmEx, because cublasGemmEx picks its kernel (tile shape, split-K)
 //   per call shape: tiles of R rows and a single tile of N rows could then sum K in different orders and differ in
 //   the last bits. Here the algorithm is chosen once for the whole matrix (m = N, heuristic top-1, the choice
 //   cublasGemmEx would make) and every tile runs that same algorithm, so y does not depend on the scratch size. An
 //   algorithm that cannot run a tile's m is replaced by that tile's own heuristic choice (never seen on H100;
-//   bit-equality across scratch sizes is then not promised).
+//   bit-equality across scratch sizes is then not promised). Token chunks work the same way: the algorithm of the
+//   whole T is checked on the chunk's shape and used for it.
 // - Choices are cached per (N, T, K, workspace, pointer alignments); a call costs a map lookup and a few descriptor
 //   calls on the host.
 //
@@ -108,6 +112,7 @@ struct Layouts {
 struct AlgoKey {
   int device;
   int64_t n, t, k, m;  // m: the tile rows this entry is for (n for the whole-matrix choice)
+  int64_t tc;          // the chunk's tokens this entry is for (t for the whole-matrix choice)
   size_t workspace;
   uint32_t align_a, align_b, align_c;
   auto operator<=>(const AlgoKey&) const = default;
@@ -115,18 +120,19 @@ struct AlgoKey {
 
 class AlgoCache {
  public:
-  // The algorithm for tiles of m rows: the whole-matrix choice when it supports m.
+  // The algorithm for tiles of m rows and chunks of tc tokens: the whole-product choice when it supports them.
   cublasLtMatmulAlgo_t get(const AlgoKey& key, cublasLtMatmulDesc_t desc, const Layouts& layouts) {
     {
       std::lock_guard<std::mutex> lock(m_mutex);
       if (auto it = m_algos.find(key); it != m_algos.end()) return it->second;
     }
     cublasLtMatmulAlgo_t algo;
-    if (key.m == key.n) {
+    if (key.m == key.n && key.tc == key.t) {
       algo = heuristic(key, desc, layouts);
     } else {
       AlgoKey full = key;
       full.m = key.n;
+      full.tc = key.t;
       const Layouts full_layouts(key.n, key.t, key.k, key.n);
       algo = get(full, desc, full_layouts);
       cublasLtMatmulHeuristicResult_t check{};
@@ -161,7 +167,7 @@ class AlgoCache {
                                                       layouts.c.get(), layouts.c.get(), p, 1, &result, &found));
     if (found == 0)
       fail(ErrorCategory::UNSUPPORTED, "dequant_gemm: cuBLASLt has no FP16 GEMM for m = " + std::to_string(key.m) +
-                                           ", n = " + std::to_string(key.t) + ", k = " + std::to_string(key.k));
+                                           ", n = " + std::to_string(key.tc) + ", k = " + std::to_string(key.k));
     return result.algo;
   }
 
@@ -199,17 +205,19 @@ void dequant_gemm(const QuantMatrixView& w, const float* x, int64_t n_tokens, fl
                                     std::to_string(scratch.weight == nullptr ? 0 : scratch.weight_elems) +
                                     " halves, one tile of " + std::to_string(min_tile_rows(w)) + " rows needs " +
                                     std::to_string(min_weight));
-  const size_t act = gemm_activation_scratch(w, n_tokens);
+  const size_t act = device_sizing::gemm_min_activation_scratch(w, n_tokens);
   if (scratch.activations == nullptr || scratch.activation_elems < act)
     fail(ErrorCategory::BUDGET, "dequant_gemm " + shape + ": activation scratch holds " +
                                     std::to_string(scratch.activations == nullptr ? 0 : scratch.activation_elems) +
-                                    " halves, " + std::to_string(n_tokens) + " tokens need " + std::to_string(act));
+                                    " halves, a chunk of " + std::to_string(std::min(n_tokens, device_sizing::kGemmMinTokenChunk)) +
+                                    " of " + std::to_string(n_tokens) + " tokens needs " + std::to_string(act));
 
   const int64_t n = w.n_rows, k = w.n_cols, t = n_tokens;
   int64_t tile = static_cast<int64_t>(scratch.weight_elems / static_cast<size_t>(k));
   tile = tile >= n ? n : tile / kGemmTileRowMultiple * kGemmTileRowMultiple;
 
-  detail::convert_f32_to_fp16(x, scratch.activations, t * k, stream);
+  const int64_t chunk = device_sizing::gemm_token_chunk(t, k, scratch.activation_elems);
+  if (chunk >= t) detail::convert_f32_to_fp16(x, scratch.activations, t * k, stream);  // once for every tile
   cublasLtHandle_t lt = lt_handle();
   const MatmulDesc desc = make_desc();
   int device = 0;
@@ -219,6 +227,7 @@ void dequant_gemm(const QuantMatrixView& w, const float* x, int64_t n_tokens, fl
               t,
               k,
               n,
+              t,
               scratch.workspace_bytes,
               alignment_of(scratch.weight),
               alignment_of(scratch.activations),
@@ -228,13 +237,19 @@ void dequant_gemm(const QuantMatrixView& w, const float* x, int64_t n_tokens, fl
   for (int64_t r0 = 0; r0 < n; r0 += tile) {
     const int64_t m = std::min(tile, n - r0);
     dequantize_fp16(w.type, wbytes + r0 * row_bytes, scratch.weight, m * k, stream);
-    const Layouts layouts(m, t, k, n);
-    key.m = m;
-    const cublasLtMatmulAlgo_t algo = algo_cache().get(key, desc.get(), layouts);
-    float* out = y + r0;
-    FERRY_CUBLAS_CHECK(cublasLtMatmul(lt, desc.get(), &alpha, scratch.weight, layouts.a.get(), scratch.activations,
-                                      layouts.b.get(), &beta, out, layouts.c.get(), out, layouts.c.get(), &algo,
-                                      scratch.workspace, scratch.workspace_bytes, stream));
+    for (int64_t t0 = 0; t0 < t; t0 += chunk) {
+      const int64_t tc = std::min(chunk, t - t0);
+      if (chunk < t) detail::convert_f32_to_fp16(x + t0 * k, scratch.activations, tc * k, stream);
+      const Layouts layouts(m, tc, k, n);
+      float* out = y + t0 * n + r0;
+      key.m = m;
+      key.tc = tc;
+      key.align_c = alignment_of(out);
+      const cublasLtMatmulAlgo_t algo = algo_cache().get(key, desc.get(), layouts);
+      FERRY_CUBLAS_CHECK(cublasLtMatmul(lt, desc.get(), &alpha, scratch.weight, layouts.a.get(), scratch.activations,
+                                        layouts.b.get(), &beta, out, layouts.c.get(), out, layouts.c.get(), &algo,
+                                        scratch.workspace, scratch.workspace_bytes, stream));
+    }
   }
 }
 

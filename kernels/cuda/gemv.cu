@@ -39,6 +39,9 @@
 // on the launch configuration. Nothing allocates or synchronises.
 //
 // Measurements, profiles and the designs tried and rejected: docs/kernels/gemv-notes.md.
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "ferry/error.hpp"
@@ -57,6 +60,26 @@ namespace detail {
 // The float types are read in pseudo-blocks of 8 elements (one 16-byte vector of halves).
 bool gemv_shape_supported(const QuantMatrixView& w) noexcept { return device_sizing::gemv_shape_supported(w); }
 }  // namespace detail
+
+namespace {
+
+GemvPath default_gemv_path() noexcept {
+  const char* env = std::getenv("FERRY_GEMV_PATH");
+  if (env != nullptr && std::strcmp(env, "direct") == 0) return GemvPath::DIRECT;
+  if (env != nullptr && std::strcmp(env, "staged") == 0) return GemvPath::STAGED;
+  return GemvPath::STAGED;
+}
+
+std::atomic<GemvPath>& gemv_path_setting() noexcept {
+  static std::atomic<GemvPath> path{default_gemv_path()};
+  return path;
+}
+
+}  // namespace
+
+void set_gemv_path(GemvPath path) noexcept { gemv_path_setting().store(path, std::memory_order_relaxed); }
+GemvPath gemv_path() noexcept { return gemv_path_setting().load(std::memory_order_relaxed); }
+const char* gemv_path_name(GemvPath path) noexcept { return path == GemvPath::DIRECT ? "direct" : "staged"; }
 
 namespace {
 

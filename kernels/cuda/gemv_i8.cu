@@ -14,6 +14,7 @@
 #include <span>
 
 #include "ferry/kernels/cuda/check.cuh"
+#include "ferry/kernels/cuda/matmul.cuh"
 #include "gemv_i8_units.cuh"
 #include "gemv_kernel.cuh"
 
@@ -103,8 +104,10 @@ struct GemvI8Batch {
 };
 
 // One CTA computes kGemvRowsPerCta consecutive rows (warp w: rows 2w, 2w + 1) of one matrix of the batch, as
-// quant_gemv_kernel.
-template <GgmlType kType, int kT>
+// quant_gemv_kernel. kDirect (GemvPath::DIRECT): no shared-memory ring; the units read their bytes straight from global
+// memory into registers, and each warp loads chunk c + 1 of its rows while it computes chunk c (software pipelining
+// by registers), so its loads stay in flight without a barrier, a slot or the piece bookkeeping of the ring.
+template <GgmlType kType, int kT, bool kDirect>
 __global__ void __launch_bounds__(kGemvThreads, 2)
     quant_gemv_i8_kernel(GemvI8Batch batch, int64_t row_bytes, int64_t n_cols, const float* __restrict__ x, int n_tok,
                          int64_t seg_len, bool w_aligned, bool x_vec) {
@@ -152,6 +155,7 @@ __global__ void __launch_bounds__(kGemvThreads, 2)
     const int len = static_cast<int>(min(seg_len, n_cols - s0));
     const int n_chunks = (len + U::kChunk - 1) / U::kChunk;
     auto issue = [&](int c) {
+      if constexpr (kDirect) return;
       if (c < n_chunks) {
         const int64_t byte0 = (s0 + static_cast<int64_t>(c) * U::kChunk) / U::kQK * U::kBytes;
         const int cb = min(U::kChunk, len - c * U::kChunk) / U::kQK * U::kBytes;
@@ -173,22 +177,19 @@ __global__ void __launch_bounds__(kGemvThreads, 2)
     stage_x_i8(xq, xd, x, n_tok, n_cols, s0, len, xq_row, xd_row, x_vec);
     __syncthreads();  // x is staged
 
-    for (int c = 0; c < n_chunks; ++c) {
-      __pipeline_wait_prior(kS - 2);
-      __syncwarp();  // chunk c of this warp's rows has landed for every lane; chunk c - 1's slot is free
-      issue(c + kS - 1);
-      if (!valid[0]) continue;
-
+    // The units of chunk c that this lane reads: from the chunk's ring slot, or (kDirect) from global memory.
+    using Raws = typename U::Raw[kUnitsPerLane][kRW];
+    auto load_chunk = [&](int c, Raws& raw) {
       const int nblk = min(U::kChunk, len - c * U::kChunk) / U::kQK;
       const int64_t byte0 = (s0 + static_cast<int64_t>(c) * U::kChunk) / U::kQK * U::kBytes;
-      const int blk_x0 = c * (U::kChunk / U::kQK);
       const uint8_t* base[kRW];
 #pragma unroll
       for (int r = 0; r < kRW; ++r) {
-        const auto start = reinterpret_cast<uintptr_t>(w + (valid[r] ? row0 + r : row0) * row_bytes + byte0);
-        base[r] = slots + (c % kS) * G::kStageBytes + (warp * kRW + r) * G::kSlot + (start & 15u);
+        const uint8_t* start = w + (valid[r] ? row0 + r : row0) * row_bytes + byte0;
+        base[r] = kDirect ? start
+                          : slots + (c % kS) * G::kStageBytes + (warp * kRW + r) * G::kSlot +
+                                (reinterpret_cast<uintptr_t>(start) & 15u);
       }
-      typename U::Raw raw[kUnitsPerLane][kRW];
 #pragma unroll
       for (int i = 0; i < kUnitsPerLane; ++i) {
         const int blk = blk_lane + i * kBlkStep;
@@ -196,6 +197,31 @@ __global__ void __launch_bounds__(kGemvThreads, 2)
 #pragma unroll
           for (int r = 0; r < kRW; ++r) raw[i][r] = U::load(base[r] + blk * U::kBytes, part, w_aligned);
         }
+      }
+    };
+    Raws next;
+    if constexpr (kDirect) {
+      if (valid[0] && n_chunks > 0) load_chunk(0, next);
+    }
+    for (int c = 0; c < n_chunks; ++c) {
+      if constexpr (!kDirect) {
+        __pipeline_wait_prior(kS - 2);
+        __syncwarp();  // chunk c of this warp's rows has landed for every lane; chunk c - 1's slot is free
+        issue(c + kS - 1);
+      }
+      if (!valid[0]) continue;
+
+      const int nblk = min(U::kChunk, len - c * U::kChunk) / U::kQK;
+      const int blk_x0 = c * (U::kChunk / U::kQK);
+      Raws raw;
+      if constexpr (kDirect) {
+#pragma unroll
+        for (int i = 0; i < kUnitsPerLane; ++i)
+#pragma unroll
+          for (int r = 0; r < kRW; ++r) raw[i][r] = next[i][r];
+        if (c + 1 < n_chunks) load_chunk(c + 1, next);  // in flight while chunk c is computed
+      } else {
+        load_chunk(c, raw);
       }
 #pragma unroll
       for (int i = 0; i < kUnitsPerLane; ++i) {
@@ -229,31 +255,40 @@ __global__ void __launch_bounds__(kGemvThreads, 2)
       }
     }
   }
-  __pipeline_wait_prior(0);
+  if constexpr (!kDirect) __pipeline_wait_prior(0);
   gemv_reduce_store<kRW, kT>(acc, valid, row0, n_tok, n_rows, y);
 }
 
-template <GgmlType kType, int kT>
-void launch_i8_t(const GemvI8Batch& batch, int64_t row_bytes, int64_t n_cols, bool w_aligned, const float* x, int n_tok,
-                 cudaStream_t stream) {
+template <GgmlType kType, int kT, bool kDirect>
+void launch_i8_path(const GemvI8Batch& batch, int64_t row_bytes, int64_t n_cols, bool w_aligned, const float* x,
+                    int n_tok, cudaStream_t stream) {
   using U = GemvI8Unit<kType>;
   using G = GemvStage<U>;
   // Segment: all of K if its codes fit, else the largest multiple of 256 elements that does.
   const int64_t cap = std::max<int64_t>(256, int64_t{kGemvI8XBytes} * 4 / (5 * n_tok) / 256 * 256);
   const int64_t seg_len = std::min<int64_t>(n_cols, cap);
-  const size_t smem =
-      static_cast<size_t>(i8_x_bytes(n_tok, seg_len)) + static_cast<size_t>(kGemvStages) * G::kStageBytes;
+  constexpr size_t kRingBytes = kDirect ? 0 : static_cast<size_t>(kGemvStages) * G::kStageBytes;
+  const size_t smem = static_cast<size_t>(i8_x_bytes(n_tok, seg_len)) + kRingBytes;
   static const bool configured = [] {
-    FERRY_CUDA_CHECK(cudaFuncSetAttribute(quant_gemv_i8_kernel<kType, kT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          kGemvI8XBytes + 1024 + kGemvStages * G::kStageBytes));
+    FERRY_CUDA_CHECK(cudaFuncSetAttribute(quant_gemv_i8_kernel<kType, kT, kDirect>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(kGemvI8XBytes + 1024 + kRingBytes)));
     return true;
   }();
   (void)configured;
   const bool x_vec = reinterpret_cast<uintptr_t>(x) % 16 == 0 && n_cols % 4 == 0;
   const int64_t grid = batch.group_end[batch.count - 1];
-  quant_gemv_i8_kernel<kType, kT><<<static_cast<unsigned>(grid), kGemvThreads, smem, stream>>>(
+  quant_gemv_i8_kernel<kType, kT, kDirect><<<static_cast<unsigned>(grid), kGemvThreads, smem, stream>>>(
       batch, row_bytes, n_cols, x, n_tok, seg_len, w_aligned, x_vec);
   FERRY_CUDA_CHECK_LAUNCH();
+}
+
+template <GgmlType kType, int kT>
+void launch_i8_t(const GemvI8Batch& batch, int64_t row_bytes, int64_t n_cols, bool w_aligned, const float* x, int n_tok,
+                 cudaStream_t stream) {
+  if (gemv_path() == GemvPath::DIRECT)
+    return launch_i8_path<kType, kT, true>(batch, row_bytes, n_cols, w_aligned, x, n_tok, stream);
+  launch_i8_path<kType, kT, false>(batch, row_bytes, n_cols, w_aligned, x, n_tok, stream);
 }
 
 template <GgmlType kType>

@@ -56,12 +56,15 @@ GpuSizing gpu_sizing(std::span<const LayerDemand> layers, std::span<const Placem
   if (placements.back() != Placement::CPU) s.output_floats = layers.back().output_floats;
   s.step_input_floats = options.step_input_floats;
   const size_t cap_elems = options.fp16_scratch_limit / 2;
-  // GEMV needs no scratch, dequant_gemm a weight tile and an FP16 copy of the input.
+  const size_t activation_cap_elems = options.fp16_activation_limit / 2;
+  // GEMV needs no scratch, dequant_gemm a weight tile and an FP16 copy of the input (or of a chunk of its tokens).
   auto gemm_scratch = [&](const QuantMatrixView& w, size_t tokens) {
     const size_t elems = static_cast<size_t>(w.n_rows) * static_cast<size_t>(w.n_cols);
     const size_t tile = std::min(elems, std::max(device_sizing::gemm_min_weight_scratch(w), cap_elems));
     s.weight_tile_elems = std::max(s.weight_tile_elems, tile);
-    s.activation_fp16_elems = std::max(s.activation_fp16_elems, tokens * static_cast<size_t>(w.n_cols));
+    s.activation_fp16_elems =
+        std::max(s.activation_fp16_elems,
+                 device_sizing::gemm_activation_scratch_capped(w, static_cast<int64_t>(tokens), activation_cap_elems));
   };
   for (size_t i = 0; i < layers.size(); ++i) {
     if (placements[i] == Placement::CPU) continue;

@@ -32,10 +32,21 @@ bool gemv_shape_supported(const QuantMatrixView& w) noexcept;
 bool matmul_uses_gemv(const QuantMatrixView& w, int64_t n_tokens) noexcept;
 // FP16 elements of the smallest weight tile dequant_gemm accepts.
 size_t gemm_min_weight_scratch(const QuantMatrixView& w) noexcept;
-// FP16 elements of x for dequant_gemm.
+// FP16 elements of x for dequant_gemm converting all n_tokens rows at once (no token chunks).
 inline size_t gemm_activation_scratch(const QuantMatrixView& w, int64_t n_tokens) noexcept {
   return static_cast<size_t>(n_tokens) * static_cast<size_t>(w.n_cols);
 }
+// dequant_gemm converts x to FP16 in chunks of tokens when its activation scratch holds fewer than all n_tokens rows:
+// the chunks are balanced (ceil(T / chunks) rows each, the last one shorter), so a scratch of ceil(T / c) rows serves
+// c chunks. It accepts no fewer rows than this (or T, if smaller): a GEMM of a few tokens wastes the tensor cores.
+inline constexpr int64_t kGemmMinTokenChunk = 64;
+// The smallest activation scratch dequant_gemm accepts for n_tokens rows, in elements.
+size_t gemm_min_activation_scratch(const QuantMatrixView& w, int64_t n_tokens) noexcept;
+// Rows per token chunk dequant_gemm uses for n_tokens with `activation_elems` of scratch (n_tokens when all fit).
+int64_t gemm_token_chunk(int64_t n_tokens, int64_t n_cols, size_t activation_elems) noexcept;
+// The activation scratch, in elements, that sizing gives a GEMM of n_tokens rows when at most `cap_elems` are
+// wanted: the balanced chunk of the fewest chunks within the cap (never below the kernel's minimum).
+size_t gemm_activation_scratch_capped(const QuantMatrixView& w, int64_t n_tokens, size_t cap_elems) noexcept;
 
 // True when cuda::attention takes the decode path for this shape.
 bool attention_uses_decode(const AttentionShape& shape) noexcept;

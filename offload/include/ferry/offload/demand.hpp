@@ -38,6 +38,10 @@ struct StackOptions {
   MarginPolicy margin;
   uint64_t fp16_scratch_limit = uint64_t{64} << 20;      // cap on the dequantized-weight tile (the kernel's minimum
                                                          // tile wins if larger)
+  // Cap on the FP16 copy of a GEMM's input: above it x goes in balanced token chunks (the kernel's minimum chunk wins
+  // if larger). LLM prompts stay under it (512 tokens x 13824 = 14 MB); Flux's 4608-token linear2 input (141 MB) is
+  // cut in three.
+  uint64_t fp16_activation_limit = uint64_t{64} << 20;
   uint64_t cublas_workspace_bytes = uint64_t{32} << 20;  // cuBLAS's recommendation for Hopper
   size_t step_input_floats = 0;  // the most StepContext::inputs a step carries (0: the stack takes none)
 };

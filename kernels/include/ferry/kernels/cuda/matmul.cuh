@@ -22,6 +22,15 @@ inline constexpr int64_t kGemvMaxTokens = device_sizing::kGemvMaxTokens;
 
 bool gemv_supported(GgmlType type) noexcept;
 void quant_gemv(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, cudaStream_t stream);
+// How the int8-activation GEMV (Q4_0, Q8_0, Q4_K, Q6_K) reads the weights: STAGED through a shared-memory ring filled
+// by cp.async, or DIRECT from global memory into registers (gemv_i8.cu). Both give the same y bit for bit. A
+// process-wide setting for benchmarks and tests; the default comes from FERRY_GEMV_PATH ("staged" or "direct"), else
+// the faster one measured on the H200 (docs/kernels/gemv-notes.md).
+enum class GemvPath : uint8_t { STAGED, DIRECT };
+void set_gemv_path(GemvPath path) noexcept;
+GemvPath gemv_path() noexcept;
+const char* gemv_path_name(GemvPath path) noexcept;
+
 // ys[i] = x · ws[i]ᵀ for several matrices sharing x (a block's q, k, v; gate and up): one launch when they share type
 // and K and the type has the int8-activation kernel (at most 3 matrices), else one quant_gemv each.
 void quant_gemv_batch(std::span<const QuantMatrixView> ws, const float* x, int64_t n_tokens, std::span<float* const> ys,
@@ -31,7 +40,7 @@ void quant_gemv_batch(std::span<const QuantMatrixView> ws, const float* x, int64
 struct GemmScratch {
   __half* weight = nullptr;  // a tile of dequantized weight rows
   size_t weight_elems = 0;
-  __half* activations = nullptr;  // x converted to FP16, n_tokens * n_cols
+  __half* activations = nullptr;  // x converted to FP16: all n_tokens rows, or a chunk of them at a time
   size_t activation_elems = 0;
   // cuBLASLt workspace (optional). With none, only GEMM algorithms that need no workspace (no split-K) are used;
   // kGemmWorkspaceBytes lets cuBLAS pick what cublasGemmEx would.
@@ -43,12 +52,13 @@ inline constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
 inline constexpr int64_t kGemmTileRowMultiple = device_sizing::kGemmTileRowMultiple;
 // The smallest weight scratch dequant_gemm accepts for this matrix (one tile of rows), in elements.
 size_t gemm_min_weight_scratch(const QuantMatrixView& w) noexcept;
-// The activation scratch dequant_gemm needs for n_tokens rows of x, in elements.
+// The activation scratch dequant_gemm needs for all n_tokens rows of x at once, in elements; it also runs with less
+// (down to device_sizing::gemm_min_activation_scratch), converting and multiplying x in chunks of tokens.
 inline size_t gemm_activation_scratch(const QuantMatrixView& w, int64_t n_tokens) noexcept {
-  return static_cast<size_t>(n_tokens) * static_cast<size_t>(w.n_cols);
+  return device_sizing::gemm_activation_scratch(w, n_tokens);
 }
-// y is bit-for-bit the same whatever the scratch size: every tile runs the one cuBLASLt algorithm chosen for the whole
-// matrix (see gemm.cu). The GEMMs go through a process-wide cuBLASLt handle; `cublas` is accepted for symmetry with
+// y is bit-for-bit the same whatever the scratch sizes: every (row tile, token chunk) runs the one cuBLASLt algorithm
+// chosen for the whole product (see gemm.cu). The GEMMs go through a process-wide cuBLASLt handle; `cublas` is accepted for symmetry with
 // matmul and is not used.
 void dequant_gemm(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, const GemmScratch& scratch,
                   cublasHandle_t cublas, cudaStream_t stream);
