@@ -5,7 +5,10 @@
 //   bench_flux --preset flux-1-dev --type q4_0 --image 1024x1024 --txt 512 --case 2GiB:resident-stream
 //              [--case 8GiB:resident-stream ...] [--floor-budget 40GiB] [-o out.json]
 //
-// Each case is BUDGET:POLICY ("none" as the budget: no limit below the device's memory). Models are made once under
+// Each case is BUDGET:POLICY[:fp32] ("none" as the budget: no limit below the device's memory; ":fp32": GEMM weight
+// tiles dequantized through an FP32 temporary then cast, the path of the tools ferry replaces, for the comparison
+// with the direct FP16 dequantization; its temporary is counted in the budget). A case that the budget refuses is a
+// row saying so, and the others still run. Models are made once under
 // --model-dir (deterministic, seed 1). The targets read off the table: at 2 GiB, s/step <= 1.10 x the floor.
 #include <cuda_runtime.h>
 
@@ -38,12 +41,21 @@ namespace {
 struct Case {
   std::string budget;
   std::string policy;
+  bool via_fp32 = false;
 };
 
 Case parse_case(const std::string& text) {
   const size_t colon = text.find(':');
-  if (colon == std::string::npos) fail(ErrorCategory::INVALID_ARGUMENT, "case '" + text + "': expected BUDGET:POLICY");
-  return {text.substr(0, colon), text.substr(colon + 1)};
+  if (colon == std::string::npos)
+    fail(ErrorCategory::INVALID_ARGUMENT, "case '" + text + "': expected BUDGET:POLICY[:fp32]");
+  Case c{text.substr(0, colon), text.substr(colon + 1)};
+  if (const size_t second = c.policy.find(':'); second != std::string::npos) {
+    if (c.policy.substr(second + 1) != "fp32")
+      fail(ErrorCategory::INVALID_ARGUMENT, "case '" + text + "': expected BUDGET:POLICY[:fp32]");
+    c.via_fp32 = true;
+    c.policy.resize(second);
+  }
+  return c;
 }
 
 std::filesystem::path ensure_model(const std::string& dir, const std::string& preset, const std::string& type) {
@@ -72,7 +84,7 @@ struct Measured {
 
 // `steps` model calls after one warm-up, on random inputs of the given size.
 Measured measure(const std::filesystem::path& path, uint64_t budget, Policy policy, int64_t width, int64_t height,
-                 int64_t n_txt, int steps, uint64_t context_bytes) {
+                 int64_t n_txt, int steps, uint64_t context_bytes, bool via_fp32 = false) {
   const GgufFile file = GgufFile::open(path);
   const FluxConfig c = FluxConfig::from_gguf(file);
   const FluxWeights w = FluxWeights::from_gguf(file, c);
@@ -90,6 +102,7 @@ Measured measure(const std::filesystem::path& path, uint64_t budget, Policy poli
   o.max_tokens = n_txt + n_img;
   o.vram_budget = budget;
   o.policy = policy;
+  o.dequant_via_fp32 = via_fp32;
   const uint64_t free_before = device_free_bytes();
   ferry::bench::FreeMemorySampler sampler;
   FluxRunner runner(c, w, o);
@@ -151,21 +164,34 @@ int main(int argc, char** argv) {
       std::printf("floor: %s all resident: %.4f s/step (%s)\n\n", floor_type.c_str(), floor.median,
                   floor.placement.c_str());
     }
-    std::printf("| budget | policy | placement | s/step | / floor | arena | process |\n");
-    std::printf("| --- | --- | --- | ---: | ---: | ---: | ---: |\n");
+    std::printf("| budget | policy | dequantization | placement | s/step | / floor | arena | process |\n");
+    std::printf("| --- | --- | --- | --- | ---: | ---: | ---: | ---: |\n");
     nlohmann::json results = nlohmann::json::array();
     const auto path = ensure_model(model_dir, preset, type);
     for (const std::string& text : cases_text) {
       const Case cs = parse_case(text);
-      const Measured m =
-          measure(path, budget_of(cs.budget), parse_policy(cs.policy), width, height, n_txt, steps, context_bytes);
+      const char* dequant = cs.via_fp32 ? "via FP32 + cast" : "direct FP16";
+      Measured m;
+      try {
+        m = measure(path, budget_of(cs.budget), parse_policy(cs.policy), width, height, n_txt, steps, context_bytes,
+                    cs.via_fp32);
+      } catch (const Error& e) {
+        if (e.category() != ErrorCategory::BUDGET) throw;
+        const std::string what = e.what();
+        std::printf("| %s | %s | %s | refused: %s | | | | |\n", cs.budget.c_str(), cs.policy.c_str(), dequant,
+                    what.substr(0, what.find('\n')).c_str());
+        std::fflush(stdout);
+        results.push_back({{"budget", cs.budget}, {"policy", cs.policy}, {"dequantization", dequant}, {"refused", what}});
+        continue;
+      }
       const double ratio = floor.median > 0 ? m.median / floor.median : 0.0;
-      std::printf("| %s | %s | %s | %.4f | %.2f | %s | %s |\n", cs.budget.c_str(), cs.policy.c_str(),
+      std::printf("| %s | %s | %s | %s | %.4f | %.2f | %s | %s |\n", cs.budget.c_str(), cs.policy.c_str(), dequant,
                   m.placement.c_str(), m.median, ratio, format_size(m.memory.arena_bytes).c_str(),
                   format_size(m.process_bytes).c_str());
       std::fflush(stdout);
       results.push_back({{"budget", cs.budget},
                          {"policy", cs.policy},
+                         {"dequantization", dequant},
                          {"placement", m.placement},
                          {"seconds_per_step_median", m.median},
                          {"seconds_per_step", m.seconds},

@@ -51,7 +51,7 @@ for part in "$@"; do
     flux)
       run flux 300 "$b/bench_flux" --preset flux-1-dev --type q4_0 --image 1024x1024 --txt 512 \
         --case none:resident-stream --case 8GiB:resident-stream --case 4GiB:resident-stream \
-        --case 2GiB:resident-stream --case 2GiB:auto -o "$out/flux.json"
+        --case 2GiB:resident-stream --case 2GiB:auto --case 8GiB:resident-stream:fp32 --case 2GiB:resident-stream:fp32 -o "$out/flux.json"
       ;;
     decode)
       for path in staged direct; do

@@ -432,6 +432,29 @@ TEST_CASE("dequant_gemm with activation scratch for fewer tokens than T (token c
   }
 }
 
+TEST_CASE("dequant_gemm through an FP32 temporary (the benchmark's cast path) gives the direct path's values") {
+  Stream stream;
+  Cublas cublas;
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q8_0}) {
+    const Operands op(type, 150, 768, 40, test_seed(6161 + static_cast<uint64_t>(type)));
+    INFO("type ", type_label(type));
+    const auto direct = run_gemm(op, 64, stream, cublas);
+    Scratch scratch(64, op.k, op.t);
+    GuardedBuffer tmp(static_cast<size_t>(64 * op.k) * 4);
+    scratch.view.fp32_tile = tmp.get<float>();
+    GuardedBuffer d_y(static_cast<size_t>(op.t * op.n) * 4);
+    cuda::dequant_gemm(op.device_view(), op.d_x.get<float>(), op.t, d_y.get<float>(), scratch.view, cublas, stream);
+    stream.sync();
+    CHECK(d_y.guards_intact());
+    CHECK(tmp.guards_intact());
+    const auto via = d_y.download<float>();
+    // Both round the same FP32 value d·q to FP16 (the weights' only rounding), so the products agree bit for bit.
+    CHECK(std::memcmp(direct.data(), via.data(), direct.size() * 4) == 0);
+    const auto ref = op.reference();
+    CHECK(normalized_error(via, ref, ref.size()) <= kGemmTolerance);
+  }
+}
+
 TEST_CASE("dequant_gemm refuses scratch below one tile with BUDGET") {
   Stream stream;
   Cublas cublas;

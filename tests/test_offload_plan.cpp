@@ -470,5 +470,16 @@ TEST_CASE("the scheduler's FP16 activation scratch is the capped chunk of the wi
   CHECK(gpu_sizing(std::span(&layer, 1), gpu, options).activation_fp16_elems == size_t{4608} * 15360);
   options.max_tokens = 512;  // an LLM prompt: under the cap, no chunks
   options.fp16_activation_limit = uint64_t{64} << 20;
-  CHECK(gpu_sizing(std::span(&layer, 1), gpu, options).activation_fp16_elems == size_t{512} * 15360);
+  const GpuSizing prompt = gpu_sizing(std::span(&layer, 1), gpu, options);
+  CHECK(prompt.activation_fp16_elems == size_t{512} * 15360);
+  CHECK(prompt.fp32_tile_floats == 0);
+  // The FP32-then-cast comparison path: a float temporary as large as the weight tile, counted in the plan.
+  options.dequant_via_fp32 = true;
+  const GpuSizing via_fp32 = gpu_sizing(std::span(&layer, 1), gpu, options);
+  CHECK(via_fp32.weight_tile_elems == prompt.weight_tile_elems);
+  CHECK(via_fp32.fp32_tile_floats == prompt.weight_tile_elems);
+  const MemoryPlanInput with = memory_plan_input(std::span(&layer, 1), gpu, options, 0);
+  options.dequant_via_fp32 = false;
+  const MemoryPlanInput without = memory_plan_input(std::span(&layer, 1), gpu, options, 0);
+  CHECK(with.fp16_scratch_bytes == without.fp16_scratch_bytes + align_up(prompt.weight_tile_elems * 4));
 }

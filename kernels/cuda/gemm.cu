@@ -236,7 +236,10 @@ void dequant_gemm(const QuantMatrixView& w, const float* x, int64_t n_tokens, fl
   const auto* wbytes = static_cast<const uint8_t*>(w.data);
   for (int64_t r0 = 0; r0 < n; r0 += tile) {
     const int64_t m = std::min(tile, n - r0);
-    dequantize_fp16(w.type, wbytes + r0 * row_bytes, scratch.weight, m * k, stream);
+    if (scratch.fp32_tile != nullptr)
+      dequantize_fp16_via_fp32(w.type, wbytes + r0 * row_bytes, scratch.fp32_tile, scratch.weight, m * k, stream);
+    else
+      dequantize_fp16(w.type, wbytes + r0 * row_bytes, scratch.weight, m * k, stream);
     for (int64_t t0 = 0; t0 < t; t0 += chunk) {
       const int64_t tc = std::min(chunk, t - t0);
       if (chunk < t) detail::convert_f32_to_fp16(x + t0 * k, scratch.activations, tc * k, stream);

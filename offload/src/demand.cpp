@@ -68,6 +68,7 @@ GpuSizing gpu_sizing(std::span<const LayerDemand> layers, std::span<const Placem
   };
   for (size_t i = 0; i < layers.size(); ++i) {
     if (placements[i] == Placement::CPU) continue;
+    // (the FP32 temporary of dequant_via_fp32 is sized after the loop, from the largest tile)
     s.workspace_floats = std::max(s.workspace_floats, layers[i].workspace_floats_gpu);
     // Steps run 1..max_tokens tokens, so a matrix needs GEMM scratch if either end takes the GEMM.
     for (const QuantMatrixView& w : layers[i].matmuls)
@@ -77,6 +78,7 @@ GpuSizing gpu_sizing(std::span<const LayerDemand> layers, std::span<const Placem
     for (const QuantMatrixView& w : layers[i].vector_matmuls)
       if (!device_sizing::matmul_uses_gemv(w, 1)) gemm_scratch(w, 1);
   }
+  if (options.dequant_via_fp32) s.fp32_tile_floats = s.weight_tile_elems;
   return s;
 }
 
@@ -91,7 +93,8 @@ MemoryPlanInput memory_plan_input(std::span<const LayerDemand> layers, std::span
   if (!any_gpu(placements)) return input;
   const GpuSizing sizing = gpu_sizing(layers, placements, options);
   input.context_bytes = context_bytes;
-  input.fp16_scratch_bytes = align_up(sizing.weight_tile_elems * 2) + align_up(sizing.activation_fp16_elems * 2);
+  input.fp16_scratch_bytes = align_up(sizing.weight_tile_elems * 2) + align_up(sizing.activation_fp16_elems * 2) +
+                             align_up(sizing.fp32_tile_floats * 4);
   input.activation_bytes = align_up(sizing.residual_floats * 4) + align_up(sizing.workspace_floats * 4) +
                            align_up(sizing.output_floats * 4) + align_up(sizing.step_input_floats * 4);
   input.cublas_workspace_bytes = options.cublas_workspace_bytes;

@@ -162,6 +162,9 @@ GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const Gpu
   scratch.activation_elems = sizing.activation_fp16_elems;
   scratch.workspace = m_cublas_workspace;
   scratch.workspace_bytes = opt.cublas_workspace_bytes;
+  if (sizing.fp32_tile_floats > 0)
+    scratch.fp32_tile = m_arena.allocate_array<float>(MemoryCategory::FP16_SCRATCH, sizing.fp32_tile_floats,
+                                                      "fp32 tile (dequantization via FP32, benchmark)");
   m_ops = std::make_unique<CudaOps>(m_compute.get(), m_cublas.get(), scratch);
 
   // Streamed layers: the pinned pool (filled now, from the layers' host bytes) and S slots of the largest one.

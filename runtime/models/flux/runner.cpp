@@ -27,6 +27,7 @@ SchedulerOptions flux_scheduler_options(const FluxConfig& config, const FluxRunn
   s.prefetch_depth = o.prefetch_depth;
   s.trace_path = o.trace_path;
   s.step_input_floats = FluxStepInputs::floats(config, o.max_tokens);
+  s.dequant_via_fp32 = o.dequant_via_fp32;
   return s;
 }
 

@@ -42,6 +42,9 @@ struct StackOptions {
   // if larger). LLM prompts stay under it (512 tokens x 13824 = 14 MB); Flux's 4608-token linear2 input (141 MB) is
   // cut in three.
   uint64_t fp16_activation_limit = uint64_t{64} << 20;
+  // Benchmark only: dequantize each GEMM weight tile through an FP32 temporary, then cast to FP16 (the path ferry
+  // exists to avoid), with the temporary (4 B per tile element) counted in FP16_SCRATCH.
+  bool dequant_via_fp32 = false;
   uint64_t cublas_workspace_bytes = uint64_t{32} << 20;  // cuBLAS's recommendation for Hopper
   size_t step_input_floats = 0;  // the most StepContext::inputs a step carries (0: the stack takes none)
 };
@@ -50,6 +53,7 @@ struct StackOptions {
 struct GpuSizing {
   size_t weight_tile_elems = 0;      // FP16 weight scratch: the largest GEMM tile of a GPU layer
   size_t activation_fp16_elems = 0;  // FP16 copy of a GEMM's input
+  size_t fp32_tile_floats = 0;       // StackOptions::dequant_via_fp32: the FP32 temporary of a weight tile
   size_t residual_floats = 0;        // x [max_tokens, width]
   size_t workspace_floats = 0;       // the largest GPU layer's workspace at max_tokens
   size_t output_floats = 0;          // the last layer's output, when that layer runs on the GPU

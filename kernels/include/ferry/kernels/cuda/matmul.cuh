@@ -46,6 +46,9 @@ struct GemmScratch {
   // kGemmWorkspaceBytes lets cuBLAS pick what cublasGemmEx would.
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
+  // Benchmark only (the FP32-then-cast comparison): when set, each tile is dequantized into this FP32 temporary of
+  // weight_elems floats and then cast to FP16, instead of straight to FP16. Same values, more traffic and memory.
+  float* fp32_tile = nullptr;
 };
 inline constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
 // Weight tiles are a multiple of this many rows (or the whole matrix), so every tile's output starts 256-byte aligned.

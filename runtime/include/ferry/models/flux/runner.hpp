@@ -25,6 +25,7 @@ struct FluxRunnerOptions {
   Policy policy = Policy::RESIDENT_STREAM;
   int prefetch_depth = 1;
   std::string trace_path;
+  bool dequant_via_fp32 = false;  // benchmark only: StackOptions::dequant_via_fp32
 };
 
 // The stack as a planner sees it (the layers' own demands at max_tokens, with the step inputs they take).
