@@ -54,11 +54,11 @@ for part in "$@"; do
         --case 2GiB:resident-stream --case 2GiB:auto --case 8GiB:resident-stream:fp32 --case 2GiB:resident-stream:fp32 -o "$out/flux.json"
       ;;
     decode)
-      for path in staged direct; do
-        run "decode-8b-$path" 200 env FERRY_GEMV_PATH=$path "$b/bench_llama" --preset llama-3-8b --type q4_0 \
-          --case 40GiB:resident-first:512:128 -o "$out/decode-8b-q4_0-$path.json"
-        run "decode-8b-q4_k-$path" 200 env FERRY_GEMV_PATH=$path "$b/bench_llama" --preset llama-3-8b --type q4_k \
-          --case 40GiB:resident-first:512:128 -o "$out/decode-8b-q4_k-$path.json"
+      for type in q4_0 q4_k; do
+        for path in staged direct; do
+          run "decode-8b-$type-$path" 150 env FERRY_GEMV_PATH=$path "$b/bench_llama" --preset llama-3-8b \
+            --type $type --case 40GiB:resident-first:512:64 -o "$out/decode-8b-$type-$path.json"
+        done
       done
       ;;
     llama-13b)
@@ -66,8 +66,8 @@ for part in "$@"; do
       for vram in 8GiB 7GiB 4GiB; do
         run "plan-13b-$vram" 60 "$ferry" plan "$m" --vram "$vram" --policy auto --ctx 512 --prompt 512 --gen 32
       done
-      run bench-13b 420 "$ferry" bench "$m" --vram 8GiB,7GiB,4GiB --policy auto,resident-first,resident-stream \
-        -p 512 -n 32 -r 3 --out-dir "$out/bench-13b"
+      run bench-13b 300 "$ferry" bench "$m" --vram 8GiB,7GiB,4GiB --policy auto,resident-stream -p 512 -n 32 -r 2 \
+        --out-dir "$out/bench-13b"
       ;;
     calibrate) run calibrate 120 "$ferry" calibrate --force ;;
     *)
