@@ -212,3 +212,18 @@ TEST_CASE("overrides on the command line: honoured, or refused with the reason")
   CHECK(r.status == 2);
   CHECK_MESSAGE(contains(r.err, "--resident: 'nothing' matches no layer"), r.err);
 }
+
+TEST_CASE("bench takes the overrides and the plan file into every arm") {
+  Fixture fx;
+  const nlohmann::json here = parsed(fx.ferry({"plan", fx.model.string(), "--ctx", "64", "--json"}));
+  if (here["device"]["has_gpu"].get<bool>()) return;  // the all-CPU plan below is this machine's
+  const fs::path file = fx.write("cpu.json", here);
+  Result r = fx.ferry({"bench", fx.model.string(), "--plan", file.string(), "-p", "16", "-n", "4", "-r", "1"});
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(contains(r.out, "(placements from the plan file " + file.string() + ")"));
+  CHECK(contains(r.out, "pp16"));
+  r = fx.ferry({"bench", fx.model.string(), "--policy", "cpu-all", "--stream", "nothing", "-p", "16", "-n", "4"});
+  CHECK(r.status == 2);
+  CHECK_MESSAGE(contains(r.err, "--stream: 'nothing' matches no layer"), r.err);
+}
