@@ -227,3 +227,17 @@ TEST_CASE("bench takes the overrides and the plan file into every arm") {
   CHECK(r.status == 2);
   CHECK_MESSAGE(contains(r.err, "--stream: 'nothing' matches no layer"), r.err);
 }
+
+TEST_CASE("flux-step takes the overrides too") {
+  Fixture fx;
+  const fs::path flux = fx.dir.path() / "flux-tiny.gguf";
+  REQUIRE(fx.ferry({"make-model", "--preset", "flux-tiny", "-o", flux.string()}).status == 0);
+  Result r = fx.ferry({"flux-step", flux.string(), "--image", "32x32", "--steps", "1", "--cpu", "double_blocks\\..*"});
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK_MESSAGE(contains(r.out, "--cpu 'double_blocks\\..*')"), r.out);
+  r = fx.ferry({"flux-step", flux.string(), "--image", "32x32", "--steps", "1", "--stream", "final"});
+  CHECK(r.status == 2);
+  CHECK_MESSAGE(contains(r.err, "--stream: 'final' matches no layer"), r.err);
+  CHECK_MESSAGE(contains(r.err, "final_layer"), r.err);  // the names it could have matched
+}

@@ -24,16 +24,20 @@ void add_override_flags(CLI::App& cmd, OverrideFlags& f, CLI::Option* vram, CLI:
   if (policy != nullptr) plan->excludes(policy);
 }
 
-void apply_override_flags(const OverrideFlags& f, LlamaRunnerOptions& options) {
-  for (const std::string& p : f.resident) options.overrides.push_back({"--resident", p, Placement::RESIDENT});
-  for (const std::string& p : f.stream) options.overrides.push_back({"--stream", p, Placement::STREAMED});
-  for (const std::string& p : f.cpu) options.overrides.push_back({"--cpu", p, Placement::CPU});
-  for (const PlacementOverride& o : options.overrides)
+void apply_override_flags(const OverrideFlags& f, std::vector<PlacementOverride>& overrides,
+                          std::optional<PlanFile>& plan_file, uint64_t& vram_budget) {
+  for (const std::string& p : f.resident) overrides.push_back({"--resident", p, Placement::RESIDENT});
+  for (const std::string& p : f.stream) overrides.push_back({"--stream", p, Placement::STREAMED});
+  for (const std::string& p : f.cpu) overrides.push_back({"--cpu", p, Placement::CPU});
+  for (const PlacementOverride& o : overrides)
     if (o.pattern.empty()) bad_flag(o.flag, "an empty pattern matches no layer name");
   if (f.plan.empty()) return;
-  options.plan_file = read_plan_file(f.plan);
-  if (options.plan_file->budget_bytes && (f.vram == nullptr || f.vram->count() == 0))
-    options.vram_budget = *options.plan_file->budget_bytes;
+  plan_file = read_plan_file(f.plan);
+  if (plan_file->budget_bytes && (f.vram == nullptr || f.vram->count() == 0)) vram_budget = *plan_file->budget_bytes;
+}
+
+void apply_override_flags(const OverrideFlags& f, LlamaRunnerOptions& options) {
+  apply_override_flags(f, options.overrides, options.plan_file, options.vram_budget);
 }
 
 std::string placement_origin(const OverrideFlags& f, const std::string& vram, const std::string& policy,

@@ -5,6 +5,8 @@
 // --vram is given.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,9 @@ void add_override_flags(CLI::App& cmd, OverrideFlags& f, CLI::Option* vram, CLI:
 // The overrides and the plan file (read and parsed now, before any model is loaded: IO/FORMAT, exit 1) into the
 // runner's options; with --plan and no --vram, the plan's budget_bytes becomes the budget.
 void apply_override_flags(const OverrideFlags& f, LlamaRunnerOptions& options);
+// The same for any runner: into its overrides, plan file and budget.
+void apply_override_flags(const OverrideFlags& f, std::vector<PlacementOverride>& overrides,
+                          std::optional<PlanFile>& plan_file, uint64_t& vram_budget);
 
 // How the placement was chosen, for a command's report: "--vram 8GiB, --policy auto, --cpu 'blk\.3'" or "--plan
 // FILE, budget 8 GiB".
