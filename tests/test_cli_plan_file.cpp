@@ -128,7 +128,7 @@ TEST_CASE("malformed or impossible plan files are refused naming the key (exit 1
   std::vector<Case> cases;
   nlohmann::json fewer = good;
   fewer["layers"].erase(fewer["layers"].begin() + 4);
-  cases.push_back({"fewer", fewer, "layers: 4 entries, but llama has 5 layers (blk.0 .. output)"});
+  cases.push_back({"fewer", fewer, "layers: 4 entries, but the model has 5 layers (blk.0 .. output)"});
   nlohmann::json unknown = good;
   unknown["layers"][3]["placement"] = "gpu";
   cases.push_back({"unknown", unknown, "layers[3].placement: 'gpu' is not a placement (resident, streamed or cpu)"});

@@ -275,7 +275,7 @@ TEST_CASE("plan files: the placements run as written, edited or not, checked aga
   PlanRequest other = request(Policy::AUTO, 1 * kGiB, 64);
   other.plan_file = parse_plan_file(plan_json({"cpu", "cpu", "cpu", "cpu"}), "three.json");
   e = error_of(s, d, other, ErrorCategory::FORMAT);
-  CHECK_MESSAGE(contains(e, "plan file three.json: layers: 4 entries, but test stack has 5 layers (blk.0 .. output)"),
+  CHECK_MESSAGE(contains(e, "plan file three.json: layers: 4 entries, but the model has 5 layers (blk.0 .. output)"),
                 e);
   std::string renamed = plan_json({"cpu", "cpu", "cpu", "cpu", "cpu"});
   renamed.replace(renamed.find("blk.2"), 5, "blk.9");

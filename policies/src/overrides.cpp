@@ -47,9 +47,10 @@ std::vector<std::optional<Placement>> resolve_overrides(std::span<const Placemen
       by[i] = &o;
     }
     if (!matched)
-      fail(ErrorCategory::INVALID_ARGUMENT, o.flag + ": " + quote_name(o.pattern) + " matches no layer of " +
-                                                stack.model + " (a pattern matches a whole name; the layers are " +
-                                                layer_names(stack) + ")");
+      fail(ErrorCategory::INVALID_ARGUMENT,
+           o.flag + ": " + quote_name(o.pattern) +
+               " matches no layer of the model (a pattern matches a whole name; the layers are " + layer_names(stack) +
+               ")");
   }
   return forced;
 }

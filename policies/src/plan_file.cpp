@@ -94,7 +94,7 @@ PlanFile read_plan_file(const std::string& path) {
 std::vector<Placement> plan_file_placements(const PlanFile& file, const StackProfile& stack) {
   if (file.placements.size() != stack.layers.size())
     bad_key(file.path, "layers",
-            std::to_string(file.placements.size()) + " entries, but " + stack.model + " has " +
+            std::to_string(file.placements.size()) + " entries, but the model has " +
                 std::to_string(stack.layers.size()) + " layers (" + stack.layers.front().name + " .. " +
                 stack.layers.back().name + "): was the plan made for another model?");
   for (size_t i = 0; i < file.names.size(); ++i)

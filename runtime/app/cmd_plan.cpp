@@ -229,7 +229,7 @@ Action add_plan_command(CLI::App& app) {
   sub->add_option("--prompt", f->prompt_tokens, "Prompt tokens of the workload predicted (and `auto` plans for)")
       ->capture_default_str();
   sub->add_option("--gen", f->generated_tokens, "Generated tokens of that workload")->capture_default_str();
-  sub->add_flag("--json", f->json, "Print the plan as JSON (layout in the README)");
+  sub->add_flag("--json", f->json, "Print the plan as JSON (layout in the README; --plan reads it back: docs/policies.md)");
   return [f] { return run_plan(*f); };
 }
 
