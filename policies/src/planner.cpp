@@ -108,19 +108,17 @@ bool fits(const StackProfile& stack, const DeviceProfile& device, const PlanRequ
 [[noreturn]] void refuse_over_budget(const StackProfile& stack, const DeviceProfile& device, const PlanRequest& request,
                                      const std::vector<Placement>& placements, const std::string& what) {
   const MemoryPlan memory = compute_memory_plan(input_for(stack, device, request, placements), request.vram_budget);
+  const std::string over = std::to_string(memory.required_budget - request.vram_budget);
   fail(ErrorCategory::BUDGET, what + " needs " + format_size(memory.required_budget) +
-                                  " of device memory, but the "
-                                  "budget is " +
-                                  format_size(request.vram_budget) + " (" +
-                                  std::to_string(memory.required_budget - request.vram_budget) + " bytes over):\n" +
-                                  memory.breakdown());
+                                  " of device memory, but the budget is " + format_size(request.vram_budget) + " (" +
+                                  over + " bytes over):\n" + memory.breakdown());
 }
 
 // The placements of a policy with some layers forced (resolve_overrides): the policy's rule over the free layers.
 std::vector<Placement> constrained_placement(const StackProfile& stack, const DeviceProfile& device,
                                              const PlanRequest& request,
                                              const std::vector<std::optional<Placement>>& forced, bool gpu,
-                                             std::string& note) {
+                                             Plan& plan) {
   const std::string flags = overrides_text(request);
   for (size_t i = 0; i < forced.size(); ++i)
     if (forced[i] && *forced[i] != Placement::CPU && !gpu_usable(device, request))
@@ -141,11 +139,14 @@ std::vector<Placement> constrained_placement(const StackProfile& stack, const De
   if (!fits(stack, device, request, smallest))
     refuse_over_budget(stack, device, request, smallest,
                        flags + " cannot be honoured: with every other layer on the CPU the plan");
-  if (!gpu) return smallest;
+  if (!gpu) {
+    plan.policy = Policy::CPU_ALL;
+    return smallest;
+  }
   Policy policy = request.policy;
   if (policy == Policy::AUTO && !device.has_rates()) {
-    note = "auto: the device profile has no measured rates (run `ferry calibrate`); planned as resident-stream";
-    policy = Policy::RESIDENT_STREAM;
+    plan.note = "auto: the device profile has no measured rates (run `ferry calibrate`); planned as resident-stream";
+    plan.policy = policy = Policy::RESIDENT_STREAM;
   }
   std::vector<Placement> p;
   switch (policy) {
@@ -231,9 +232,7 @@ Plan make_plan(const StackProfile& stack, const DeviceProfile& device, const Pla
     plan.placements = file_placement(stack, device, request);
     plan.note = "placements from the plan file " + request.plan_file->path;
   } else if (any_forced) {
-    plan.placements = constrained_placement(stack, device, request, forced, gpu, plan.note);
-    if (!gpu) plan.policy = Policy::CPU_ALL;
-    if (plan.note.rfind("auto:", 0) == 0) plan.policy = Policy::RESIDENT_STREAM;
+    plan.placements = constrained_placement(stack, device, request, forced, gpu, plan);
   } else if (!gpu) {
     plan.policy = Policy::CPU_ALL;
     plan.placements.assign(n, Placement::CPU);
