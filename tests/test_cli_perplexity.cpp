@@ -241,3 +241,24 @@ TEST_CASE("ferry perplexity: a text shorter than two chunks, or chunks beyond th
   CHECK(contains(too_long.err, "--force-ctx"));
   CHECK(too_long.out.empty());
 }
+
+TEST_CASE("ferry perplexity takes the overrides and plan files, and says so") {
+  TempDir dir;
+  const std::string model = make_tiny_model(dir.path()).string();
+  const std::string text = write_text(dir.path(), 200, test_seed(65)).string();
+  Result r = run_ferry({"perplexity", model, "-f", text, "-c", "32", "--cpu", "blk\\..*"}, dir.path());
+  CHECK_MESSAGE(r.status == 0, r.err);
+  CHECK_MESSAGE(contains(r.err, "--cpu 'blk\\..*')"), r.err);
+  r = run_ferry({"perplexity", model, "-f", text, "-c", "32", "--stream", "nothing"}, dir.path());
+  CHECK(r.status == 2);
+  CHECK_MESSAGE(contains(r.err, "--stream: 'nothing' matches no layer"), r.err);
+  // A plan file written by `ferry plan` on this machine, for the same context.
+  const Result plan = run_ferry({"plan", model, "--ctx", "32", "--policy", "cpu-all", "--json"}, dir.path());
+  REQUIRE_MESSAGE(plan.status == 0, plan.err);
+  const fs::path file = dir.path() / "plan.json";
+  std::ofstream(file) << plan.out;
+  r = run_ferry({"perplexity", model, "-f", text, "-c", "32", "--plan", file.string()}, dir.path());
+  CHECK_MESSAGE(r.status == 0, r.err);
+  CHECK_MESSAGE(contains(r.err, "(--plan " + file.string()), r.err);
+  CHECK_MESSAGE(contains(r.err, "placements from the plan file"), r.err);
+}

@@ -103,12 +103,16 @@ TEST_CASE("generate: stops at EOS without emitting it") {
 }
 
 TEST_CASE("generate: stops when the context is full; a prompt that fills it is refused") {
-  // 2 prompt tokens in a context of 5: 3 tokens can be generated, the last without a forward call.
+  // 2 prompt tokens in a context of 5: the 3 free positions take 3 generated tokens, and a 4th comes from the logits
+  // of the last position, without a forward call.
   ScriptedBackend backend({THE, CAT, SAT, BANG, THE}, 5);
   const Generated g = run(backend, "hi", 10);
-  CHECK(g.pieces == std::vector<std::string>{" the", " cat", " sat"});
-  CHECK(g.stats.generated_tokens == 3);
-  CHECK(backend.calls().size() == 3);
+  CHECK(g.pieces == std::vector<std::string>{" the", " cat", " sat", "!"});
+  CHECK(g.stats.generated_tokens == 4);
+  CHECK(g.stats.stopped_at_context);
+  CHECK(g.stats.n_past == 5);  // every position of the context is filled
+  CHECK(backend.calls().size() == 4);
+  CHECK(backend.calls().back().pos0 == 4);
   ScriptedBackend tiny({THE}, 2);
   try {
     run(tiny, "hi", 10);
@@ -184,7 +188,7 @@ TEST_CASE("generate: a cancel flag set while streaming stops before the next tok
 
 TEST_CASE("generate: a continuation goes in at pos0, after the cached tokens, and counts the context from there") {
   const Tokenizer tokenizer = make_tokenizer();
-  ScriptedBackend backend({CAT, SAT, THE, BANG, CAT}, 8);
+  ScriptedBackend backend({CAT, SAT, THE, BANG, CAT, SAT}, 8);
   GenerateOptions first;
   first.prompt = "hi";
   first.max_new_tokens = 2;
@@ -197,17 +201,19 @@ TEST_CASE("generate: a continuation goes in at pos0, after the cached tokens, an
   std::vector<std::string> pieces;
   const GenerateStats b = generate(backend, tokenizer, next, [&](std::string_view p) { pieces.emplace_back(p); });
   const auto& calls = backend.calls();
-  REQUIRE(calls.size() == 5);
+  REQUIRE(calls.size() == 6);
   CHECK(calls[2].tokens == std::vector<int32_t>{SAT, MARK_H});
   CHECK(calls[2].pos0 == 3);
   CHECK(calls[3].pos0 == 5);
   CHECK(calls[4].pos0 == 6);
-  // 5 positions were taken before the answer: 3 tokens fit the context of 8, the last without a forward call. (No
-  // prompt text: the first piece loses its leading space, as an answer's does.)
-  CHECK(pieces == std::vector<std::string>{"the", "!", " cat"});
+  CHECK(calls[5].pos0 == 7);  // the last position of the context is used too
+  // 5 positions were taken before the answer: the 3 left are filled by 3 tokens, and a 4th comes from the logits of
+  // the last position without a forward call. (No prompt text: the first piece loses its leading space, as an
+  // answer's does.)
+  CHECK(pieces == std::vector<std::string>{"the", "!", " cat", " sat"});
   CHECK(b.stopped_at_context);
-  CHECK(b.n_past == 7);
-  CHECK(backend.cache() == std::vector<int32_t>{BOS, MARK_HI, CAT, SAT, MARK_H, THE, BANG});
+  CHECK(b.n_past == 8);
+  CHECK(backend.cache() == std::vector<int32_t>{BOS, MARK_HI, CAT, SAT, MARK_H, THE, BANG, CAT});
   // A continuation that does not fit after the cached tokens is refused, naming both numbers.
   ScriptedBackend full({CAT, SAT}, 8);
   generate(full, tokenizer, first, {});

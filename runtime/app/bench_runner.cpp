@@ -91,6 +91,8 @@ LlamaRunnerOptions runner_options(const BenchRequest& request, const BenchArmSpe
   o.link_gbps = request.link_gbps;
   o.planned_prompt_tokens = std::max<int64_t>(request.prompt, 1);  // the workload `auto` plans for: this bench's
   o.planned_generated_tokens = request.gen;
+  o.overrides = request.overrides;
+  o.plan_file = request.plan_file;
   return o;
 }
 

@@ -41,6 +41,8 @@ struct BenchRequest {
   bool sequential = false;
   bool timeline = false;   // trace one prefill and one decode step of the first arm that ran, after the measurements
   std::string trace_path;  // with timeline: where that run's Chrome trace is written
+  std::vector<PlacementOverride> overrides;  // --resident/--stream/--cpu: forced layers, in every arm
+  std::optional<PlanFile> plan_file;         // --plan: every arm runs the file's placements (at each budget)
 };
 
 inline constexpr uint64_t kBenchTokenSeed = 20261204;

@@ -1,8 +1,10 @@
 // `ferry bench [MODEL] --vram LIST --policy LIST [-p N] [-n N] [-r REPS] [-o md|json|csv] [--out-dir DIR]
-// [--timeline] [--link-gbps RATE]`: every (budget, policy) arm of a llama model side by side, prefill and generation
-// rates in the manner of llama-bench (bench_runner.hpp), with each arm's plan and peak device memory against its
-// budget. Standard output carries the report in the chosen form; --out-dir also writes all three forms and the SVG
-// pictures there (bench_output.hpp, bench_charts.hpp). Progress goes to standard error.
+// [--timeline] [--link-gbps RATE] [--resident/--stream/--cpu REGEX | --plan FILE]`: every (budget, policy) arm of a
+// llama model side by side, prefill and generation rates in the manner of llama-bench (bench_runner.hpp), with each
+// arm's plan and peak device memory against its budget. Standard output carries the report in the chosen form;
+// --out-dir also writes all three forms and the SVG pictures there (bench_output.hpp, bench_charts.hpp). Progress goes
+// to standard error. Overrides apply to every arm; with --plan there is one arm per budget (the file's budget without
+// --vram), running the file's placements.
 //
 // Every flag is checked before the model is loaded; the test sizes against the model's context right after.
 #include <unistd.h>
@@ -24,7 +26,9 @@
 #include "commands.hpp"
 #include "ferry/atomic_file.hpp"
 #include "ferry/error.hpp"
+#include "ferry/offload/size_parse.hpp"
 #include "model_command.hpp"
+#include "override_flags.hpp"
 
 namespace ferry::cli {
 namespace {
@@ -42,6 +46,7 @@ struct BenchFlags {
   std::string link_gbps;
   int prefetch = 1;
   bool sequential = false;
+  OverrideFlags overrides;
 };
 
 enum class Format { MD, JSON, CSV };
@@ -81,6 +86,14 @@ void check_out_dir(const std::string& dir) {
     fail(ErrorCategory::IO, dir + ": cannot write into the folder (--out-dir): " + std::strerror(errno));
 }
 
+// The policy column of a plan file's arms: cpu-all when every layer is on the CPU (so it runs without a GPU, and is
+// skipped like the other GPU arms otherwise); the plan column says where the placements came from.
+std::string plan_file_policy(const PlanFile& file) {
+  const bool all_cpu =
+      std::all_of(file.placements.begin(), file.placements.end(), [](Placement p) { return p == Placement::CPU; });
+  return all_cpu ? "cpu-all" : "resident-stream";
+}
+
 BenchPlan validate(const BenchFlags& f) {
   BenchPlan plan;
   BenchRequest& r = plan.request;
@@ -91,8 +104,17 @@ BenchPlan validate(const BenchFlags& f) {
       if (b == bytes) bad_flag("--vram", quote_name(item) + " is the same budget as " + quote_name(text));
     budgets.emplace_back(item, bytes);
   }
+  // The overrides and the plan file: every arm runs with them. A plan file decides every placement, so one arm per
+  // budget, at its own budget when no --vram is given.
+  LlamaRunnerOptions placement;
+  apply_override_flags(f.overrides, placement);
+  r.overrides = placement.overrides;
+  r.plan_file = placement.plan_file;
+  if (r.plan_file && r.plan_file->budget_bytes && f.overrides.vram->count() == 0)
+    budgets = {{format_size(*r.plan_file->budget_bytes), *r.plan_file->budget_bytes}};
   std::vector<Policy> policies;
-  for (const std::string& item : list_items("--policy", f.policy, "resident-stream,cpu-all")) {
+  for (const std::string& item :
+       list_items("--policy", r.plan_file ? plan_file_policy(*r.plan_file) : f.policy, "resident-stream,cpu-all")) {
     const Policy p = policy_flag(item);
     if (std::find(policies.begin(), policies.end(), p) != policies.end())
       bad_flag("--policy", quote_name(item) + " is listed twice");
@@ -171,9 +193,12 @@ Action add_bench_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "bench", "Prefill and generation rates of every budget and policy side by side (default model as `run`)");
   cmd->add_option("model", o->model, "GGUF model file (omit for the built-in default model; see FERRY_DEFAULT_MODEL)");
-  cmd->add_option("--vram", o->vram, "VRAM budgets, comma-separated (default 8GiB; e.g. 8GiB,4GiB,2GiB)");
-  cmd->add_option("--policy", o->policy,
-                  "Policies, comma-separated (default: all of resident-first, resident-stream, stream-all, cpu-all)");
+  CLI::Option* vram =
+      cmd->add_option("--vram", o->vram, "VRAM budgets, comma-separated (default 8GiB; e.g. 8GiB,4GiB,2GiB)");
+  CLI::Option* policy = cmd->add_option(
+      "--policy", o->policy,
+      "Policies, comma-separated (default: all of resident-first, resident-stream, stream-all, cpu-all)");
+  add_override_flags(*cmd, o->overrides, vram, policy);
   cmd->add_option("-p,--prompt", o->prompt, "Prompt tokens of the prefill test pp<N> (default 512; 0: none)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   cmd->add_option("-n,--gen", o->gen, "Tokens of the generation test tg<N> (default 128; 0: none)")

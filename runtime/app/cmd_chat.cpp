@@ -115,9 +115,8 @@ int chat(const ChatCommandFlags& f) {
                model.path.c_str(), std::string(format.format.name()).c_str(), format.origin.c_str(),
                static_cast<long long>(n_ctx));
   if (f.verbose)
-    std::fprintf(stderr, "placement:  %s (--vram %s, --policy %s)\n%s", runner.placement_summary().c_str(),
-                 f.placement.vram.c_str(), f.placement.policy.c_str(),
-                 device_memory_line(runner.scheduler().memory()).c_str());
+    std::fprintf(stderr, "placement:  %s (%s)\n%s", runner.placement_summary().c_str(),
+                 placement_origin(f.placement, ro).c_str(), device_memory_line(runner.scheduler().memory()).c_str());
 
   ChatSession session(runner, model.tokenizer, std::move(format), f.chat.system);
   ChatReplyOptions options;

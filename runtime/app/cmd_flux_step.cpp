@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -30,6 +31,7 @@
 #include "ferry/models/flux/runner.hpp"
 #include "ferry/models/flux/sampler.hpp"
 #include "model_command.hpp"
+#include "override_flags.hpp"
 
 namespace ferry::cli {
 namespace {
@@ -49,6 +51,7 @@ struct FluxStepFlags {
   std::string policy = "resident-stream";
   int prefetch = 1;
   std::string trace;
+  OverrideFlags overrides;
 };
 
 struct ImageSize {
@@ -115,8 +118,11 @@ Inputs load_inputs(const FluxStepFlags& f, const FluxConfig& c, int64_t n_img) {
 int run_flux_step(const FluxStepFlags& f) {
   // Every flag first: a typo costs no model load.
   const ImageSize image = parse_image(f.image);
-  const uint64_t vram = vram_flag(f.vram);
+  uint64_t vram = vram_flag(f.vram);
   const Policy policy = policy_flag(f.policy);
+  std::vector<PlacementOverride> overrides;
+  std::optional<PlanFile> plan_file;
+  apply_override_flags(f.overrides, overrides, plan_file, vram);
   if (f.steps < 1 || f.steps > 1000) bad_flag("--steps", std::to_string(f.steps) + " is outside 1..1000");
   if (!std::isfinite(f.guidance)) bad_flag("--guidance", "must be a finite number");
   if (f.txt_tokens < 1 || f.txt_tokens > 4096)
@@ -150,6 +156,8 @@ int run_flux_step(const FluxStepFlags& f) {
   o.policy = policy;
   o.prefetch_depth = f.prefetch;
   o.trace_path = f.trace;
+  o.overrides = overrides;
+  o.plan_file = plan_file;
   note_when_cpu_only(policy);
   FluxRunner runner(config, weights, o);
   if (!runner.plan_note().empty()) std::fprintf(stderr, "ferry: %s\n", runner.plan_note().c_str());
@@ -183,8 +191,8 @@ int run_flux_step(const FluxStepFlags& f) {
   for (double s : seconds) total += s;
   std::printf("seconds per step: mean %.4f, median %.4f, first %.4f\n", total / static_cast<double>(seconds.size()),
               sorted[sorted.size() / 2], seconds.front());
-  std::printf("placement: %s (--vram %s, --policy %s)\n", runner.placement_summary().c_str(), f.vram.c_str(),
-              f.policy.c_str());
+  std::printf("placement: %s (%s)\n", runner.placement_summary().c_str(),
+              placement_origin(f.overrides, f.vram, f.policy, vram).c_str());
   write_stdout(device_memory_line(runner.scheduler().memory()));
   if (!f.out.empty()) {
     const fs::path out = fs::path(f.out) / "out.f32";
@@ -210,8 +218,9 @@ Action add_flux_step_command(CLI::App& app) {
       "Without --inputs they are drawn from N(0, 1) with --seed (--txt-tokens rows of text).\n"
       "--out DIR writes DIR/out.f32 with img.f32's layout: the latents after the last step.");
   cmd->add_option("model", o->model, "Flux GGUF file, ComfyUI layout (omit for the built-in small model)");
-  cmd->add_option("--vram", o->vram, "VRAM budget: everything ferry holds on the GPU (8GiB, 7.5G, 512MiB)")
-      ->capture_default_str();
+  CLI::Option* vram =
+      cmd->add_option("--vram", o->vram, "VRAM budget: everything ferry holds on the GPU (8GiB, 7.5G, 512MiB)")
+          ->capture_default_str();
   cmd->add_option("--image", o->image, "Image size in pixels, WxH, multiples of 16 (e.g. 1024x1024)")->required();
   cmd->add_option("--steps", o->steps, "Sampling steps")->capture_default_str();
   cmd->add_option("--guidance", o->guidance, "Guidance (models with guidance_in)")->capture_default_str();
@@ -219,8 +228,10 @@ Action add_flux_step_command(CLI::App& app) {
   cmd->add_option("--txt-tokens", o->txt_tokens, "Text tokens of generated inputs")->capture_default_str();
   cmd->add_option("--inputs", o->inputs, "Folder with img.f32, txt.f32 and vec.f32");
   cmd->add_option("--out", o->out, "Folder to write out.f32 (the final latents) into");
-  cmd->add_option("--policy", o->policy, "resident-first | resident-stream | stream-all | cpu-all | auto")
-      ->capture_default_str();
+  CLI::Option* policy =
+      cmd->add_option("--policy", o->policy, "resident-first | resident-stream | stream-all | cpu-all | auto")
+          ->capture_default_str();
+  add_override_flags(*cmd, o->overrides, vram, policy);
   cmd->add_option("--prefetch", o->prefetch, "Streamed layers copied ahead of compute (1-4)")->check(CLI::Range(1, 4));
   cmd->add_option("--trace", o->trace, "Write the copy/compute/CPU spans as Chrome trace JSON to this file");
   return [o] { return run_flux_step(*o); };

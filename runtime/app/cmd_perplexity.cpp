@@ -23,6 +23,7 @@
 #include "ferry/text/perplexity.hpp"
 #include "ferry/text/utf8.hpp"
 #include "model_command.hpp"
+#include "override_flags.hpp"
 
 namespace ferry::cli {
 namespace {
@@ -37,6 +38,7 @@ struct PerplexityFlags {
   std::string vram = "8GiB";
   std::string policy = "resident-stream";
   std::string logits_out;
+  OverrideFlags overrides;
 };
 
 struct PerplexityRequest {
@@ -44,6 +46,7 @@ struct PerplexityRequest {
   Policy policy = Policy::RESIDENT_STREAM;
   DefaultModelChoice default_model = DefaultModelChoice::SMOLLM2;
   std::string text;
+  LlamaRunnerOptions runner;  // the overrides and the plan file, read with the flags
 };
 
 // The whole text, read now so an unreadable or ill-formed file costs no model load. IO/FORMAT (exit 1): the file is
@@ -70,6 +73,9 @@ PerplexityRequest validate(const PerplexityFlags& f) {
   if (f.batch < 1) bad_flag("--batch", std::to_string(f.batch) + " is not a positive number of tokens");
   r.vram_budget = vram_flag(f.vram);
   r.policy = policy_flag(f.policy);
+  r.runner.vram_budget = r.vram_budget;
+  apply_override_flags(f.overrides, r.runner);
+  r.vram_budget = r.runner.vram_budget;  // the plan file's, without --vram
   check_output_path("--logits-out", f.logits_out);
   if (f.model.empty()) r.default_model = default_model_choice();
   r.text = read_text(f.text_file);
@@ -94,7 +100,7 @@ int perplexity_command(const PerplexityFlags& f) {
   po.bos = model.add_bos ? model.tokenizer.bos() : -1;
   po.explain_non_finite = [&model] { return model.explain_non_finite(); };
 
-  LlamaRunnerOptions ro;
+  LlamaRunnerOptions ro = request.runner;
   ro.n_ctx = n_ctx;
   ro.max_tokens = po.batch;
   ro.policy = request.policy;
@@ -134,12 +140,13 @@ int perplexity_command(const PerplexityFlags& f) {
   std::fprintf(stderr,
                "\nmodel:     %s (%lld layers, width %lld)\n"
                "evaluated: %lld tokens in %.3f s (%.1f tokens/s), %lld scored\n"
-               "placement: %s (--vram %s, --policy %s)\n"
+               "placement: %s (%s)\n"
                "%s",
                model.path.c_str(), static_cast<long long>(model.config.n_layer),
                static_cast<long long>(model.config.n_embd), static_cast<long long>(evaluated), result.seconds,
                result.seconds > 0 ? evaluated / result.seconds : 0.0, static_cast<long long>(result.n_scored),
-               runner.placement_summary().c_str(), f.vram.c_str(), f.policy.c_str(),
+               runner.placement_summary().c_str(),
+               placement_origin(f.overrides, f.vram, f.policy, ro.vram_budget).c_str(),
                device_memory_line(runner.scheduler().memory()).c_str());
   if (logits_writer)
     std::fprintf(stderr, "logits:    %lld rows of %lld written to %s\n", static_cast<long long>(logits_writer->rows()),
@@ -159,8 +166,11 @@ Action add_perplexity_command(CLI::App& app) {
   cmd->add_flag("--force-ctx", o->force_ctx, "Allow --ctx beyond the model's training context");
   cmd->add_option("--chunks", o->chunks, "Evaluate only the first N chunks (default: all)");
   cmd->add_option("-b,--batch", o->batch, "Tokens per forward step (default 512; the result does not depend on it)");
-  cmd->add_option("--vram", o->vram, "VRAM budget: everything ferry holds on the GPU (8GiB, 7.5G, 512MiB)");
-  cmd->add_option("--policy", o->policy, "resident-first | resident-stream | stream-all | cpu-all | auto");
+  CLI::Option* vram =
+      cmd->add_option("--vram", o->vram, "VRAM budget: everything ferry holds on the GPU (8GiB, 7.5G, 512MiB)");
+  CLI::Option* policy =
+      cmd->add_option("--policy", o->policy, "resident-first | resident-stream | stream-all | cpu-all | auto");
+  add_override_flags(*cmd, o->overrides, vram, policy);
   cmd->add_option("--logits-out", o->logits_out,
                   "Write the logits of every evaluated position to this file (float32; layout in the README)");
   return [o] { return perplexity_command(*o); };

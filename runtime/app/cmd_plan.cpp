@@ -4,9 +4,9 @@
 // --device-profile the plan is made for another machine's card (a DeviceProfile JSON: name, has_gpu, context_bytes).
 //
 // The JSON (--json) is one object:
-//   {"model", "architecture", "policy" (the policy asked for), "plan_policy" (the one applied: cpu-all without a GPU),
-//    "budget_bytes", "context", "max_tokens", "device": {"name", "has_gpu", "context_bytes"}, "summary",
-//    "memory": {"uses_device", "total_bytes", "arena_bytes", "required_budget", "minimum_budget",
+//   {"model", "architecture", "policy" (the policy asked for, or "plan file FILE"), "plan_policy" (the one applied:
+//    cpu-all without a GPU), "budget_bytes", "context", "max_tokens", "device": {"name", "has_gpu", "context_bytes"},
+//    "summary", "memory": {"uses_device", "total_bytes", "arena_bytes", "required_budget", "minimum_budget",
 //               "categories": {"context": bytes, "resident_weights": ..., ...}},
 //    "host": {"kv_cache", "streamed_pool", "buffers", "total_bytes"},
 //    "layers": [{"index", "name", "placement", "weight_bytes", "kv_cache_bytes"}], "note" (why the plan is not the
@@ -35,6 +35,7 @@
 #include "ferry/offload/size_parse.hpp"
 #include "ferry/policies/cost_model.hpp"
 #include "model_command.hpp"
+#include "override_flags.hpp"
 
 namespace ferry::cli {
 namespace {
@@ -50,6 +51,7 @@ struct PlanFlags {
   int64_t prompt_tokens = 512;
   int64_t generated_tokens = 128;
   bool json = false;
+  OverrideFlags overrides;
 };
 
 DeviceProfile read_device_profile(const std::string& path) {
@@ -110,7 +112,7 @@ nlohmann::json plan_json(const PlanFlags& f, const std::string& model, const Lla
                       {"kv_cache_bytes", stack.layers[i].kv_cache_bytes}});
   return {{"model", model},
           {"architecture", llama_arch_name(config.arch)},
-          {"policy", f.policy},
+          {"policy", f.overrides.plan.empty() ? f.policy : "plan file " + f.overrides.plan},
           {"plan_policy", policy_name(plan.policy)},
           {"budget_bytes", options.vram_budget},
           {"context", options.n_ctx},
@@ -142,9 +144,9 @@ std::string plan_text(const std::string& model, const LlamaConfig& config, const
          (device.has_gpu ? device.name + ", CUDA context " + format_size(device.context_bytes)
                          : std::string("no GPU: every layer on the CPU")) +
          "\n";
-  out += "plan: " + std::string(policy_name(plan.policy)) + " under --vram " + format_size(options.vram_budget) +
-         ", context " + std::to_string(options.n_ctx) + ", steps of up to " + std::to_string(options.max_tokens) +
-         " tokens: " + plan.summary() + "\n\n";
+  out += "plan: " + (options.plan_file ? "from " + options.plan_file->path : std::string(policy_name(plan.policy))) +
+         " under --vram " + format_size(options.vram_budget) + ", context " + std::to_string(options.n_ctx) +
+         ", steps of up to " + std::to_string(options.max_tokens) + " tokens: " + plan.summary() + "\n\n";
   char line[160];
   std::snprintf(line, sizeof line, "%5s  %-12s %-9s %12s %12s\n", "layer", "name", "placement", "weights", "KV cache");
   out += line;
@@ -185,6 +187,7 @@ int run_plan(const PlanFlags& f) {
   if (f.generated_tokens < 0) bad_flag("--gen", "must not be negative");
   options.planned_prompt_tokens = f.prompt_tokens;
   options.planned_generated_tokens = f.generated_tokens;
+  apply_override_flags(f.overrides, options);
   const DefaultModelChoice default_model = f.model.empty() ? default_model_choice() : DefaultModelChoice::SMOLLM2;
   const std::optional<DeviceProfile> other_device =
       f.device_profile.empty() ? std::nullopt : std::optional(read_device_profile(f.device_profile));
@@ -211,9 +214,11 @@ Action add_plan_command(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "plan", "Where `run` would put each layer under a VRAM budget, and the memory it takes (reads only the header)");
   sub->add_option("model", f->model, "GGUF model file (default: the default model of `run`)");
-  sub->add_option("--vram", f->vram, "VRAM budget, e.g. 8GiB, 6.5G")->capture_default_str();
-  sub->add_option("--policy", f->policy, "resident-first, resident-stream, stream-all, cpu-all or auto")
-      ->capture_default_str();
+  CLI::Option* vram = sub->add_option("--vram", f->vram, "VRAM budget, e.g. 8GiB, 6.5G")->capture_default_str();
+  CLI::Option* policy =
+      sub->add_option("--policy", f->policy, "resident-first, resident-stream, stream-all, cpu-all or auto")
+          ->capture_default_str();
+  add_override_flags(*sub, f->overrides, vram, policy);
   sub->add_option("--ctx", f->n_ctx, "Context length (default: the model's training context, at most 2048)");
   sub->add_flag("--force-ctx", f->force_ctx, "Allow --ctx beyond the model's training context");
   sub->add_option("--prefetch", f->prefetch, "Streamed layers copied ahead of compute (1-4)")
@@ -224,7 +229,7 @@ Action add_plan_command(CLI::App& app) {
   sub->add_option("--prompt", f->prompt_tokens, "Prompt tokens of the workload predicted (and `auto` plans for)")
       ->capture_default_str();
   sub->add_option("--gen", f->generated_tokens, "Generated tokens of that workload")->capture_default_str();
-  sub->add_flag("--json", f->json, "Print the plan as JSON (layout in the README)");
+  sub->add_flag("--json", f->json, "Print the plan as JSON (layout in the README; --plan reads it back: docs/policies.md)");
   return [f] { return run_plan(*f); };
 }
 

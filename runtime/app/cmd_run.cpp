@@ -127,20 +127,20 @@ int run(const RunFlags& f) {
   write_stdout(text.flush() + "\n");
   if (logits_writer) logits_writer->commit();
   std::string reason;
-  std::fprintf(stderr,
-               "\nmodel: %s (%lld layers, width %lld)\n"
-               "prompt:     %lld tokens in %.3f s (%.1f tokens/s)\n"
-               "generation: %lld tokens in %.3f s (%.1f tokens/s)%s\n"
-               "placement:  %s (--vram %s, --policy %s)\n"
-               "%s",
-               model.path.c_str(), static_cast<long long>(model.config.n_layer),
-               static_cast<long long>(model.config.n_embd), static_cast<long long>(stats.prompt_tokens),
-               stats.prompt_seconds, stats.prompt_tokens_per_second(), static_cast<long long>(stats.generated_tokens),
-               stats.generate_seconds, stats.generate_tokens_per_second(), stop_reason(stats, n_ctx, reason),
-               runner.placement_summary().c_str(), f.placement.vram.c_str(), f.placement.policy.c_str(),
-               device_memory_line(runner.scheduler().memory()).c_str());
-  if (ro.link_gbps > 0)
-    std::fprintf(stderr, "link:       %s\n", link_note(ro.link_gbps, runner.placements()).c_str());
+  std::fprintf(
+      stderr,
+      "\nmodel: %s (%lld layers, width %lld)\n"
+      "prompt:     %lld tokens in %.3f s (%.1f tokens/s)\n"
+      "generation: %lld tokens in %.3f s (%.1f tokens/s)%s\n"
+      "placement:  %s (%s)\n"
+      "%s%s",
+      model.path.c_str(), static_cast<long long>(model.config.n_layer), static_cast<long long>(model.config.n_embd),
+      static_cast<long long>(stats.prompt_tokens), stats.prompt_seconds, stats.prompt_tokens_per_second(),
+      static_cast<long long>(stats.generated_tokens), stats.generate_seconds, stats.generate_tokens_per_second(),
+      stop_reason(stats, n_ctx, reason), runner.placement_summary().c_str(), placement_origin(f.placement, ro).c_str(),
+      predicted_vs_measured(runner, ro, stats.prompt_tokens_per_second(), stats.generate_tokens_per_second()).c_str(),
+      device_memory_line(runner.scheduler().memory()).c_str());
+  if (ro.link_gbps > 0) std::fprintf(stderr, "link:       %s\n", link_note(ro.link_gbps, runner.placements()).c_str());
   if (logits_writer)
     std::fprintf(stderr, "logits:     %lld rows of %lld written to %s\n", static_cast<long long>(logits_writer->rows()),
                  static_cast<long long>(model.config.n_vocab), f.logits_out.c_str());

@@ -57,13 +57,16 @@ int64_t context_length(const ContextFlags& f, const LoadedModel& model) {
 }
 
 void add_placement_flags(CLI::App& cmd, PlacementFlags& f) {
-  cmd.add_option("--vram", f.vram, "VRAM budget: everything ferry holds on the GPU (8GiB, 7.5G, 512MiB)");
-  cmd.add_option("--policy", f.policy, "resident-first | resident-stream | stream-all | cpu-all | auto");
+  CLI::Option* vram =
+      cmd.add_option("--vram", f.vram, "VRAM budget: everything ferry holds on the GPU (8GiB, 7.5G, 512MiB)");
+  CLI::Option* policy =
+      cmd.add_option("--policy", f.policy, "resident-first | resident-stream | stream-all | cpu-all | auto");
   cmd.add_option("--prefetch", f.prefetch, "Streamed layers copied ahead of compute (1-4)")->check(CLI::Range(1, 4));
   cmd.add_option("--trace", f.trace, "Write the copy/compute/CPU spans as Chrome trace JSON to this file");
   cmd.add_option("--link-gbps", f.link_gbps,
                  "Simulate a slower host link: pace streamed layers' host-to-device copies to this many GB/s "
                  "(e.g. 25 or 12, as PCIe 4.0 x16 or x8); reported as simulated");
+  add_override_flags(cmd, f.overrides, vram, policy);
 }
 
 LlamaRunnerOptions runner_options(const PlacementFlags& f) {
@@ -74,7 +77,12 @@ LlamaRunnerOptions runner_options(const PlacementFlags& f) {
   check_output_path("--trace", f.trace);
   ro.trace_path = f.trace;
   ro.link_gbps = link_flag(f.link_gbps);
+  apply_override_flags(f.overrides, ro);
   return ro;
+}
+
+std::string placement_origin(const PlacementFlags& f, const LlamaRunnerOptions& options) {
+  return placement_origin(f.overrides, f.vram, f.policy, options.vram_budget);
 }
 
 void add_chat_flags(CLI::App& cmd, ChatFlags& f) {

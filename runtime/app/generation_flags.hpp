@@ -11,6 +11,7 @@
 #include "ferry/text/chat.hpp"
 #include "ferry/text/sampler.hpp"
 #include "model_command.hpp"
+#include "override_flags.hpp"
 
 namespace CLI {
 class App;
@@ -41,10 +42,15 @@ struct PlacementFlags {
   int prefetch = 1;
   std::string trace;
   std::string link_gbps;  // empty: the real link
+  OverrideFlags overrides;
 };
-void add_placement_flags(CLI::App& cmd, PlacementFlags& f);  // --vram --policy --prefetch --trace --link-gbps
-// Validates the flags (the trace file's folder included); n_ctx and the logits options are the caller's.
+// --vram --policy --prefetch --trace --link-gbps, and the override flags (--resident --stream --cpu --plan).
+void add_placement_flags(CLI::App& cmd, PlacementFlags& f);
+// Validates the flags (the trace file's folder included) and reads a --plan file; n_ctx and the logits options are the
+// caller's.
 LlamaRunnerOptions runner_options(const PlacementFlags& f);
+// "--vram 8GiB, --policy auto" or "--plan FILE, budget 8 GiB" (placement_origin) for a run's report.
+std::string placement_origin(const PlacementFlags& f, const LlamaRunnerOptions& options);
 
 struct ChatFlags {
   std::string system;

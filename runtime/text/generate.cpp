@@ -81,7 +81,7 @@ GenerateStats generate(CausalLm& backend, const Tokenizer& tokenizer, const Gene
     first_piece = false;
     if (on_text) on_text(piece);
     if (i + 1 == options.max_new_tokens) break;  // no need for more logits
-    if (pos + 1 >= backend.n_ctx()) {            // no room for the token just sampled
+    if (pos >= backend.n_ctx()) {                // every position is taken: no room for the token just sampled
       stats.stopped_at_context = true;
       break;
     }

@@ -58,6 +58,8 @@ FluxRunner::FluxRunner(const FluxConfig& config, const FluxWeights& weights, con
   // A Flux step is one model call over every token: `auto` must price steps of max_tokens, with no one-token steps.
   request.prompt_tokens = options.max_tokens;
   request.generated_tokens = 0;
+  request.overrides = options.overrides;
+  request.plan_file = options.plan_file;
   Plan plan = make_plan(flux_stack_profile(config, weights, options.max_tokens), this_device_profile(), request);
   m_plan_note = plan.note;
   build(std::move(plan.placements));

@@ -26,26 +26,33 @@ SchedulerOptions scheduler_options(const LlamaRunnerOptions& o) {
   return s;
 }
 
-// The plan for the layers of a context of n_ctx positions.
-Plan plan_for(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options,
-              const DeviceProfile& device) {
-  const SchedulerOptions sched = scheduler_options(options);
-  const StackProfile profile =
-      llama_stack_profile(config, weights, options.n_ctx, options.max_tokens, options.all_logits);
-  PlanRequest request;
-  request.policy = options.policy;
-  request.vram_budget = options.vram_budget;
-  request.options = sched;
-  request.prompt_tokens = options.planned_prompt_tokens;
-  request.generated_tokens = options.planned_generated_tokens;
-  if (options.link_gbps <= 0.0) return make_plan(profile, device, request);
-  // A simulated slower link: the cost model must see the rate the copies will be paced to, or `auto` would stream as
-  // much as the real link allows.
+// The device as the cost model must see it: with a simulated slower link, the rate the copies will be paced to, or
+// `auto` would stream as much as the real link allows.
+DeviceProfile paced_device(const LlamaRunnerOptions& options, const DeviceProfile& device) {
+  if (options.link_gbps <= 0.0) return device;
   DeviceProfile paced = device;
   const double cap = options.link_gbps * 1e9;
   if (paced.link.empty()) paced.link.push_back({uint64_t{1} << 20, cap});
   for (LinkPoint& p : paced.link) p.bytes_per_s = std::min(p.bytes_per_s, cap);
-  return make_plan(profile, paced, request);
+  return paced;
+}
+
+StackProfile profile_for(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options) {
+  return llama_stack_profile(config, weights, options.n_ctx, options.max_tokens, options.all_logits);
+}
+
+// The plan for the layers of a context of n_ctx positions.
+Plan plan_for(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options,
+              const DeviceProfile& device) {
+  PlanRequest request;
+  request.policy = options.policy;
+  request.vram_budget = options.vram_budget;
+  request.options = scheduler_options(options);
+  request.prompt_tokens = options.planned_prompt_tokens;
+  request.generated_tokens = options.planned_generated_tokens;
+  request.overrides = options.overrides;
+  request.plan_file = options.plan_file;
+  return make_plan(profile_for(config, weights, options), paced_device(options, device), request);
 }
 
 // The largest context below `n_ctx` for which fits(n) holds, by bisection (more context never needs less memory); 0
@@ -105,6 +112,10 @@ LlamaRunner::LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights,
   const DeviceProfile device = this_device_profile();  // first: it measures the context before it exists
   Plan plan = plan_llama_run(m_config, m_weights, m_options, device);
   m_plan_note = plan.note;
+  if (const DeviceProfile paced = paced_device(m_options, device); paced.has_rates())
+    m_predicted =
+        predict_run(profile_for(m_config, m_weights, m_options), plan.placements, paced,
+                    m_options.planned_prompt_tokens, m_options.planned_generated_tokens, m_options.prefetch_depth);
   build_scheduler(std::move(plan.placements));
 }
 

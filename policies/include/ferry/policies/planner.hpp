@@ -10,9 +10,14 @@
 // - auto: the placement the cost model (cost_model.hpp) predicts fastest for a workload (a prompt, then generated
 //   tokens) among "the first k layers resident, the last m on the CPU, the rest streamed", for every k and m that fit
 //   the budget; it needs a profile with measured rates (`ferry calibrate`) and is resident-stream without one.
+// Every policy honours manual overrides (overrides.hpp): the forced layers keep their placement and the policy's rule
+// places the others (resident-first and resident-stream make the longest prefix of the free layers resident, auto
+// searches its family over the free layers). A plan file (plan_file.hpp) replaces the policy altogether. Either is
+// refused with the numbers (BUDGET) when it does not fit the budget, or needs a GPU there is none of.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +26,8 @@
 #include "ferry/offload/memory_plan.hpp"
 #include "ferry/offload/placement.hpp"
 #include "ferry/policies/device_profile.hpp"
+#include "ferry/policies/overrides.hpp"
+#include "ferry/policies/plan_file.hpp"
 #include "ferry/policies/stack_profile.hpp"
 
 namespace ferry {
@@ -37,6 +44,8 @@ struct PlanRequest {
   // The workload `auto` optimises for (llama-bench's pp512 + tg128 by default).
   int64_t prompt_tokens = 512;
   int64_t generated_tokens = 128;
+  std::vector<PlacementOverride> overrides;  // layers forced to a placement; the policy places the rest
+  std::optional<PlanFile> plan_file;         // every layer's placement as the file says; policy and overrides unused
 };
 
 struct Plan {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -26,6 +27,8 @@ struct FluxRunnerOptions {
   int prefetch_depth = 1;
   std::string trace_path;
   bool dequant_via_fp32 = false;  // benchmark only: StackOptions::dequant_via_fp32
+  std::vector<PlacementOverride> overrides;  // --resident/--stream/--cpu REGEX: forced layers (overrides.hpp)
+  std::optional<PlanFile> plan_file;         // --plan FILE: every layer's placement from the file (plan_file.hpp)
 };
 
 // The stack as a planner sees it (the layers' own demands at max_tokens, with the step inputs they take).

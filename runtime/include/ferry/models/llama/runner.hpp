@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "ferry/models/llama/layers.hpp"
 #include "ferry/models/llama/model.hpp"
 #include "ferry/offload/scheduler.hpp"
+#include "ferry/policies/cost_model.hpp"
 #include "ferry/policies/planner.hpp"
 #include "ferry/text/generate.hpp"
 
@@ -33,6 +35,8 @@ struct LlamaRunnerOptions {
   // The workload the `auto` policy plans for (llama-bench's pp512 + tg128 unless the command knows better).
   int64_t planned_prompt_tokens = 512;
   int64_t planned_generated_tokens = 128;
+  std::vector<PlacementOverride> overrides;  // --resident/--stream/--cpu REGEX: forced layers (overrides.hpp)
+  std::optional<PlanFile> plan_file;         // --plan FILE: every layer's placement from the file (plan_file.hpp)
 };
 
 // The layers of a llama stack (blocks, then the head) for a context of n_ctx positions; their weights are the views
@@ -66,6 +70,9 @@ class LlamaRunner final : public CausalLm {
   std::string placement_summary() const;
   // Why the plan is not the policy asked for (Plan::note: `auto` without measured rates), or empty.
   const std::string& plan_note() const noexcept { return m_plan_note; }
+  // The cost model's prediction of the plan for the planned workload; nullopt without measured rates or when the
+  // placements were given explicitly.
+  const std::optional<RunPrediction>& predicted() const noexcept { return m_predicted; }
 
  private:
   void build_layers();
@@ -80,6 +87,7 @@ class LlamaRunner final : public CausalLm {
   std::unique_ptr<LayerScheduler> m_scheduler;
   std::vector<float> m_x;
   std::string m_plan_note;
+  std::optional<RunPrediction> m_predicted;
 };
 
 }  // namespace ferry
