@@ -17,7 +17,9 @@
 #include "ferry/models/llama/model.hpp"
 #include "ferry/models/llama/runner.hpp"
 #include "ferry/models/model_maker.hpp"
+#include "ferry/text/generate.hpp"
 #include "ferry/text/tokenizer.hpp"
+#include "ferry/text/utf8_stream.hpp"
 #include "serve_engine.hpp"
 #include "support/seed.hpp"
 #include "support/temp_dir.hpp"
@@ -245,6 +247,27 @@ TEST_CASE("concurrent requests get the greedy answers they get one at a time") {
     for (const GenerationRequest& r : requests) jobs.push_back(e.engine.submit(r));
     for (auto& job : jobs) together.push_back(collect(*job));
     metrics = e.engine.metrics();
+  }
+  // Alone, the engine answers as generate() does (the single-sequence path of `ferry run`).
+  {
+    LlamaRunner runner(m.config, m.weights, cpu_options(1, 64, 128));
+    for (size_t i = 0; i < requests.size(); ++i) {
+      CAPTURE(i);
+      GenerateOptions g;
+      g.prompt_tokens = requests[i].prompt;
+      g.max_new_tokens = requests[i].max_tokens;
+      g.sampler = requests[i].sampler;
+      // The engine's text is whole characters, ill-formed bytes (the tiny vocabulary's byte tokens) replaced as they
+      // come, piece by piece.
+      Utf8Stream utf8;
+      std::string text;
+      const GenerateStats stats =
+          generate(runner, m.tokenizer, g, [&](std::string_view piece) { text += utf8.push(piece); });
+      text += utf8.flush();
+      auto unspaced = [](std::string t) { return t.erase(0, t.find_first_not_of(' ')); };
+      CHECK(unspaced(alone[i].text) == unspaced(text));
+      CHECK(alone[i].end.usage.completion_tokens == stats.generated_tokens);
+    }
   }
   for (size_t i = 0; i < requests.size(); ++i) {
     CAPTURE(i);
