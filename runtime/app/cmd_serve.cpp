@@ -23,6 +23,7 @@
 #include "ferry/error.hpp"
 #include "ferry/models/llama/runner.hpp"
 #include "ferry/models/this_device.hpp"
+#include "ferry/offload/host_memory.hpp"
 #include "generation_flags.hpp"
 #include "model_command.hpp"
 #include "serve_engine.hpp"
@@ -59,13 +60,15 @@ std::unique_ptr<LlamaRunner> make_runner(const LoadedModel& model, const LlamaRu
     return std::make_unique<LlamaRunner>(model.config, model.weights, ro);
   } catch (const Error& e) {
     if (e.category() != ErrorCategory::BUDGET || ro.n_seq == 1) throw;
+    // Fits: the plan within the VRAM budget and the runner's host memory within what the process can take.
     const DeviceProfile device = this_device_profile();
+    const uint64_t host = host_memory_available().bytes;
     auto fits = [&](int64_t n) {
       LlamaRunnerOptions o = ro;
       o.n_seq = n;
       try {
-        plan_llama_run(model.config, model.weights, o, device);
-        return true;
+        const Plan plan = plan_llama_run(model.config, model.weights, o, device);
+        return llama_host_memory(model.config, model.weights, o, plan.placements).total() <= host;
       } catch (const Error& inner) {
         if (inner.category() != ErrorCategory::BUDGET) throw;
         return false;

@@ -99,6 +99,12 @@ Plan plan_llama_run(const LlamaConfig& config, const LlamaWeights& weights, cons
   }
 }
 
+HostMemoryNeed llama_host_memory(const LlamaConfig& config, const LlamaWeights& weights,
+                                 const LlamaRunnerOptions& options, const std::vector<Placement>& placements) {
+  const auto layers = make_llama_layers(config, weights, options.n_ctx, options.all_logits, options.n_seq);
+  return scheduler_host_memory(layer_pointers(layers), placements, scheduler_options(options));
+}
+
 LlamaRunner::LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options)
     : m_config(config), m_weights(weights), m_options(options) {
   build_layers();
@@ -140,8 +146,7 @@ void LlamaRunner::check_host_memory(const std::vector<Placement>& placements) co
   auto need_at = [&](int64_t n) {
     LlamaRunnerOptions o = m_options;
     o.n_ctx = n;
-    const auto layers = make_llama_layers(m_config, m_weights, n, o.all_logits, o.n_seq);
-    return scheduler_host_memory(layer_pointers(layers), placements, scheduler_options(o));
+    return llama_host_memory(m_config, m_weights, o, placements);
   };
   const HostMemoryNeed need = need_at(m_options.n_ctx);
   if (need.total() <= available.bytes) return;

@@ -57,6 +57,11 @@ std::vector<std::unique_ptr<Layer>> make_llama_layers(const LlamaConfig& config,
 Plan plan_llama_run(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options,
                     const DeviceProfile& device);
 
+// The host memory a LlamaRunner with these options and placements reserves (its scheduler's: the KV caches of CPU
+// layers, the streamed-weight pool, buffers), what the runner checks against host_memory_available().
+HostMemoryNeed llama_host_memory(const LlamaConfig& config, const LlamaWeights& weights,
+                                 const LlamaRunnerOptions& options, const std::vector<Placement>& placements);
+
 class LlamaRunner final : public CausalLm {
  public:
   // Plans the placement for the budget and policy (make_plan), then builds the scheduler: BUDGET with the breakdown
