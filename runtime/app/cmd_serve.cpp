@@ -48,11 +48,11 @@ struct ServeFlags {
   ChatFlags chat;
 };
 
+#if defined(FERRY_HAVE_HTTP_SERVER)
+
 bool is_loopback(const std::string& host) {
   return host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
-
-#if defined(FERRY_HAVE_HTTP_SERVER)
 
 // The runner for --parallel caches; BUDGET naming the largest --parallel that fits when they do not.
 std::unique_ptr<LlamaRunner> make_runner(const LoadedModel& model, const LlamaRunnerOptions& ro) {
