@@ -202,7 +202,10 @@ Action add_serve_command(CLI::App& app) {
       ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--queue", o->queue, "Requests waiting for a slot beyond --parallel; more get 503")
       ->check(CLI::Range(0, 4096));
-  cmd->add_option("--api-key", o->api_key, "Ask every /v1 request for 'Authorization: Bearer KEY' (401 otherwise)");
+  cmd->add_option("--api-key", o->api_key,
+                  "Ask every /v1 request for 'Authorization: Bearer KEY' (401 otherwise); FERRY_API_KEY keeps the key "
+                  "out of the process list")
+      ->envname("FERRY_API_KEY");
   add_context_flags(*cmd, o->context);
   add_placement_flags(*cmd, o->placement);
   add_chat_flags(*cmd, o->chat);
