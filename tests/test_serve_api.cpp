@@ -36,7 +36,8 @@ TEST_CASE("a chat request: messages, sampling fields, stop as a string or a list
     "model": "m", "messages": [{"role": "system", "content": "Be brief."},
                                {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]}],
     "max_tokens": 7, "temperature": 0, "top_p": 0.5, "seed": -3, "stop": "\n\n", "stream": true,
-    "stream_options": {"include_usage": true}, "frequency_penalty": 0, "unknown_field": {"anything": [1]}})",
+    "stream_options": {"include_usage": true}, "frequency_penalty": 0, "unknown_field": {"anything": [1]},
+    "ignore_eos": true})",
                                      limits());
   REQUIRE(r.messages.size() == 2);
   CHECK(r.messages[0].role == "system");
@@ -50,6 +51,7 @@ TEST_CASE("a chat request: messages, sampling fields, stop as a string or a list
   CHECK(r.stream);
   CHECK(r.include_usage);
   CHECK(r.model == "m");
+  CHECK(r.ignore_eos);
 
   const ApiRequest d = parse_request(Endpoint::CHAT, R"({"messages": [{"role": "user", "content": "x"}],
     "stop": ["a", "bc"], "max_tokens": null})",
@@ -108,6 +110,7 @@ TEST_CASE("malformed bodies and fields of the wrong type or range are 400s with 
        "at most 4"},
       {R"({"messages": [{"role": "user", "content": "a"}], "stop": [""]})", "invalid_value", "empty string"},
       {R"({"messages": [{"role": "user", "content": "a"}], "stream": "yes"})", "invalid_type", "'stream'"},
+      {R"({"messages": [{"role": "user", "content": "a"}], "ignore_eos": 1})", "invalid_type", "'ignore_eos'"},
       {R"({"messages": [{"role": "user", "content": "a"}], "n": 2})", "invalid_value", "'n'"},
       {R"({"messages": [{"role": "user", "content": "a"}], "model": 7})", "invalid_type", "'model'"},
       {R"({"messages": [{"role": "user", "content": "a"}], "presence_penalty": "x"})", "invalid_type",

@@ -196,6 +196,7 @@ ApiRequest parse_request(Endpoint endpoint, std::string_view body_text, const Ap
     bad_request("invalid_value", "'n' is " + std::to_string(*n) + "; ferry serve answers with one choice (n = 1)");
   r.stop = parse_stop(body, limits);
   r.stream = boolean(body, "stream");
+  r.ignore_eos = boolean(body, "ignore_eos");
   if (const json* so = field(body, "stream_options")) {
     if (!so->is_object()) wrong_type("stream_options", "an object", *so);
     r.include_usage = boolean(*so, "include_usage");

@@ -60,6 +60,7 @@ struct ApiRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage: a last chunk with the usage counts
   std::string model;           // echoed back; any name is accepted (the server has one model)
+  bool ignore_eos = false;     // ferry's (and llama.cpp's) extension for benchmarks: EOS and end of turn do not stop
 };
 
 // Parses and validates a request body. Throws ApiError (400) for malformed JSON, a body that is not an object, a

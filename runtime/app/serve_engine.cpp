@@ -191,8 +191,8 @@ void Engine::sample_into(Slot& slot, std::span<const float> logits) {
   if (slot.generated == 0) slot.first_token = Clock::now();
   const GenerationRequest& r = slot.p.request;
   const int32_t token = slot.sampler->sample(logits);
-  if (token == m_tokenizer.eos() ||
-      std::find(r.stop_tokens.begin(), r.stop_tokens.end(), token) != r.stop_tokens.end()) {
+  if (!r.ignore_eos && (token == m_tokenizer.eos() ||
+                        std::find(r.stop_tokens.begin(), r.stop_tokens.end(), token) != r.stop_tokens.end())) {
     slot.text += slot.utf8.flush();
     finish(slot, FinishReason::STOP);
     return;

@@ -70,6 +70,7 @@ struct GenerationRequest {
   std::vector<int32_t> stop_tokens;  // besides EOS (a chat format's end of turn)
   std::vector<std::string> stop;     // stop sequences: the text ends before the first one
   bool trim_leading_space = false;   // an answer's first token's space (SentencePiece's "▁Hello") is not text
+  bool ignore_eos = false;           // EOS and stop_tokens do not end the answer (benchmarks)
   std::string label;                 // for the log line: "chat", "completion"
 };
 

@@ -90,6 +90,7 @@ GenerationRequest HttpServer::Impl::generation(const ApiRequest& a) {
     }
   }
   g.max_tokens = a.max_tokens;
+  g.ignore_eos = a.ignore_eos;
   g.stop = a.stop;
   g.sampler.temperature = a.temperature;
   g.sampler.top_p = a.top_p;
