@@ -315,7 +315,9 @@ TEST_CASE("a cancelled request frees its slot; submit refuses long prompts, a fu
   LlamaRunner runner(m.config, m.weights, cpu_options(1, 16, 256));
   {
     RunningEngine e(runner, m.tokenizer, quiet(8));
-    const std::shared_ptr<Job> a = e.engine.submit(greedy(random_tokens(rng, 5, m.config.n_vocab), 200));
+    GenerationRequest long_one = greedy(random_tokens(rng, 5, m.config.n_vocab), 200);
+    long_one.ignore_eos = true;  // it runs until cancelled, whatever the random model says
+    const std::shared_ptr<Job> a = e.engine.submit(long_one);
     const std::shared_ptr<Job> b = e.engine.submit(greedy(random_tokens(rng, 5, m.config.n_vocab), 3));
     for (;;) {  // until a's first text: it holds the only slot, b waits
       const JobUpdate u = a->wait(std::chrono::milliseconds(50));
