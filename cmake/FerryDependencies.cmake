@@ -8,6 +8,23 @@ find_package(Threads REQUIRED)
 # PCRE2 (libpcre2-dev): the Unicode-aware regular expressions of the BPE pre-tokenizers.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+# cpp-httplib (libcpp-httplib-dev): the HTTP side of `ferry serve`. Debian builds it as a shared library described by
+# pkg-config (cpp-httplib.pc); an upstream install ships a CMake package (httplib::httplib) instead. Optional, so a
+# machine that carries only the other libraries (the GPU machine's .devdeps) still builds everything else; ferry serve
+# then says what to install.
+find_package(httplib CONFIG QUIET)
+set(FERRY_HTTPLIB_TARGET "")
+if(TARGET httplib::httplib)
+  set(FERRY_HTTPLIB_TARGET httplib::httplib)
+else()
+  pkg_check_modules(HTTPLIB QUIET IMPORTED_TARGET cpp-httplib)
+  if(HTTPLIB_FOUND)
+    set(FERRY_HTTPLIB_TARGET PkgConfig::HTTPLIB)
+  endif()
+endif()
+if(NOT FERRY_HTTPLIB_TARGET)
+  message(STATUS "ferry: cpp-httplib not found (libcpp-httplib-dev): `ferry serve` is built without its HTTP server")
+endif()
 if(FERRY_BUILD_TESTS)
   find_package(doctest REQUIRED)
 endif()

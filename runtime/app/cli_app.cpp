@@ -23,6 +23,7 @@ CommandLine::CommandLine()
   remember(add_calibrate_command(*m_app));
   remember(add_bench_command(*m_app));
   remember(add_flux_step_command(*m_app));
+  remember(add_serve_command(*m_app));
 }
 
 CommandLine::~CommandLine() = default;

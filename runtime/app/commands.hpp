@@ -23,5 +23,6 @@ Action add_plan_command(CLI::App& app);
 Action add_calibrate_command(CLI::App& app);
 Action add_bench_command(CLI::App& app);
 Action add_flux_step_command(CLI::App& app);
+Action add_serve_command(CLI::App& app);
 
 }  // namespace ferry::cli

@@ -76,12 +76,32 @@ LlamaBlockBuffers LlamaBlockBuffers::carve(const LlamaConfig& c, int64_t T, int6
 
 void llama_block_forward(Ops& ops, const LlamaConfig& c, const LlamaLayerWeights& w, const LlamaKvView& kv,
                          const LlamaBlockBuffers& b, float* x, int64_t n_tokens, int64_t pos0) {
+  const StepSequence one{0, pos0, n_tokens};
+  llama_block_forward_sequences(ops, c, w, std::span<const LlamaKvView>(&kv, 1), b, x, n_tokens,
+                                std::span<const StepSequence>(&one, 1));
+}
+
+void llama_block_forward_sequences(Ops& ops, const LlamaConfig& c, const LlamaLayerWeights& w,
+                                   std::span<const LlamaKvView> caches, const LlamaBlockBuffers& b, float* x,
+                                   int64_t n_tokens, std::span<const StepSequence> sequences) {
   const int64_t n_embd = c.n_embd, q_width = c.n_embd_q(), kv_width = c.n_embd_kv(), T = n_tokens;
   const LlamaArchTraits traits = c.traits();
-  if (pos0 < 0 || pos0 + T > kv.n_ctx)
-    fail(ErrorCategory::INVALID_ARGUMENT, "llama block: positions up to " + std::to_string(pos0 + T) +
-                                              " exceed the KV cache of " + std::to_string(kv.n_ctx));
-  ops.positions(b.positions, T, pos0);
+  int64_t covered = 0;
+  for (const StepSequence& s : sequences) {
+    if (s.slot < 0 || s.slot >= static_cast<int64_t>(caches.size()) || s.n_tokens < 1)
+      fail(ErrorCategory::INVALID_ARGUMENT, "llama block: a step entry names KV cache " + std::to_string(s.slot) +
+                                                " with " + std::to_string(s.n_tokens) + " tokens; there are " +
+                                                std::to_string(caches.size()) + " caches");
+    const LlamaKvView& kv = caches[static_cast<size_t>(s.slot)];
+    if (s.pos0 < 0 || s.pos0 + s.n_tokens > kv.n_ctx)
+      fail(ErrorCategory::INVALID_ARGUMENT, "llama block: positions up to " + std::to_string(s.pos0 + s.n_tokens) +
+                                                " exceed the KV cache of " + std::to_string(kv.n_ctx));
+    ops.positions(b.positions + covered, s.n_tokens, s.pos0);
+    covered += s.n_tokens;
+  }
+  if (covered != T)
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         "llama block: the step's entries hold " + std::to_string(covered) + " tokens, the step " + std::to_string(T));
   ops.rms_norm(x, w.attn_norm, b.xn, T, n_embd, c.rms_eps);
   {  // q, k and v share xn: one launch for the three where the backend fuses them (the GPU's decode GEMV)
     const QuantMatrixView qkv[] = {w.wq, w.wk, w.wv};
@@ -99,8 +119,14 @@ void llama_block_forward(Ops& ops, const LlamaConfig& c, const LlamaLayerWeights
   }
   ops.rope(b.q, T, c.n_head, c.head_dim(), b.positions, c.rope_freq_base, traits.rope);
   ops.rope(b.k, T, c.n_head_kv, c.head_dim(), b.positions, c.rope_freq_base, traits.rope);
-  ops.store_kv(b.k, b.v, kv.k, kv.v, T, pos0, kv_width, kv.n_ctx);
-  ops.attention(attention_shape(c, T, pos0 + T, pos0), b.q, kv.k, kv.v, b.attn, b.attention);
+  int64_t t0 = 0;
+  for (const StepSequence& s : sequences) {
+    const LlamaKvView& kv = caches[static_cast<size_t>(s.slot)];
+    ops.store_kv(b.k + t0 * kv_width, b.v + t0 * kv_width, kv.k, kv.v, s.n_tokens, s.pos0, kv_width, kv.n_ctx);
+    ops.attention(attention_shape(c, s.n_tokens, s.pos0 + s.n_tokens, s.pos0), b.q + t0 * q_width, kv.k, kv.v,
+                  b.attn + t0 * q_width, b.attention);
+    t0 += s.n_tokens;
+  }
   ops.matmul(w.wo, b.attn, T, b.proj);
   ops.add(x, b.proj, x, T * n_embd);
 

@@ -1,6 +1,8 @@
 #include "ferry/models/llama/layers.hpp"
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "ferry/error.hpp"
 #include "ferry/models/llama/block.hpp"
@@ -12,8 +14,10 @@ QuantMatrixView vector_view(const float* data, int64_t n) { return QuantMatrixVi
 
 }  // namespace
 
-LlamaBlockLayer::LlamaBlockLayer(const LlamaConfig& config, const LlamaLayerWeights& w, int64_t index, int64_t n_ctx)
-    : m_config(config), m_name("blk." + std::to_string(index)), m_index(index), m_n_ctx(n_ctx) {
+LlamaBlockLayer::LlamaBlockLayer(const LlamaConfig& config, const LlamaLayerWeights& w, int64_t index, int64_t n_ctx,
+                                 int64_t n_seq)
+    : m_config(config), m_name("blk." + std::to_string(index)), m_index(index), m_n_ctx(n_ctx), m_n_seq(n_seq) {
+  if (n_seq < 1) fail(ErrorCategory::INVALID_ARGUMENT, m_name + ": " + std::to_string(n_seq) + " KV caches");
   using R = LlamaTensorRole;
   m_position.fill(-1);
   add_tensor(ATTN_NORM, R::ATTN_NORM, vector_view(w.attn_norm, config.n_embd));
@@ -62,21 +66,33 @@ size_t LlamaBlockLayer::workspace_floats(int64_t n_tokens, Device device) const 
 }
 
 uint64_t LlamaBlockLayer::kv_cache_bytes() const {
-  return 2 * static_cast<uint64_t>(m_n_ctx) * static_cast<uint64_t>(m_config.n_embd_kv()) * sizeof(uint16_t);
+  return 2 * static_cast<uint64_t>(m_n_seq) * static_cast<uint64_t>(m_n_ctx) *
+         static_cast<uint64_t>(m_config.n_embd_kv()) * sizeof(uint16_t);
 }
 
 void LlamaBlockLayer::forward(std::span<const QuantMatrixView> weights, float* x, const StepContext& step,
                               const LayerRun& run) const {
   check_layer_call(*this, weights, step, run);
+  // The K caches of every sequence, then their V caches.
   auto* kv = static_cast<uint16_t*>(run.kv_cache);
-  const LlamaKvView view{kv, kv + m_n_ctx * m_config.n_embd_kv(), m_n_ctx};
+  const int64_t cache_values = m_n_ctx * m_config.n_embd_kv();
   const LlamaBlockBuffers buffers =
       LlamaBlockBuffers::carve(m_config, step.n_tokens, m_n_ctx, run.ops->device(), run.workspace);
-  llama_block_forward(*run.ops, m_config, rebind(weights), view, buffers, x, step.n_tokens, step.pos0);
+  if (step.sequences.empty()) {
+    const LlamaKvView view{kv, kv + m_n_seq * cache_values, m_n_ctx};
+    llama_block_forward(*run.ops, m_config, rebind(weights), view, buffers, x, step.n_tokens, step.pos0);
+    return;
+  }
+  std::vector<LlamaKvView> views;
+  views.reserve(static_cast<size_t>(m_n_seq));
+  for (int64_t s = 0; s < m_n_seq; ++s)
+    views.push_back({kv + s * cache_values, kv + (m_n_seq + s) * cache_values, m_n_ctx});
+  llama_block_forward_sequences(*run.ops, m_config, rebind(weights), views, buffers, x, step.n_tokens, step.sequences);
 }
 
-LlamaHeadLayer::LlamaHeadLayer(const LlamaConfig& config, const LlamaWeights& w, bool all_logits_capacity)
-    : m_config(config), m_all_logits_capacity(all_logits_capacity) {
+LlamaHeadLayer::LlamaHeadLayer(const LlamaConfig& config, const LlamaWeights& w, bool all_logits_capacity,
+                               int64_t n_seq)
+    : m_config(config), m_all_logits_capacity(all_logits_capacity), m_n_seq(n_seq) {
   using R = LlamaTensorRole;
   m_tensors = {
       {llama_tensor_name(R::OUTPUT_NORM), vector_view(w.output_norm, config.n_embd)},
@@ -93,8 +109,13 @@ void LlamaHeadLayer::forward(std::span<const QuantMatrixView> weights, float* x,
   if (step.all_logits && !m_all_logits_capacity)
     fail(ErrorCategory::INVALID_ARGUMENT,
          "layer '" + m_name + "': logits for every token were asked for, but the output holds one row per step");
-  // Only the last token's logits are needed to sample; prefill skips the others unless asked.
-  const int64_t rows = step.all_logits ? step.n_tokens : 1;
+  // Only the last token's logits are needed to sample (of each sequence, placed last in a multi-sequence step);
+  // prefill skips the others unless asked.
+  const int64_t rows = step.all_logits ? step.n_tokens : std::max<int64_t>(step.logit_rows, 1);
+  if (!step.all_logits && (rows > m_n_seq || rows > step.n_tokens))
+    fail(ErrorCategory::INVALID_ARGUMENT, "layer '" + m_name + "': logits for " + std::to_string(rows) +
+                                              " rows were asked for; the output holds " +
+                                              std::to_string(std::min(m_n_seq, step.n_tokens)));
   llama_head_forward(*run.ops, m_config, static_cast<const float*>(weights[OUTPUT_NORM].data), weights[OUTPUT], x,
                      step.n_tokens, rows, run.workspace, run.output);
 }

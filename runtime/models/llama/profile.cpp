@@ -9,9 +9,9 @@
 namespace ferry {
 
 StackProfile llama_stack_profile(const LlamaConfig& config, const LlamaWeights& weights, int64_t n_ctx,
-                                 int64_t max_tokens, bool all_logits) {
+                                 int64_t max_tokens, bool all_logits, int64_t n_seq) {
   // The layers themselves say what they need: a profile cannot drift from what the scheduler will reserve.
-  const auto layers = make_llama_layers(config, weights, n_ctx, all_logits);
+  const auto layers = make_llama_layers(config, weights, n_ctx, all_logits, n_seq);
   StackProfile profile;
   profile.model = "llama";
   profile.max_tokens = std::min(max_tokens, n_ctx);

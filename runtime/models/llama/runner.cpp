@@ -38,7 +38,7 @@ DeviceProfile paced_device(const LlamaRunnerOptions& options, const DeviceProfil
 }
 
 StackProfile profile_for(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options) {
-  return llama_stack_profile(config, weights, options.n_ctx, options.max_tokens, options.all_logits);
+  return llama_stack_profile(config, weights, options.n_ctx, options.max_tokens, options.all_logits, options.n_seq);
 }
 
 // The plan for the layers of a context of n_ctx positions.
@@ -74,11 +74,11 @@ std::string largest_context_text(int64_t n) {
 }  // namespace
 
 std::vector<std::unique_ptr<Layer>> make_llama_layers(const LlamaConfig& config, const LlamaWeights& weights,
-                                                      int64_t n_ctx, bool all_logits) {
+                                                      int64_t n_ctx, bool all_logits, int64_t n_seq) {
   std::vector<std::unique_ptr<Layer>> layers;
   for (int64_t i = 0; i < config.n_layer; ++i)
-    layers.push_back(std::make_unique<LlamaBlockLayer>(config, weights.layers[i], i, n_ctx));
-  layers.push_back(std::make_unique<LlamaHeadLayer>(config, weights, all_logits));
+    layers.push_back(std::make_unique<LlamaBlockLayer>(config, weights.layers[i], i, n_ctx, n_seq));
+  layers.push_back(std::make_unique<LlamaHeadLayer>(config, weights, all_logits, n_seq));
   return layers;
 }
 
@@ -104,6 +104,12 @@ Plan plan_llama_run(const LlamaConfig& config, const LlamaWeights& weights, cons
     fail(ErrorCategory::BUDGET,
          std::string(e.what()) + "\nat --ctx " + std::to_string(options.n_ctx) + largest_context_text(fit));
   }
+}
+
+HostMemoryNeed llama_host_memory(const LlamaConfig& config, const LlamaWeights& weights,
+                                 const LlamaRunnerOptions& options, const std::vector<Placement>& placements) {
+  const auto layers = make_llama_layers(config, weights, options.n_ctx, options.all_logits, options.n_seq);
+  return scheduler_host_memory(layer_pointers(layers), placements, scheduler_options(options));
 }
 
 LlamaRunner::LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options)
@@ -132,10 +138,11 @@ LlamaRunner::LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights,
 LlamaRunner::~LlamaRunner() = default;
 
 void LlamaRunner::build_layers() {
-  if (m_options.n_ctx < 1 || m_options.max_tokens < 1)
-    fail(ErrorCategory::INVALID_ARGUMENT, "llama runner: context length and tokens per step must be positive");
+  if (m_options.n_ctx < 1 || m_options.max_tokens < 1 || m_options.n_seq < 1)
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         "llama runner: context length, tokens per step and sequences must be positive");
   m_options.max_tokens = std::min(m_options.max_tokens, m_options.n_ctx);
-  m_layers = make_llama_layers(m_config, m_weights, m_options.n_ctx, m_options.all_logits);
+  m_layers = make_llama_layers(m_config, m_weights, m_options.n_ctx, m_options.all_logits, m_options.n_seq);
 }
 
 void LlamaRunner::build_scheduler(std::vector<Placement> placements) {
@@ -150,8 +157,7 @@ void LlamaRunner::check_host_memory(const std::vector<Placement>& placements) co
   auto need_at = [&](int64_t n) {
     LlamaRunnerOptions o = m_options;
     o.n_ctx = n;
-    const auto layers = make_llama_layers(m_config, m_weights, n, o.all_logits);
-    return scheduler_host_memory(layer_pointers(layers), placements, scheduler_options(o));
+    return llama_host_memory(m_config, m_weights, o, placements);
   };
   const HostMemoryNeed need = need_at(m_options.n_ctx);
   if (need.total() <= available.bytes) return;
@@ -181,6 +187,52 @@ void LlamaRunner::forward(std::span<const int32_t> tokens, int64_t pos0, std::sp
       std::memcpy(logits.data(), out.data(), m_config.n_vocab * sizeof(float));
     }
   }
+}
+
+void LlamaRunner::forward_sequences(std::span<const SequenceChunk> chunks, std::span<float> logits) {
+  // Step order: every chunk's tokens except the last of those that want logits, then those last tokens, so the
+  // head's rows are the step's last ones (StepContext::logit_rows). A sequence split this way has two entries, run in
+  // order: its last token attends to the rows its first entry stored.
+  m_step_tokens.clear();
+  m_step_entries.clear();
+  int64_t n_logits = 0, total = 0;
+  std::vector<bool> seen(static_cast<size_t>(m_options.n_seq), false);
+  for (const SequenceChunk& c : chunks) {
+    const auto n = static_cast<int64_t>(c.tokens.size());
+    if (c.slot < 0 || c.slot >= m_options.n_seq || seen[static_cast<size_t>(c.slot)])
+      fail(ErrorCategory::INVALID_ARGUMENT, "llama runner: sequence slot " + std::to_string(c.slot) +
+                                                " is out of range (0.." + std::to_string(m_options.n_seq - 1) +
+                                                ") or given twice in one step");
+    seen[static_cast<size_t>(c.slot)] = true;
+    if (n < 1) fail(ErrorCategory::INVALID_ARGUMENT, "llama runner: an empty chunk for slot " + std::to_string(c.slot));
+    check_forward_arguments(m_config, m_options.n_ctx, c.tokens, c.pos0, static_cast<size_t>(m_config.n_vocab), false);
+    total += n;
+    n_logits += c.want_logits ? 1 : 0;
+    const int64_t front = c.want_logits ? n - 1 : n;
+    if (front > 0) {
+      m_step_entries.push_back({c.slot, c.pos0, front});
+      m_step_tokens.insert(m_step_tokens.end(), c.tokens.begin(), c.tokens.begin() + front);
+    }
+  }
+  if (total < 1 || total > m_options.max_tokens)
+    fail(ErrorCategory::INVALID_ARGUMENT, "llama runner: a step of " + std::to_string(total) +
+                                              " tokens; this runner takes 1.." + std::to_string(m_options.max_tokens));
+  if (logits.size() < static_cast<size_t>(n_logits * m_config.n_vocab))
+    fail(ErrorCategory::INVALID_ARGUMENT, "llama runner: logits buffer of " + std::to_string(logits.size()) +
+                                              " floats, need " + std::to_string(n_logits * m_config.n_vocab));
+  for (const SequenceChunk& c : chunks) {
+    if (!c.want_logits) continue;
+    m_step_entries.push_back({c.slot, c.pos0 + static_cast<int64_t>(c.tokens.size()) - 1, 1});
+    m_step_tokens.push_back(c.tokens.back());
+  }
+  cpu::embedding_lookup(m_weights.token_embd, m_step_tokens.data(), total, m_x.data());
+  StepContext step{total, 0, false};
+  step.sequences = m_step_entries;
+  step.logit_rows = std::max<int64_t>(n_logits, 1);
+  m_scheduler->step(m_x.data(), step);
+  if (n_logits == 0) return;
+  const std::span<const float> out = m_scheduler->output();
+  std::memcpy(logits.data(), out.data(), static_cast<size_t>(n_logits * m_config.n_vocab) * sizeof(float));
 }
 
 std::string LlamaRunner::placement_summary() const {

@@ -40,6 +40,14 @@ LayerLayout layer_layout(std::span<const WeightTensor> tensors);
 std::vector<QuantMatrixView> views_in_block(std::span<const WeightTensor> tensors, const LayerLayout& layout,
                                             const void* block);
 
+// One sequence's share of a step that runs several sequences together, each with its own KV cache (a server decoding
+// its active requests in one pass over the weights): n_tokens consecutive rows of x, following the previous entry's.
+struct StepSequence {
+  int64_t slot = 0;      // which of the layer's KV caches (0 .. the number the layer was built for - 1)
+  int64_t pos0 = 0;      // the position of the entry's first token in its sequence
+  int64_t n_tokens = 0;
+};
+
 // What one step is, for every layer of the stack.
 struct StepContext {
   int64_t n_tokens = 0;
@@ -50,6 +58,11 @@ struct StepContext {
   // step to the device and hands each layer the copy on the device it runs on (LayerRun::inputs); the host span stays
   // readable by every layer (for scalars that steer the host side of forward()).
   std::span<const float> inputs;
+  // Several sequences in one step (their n_tokens sum to n_tokens); empty: one sequence, cache 0, at pos0.
+  std::span<const StepSequence> sequences;
+  // > 0: the stack's output for the last logit_rows tokens (each sequence's last token placed at the end); 0: the
+  // last token only. all_logits wins over it.
+  int64_t logit_rows = 0;
 };
 
 // Where a layer runs this step: the device's ops and the memory the scheduler reserved for the layer there.

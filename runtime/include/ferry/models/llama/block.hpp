@@ -9,6 +9,7 @@
 
 #include "ferry/kernels/ops.hpp"
 #include "ferry/models/llama/model.hpp"
+#include "ferry/offload/layer.hpp"
 
 namespace ferry {
 
@@ -37,6 +38,15 @@ struct LlamaKvView {
 // position pos0 + t; its K and V are stored in the cache; attention sees positions 0 .. pos0 + t.
 void llama_block_forward(Ops& ops, const LlamaConfig& c, const LlamaLayerWeights& w, const LlamaKvView& kv,
                          const LlamaBlockBuffers& b, float* x, int64_t n_tokens, int64_t pos0);
+
+// The same for several sequences in one step: every matrix product runs once over all n_tokens rows (each weight read
+// once for every sequence); RoPE, the cache writes and attention run per entry of `sequences`, entry i on
+// caches[sequences[i].slot] at its own positions, so a token attends to its own sequence only. The entries run in
+// order, and a sequence may have several entries (its later entries see the cache rows its earlier ones wrote).
+// INVALID_ARGUMENT when the entries do not cover the n_tokens rows, name a cache that does not exist, or overflow one.
+void llama_block_forward_sequences(Ops& ops, const LlamaConfig& c, const LlamaLayerWeights& w,
+                                   std::span<const LlamaKvView> caches, const LlamaBlockBuffers& b, float* x,
+                                   int64_t n_tokens, std::span<const StepSequence> sequences);
 
 // logits [rows, n_vocab] of the last `rows` tokens of x [n_tokens, n_embd]; `normed` holds rows x n_embd floats.
 void llama_head_forward(Ops& ops, const LlamaConfig& c, const float* output_norm, const QuantMatrixView& output,

@@ -4,6 +4,7 @@
 // runs, not what it computes. Per-step inputs (pos0, all_logits) come in the StepContext.
 #pragma once
 
+#include <algorithm>
 #include <array>
 
 #include <cstdint>
@@ -17,8 +18,9 @@ namespace ferry {
 
 class LlamaBlockLayer final : public Layer {
  public:
-  // The KV cache holds n_ctx positions.
-  LlamaBlockLayer(const LlamaConfig& config, const LlamaLayerWeights& weights, int64_t index, int64_t n_ctx);
+  // The KV cache holds n_ctx positions for each of n_seq sequences (StepContext::sequences picks one per entry).
+  LlamaBlockLayer(const LlamaConfig& config, const LlamaLayerWeights& weights, int64_t index, int64_t n_ctx,
+                  int64_t n_seq = 1);
 
   const std::string& name() const override { return m_name; }
   std::span<const WeightTensor> weights() const override { return m_tensors; }
@@ -39,6 +41,7 @@ class LlamaBlockLayer final : public Layer {
   std::string m_name;
   int64_t m_index;
   int64_t m_n_ctx;
+  int64_t m_n_seq;
   std::vector<WeightTensor> m_tensors;  // the tensors the file has, in Slot order
   std::array<int, COUNT> m_position;    // a slot's index in m_tensors; -1 where the architecture has none
 };
@@ -46,15 +49,15 @@ class LlamaBlockLayer final : public Layer {
 class LlamaHeadLayer final : public Layer {
  public:
   // all_logits_capacity: the output holds logits for every token of a step (StepContext::all_logits may be set);
-  // else for its last token only.
-  LlamaHeadLayer(const LlamaConfig& config, const LlamaWeights& weights, bool all_logits_capacity);
+  // else for its last n_seq tokens (StepContext::logit_rows: one per sequence of a multi-sequence step).
+  LlamaHeadLayer(const LlamaConfig& config, const LlamaWeights& weights, bool all_logits_capacity, int64_t n_seq = 1);
 
   const std::string& name() const override { return m_name; }
   std::span<const WeightTensor> weights() const override { return m_tensors; }
   int64_t width() const override { return m_config.n_embd; }
   size_t workspace_floats(int64_t n_tokens, Device device) const override;
   size_t output_floats(int64_t n_tokens) const override {
-    return static_cast<size_t>((m_all_logits_capacity ? n_tokens : 1) * m_config.n_vocab);
+    return static_cast<size_t>((m_all_logits_capacity ? n_tokens : std::min(n_tokens, m_n_seq)) * m_config.n_vocab);
   }
   void forward(std::span<const QuantMatrixView> weights, float* x, const StepContext& step,
                const LayerRun& run) const override;
@@ -65,6 +68,7 @@ class LlamaHeadLayer final : public Layer {
   const LlamaConfig& m_config;
   std::string m_name = "output";
   bool m_all_logits_capacity;
+  int64_t m_n_seq;
   std::vector<WeightTensor> m_tensors;
 };
 

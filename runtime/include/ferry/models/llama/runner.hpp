@@ -37,18 +37,34 @@ struct LlamaRunnerOptions {
   int64_t planned_generated_tokens = 128;
   std::vector<PlacementOverride> overrides;  // --resident/--stream/--cpu REGEX: forced layers (overrides.hpp)
   std::optional<PlanFile> plan_file;         // --plan FILE: every layer's placement from the file (plan_file.hpp)
+  // KV caches, one per sequence forward_sequences() may run together (a server's parallel requests); the plan
+  // accounts for all of them.
+  int64_t n_seq = 1;
+};
+
+// One sequence's tokens in LlamaRunner::forward_sequences.
+struct SequenceChunk {
+  int64_t slot = 0;  // the sequence's KV cache, < LlamaRunnerOptions::n_seq
+  int64_t pos0 = 0;  // the position of tokens[0]: the cache holds the sequence's positions before it
+  std::span<const int32_t> tokens;
+  bool want_logits = false;  // the logits of the chunk's last token
 };
 
 // The layers of a llama stack (blocks, then the head) for a context of n_ctx positions; their weights are the views
 // of `weights` (null data when they come from a header-only file: such layers can be sized, not run).
 std::vector<std::unique_ptr<Layer>> make_llama_layers(const LlamaConfig& config, const LlamaWeights& weights,
-                                                      int64_t n_ctx, bool all_logits);
+                                                      int64_t n_ctx, bool all_logits, int64_t n_seq = 1);
 
 // The plan a LlamaRunner with these options executes on `device` (make_plan over the stack's profile): what `ferry
 // plan` prints and `ferry run` runs. BUDGET with the breakdown and the largest context that would fit when even the
 // policy's smallest plan does not.
 Plan plan_llama_run(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options,
                     const DeviceProfile& device);
+
+// The host memory a LlamaRunner with these options and placements reserves (its scheduler's: the KV caches of CPU
+// layers, the streamed-weight pool, buffers), what the runner checks against host_memory_available().
+HostMemoryNeed llama_host_memory(const LlamaConfig& config, const LlamaWeights& weights,
+                                 const LlamaRunnerOptions& options, const std::vector<Placement>& placements);
 
 class LlamaRunner final : public CausalLm {
  public:
@@ -63,6 +79,12 @@ class LlamaRunner final : public CausalLm {
   int64_t n_ctx() const noexcept override { return m_options.n_ctx; }
   int64_t n_vocab() const noexcept override { return m_config.n_vocab; }
   void forward(std::span<const int32_t> tokens, int64_t pos0, std::span<float> logits, bool all_logits) override;
+  // Several sequences in one step, each on its own KV cache: every weight is read once for all their tokens (at most
+  // max_step_tokens() in all, at most one chunk per slot). logits: [chunks that want_logits, n_vocab], in chunk
+  // order. INVALID_ARGUMENT for a slot out of range or repeated, an overflowing context or too many tokens.
+  void forward_sequences(std::span<const SequenceChunk> chunks, std::span<float> logits);
+  int64_t n_seq() const noexcept { return m_options.n_seq; }
+  int64_t max_step_tokens() const noexcept { return m_options.max_tokens; }
 
   const LayerScheduler& scheduler() const noexcept { return *m_scheduler; }
   const std::vector<Placement>& placements() const noexcept { return m_scheduler->placements(); }
@@ -86,6 +108,8 @@ class LlamaRunner final : public CausalLm {
   std::vector<std::unique_ptr<Layer>> m_layers;
   std::unique_ptr<LayerScheduler> m_scheduler;
   std::vector<float> m_x;
+  std::vector<int32_t> m_step_tokens;        // forward_sequences' tokens in step order
+  std::vector<StepSequence> m_step_entries;  // and their entries
   std::string m_plan_note;
   std::optional<RunPrediction> m_predicted;
 };
