@@ -100,6 +100,7 @@ Measured measure(const std::filesystem::path& path, uint64_t budget, Policy poli
                            y = draw(c.vec_in_dim), ids = flux_position_ids(n_txt, rows, cols);
   FluxRunnerOptions o;
   o.max_tokens = n_txt + n_img;
+  o.text_tokens = n_txt;  // the plan prices each stream at its own tokens
   o.vram_budget = budget;
   o.policy = policy;
   o.dequant_via_fp32 = via_fp32;

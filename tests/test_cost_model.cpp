@@ -55,6 +55,34 @@ StackProfile stack_of(int n, int64_t rows, int64_t max_tokens) {
 
 }  // namespace
 
+TEST_CASE("cost model: each matrix at its own token count; a matrix that takes every token at the step's T") {
+  const DeviceProfile d = rated_gpu();
+  const std::vector<Placement> resident(1, Placement::RESIDENT);
+  // As llama's layers declare it (every matrix at max_tokens) or not at all: the same price at every step size.
+  StackProfile all = stack_of(1, 8192, 512);
+  StackProfile undeclared = all;
+  all.layers[0].matmul_tokens = {512};
+  for (int64_t t : {1, 7, 300, 512}) {
+    CAPTURE(t);
+    const double expected = std::max(8192.0 * 4352 / 1e12, 2.0 * 8192 * 4096 * static_cast<double>(t) / 1e14);
+    CHECK(predict_step(all, resident, d, t, 1).seconds == doctest::Approx(expected));
+    CHECK(predict_step(undeclared, resident, d, t, 1).seconds == doctest::Approx(expected));
+  }
+  // Two matrices of a 4608-token step, one on 4096 of its tokens, one on 512 (a Flux double block's img and txt
+  // streams): each priced at its own count at max_tokens, and at its share, rounded up, of a smaller step.
+  StackProfile split = stack_of(1, 8192, 4608);
+  split.layers[0].matmuls.push_back(split.layers[0].matmuls[0]);
+  split.layers[0].weight_bytes *= 2;
+  split.layers[0].matmul_tokens = {4096, 512};
+  auto gemm = [](double tokens) { return 2.0 * 8192 * 4096 * tokens / 1e14; };
+  CHECK(predict_step(split, resident, d, 4608, 1).seconds == doctest::Approx(gemm(4096) + gemm(512)));
+  CHECK(predict_step(split, resident, d, 2304, 1).seconds == doctest::Approx(gemm(2048) + gemm(256)));
+  // 9 tokens: ceil(8) and ceil(1); one read of the weights bounds each matrix (8192 * 4352 / 1e12 > 8 tokens' GEMM).
+  const double read = 8192.0 * 4352 / 1e12;
+  CHECK(predict_step(split, resident, d, 9, 1).seconds ==
+        doctest::Approx(std::max(read, gemm(8)) + std::max(read, gemm(1))));
+}
+
 TEST_CASE("cost model: resident, CPU and streamed steps as computed by hand") {
   const DeviceProfile d = rated_gpu();
   const StackProfile s = stack_of(3, 8192, 512);  // 35.65 MB per layer (8192 * 4352 B)

@@ -4,13 +4,16 @@
 // them at T tokens.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "ferry/error.hpp"
+#include "ferry/ggml_type.hpp"
 #include "ferry/gguf.hpp"
 #include "ferry/models/flux/maker.hpp"
 #include "ferry/models/flux/runner.hpp"
+#include "ferry/policies/cost_model.hpp"
 #include "support/errors.hpp"
 #include "support/flux_reference.hpp"
 #include "support/seed.hpp"
@@ -114,7 +117,7 @@ TEST_CASE("the modulation linears are one-vector matmuls: no GEMM scratch at T t
   test::TempDir dir;
   const Model m = write_and_open(dir, "flux-tiny", ModelFileType::Q8_0);
   const FluxConfig& c = m.config;
-  const StackProfile profile = flux_stack_profile(c, m.weights, 4608);
+  const StackProfile profile = flux_stack_profile(c, m.weights, 4608, 512);
   REQUIRE(profile.layers.size() == 6);
   const int64_t h = c.hidden;
   auto shapes = [](const std::vector<QuantMatrixView>& v) {
@@ -146,13 +149,59 @@ TEST_CASE("the modulation linears are one-vector matmuls: no GEMM scratch at T t
   CHECK(counted.activation_fp16_elems == static_cast<size_t>(4608 * h));
 }
 
+TEST_CASE("the cost model prices a double block's img stream at the image tokens and its txt stream at the text") {
+  test::TempDir dir;
+  const Model m = write_and_open(dir, "flux-tiny", ModelFileType::Q8_0);
+  const FluxConfig& c = m.config;
+  const int64_t n_img = 4096, n_txt = 512, T = n_img + n_txt;
+  const StackProfile profile = flux_stack_profile(c, m.weights, T, n_txt);
+  REQUIRE(profile.layers.size() == 6);
+  CHECK(profile.layers[0].matmul_tokens == std::vector<int64_t>{n_img});  // img_in
+  CHECK(profile.layers[3].matmul_tokens == std::vector<int64_t>{T, T});   // linear1, linear2
+  CHECK(profile.layers[5].matmul_tokens == std::vector<int64_t>{n_img});  // final_layer.linear
+  const LayerDemand& block = profile.layers[1];
+  REQUIRE(block.matmuls.size() == 8);
+
+  // Round rates, the same for every type: the GPU reads 1e12 B/s and does 1e13 flop/s, the CPU a tenth of each.
+  DeviceProfile d{"a rated GPU", true, 0};
+  d.link = {{1, 1e10}};
+  d.gpu_gemv_bytes_per_s = {{"Q8_0", 1e12}, {"F16", 1e12}, {"F32", 1e12}};
+  d.gpu_gemm_flops = 1e13;
+  d.cpu_gemv_bytes_per_s = {{"Q8_0", 1e11}, {"F16", 1e11}, {"F32", 1e11}};
+  d.cpu_gemm_flops = 1e12;
+  // The block's matmuls in its order: qkv, proj, mlp.0, mlp.2 of img, then of txt; each at its stream's tokens.
+  auto by_hand = [&](double read_rate, double flops, bool every_token) {
+    double s = 0.0;
+    for (size_t k = 0; k < block.matmuls.size(); ++k) {
+      const QuantMatrixView& w = block.matmuls[k];
+      const double tokens = every_token ? static_cast<double>(T) : k < 4 ? n_img : n_txt;
+      const double bytes = static_cast<double>(row_bytes(w.type, w.n_cols)) * static_cast<double>(w.n_rows);
+      s += std::max(bytes / read_rate, 2.0 * static_cast<double>(w.n_rows * w.n_cols) * tokens / flops);
+    }
+    for (const QuantMatrixView& w : block.vector_matmuls)  // the modulation: one vector
+      s += std::max(static_cast<double>(row_bytes(w.type, w.n_cols)) * static_cast<double>(w.n_rows) / read_rate,
+                    2.0 * static_cast<double>(w.n_rows * w.n_cols) / flops);
+    return s;
+  };
+  StackProfile one = profile;
+  one.layers = {block};
+  for (Placement p : {Placement::RESIDENT, Placement::CPU}) {
+    CAPTURE(placement_name(p));
+    const bool gpu = p != Placement::CPU;
+    const double predicted = predict_step(one, std::vector<Placement>{p}, d, T, 1).layers[0].compute_s;
+    CHECK(predicted == doctest::Approx(by_hand(gpu ? 1e12 : 1e11, gpu ? 1e13 : 1e12, false)).epsilon(1e-9));
+    // Every matrix at the step's 4608 tokens (the txt stream 9x too much) would be a different price.
+    CHECK(predicted < by_hand(gpu ? 1e12 : 1e11, gpu ? 1e13 : 1e12, true) * 0.95);
+  }
+}
+
 TEST_CASE("the scheduler refuses step inputs beyond what it was sized for; Flux layers refuse a step without them") {
   test::TempDir dir;
   const Model m = write_and_open(dir, "flux-tiny", ModelFileType::Q8_0);
   const FluxConfig& c = m.config;
   FluxRunnerOptions o;
   o.max_tokens = 16;
-  const auto layers = make_flux_layers(c, m.weights);
+  const auto layers = make_flux_layers(c, m.weights, 4);
   std::vector<const Layer*> pointers;
   for (const auto& l : layers) pointers.push_back(l.get());
   const SchedulerOptions options = flux_scheduler_options(c, o);

@@ -118,6 +118,9 @@ TEST_CASE("a llama stack profile comes from the file's header alone: no weight r
     CHECK(from_header.layers[0].kv_cache_bytes == 2 * 256 * 128 * sizeof(uint16_t));
     CHECK(from_header.layers[0].workspace_floats_gpu > from_header.layers[0].workspace_floats_cpu);
     CHECK(from_header.max_tokens == std::min<int64_t>(max_tokens, 256));
+    // Every llama matrix multiplies every token of the step: the cost model prices it at the step's T.
+    for (const LayerDemand& l : from_header.layers)
+      CHECK(l.matmul_tokens == std::vector<int64_t>(l.matmuls.size(), from_header.max_tokens));
   }
 }
 

@@ -31,11 +31,20 @@ LayerDemand layer_demand(const Layer& layer, int64_t max_tokens) {
   d.workspace_floats_gpu = layer.workspace_floats(max_tokens, Device::GPU);
   d.output_floats = layer.output_floats(max_tokens);
   const std::vector<size_t> vectors = layer.vector_matmul_weights();
-  for (size_t i : layer.matmul_weights()) {
-    QuantMatrixView v = layer.weights()[i].view;
+  const std::vector<size_t> matmuls = layer.matmul_weights();
+  const std::vector<int64_t> tokens = layer.matmul_tokens(max_tokens);
+  if (tokens.size() != matmuls.size())
+    fail(ErrorCategory::INTERNAL, "layer '" + layer.name() + "': " + std::to_string(tokens.size()) +
+                                      " matmul token counts for " + std::to_string(matmuls.size()) + " matrices");
+  for (size_t k = 0; k < matmuls.size(); ++k) {
+    QuantMatrixView v = layer.weights()[matmuls[k]].view;
     v.data = nullptr;
-    const bool one_vector = std::find(vectors.begin(), vectors.end(), i) != vectors.end();
-    (one_vector ? d.vector_matmuls : d.matmuls).push_back(v);
+    if (std::find(vectors.begin(), vectors.end(), matmuls[k]) != vectors.end()) {
+      d.vector_matmuls.push_back(v);
+    } else {
+      d.matmuls.push_back(v);
+      d.matmul_tokens.push_back(tokens[k]);
+    }
   }
   return d;
 }

@@ -1,5 +1,7 @@
 #include "ferry/offload/layer.hpp"
 
+#include <algorithm>
+
 #include "ferry/checked_math.hpp"
 #include "ferry/error.hpp"
 #include "ferry/offload/memory_plan.hpp"
@@ -52,6 +54,14 @@ std::vector<size_t> Layer::matmul_weights() const {
   const std::span<const WeightTensor> w = weights();
   for (size_t i = 0; i < w.size(); ++i)
     if (w[i].view.n_rows > 1) out.push_back(i);
+  return out;
+}
+
+std::vector<int64_t> Layer::matmul_tokens(int64_t n_tokens) const {
+  const std::vector<size_t> vectors = vector_matmul_weights();
+  std::vector<int64_t> out;
+  for (size_t i : matmul_weights())
+    out.push_back(std::find(vectors.begin(), vectors.end(), i) != vectors.end() ? 1 : n_tokens);
   return out;
 }
 

@@ -21,15 +21,26 @@ double rate_for(const std::map<std::string, double>& rates, GgmlType type) {
   return slowest;
 }
 
-double matmul_seconds(const LayerDemand& layer, int64_t n_tokens, const std::map<std::string, double>& gemv,
-                      double gemm_flops) {
+// The rows matrix k of `layer` multiplies in a step of n_tokens: its own count at max_tokens (LayerDemand::
+// matmul_tokens), scaled to the step and rounded up. Exact at max_tokens, the only step size a Flux call has; a
+// matrix that takes every token (llama's) takes n_tokens at any step.
+int64_t matrix_tokens(const LayerDemand& layer, size_t k, int64_t n_tokens, int64_t max_tokens) {
+  if (layer.matmul_tokens.size() != layer.matmuls.size() || max_tokens < 1) return n_tokens;
+  const int64_t at_max = layer.matmul_tokens[k];
+  if (at_max >= max_tokens) return n_tokens;
+  return std::min(n_tokens, (at_max * n_tokens + max_tokens - 1) / max_tokens);
+}
+
+double matmul_seconds(const LayerDemand& layer, int64_t n_tokens, int64_t max_tokens,
+                      const std::map<std::string, double>& gemv, double gemm_flops) {
   double total = 0.0;
   auto add = [&](const QuantMatrixView& m, int64_t tokens) {
     const double bytes = static_cast<double>(row_bytes(m.type, m.n_cols)) * static_cast<double>(m.n_rows);
     const double flops = 2.0 * static_cast<double>(m.n_cols) * static_cast<double>(m.n_rows) * tokens;
     total += std::max(bytes / rate_for(gemv, m.type), flops / gemm_flops);
   };
-  for (const QuantMatrixView& m : layer.matmuls) add(m, n_tokens);
+  for (size_t k = 0; k < layer.matmuls.size(); ++k)
+    add(layer.matmuls[k], matrix_tokens(layer, k, n_tokens, max_tokens));
   for (const QuantMatrixView& m : layer.vector_matmuls) add(m, 1);  // one vector per step (Flux's modulation)
   return total;
 }
@@ -54,14 +65,14 @@ StepPrediction predict_step(const StackProfile& stack, std::span<const Placement
     const LayerDemand& l = stack.layers[i];
     LayerTime t;
     if (placements[i] == Placement::CPU) {
-      t.compute_s = matmul_seconds(l, n_tokens, device.cpu_gemv_bytes_per_s, device.cpu_gemm_flops);
+      t.compute_s = matmul_seconds(l, n_tokens, stack.max_tokens, device.cpu_gemv_bytes_per_s, device.cpu_gemm_flops);
       done += t.compute_s;
       p.cpu_busy_s += t.compute_s;
     } else {
       if (!device.has_gpu)
         fail(ErrorCategory::INVALID_ARGUMENT,
              "cost model: layer '" + l.name + "' is placed on the GPU of a profile without one");
-      t.compute_s = matmul_seconds(l, n_tokens, device.gpu_gemv_bytes_per_s, device.gpu_gemm_flops);
+      t.compute_s = matmul_seconds(l, n_tokens, stack.max_tokens, device.gpu_gemv_bytes_per_s, device.gpu_gemm_flops);
       double start = done;
       if (placements[i] == Placement::STREAMED) {
         t.copy_s = static_cast<double>(l.weight_bytes) / device.link_rate(l.weight_bytes);

@@ -30,6 +30,7 @@
 #include "ferry/models/flux/model.hpp"
 #include "ferry/models/flux/runner.hpp"
 #include "ferry/models/flux/sampler.hpp"
+#include "image_flag.hpp"
 #include "model_command.hpp"
 #include "override_flags.hpp"
 
@@ -53,34 +54,6 @@ struct FluxStepFlags {
   std::string trace;
   OverrideFlags overrides;
 };
-
-struct ImageSize {
-  int64_t width = 0, height = 0;
-};
-
-std::string size_text(int64_t w, int64_t h) { return std::to_string(w) + "x" + std::to_string(h); }
-
-// "WxH", both multiples of 16 (8 pixels per latent, 2 x 2 latents per token); else bad_flag naming the nearest valid
-// sizes.
-ImageSize parse_image(const std::string& text) {
-  const size_t x = text.find_first_of("xX");
-  auto number = [&](const std::string& s) -> int64_t {
-    if (s.empty() || s.size() > 6 || s.find_first_not_of("0123456789") != std::string::npos) return -1;
-    return std::stoll(s);
-  };
-  const int64_t w = x == std::string::npos ? -1 : number(text.substr(0, x));
-  const int64_t h = x == std::string::npos ? -1 : number(text.substr(x + 1));
-  if (w <= 0 || h <= 0) bad_flag("--image", quote_name(text) + " is not WIDTHxHEIGHT in pixels (e.g. 1024x1024)");
-  if (w % 16 != 0 || h % 16 != 0) {
-    auto down = [](int64_t v) { return std::max<int64_t>(16, v / 16 * 16); };
-    auto up = [](int64_t v) { return (v + 15) / 16 * 16; };
-    auto nearest = [&](int64_t v) { return v - down(v) < up(v) - v ? down(v) : up(v); };
-    bad_flag("--image", text + ": width and height must be multiples of 16; the nearest valid size is " +
-                            size_text(nearest(w), nearest(h)) + " (rounded down " + size_text(down(w), down(h)) +
-                            ", up " + size_text(up(w), up(h)) + ")");
-  }
-  return {w, h};
-}
 
 std::vector<float> normal_floats(size_t n, std::mt19937_64& rng) {
   std::normal_distribution<float> dist(0.0f, 1.0f);
@@ -117,7 +90,7 @@ Inputs load_inputs(const FluxStepFlags& f, const FluxConfig& c, int64_t n_img) {
 
 int run_flux_step(const FluxStepFlags& f) {
   // Every flag first: a typo costs no model load.
-  const ImageSize image = parse_image(f.image);
+  const ImageSize image = image_flag(f.image);
   uint64_t vram = vram_flag(f.vram);
   const Policy policy = policy_flag(f.policy);
   std::vector<PlacementOverride> overrides;
@@ -152,6 +125,7 @@ int run_flux_step(const FluxStepFlags& f) {
 
   FluxRunnerOptions o;
   o.max_tokens = in.n_txt + n_img;
+  o.text_tokens = in.n_txt;
   o.vram_budget = vram;
   o.policy = policy;
   o.prefetch_depth = f.prefetch;

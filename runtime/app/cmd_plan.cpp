@@ -14,6 +14,11 @@
 //    "prompt_tokens_per_s", "generate_tokens_per_s", "total_s", "decode_step_layers": [{"compute_s", "copy_s"}]}}
 // With measured rates (`ferry calibrate` on this machine, or a calibrated --device-profile) the cost model's
 // predictions for a workload of --prompt tokens then --gen generated ones are printed too.
+//
+// A Flux file (general.architecture = flux) is planned as `ferry flux-step` runs it: steps of the --image's tokens
+// ((W / 16) x (H / 16), 1024x1024 by default) and --txt text tokens (512), the prediction in seconds per step. Its JSON
+// has the same keys, less "context", plus "image": {"width", "height"}, "image_tokens", "text_tokens", and
+// "predicted": null or {"image_tokens", "text_tokens", "seconds_per_step", "step_layers": [{"compute_s", "copy_s"}]}.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -28,12 +33,14 @@
 #include "commands.hpp"
 #include "ferry/error.hpp"
 #include "ferry/gguf.hpp"
+#include "ferry/models/flux/runner.hpp"
 #include "ferry/models/llama/profile.hpp"
 #include "ferry/models/llama/runner.hpp"
 #include "ferry/models/this_device.hpp"
 #include "ferry/offload/gpu.hpp"
 #include "ferry/offload/size_parse.hpp"
 #include "ferry/policies/cost_model.hpp"
+#include "image_flag.hpp"
 #include "model_command.hpp"
 #include "override_flags.hpp"
 
@@ -51,6 +58,9 @@ struct PlanFlags {
   int64_t prompt_tokens = 512;
   int64_t generated_tokens = 128;
   bool json = false;
+  std::string image = "1024x1024";  // Flux files only
+  int64_t text_tokens = 512;        // Flux files only
+  bool image_given = false, text_given = false;
   OverrideFlags overrides;
 };
 
@@ -97,9 +107,10 @@ nlohmann::json predicted_json(const LlamaRunnerOptions& options, const DevicePro
           {"decode_step_layers", layers}};
 }
 
-nlohmann::json plan_json(const PlanFlags& f, const std::string& model, const LlamaConfig& config,
-                         const LlamaRunnerOptions& options, const DeviceProfile& device, const Plan& plan,
-                         const StackProfile& stack) {
+// The keys every architecture's plan JSON has; each adds its own (the workload, "predicted").
+nlohmann::json common_plan_json(const PlanFlags& f, const std::string& model, const std::string& architecture,
+                                uint64_t budget, int64_t max_tokens, const DeviceProfile& device, const Plan& plan,
+                                const StackProfile& stack) {
   nlohmann::json categories = nlohmann::json::object();
   for (size_t c = 0; c < kMemoryCategoryCount; ++c)
     categories[snake_case(memory_category_name(static_cast<MemoryCategory>(c)))] = plan.memory.bytes[c];
@@ -111,12 +122,11 @@ nlohmann::json plan_json(const PlanFlags& f, const std::string& model, const Lla
                       {"weight_bytes", stack.layers[i].weight_bytes},
                       {"kv_cache_bytes", stack.layers[i].kv_cache_bytes}});
   return {{"model", model},
-          {"architecture", llama_arch_name(config.arch)},
+          {"architecture", architecture},
           {"policy", f.overrides.plan.empty() ? f.policy : "plan file " + f.overrides.plan},
           {"plan_policy", policy_name(plan.policy)},
-          {"budget_bytes", options.vram_budget},
-          {"context", options.n_ctx},
-          {"max_tokens", options.max_tokens},
+          {"budget_bytes", budget},
+          {"max_tokens", max_tokens},
           {"device", {{"name", device.name}, {"has_gpu", device.has_gpu}, {"context_bytes", device.context_bytes}}},
           {"summary", plan.summary()},
           {"memory",
@@ -132,36 +142,65 @@ nlohmann::json plan_json(const PlanFlags& f, const std::string& model, const Lla
             {"buffers", plan.host.buffers},
             {"total_bytes", plan.host.total()}}},
           {"layers", layers},
-          {"note", plan.note},
-          {"predicted", predicted_json(options, device, plan, stack)}};
+          {"note", plan.note}};
 }
 
-std::string plan_text(const std::string& model, const LlamaConfig& config, const LlamaRunnerOptions& options,
-                      const DeviceProfile& device, const Plan& plan, const StackProfile& stack) {
-  std::string out = "model: " + model + " (" + std::string(llama_arch_name(config.arch)) + ", " +
-                    std::to_string(config.n_layer) + " blocks, width " + std::to_string(config.n_embd) + ")\n";
-  out += "device: " +
-         (device.has_gpu ? device.name + ", CUDA context " + format_size(device.context_bytes)
-                         : std::string("no GPU: every layer on the CPU")) +
-         "\n";
-  out += "plan: " + (options.plan_file ? "from " + options.plan_file->path : std::string(policy_name(plan.policy))) +
-         " under --vram " + format_size(options.vram_budget) + ", context " + std::to_string(options.n_ctx) +
-         ", steps of up to " + std::to_string(options.max_tokens) + " tokens: " + plan.summary() + "\n\n";
-  char line[160];
-  std::snprintf(line, sizeof line, "%5s  %-12s %-9s %12s %12s\n", "layer", "name", "placement", "weights", "KV cache");
+nlohmann::json plan_json(const PlanFlags& f, const std::string& model, const LlamaConfig& config,
+                         const LlamaRunnerOptions& options, const DeviceProfile& device, const Plan& plan,
+                         const StackProfile& stack) {
+  nlohmann::json j = common_plan_json(f, model, std::string(llama_arch_name(config.arch)), options.vram_budget,
+                                      options.max_tokens, device, plan, stack);
+  j["context"] = options.n_ctx;
+  j["predicted"] = predicted_json(options, device, plan, stack);
+  return j;
+}
+
+// The per-layer table (with each layer's predicted times when there are any), the device and host memory, the note.
+std::string layers_and_memory_text(const Plan& plan, const StackProfile& stack, const StepPrediction* step) {
+  std::string out;
+  char line[200];
+  std::snprintf(line, sizeof line, "%5s  %-16s %-9s %12s %12s%s\n", "layer", "name", "placement", "weights", "KV cache",
+                step ? "   compute s     copy s" : "");
   out += line;
   for (size_t i = 0; i < stack.layers.size(); ++i) {
     const LayerDemand& l = stack.layers[i];
-    std::snprintf(line, sizeof line, "%5zu  %-12s %-9s %12s %12s\n", i, l.name.c_str(),
+    std::snprintf(line, sizeof line, "%5zu  %-16s %-9s %12s %12s", i, l.name.c_str(),
                   std::string(placement_name(plan.placements[i])).c_str(), format_size(l.weight_bytes).c_str(),
                   format_size(l.kv_cache_bytes).c_str());
     out += line;
+    if (step) {
+      std::snprintf(line, sizeof line, " %11.6f %10.6f", step->layers[i].compute_s, step->layers[i].copy_s);
+      out += line;
+    }
+    out += "\n";
   }
   out += "\n";
   out += plan.memory.uses_device ? "device memory:\n" + plan.memory.breakdown() : "device memory: none\n";
   if (!out.empty() && out.back() != '\n') out += '\n';
   out += "host memory: " + plan.host.describe() + " (" + format_size(plan.host.total()) + ")\n";
   if (!plan.note.empty()) out += "note: " + plan.note + "\n";
+  return out;
+}
+
+std::string device_text(const DeviceProfile& device) {
+  return "device: " +
+         (device.has_gpu ? device.name + ", CUDA context " + format_size(device.context_bytes)
+                         : std::string("no GPU: every layer on the CPU")) +
+         "\n";
+}
+
+constexpr const char* kNoRates =
+    "predicted: no measured rates for this device (run `ferry calibrate`, or give a calibrated profile)\n";
+
+std::string plan_text(const std::string& model, const LlamaConfig& config, const LlamaRunnerOptions& options,
+                      const DeviceProfile& device, const Plan& plan, const StackProfile& stack) {
+  std::string out = "model: " + model + " (" + std::string(llama_arch_name(config.arch)) + ", " +
+                    std::to_string(config.n_layer) + " blocks, width " + std::to_string(config.n_embd) + ")\n";
+  out += device_text(device);
+  out += "plan: " + (options.plan_file ? "from " + options.plan_file->path : std::string(policy_name(plan.policy))) +
+         " under --vram " + format_size(options.vram_budget) + ", context " + std::to_string(options.n_ctx) +
+         ", steps of up to " + std::to_string(options.max_tokens) + " tokens: " + plan.summary() + "\n\n";
+  out += layers_and_memory_text(plan, stack, nullptr);
   if (const std::optional<RunPrediction> run = prediction(options, device, plan, stack)) {
     char line[200];
     std::snprintf(line, sizeof line,
@@ -171,13 +210,102 @@ std::string plan_text(const std::string& model, const LlamaConfig& config, const
                   run->generate_tokens_per_s, static_cast<long long>(options.planned_generated_tokens), run->total_s);
     out += line;
   } else {
-    out += "predicted: no measured rates for this device (run `ferry calibrate`, or give a calibrated profile)\n";
+    out += kNoRates;
   }
   return out;
 }
 
+// ---- Flux ---------------------------------------------------------------------------------------------------------
+
+struct FluxWorkload {
+  ImageSize image;
+  int64_t image_tokens = 0, text_tokens = 0;
+};
+
+std::optional<StepPrediction> flux_prediction(const FluxRunnerOptions& options, const DeviceProfile& device,
+                                              const Plan& plan, const StackProfile& stack) {
+  if (!device.has_rates()) return std::nullopt;
+  return predict_step(stack, plan.placements, device, options.max_tokens, options.prefetch_depth);
+}
+
+nlohmann::json flux_plan_json(const PlanFlags& f, const std::string& model, const FluxWorkload& w,
+                              const FluxRunnerOptions& options, const DeviceProfile& device, const Plan& plan,
+                              const StackProfile& stack) {
+  nlohmann::json j = common_plan_json(f, model, "flux", options.vram_budget, options.max_tokens, device, plan, stack);
+  j["image"] = {{"width", w.image.width}, {"height", w.image.height}};
+  j["image_tokens"] = w.image_tokens;
+  j["text_tokens"] = w.text_tokens;
+  j["predicted"] = nullptr;
+  if (const std::optional<StepPrediction> step = flux_prediction(options, device, plan, stack)) {
+    nlohmann::json layers = nlohmann::json::array();
+    for (const LayerTime& t : step->layers) layers.push_back({{"compute_s", t.compute_s}, {"copy_s", t.copy_s}});
+    j["predicted"] = {{"image_tokens", w.image_tokens},
+                      {"text_tokens", w.text_tokens},
+                      {"seconds_per_step", step->seconds},
+                      {"step_layers", layers}};
+  }
+  return j;
+}
+
+std::string flux_plan_text(const std::string& model, const FluxConfig& config, const FluxWorkload& w,
+                           const FluxRunnerOptions& options, const DeviceProfile& device, const Plan& plan,
+                           const StackProfile& stack) {
+  std::string out = "model: " + model + " (flux, " + std::to_string(config.n_double) + " double + " +
+                    std::to_string(config.n_single) + " single blocks, width " + std::to_string(config.hidden) +
+                    (config.has_guidance ? ", guidance" : ", no guidance: schnell") + ")\n";
+  out += device_text(device);
+  out += "plan: " + (options.plan_file ? "from " + options.plan_file->path : std::string(policy_name(plan.policy))) +
+         " under --vram " + format_size(options.vram_budget) + ", image " + size_text(w.image.width, w.image.height) +
+         ", steps of " + std::to_string(w.image_tokens) + " image + " + std::to_string(w.text_tokens) +
+         " text tokens: " + plan.summary() + "\n\n";
+  const std::optional<StepPrediction> step = flux_prediction(options, device, plan, stack);
+  out += layers_and_memory_text(plan, stack, step ? &*step : nullptr);
+  if (step) {
+    char line[200];
+    std::snprintf(line, sizeof line,
+                  "predicted (cost model): %.4f s per step (%lld image + %lld text tokens); GPU busy %.4f s, copies "
+                  "%.4f s, CPU %.4f s\n",
+                  step->seconds, static_cast<long long>(w.image_tokens), static_cast<long long>(w.text_tokens),
+                  step->gpu_busy_s, step->copy_busy_s, step->cpu_busy_s);
+    out += line;
+  } else {
+    out += kNoRates;
+  }
+  return out;
+}
+
+// `ferry plan` of a Flux file: the plan `ferry flux-step --image WxH` with --txt text tokens would run.
+int run_flux_plan(const PlanFlags& f, const std::string& path, const GgufFile& file,
+                  const std::optional<DeviceProfile>& other_device) {
+  FluxWorkload w;
+  w.image = image_flag(f.image);
+  w.image_tokens = w.image.tokens();
+  w.text_tokens = f.text_tokens;
+  FluxRunnerOptions options;
+  options.vram_budget = vram_flag(f.vram);
+  options.policy = policy_flag(f.policy);
+  options.prefetch_depth = f.prefetch;
+  apply_override_flags(f.overrides, options.overrides, options.plan_file, options.vram_budget);
+  options.max_tokens = w.image_tokens + w.text_tokens;
+  options.text_tokens = w.text_tokens;
+  const FluxConfig config = FluxConfig::from_gguf(file);
+  const FluxWeights weights = FluxWeights::from_gguf(file, config);
+  const DeviceProfile device = other_device ? *other_device : this_device_profile();
+  if (!other_device) note_when_cpu_only(options.policy);
+  const Plan plan = plan_flux_run(config, weights, options, device);
+  const StackProfile stack = flux_stack_profile(config, weights, options.max_tokens, options.text_tokens);
+  write_stdout(f.json ? flux_plan_json(f, path, w, options, device, plan, stack).dump(2) + "\n"
+                      : flux_plan_text(path, config, w, options, device, plan, stack));
+  return 0;
+}
+
+// ---- the command -------------------------------------------------------------------------------------------------
+
 int run_plan(const PlanFlags& f) {
   // Flags first, as every command that takes a model checks them (a typo costs no model load).
+  if (f.text_tokens < 1 || f.text_tokens > 4096)
+    bad_flag("--txt", std::to_string(f.text_tokens) + " is outside 1..4096");
+  if (f.image_given) image_flag(f.image);
   LlamaRunnerOptions options;
   options.vram_budget = vram_flag(f.vram);
   options.policy = policy_flag(f.policy);
@@ -194,6 +322,12 @@ int run_plan(const PlanFlags& f) {
 
   const std::string path = model_path_or_default(f.model, default_model);
   const GgufFile file = GgufFile::open_header(path);  // the header says it all: no weight is read
+  const std::optional<std::string> arch =
+      file.find("general.architecture") ? std::optional(file.get_string("general.architecture")) : std::nullopt;
+  if (arch == "flux") return run_flux_plan(f, path, file, other_device);
+  if (f.image_given || f.text_given)
+    bad_flag(f.image_given ? "--image" : "--txt", "applies to Flux models; " + quote_name(path) + " is " +
+                                                      (arch ? quote_name(*arch) : std::string("not Flux")));
   const LlamaConfig config = LlamaConfig::from_gguf(file);
   const LlamaWeights weights = LlamaWeights::from_gguf(file, config);
   options.n_ctx = choose_context(f.n_ctx, f.force_ctx, config, path, "--ctx");
@@ -229,8 +363,17 @@ Action add_plan_command(CLI::App& app) {
   sub->add_option("--prompt", f->prompt_tokens, "Prompt tokens of the workload predicted (and `auto` plans for)")
       ->capture_default_str();
   sub->add_option("--gen", f->generated_tokens, "Generated tokens of that workload")->capture_default_str();
-  sub->add_flag("--json", f->json, "Print the plan as JSON (layout in the README; --plan reads it back: docs/policies.md)");
-  return [f] { return run_plan(*f); };
+  CLI::Option* image = sub->add_option("--image", f->image, "Flux models: image size in pixels, WxH, multiples of 16")
+                           ->capture_default_str();
+  CLI::Option* txt =
+      sub->add_option("--txt", f->text_tokens, "Flux models: text tokens of each step")->capture_default_str();
+  sub->add_flag("--json", f->json,
+                "Print the plan as JSON (layout in the README; --plan reads it back: docs/policies.md)");
+  return [f, image, txt] {
+    f->image_given = image->count() > 0;
+    f->text_given = txt->count() > 0;
+    return run_plan(*f);
+  };
 }
 
 }  // namespace ferry::cli

@@ -55,14 +55,49 @@ FluxStepView FluxStepInputs::view(const FluxConfig& c, const StepContext& step, 
 
 // ---- the layers --------------------------------------------------------------------------------------------------
 
-void FluxLayer::add_linear(const std::string& name, const FluxLinear& l, bool one_vector) {
-  if (one_vector) m_vector_matmuls.push_back(m_tensors.size());
+void FluxLayer::add_linear(const std::string& name, const FluxLinear& l, Rows rows) {
+  m_matmuls.emplace_back(m_tensors.size(), rows);
   m_tensors.push_back({name + ".weight", l.weight});
   m_tensors.push_back({name + ".bias", vector_view(l.bias, l.weight.n_rows)});
 }
 
 void FluxLayer::add_vector(const std::string& name, const float* data, int64_t n) {
   m_tensors.push_back({name, vector_view(data, n)});
+}
+
+std::vector<size_t> FluxLayer::matmul_weights() const {
+  std::vector<size_t> out;
+  for (const auto& [index, rows] : m_matmuls) out.push_back(index);
+  return out;
+}
+
+std::vector<size_t> FluxLayer::vector_matmul_weights() const {
+  std::vector<size_t> out;
+  for (const auto& [index, rows] : m_matmuls)
+    if (rows == Rows::ONE) out.push_back(index);
+  return out;
+}
+
+std::vector<int64_t> FluxLayer::matmul_tokens(int64_t n_tokens) const {
+  const int64_t txt = std::clamp<int64_t>(m_text_tokens, 0, std::max<int64_t>(n_tokens - 1, 0));
+  std::vector<int64_t> out;
+  for (const auto& [index, rows] : m_matmuls) {
+    switch (rows) {
+      case Rows::ALL:
+        out.push_back(n_tokens);
+        break;
+      case Rows::IMG:
+        out.push_back(n_tokens - txt);
+        break;
+      case Rows::TXT:
+        out.push_back(txt);
+        break;
+      case Rows::ONE:
+        out.push_back(1);
+        break;
+    }
+  }
+  return out;
 }
 
 FluxStepView FluxLayer::step_view(const StepContext& step, const LayerRun& run) const {
@@ -74,8 +109,9 @@ FluxLinear FluxLayer::Cursor::linear() {
   return FluxLinear{weight, static_cast<const float*>(m_views[m_next++].data)};
 }
 
-FluxInputLayer::FluxInputLayer(const FluxConfig& config, const FluxWeights& w) : FluxLayer(config, "img_in") {
-  add_linear("img_in", w.img_in);
+FluxInputLayer::FluxInputLayer(const FluxConfig& config, const FluxWeights& w, int64_t text_tokens)
+    : FluxLayer(config, "img_in", text_tokens) {
+  add_linear("img_in", w.img_in, Rows::IMG);
 }
 
 size_t FluxInputLayer::workspace_floats(int64_t n_tokens, Device /*device*/) const {
@@ -89,18 +125,20 @@ void FluxInputLayer::forward(std::span<const QuantMatrixView> weights, float* x,
   flux_input_forward(*run.ops, m_config, cursor.linear(), step_view(step, run), x, run.workspace);
 }
 
-FluxDoubleLayer::FluxDoubleLayer(const FluxConfig& config, const FluxDoubleWeights& w, int64_t index)
-    : FluxLayer(config, "double_blocks." + std::to_string(index)) {
+FluxDoubleLayer::FluxDoubleLayer(const FluxConfig& config, const FluxDoubleWeights& w, int64_t index,
+                                 int64_t text_tokens)
+    : FluxLayer(config, "double_blocks." + std::to_string(index), text_tokens) {
   for (FluxStream s : kStreams) {
     const FluxStreamWeights& sw = s == FluxStream::IMG ? w.img : w.txt;
+    const Rows rows = s == FluxStream::IMG ? Rows::IMG : Rows::TXT;  // each stream's matrices on its own tokens
     auto name = [&](std::string_view part) { return flux_double_name(index, s, part); };
-    add_linear(name("mod.lin"), sw.mod, true);
-    add_linear(name("attn.qkv"), sw.qkv);
+    add_linear(name("mod.lin"), sw.mod, Rows::ONE);
+    add_linear(name("attn.qkv"), sw.qkv, rows);
     add_vector(name("attn.norm.query_norm.scale"), sw.q_scale, config.head_dim);
     add_vector(name("attn.norm.key_norm.scale"), sw.k_scale, config.head_dim);
-    add_linear(name("attn.proj"), sw.proj);
-    add_linear(name("mlp.0"), sw.mlp0);
-    add_linear(name("mlp.2"), sw.mlp2);
+    add_linear(name("attn.proj"), sw.proj, rows);
+    add_linear(name("mlp.0"), sw.mlp0, rows);
+    add_linear(name("mlp.2"), sw.mlp2, rows);
   }
 }
 
@@ -127,13 +165,14 @@ void FluxDoubleLayer::forward(std::span<const QuantMatrixView> weights, float* x
   flux_double_block_forward(*run.ops, m_config, w, step_view(step, run), b, x);
 }
 
-FluxSingleLayer::FluxSingleLayer(const FluxConfig& config, const FluxSingleWeights& w, int64_t index)
-    : FluxLayer(config, "single_blocks." + std::to_string(index)) {
-  add_linear(flux_single_name(index, "modulation.lin"), w.modulation, true);
-  add_linear(flux_single_name(index, "linear1"), w.linear1);
+FluxSingleLayer::FluxSingleLayer(const FluxConfig& config, const FluxSingleWeights& w, int64_t index,
+                                 int64_t text_tokens)
+    : FluxLayer(config, "single_blocks." + std::to_string(index), text_tokens) {
+  add_linear(flux_single_name(index, "modulation.lin"), w.modulation, Rows::ONE);
+  add_linear(flux_single_name(index, "linear1"), w.linear1, Rows::ALL);
   add_vector(flux_single_name(index, "norm.query_norm.scale"), w.q_scale, config.head_dim);
   add_vector(flux_single_name(index, "norm.key_norm.scale"), w.k_scale, config.head_dim);
-  add_linear(flux_single_name(index, "linear2"), w.linear2);
+  add_linear(flux_single_name(index, "linear2"), w.linear2, Rows::ALL);
 }
 
 size_t FluxSingleLayer::workspace_floats(int64_t n_tokens, Device device) const {
@@ -154,9 +193,10 @@ void FluxSingleLayer::forward(std::span<const QuantMatrixView> weights, float* x
   flux_single_block_forward(*run.ops, m_config, w, step_view(step, run), b, x);
 }
 
-FluxFinalLayer::FluxFinalLayer(const FluxConfig& config, const FluxWeights& w) : FluxLayer(config, "final_layer") {
-  add_linear("final_layer.adaLN_modulation.1", w.final_mod, true);
-  add_linear("final_layer.linear", w.final_linear);
+FluxFinalLayer::FluxFinalLayer(const FluxConfig& config, const FluxWeights& w, int64_t text_tokens)
+    : FluxLayer(config, "final_layer", text_tokens) {
+  add_linear("final_layer.adaLN_modulation.1", w.final_mod, Rows::ONE);
+  add_linear("final_layer.linear", w.final_linear, Rows::IMG);
 }
 
 size_t FluxFinalLayer::workspace_floats(int64_t n_tokens, Device /*device*/) const {
@@ -172,14 +212,15 @@ void FluxFinalLayer::forward(std::span<const QuantMatrixView> weights, float* x,
   flux_final_forward(*run.ops, m_config, modulation, linear, step_view(step, run), x, run.workspace, run.output);
 }
 
-std::vector<std::unique_ptr<Layer>> make_flux_layers(const FluxConfig& config, const FluxWeights& weights) {
+std::vector<std::unique_ptr<Layer>> make_flux_layers(const FluxConfig& config, const FluxWeights& weights,
+                                                     int64_t text_tokens) {
   std::vector<std::unique_ptr<Layer>> layers;
-  layers.push_back(std::make_unique<FluxInputLayer>(config, weights));
+  layers.push_back(std::make_unique<FluxInputLayer>(config, weights, text_tokens));
   for (int64_t i = 0; i < config.n_double; ++i)
-    layers.push_back(std::make_unique<FluxDoubleLayer>(config, weights.double_blocks[i], i));
+    layers.push_back(std::make_unique<FluxDoubleLayer>(config, weights.double_blocks[i], i, text_tokens));
   for (int64_t i = 0; i < config.n_single; ++i)
-    layers.push_back(std::make_unique<FluxSingleLayer>(config, weights.single_blocks[i], i));
-  layers.push_back(std::make_unique<FluxFinalLayer>(config, weights));
+    layers.push_back(std::make_unique<FluxSingleLayer>(config, weights.single_blocks[i], i, text_tokens));
+  layers.push_back(std::make_unique<FluxFinalLayer>(config, weights, text_tokens));
   return layers;
 }
 

@@ -31,8 +31,9 @@ SchedulerOptions flux_scheduler_options(const FluxConfig& config, const FluxRunn
   return s;
 }
 
-StackProfile flux_stack_profile(const FluxConfig& config, const FluxWeights& weights, int64_t max_tokens) {
-  const auto layers = make_flux_layers(config, weights);
+StackProfile flux_stack_profile(const FluxConfig& config, const FluxWeights& weights, int64_t max_tokens,
+                                int64_t text_tokens) {
+  const auto layers = make_flux_layers(config, weights, text_tokens);
   StackProfile profile;
   profile.model = "flux";
   profile.max_tokens = max_tokens;
@@ -40,16 +41,16 @@ StackProfile flux_stack_profile(const FluxConfig& config, const FluxWeights& wei
   return profile;
 }
 
-StackProfile flux_stack_profile(const GgufFile& file, int64_t max_tokens) {
+StackProfile flux_stack_profile(const GgufFile& file, int64_t max_tokens, int64_t text_tokens) {
   const FluxConfig config = FluxConfig::from_gguf(file);
   const FluxWeights weights = FluxWeights::from_gguf(file, config);
-  StackProfile profile = flux_stack_profile(config, weights, max_tokens);
+  StackProfile profile = flux_stack_profile(config, weights, max_tokens, text_tokens);
   profile.model = file.name();
   return profile;
 }
 
-FluxRunner::FluxRunner(const FluxConfig& config, const FluxWeights& weights, const FluxRunnerOptions& options)
-    : m_config(config), m_weights(weights), m_options(options) {
+Plan plan_flux_run(const FluxConfig& config, const FluxWeights& weights, const FluxRunnerOptions& options,
+                   const DeviceProfile& device) {
   if (options.max_tokens < 1) fail(ErrorCategory::INVALID_ARGUMENT, "flux runner: max_tokens must be positive");
   PlanRequest request;
   request.policy = options.policy;
@@ -60,7 +61,12 @@ FluxRunner::FluxRunner(const FluxConfig& config, const FluxWeights& weights, con
   request.generated_tokens = 0;
   request.overrides = options.overrides;
   request.plan_file = options.plan_file;
-  Plan plan = make_plan(flux_stack_profile(config, weights, options.max_tokens), this_device_profile(), request);
+  return make_plan(flux_stack_profile(config, weights, options.max_tokens, options.text_tokens), device, request);
+}
+
+FluxRunner::FluxRunner(const FluxConfig& config, const FluxWeights& weights, const FluxRunnerOptions& options)
+    : m_config(config), m_weights(weights), m_options(options) {
+  Plan plan = plan_flux_run(config, weights, options, this_device_profile());
   m_plan_note = plan.note;
   build(std::move(plan.placements));
 }
@@ -81,7 +87,7 @@ FluxRunner::~FluxRunner() = default;
 
 void FluxRunner::build(std::vector<Placement> placements) {
   if (m_options.max_tokens < 1) fail(ErrorCategory::INVALID_ARGUMENT, "flux runner: max_tokens must be positive");
-  m_layers = make_flux_layers(m_config, m_weights);
+  m_layers = make_flux_layers(m_config, m_weights, m_options.text_tokens);
   m_scheduler = std::make_unique<LayerScheduler>(layer_pointers(m_layers), std::move(placements),
                                                  flux_scheduler_options(m_config, m_options));
   m_x.resize(static_cast<size_t>(m_options.max_tokens * m_config.hidden));

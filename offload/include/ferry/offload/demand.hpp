@@ -27,6 +27,9 @@ struct LayerDemand {
   size_t output_floats = 0;
   std::vector<QuantMatrixView> matmuls;         // type and shape of each matrix it multiplies through Ops (data unused)
   std::vector<QuantMatrixView> vector_matmuls;  // those of them it multiplies with one vector per step
+  // Per entry of `matmuls`: the rows it multiplies in a step of max_tokens (Layer::matmul_tokens), for the cost model;
+  // empty: every one multiplies all of them. GEMM scratch stays sized for max_tokens, the most any matrix sees.
+  std::vector<int64_t> matmul_tokens;
 };
 LayerDemand layer_demand(const Layer& layer, int64_t max_tokens);
 std::vector<LayerDemand> layer_demands(std::span<const Layer* const> layers, int64_t max_tokens);
@@ -36,8 +39,8 @@ struct StackOptions {
   int64_t max_tokens = 1;  // the largest T a step gets
   int prefetch_depth = 1;  // staging slots S = prefetch_depth + 1
   MarginPolicy margin;
-  uint64_t fp16_scratch_limit = uint64_t{64} << 20;      // cap on the dequantized-weight tile (the kernel's minimum
-                                                         // tile wins if larger)
+  uint64_t fp16_scratch_limit = uint64_t{64} << 20;  // cap on the dequantized-weight tile (the kernel's minimum
+                                                     // tile wins if larger)
   // Cap on the FP16 copy of a GEMM's input: above it x goes in balanced token chunks (the kernel's minimum chunk wins
   // if larger). LLM prompts stay under it (512 tokens x 13824 = 14 MB); Flux's 4608-token linear2 input (141 MB) is
   // cut in three.

@@ -100,6 +100,10 @@ class Layer {
   // (Flux's modulation linears act on the conditioning vector): they take the GEMV and need no GEMM scratch sized for
   // T tokens. Default: none.
   virtual std::vector<size_t> vector_matmul_weights() const { return {}; }
+  // Per entry of matmul_weights(): how many of a step's n_tokens rows forward() multiplies that matrix with, for the
+  // cost model to price each matrix at its own count (a Flux double block multiplies its img stream's matrices with
+  // the image tokens and its txt stream's with the text tokens). Default: n_tokens, 1 for vector_matmul_weights().
+  virtual std::vector<int64_t> matmul_tokens(int64_t n_tokens) const;
 
   // x: [step.n_tokens, width()] on the device of run.ops, updated in place; weights: weights() re-pointed at memory
   // of that device.

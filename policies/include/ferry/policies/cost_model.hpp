@@ -1,9 +1,11 @@
 // Predicted time of a step from a stack's profile, a placement and a device's measured rates: what `ferry plan`
 // prints and the `auto` planner minimises. Pure arithmetic, no CUDA.
 //
-// Per layer, from the matrices it multiplies (LayerDemand::matmuls at the step's T; vector_matmuls at T = 1):
+// Per layer, from the matrices it multiplies (LayerDemand::matmuls each at its own share of the step's T, as
+// LayerDemand::matmul_tokens gives it: all of T for llama, the image or the text tokens for a Flux double block's img
+// and txt streams; vector_matmuls at T = 1):
 // - on the GPU (resident or streamed): each matrix takes the longer of reading its bytes at the GPU's GEMV rate for
-//   its type and doing 2 * elements * T flops at the GPU's GEMM rate;
+//   its type and doing 2 * elements * tokens flops at the GPU's GEMM rate;
 // - a streamed layer's copy takes weight_bytes at the link's rate for copies of that size;
 // - on the CPU: the same two bounds with the CPU's rates.
 // The step is then played out in order as the scheduler runs it: one GPU stream and one copy engine; a streamed

@@ -10,13 +10,18 @@
 // Per-step inputs (FluxStepInputs, through StepContext::inputs): n_txt and n_img, SiLU(vec) and the RoPE positions;
 // the scheduler puts a copy on the device where a layer runs. The modulation linears (img_mod, txt_mod, modulation,
 // final adaLN: ~27% of the bytes) multiply that one vector: each layer declares them as vector_matmul_weights, so
-// the planner does not size GEMM scratch for them at T tokens.
+// the planner does not size GEMM scratch for them at T tokens. The other matrices multiply the image rows (img_in,
+// a double block's img stream, final_layer.linear), the text rows (a double block's txt stream) or all of them (the
+// single blocks): each layer says which through matmul_tokens, for the text-token count the stack is planned for
+// (`text_tokens` below; a step's own count comes with the step and is what runs), so the cost model prices a double
+// block's txt stream at 512 tokens, not at the step's 4608.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ferry/models/flux/block.hpp"
@@ -45,12 +50,19 @@ class FluxLayer : public Layer {
   const std::string& name() const override { return m_name; }
   std::span<const WeightTensor> weights() const override { return m_tensors; }
   int64_t width() const override { return m_config.hidden; }
-  std::vector<size_t> vector_matmul_weights() const override { return m_vector_matmuls; }
+  std::vector<size_t> matmul_weights() const override;
+  std::vector<size_t> vector_matmul_weights() const override;
+  // Image rows: n_tokens less the planned text tokens (at least one); text rows: the rest.
+  std::vector<int64_t> matmul_tokens(int64_t n_tokens) const override;
 
  protected:
-  FluxLayer(const FluxConfig& config, std::string name) : m_config(config), m_name(std::move(name)) {}
-  // Adds "<name>.weight" and "<name>.bias"; `one_vector`: the weight multiplies the conditioning vector only.
-  void add_linear(const std::string& name, const FluxLinear& l, bool one_vector = false);
+  // The rows of the step a linear multiplies.
+  enum class Rows { ALL, IMG, TXT, ONE };  // ONE: the conditioning vector only
+  // text_tokens: of the steps the stack is planned for (matmul_tokens); forward() reads the step's own count.
+  FluxLayer(const FluxConfig& config, std::string name, int64_t text_tokens)
+      : m_config(config), m_name(std::move(name)), m_text_tokens(text_tokens) {}
+  // Adds "<name>.weight" and "<name>.bias".
+  void add_linear(const std::string& name, const FluxLinear& l, Rows rows);
   void add_vector(const std::string& name, const float* data, int64_t n);
   FluxStepView step_view(const StepContext& step, const LayerRun& run) const;
 
@@ -69,12 +81,13 @@ class FluxLayer : public Layer {
   const FluxConfig& m_config;
   std::string m_name;
   std::vector<WeightTensor> m_tensors;
-  std::vector<size_t> m_vector_matmuls;
+  int64_t m_text_tokens = 0;
+  std::vector<std::pair<size_t, Rows>> m_matmuls;  // index into m_tensors, rows it multiplies
 };
 
 class FluxInputLayer final : public FluxLayer {
  public:
-  FluxInputLayer(const FluxConfig& config, const FluxWeights& weights);
+  FluxInputLayer(const FluxConfig& config, const FluxWeights& weights, int64_t text_tokens);
   size_t workspace_floats(int64_t n_tokens, Device device) const override;
   void forward(std::span<const QuantMatrixView> weights, float* x, const StepContext& step,
                const LayerRun& run) const override;
@@ -82,7 +95,7 @@ class FluxInputLayer final : public FluxLayer {
 
 class FluxDoubleLayer final : public FluxLayer {
  public:
-  FluxDoubleLayer(const FluxConfig& config, const FluxDoubleWeights& weights, int64_t index);
+  FluxDoubleLayer(const FluxConfig& config, const FluxDoubleWeights& weights, int64_t index, int64_t text_tokens);
   size_t workspace_floats(int64_t n_tokens, Device device) const override;
   void forward(std::span<const QuantMatrixView> weights, float* x, const StepContext& step,
                const LayerRun& run) const override;
@@ -90,7 +103,7 @@ class FluxDoubleLayer final : public FluxLayer {
 
 class FluxSingleLayer final : public FluxLayer {
  public:
-  FluxSingleLayer(const FluxConfig& config, const FluxSingleWeights& weights, int64_t index);
+  FluxSingleLayer(const FluxConfig& config, const FluxSingleWeights& weights, int64_t index, int64_t text_tokens);
   size_t workspace_floats(int64_t n_tokens, Device device) const override;
   void forward(std::span<const QuantMatrixView> weights, float* x, const StepContext& step,
                const LayerRun& run) const override;
@@ -98,7 +111,7 @@ class FluxSingleLayer final : public FluxLayer {
 
 class FluxFinalLayer final : public FluxLayer {
  public:
-  FluxFinalLayer(const FluxConfig& config, const FluxWeights& weights);
+  FluxFinalLayer(const FluxConfig& config, const FluxWeights& weights, int64_t text_tokens);
   size_t workspace_floats(int64_t n_tokens, Device device) const override;
   // The velocity of up to n_tokens image rows.
   size_t output_floats(int64_t n_tokens) const override {
@@ -108,7 +121,9 @@ class FluxFinalLayer final : public FluxLayer {
                const LayerRun& run) const override;
 };
 
-// The stack: img_in, the double blocks, the single blocks, the final layer.
-std::vector<std::unique_ptr<Layer>> make_flux_layers(const FluxConfig& config, const FluxWeights& weights);
+// The stack: img_in, the double blocks, the single blocks, the final layer; text_tokens: of the steps it is planned
+// for (it prices the matrices, Layer::matmul_tokens; what runs is each step's own count).
+std::vector<std::unique_ptr<Layer>> make_flux_layers(const FluxConfig& config, const FluxWeights& weights,
+                                                     int64_t text_tokens);
 
 }  // namespace ferry

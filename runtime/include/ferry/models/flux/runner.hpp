@@ -22,21 +22,28 @@ class GgufFile;
 
 struct FluxRunnerOptions {
   int64_t max_tokens = 4608;  // n_txt + n_img of the largest call (1024 x 1024 with 512 text tokens)
+  int64_t text_tokens = 512;  // n_txt of the calls planned for: the plan prices each stream at its tokens
   uint64_t vram_budget = 0;   // 0: no GPU use (everything on the CPU)
   Policy policy = Policy::RESIDENT_STREAM;
   int prefetch_depth = 1;
   std::string trace_path;
-  bool dequant_via_fp32 = false;  // benchmark only: StackOptions::dequant_via_fp32
+  bool dequant_via_fp32 = false;             // benchmark only: StackOptions::dequant_via_fp32
   std::vector<PlacementOverride> overrides;  // --resident/--stream/--cpu REGEX: forced layers (overrides.hpp)
   std::optional<PlanFile> plan_file;         // --plan FILE: every layer's placement from the file (plan_file.hpp)
 };
 
-// The stack as a planner sees it (the layers' own demands at max_tokens, with the step inputs they take).
-StackProfile flux_stack_profile(const FluxConfig& config, const FluxWeights& weights, int64_t max_tokens);
+// The stack as a planner sees it: the layers' own demands at steps of max_tokens of which text_tokens are text (the
+// rest image), each matrix priced at the rows it multiplies (make_flux_layers).
+StackProfile flux_stack_profile(const FluxConfig& config, const FluxWeights& weights, int64_t max_tokens,
+                                int64_t text_tokens);
 // From a file's header (GgufFile::open_header is enough). Throws what FluxConfig/FluxWeights::from_gguf throw.
-StackProfile flux_stack_profile(const GgufFile& file, int64_t max_tokens);
+StackProfile flux_stack_profile(const GgufFile& file, int64_t max_tokens, int64_t text_tokens);
 // The scheduler options a Flux stack of max_tokens runs with (step_input_floats set).
 SchedulerOptions flux_scheduler_options(const FluxConfig& config, const FluxRunnerOptions& options);
+// The plan FluxRunner executes for `options` on `device` (what `ferry plan` prints for a Flux file): make_plan over
+// flux_stack_profile with steps of exactly max_tokens. BUDGET with the breakdown and the smallest budget that works.
+Plan plan_flux_run(const FluxConfig& config, const FluxWeights& weights, const FluxRunnerOptions& options,
+                   const DeviceProfile& device);
 
 class FluxRunner {
  public:
