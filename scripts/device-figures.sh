@@ -54,7 +54,7 @@ for part in "$@"; do
         --case 2GiB:resident-stream --case 2GiB:auto --case 8GiB:resident-stream:fp32 --case 2GiB:resident-stream:fp32 -o "$out/flux.json"
       ;;
     decode)
-      for type in q4_0 q4_k; do
+      for type in ${FERRY_DECODE_TYPES:-q4_0 q4_k}; do
         for path in staged direct; do
           run "decode-8b-$type-$path" 150 env FERRY_GEMV_PATH=$path "$b/bench_llama" --preset llama-3-8b \
             --type $type --case 40GiB:resident-first:512:64 -o "$out/decode-8b-$type-$path.json"
