@@ -207,7 +207,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         ferry::generate(backend, tokenizer(), options, [&](std::string_view) { ++pieces; });
     check(stats.generated_tokens == pieces);
     check(stats.generated_tokens <= std::max<int64_t>(0, max_new_tokens));
-    check(stats.prompt_tokens + stats.generated_tokens <= n_ctx);
+    // Every position holds an evaluated token; the last token sampled needs none (it is never fed back).
+    check(stats.n_past <= n_ctx);
+    check(stats.prompt_tokens + stats.generated_tokens <= n_ctx + 1);
   } catch (const ferry::Error&) {
     // a bad setting, a prompt that does not fit, logits with nothing to choose, an id outside the vocabulary
   }
