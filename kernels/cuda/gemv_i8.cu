@@ -1,4 +1,6 @@
 // The int8-activation GEMV for Q4_0, Q8_0, Q4_K and Q6_K (design note: gemv.cu; units: gemv_i8_units.cuh).
+// Two ways to read the weights (GemvPath): STAGED, described here, and DIRECT (the default), which drops the ring and
+// has the units read global memory into registers, one chunk ahead (see quant_gemv_i8_kernel).
 // Same CTA shape and slot layout as quant_gemv_kernel (gemv_kernel.cuh): 16 rows per CTA, 2 per warp, the rows'
 // blocks streamed through a 4-deep ring of shared-memory slots by 16-byte cp.async, except that each warp fills and
 // waits for its own rows' slots (a __syncwarp per chunk, no CTA-wide barrier after x is staged), so a slow warp holds
