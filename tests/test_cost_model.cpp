@@ -11,6 +11,7 @@
 #include "ferry/error.hpp"
 #include "ferry/policies/cost_model.hpp"
 #include "ferry/policies/planner.hpp"
+#include "support/rated_profiles.hpp"
 #include "support/seed.hpp"
 
 using namespace ferry;
@@ -32,18 +33,7 @@ LayerDemand layer(const std::string& name, int64_t rows) {
   return d;
 }
 
-// Round numbers, so the expected times below are exact: GPU reads 1e12 B/s and does 1e14 flop/s, the link moves
-// 1e10 B/s, the CPU reads 1e11 B/s and does 1e12 flop/s.
-DeviceProfile rated_gpu() {
-  DeviceProfile d{"a rated GPU", true, 500 * kMiB};
-  d.link = {{1 * kMiB, 5e9}, {16 * kMiB, 1e10}};
-  d.gpu_gemv_bytes_per_s = {{"Q8_0", 1e12}};
-  d.gpu_gemm_flops = 1e14;
-  d.cpu_gemv_bytes_per_s = {{"Q8_0", 1e11}};
-  d.cpu_gemm_flops = 1e12;
-  d.cpu_threads = 16;
-  return d;
-}
+using test::rated_gpu;  // support/rated_profiles.hpp
 
 StackProfile stack_of(int n, int64_t rows, int64_t max_tokens) {
   StackProfile s;

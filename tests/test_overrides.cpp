@@ -13,6 +13,7 @@
 #include "ferry/offload/size_parse.hpp"
 #include "ferry/policies/cost_model.hpp"
 #include "ferry/policies/planner.hpp"
+#include "support/rated_profiles.hpp"
 #include "support/seed.hpp"
 
 using namespace ferry;
@@ -40,16 +41,7 @@ StackProfile stack_of(int n, int64_t rows, int64_t max_tokens) {
   return s;
 }
 
-DeviceProfile rated_gpu() {
-  DeviceProfile d{"a rated GPU", true, 500 * kMiB};
-  d.link = {{1 * kMiB, 5e9}, {16 * kMiB, 1e10}};
-  d.gpu_gemv_bytes_per_s = {{"Q8_0", 1e12}};
-  d.gpu_gemm_flops = 1e14;
-  d.cpu_gemv_bytes_per_s = {{"Q8_0", 1e11}};
-  d.cpu_gemm_flops = 1e12;
-  d.cpu_threads = 16;
-  return d;
-}
+using test::rated_gpu;  // support/rated_profiles.hpp
 
 PlanRequest request(Policy policy, uint64_t budget, int64_t max_tokens, std::vector<PlacementOverride> overrides = {}) {
   PlanRequest r;
