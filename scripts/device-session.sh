@@ -1,0 +1,153 @@
+#!/bin/bash
+# Every GPU check and figure the open issues ask for, as one background job on the GPU machine that outlives the
+# 10-minute limit of a single device call (the machine stays warm between back-to-back calls):
+#   call 1:  setsid bash scripts/device-session.sh /tmp/ferry-session STEP... >/dev/null 2>&1 < /dev/null &
+#            then   bash scripts/device-session.sh --collect /tmp/ferry-session SECONDS
+#   call N:  bash scripts/device-session.sh --collect /tmp/ferry-session SECONDS
+# --collect waits up to SECONDS for the job to finish, then packs what it has into $OUT/session.tgz and prints the
+# progress lines; run it again in the next call while the job is still going.
+#
+# STEP (run in the order given, each into DIR/STEP/, one line each in DIR/progress.txt):
+#   all        build (scripts/device-run.sh) and run the whole test suite, GPU tests required to run
+#   flux       Flux figures (device-figures.sh flux: no budget, 8/4/2 GiB, F16 floor, FP32-cast comparison)
+#   bench13    ferry bench on llama-13b Q4_0, with the simulated 12 GB/s link too (device-bench.sh)
+#   smollm2    the real model: perplexity on the GPU (resident and all streamed under a tiny budget) and on the CPU,
+#              and its ferry bench; needs the file at $FERRY_SMOLLM2_GGUF (waits up to 180 s for it to appear)
+#   serve      ferry serve on llama-13b Q4_0 at 4 and 8 GiB, bench/serve_load.py at 1, 2, 4, 8 streams
+#   repeat     the GPU tests 20 times in a row with ctest -j4
+#   sanitize   compute-sanitizer memcheck, racecheck and initcheck on every GPU test
+#   kernels    GEMV (staged vs direct) and 8B decode figures (device-figures.sh gemv decode)
+#   bench8     ferry bench on llama-8b Q4_0 and Q4_K (device-bench.sh llama-8b)
+#   calibrate  ferry calibrate --force
+# Each step after `all` reuses its build. A step that fails is reported and the next one runs.
+set -uo pipefail
+# FERRY_ROOT: the repository, when this script runs as a copy (a copy, so that a later call that refreshes the
+# working tree does not change the script under the running job).
+cd "${FERRY_ROOT:-$(dirname "$0")/..}" || exit 2
+
+if [ "${1:-}" = --collect ]; then
+  dir=${2:?--collect DIR SECONDS}
+  wait_s=${3:-60}
+  for ((i = 0; i < wait_s; i += 5)); do
+    [ -f "$dir/done" ] && break
+    sleep 5
+  done
+  out=${OUT:-$PWD/out}
+  mkdir -p "$out"
+  tar czf "$out/session.tgz" -C "$dir" . 2>/dev/null
+  cat "$dir/progress.txt" 2>/dev/null
+  [ -f "$dir/done" ] && echo "session: finished" || echo "session: still running ($(tail -1 "$dir/current" 2>/dev/null))"
+  exit 0
+fi
+
+dir=$(realpath -m "${1:?usage: $0 DIR STEP... | --collect DIR SECONDS}")
+shift
+mkdir -p "$dir"
+rm -f "$dir/done"
+progress=$dir/progress.txt
+t_start=$(date +%s)
+log() { echo "$(date +%H:%M:%S) +$(($(date +%s) - t_start))s $*" | tee -a "$progress"; }
+ferry=build-device/ferry
+models=${FERRY_BENCH_MODELS:-/tmp/ferry-bench-models}
+export FERRY_BENCH_MODELS=$models
+export LD_LIBRARY_PATH=/opt/ferry-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export FERRY_REQUIRE_GPU=1
+
+# step NAME COMMAND...: runs one step with its output in DIR/NAME/console.log.
+step() {
+  local name=$1
+  shift
+  mkdir -p "$dir/$name"
+  echo "$name" >"$dir/current"
+  local t0
+  t0=$(date +%s)
+  OUT=$dir/$name "$@" >"$dir/$name/console.log" 2>&1
+  local code=$?
+  log "$name: $([ "$code" -eq 0 ] && echo ok || echo "FAILED (status $code)") in $(($(date +%s) - t0)) s"
+  # The summary lines of the step, so progress.txt alone says what happened.
+  grep -h -E "^(build|tests|repeat|sanitize|overall|bench|results.md|flux|plan|decode|gemv|calibrate|llama|smollm2|serve|PPL|ppl)" \
+    "$dir/$name/summary.txt" "$dir/$name/figures-summary.txt" "$dir/$name/bench-summary.txt" \
+    "$dir/$name/step-summary.txt" $([[ $name == bench* || $name == smollm2 ]] && echo "$dir/bench/bench-summary.txt") 2>/dev/null | sed 's/^/    /' | tee -a "$progress"
+}
+
+smollm2_step() {
+  local gguf=${FERRY_SMOLLM2_GGUF:-/tmp/ferry-smol/SmolLM2-135M-Instruct.Q4_1.gguf}
+  local s=$OUT/step-summary.txt
+  for ((i = 0; i < 180; i += 5)); do [ -f "$gguf" ] && break; sleep 5; done
+  [ -f "$gguf" ] || { echo "smollm2: SKIPPED (no $gguf)" | tee -a "$s"; return 1; }
+  sha256sum "$gguf" | tee "$OUT/sha256.txt"
+  local text=tests/data/apache-license-2.0.txt status=0
+  # name: perplexity arguments
+  local -a runs=("gpu-resident:--vram 8GiB --policy resident-first"
+    "gpu-stream-1GiB:--vram 1GiB --policy stream-all"
+    "gpu-auto-1GiB:--vram 1GiB --policy auto"
+    "cpu-16:--policy cpu-all")
+  for r in "${runs[@]}"; do
+    local name=${r%%:*} args=${r#*:} t0
+    t0=$(date +%s%N)
+    # shellcheck disable=SC2086
+    if timeout 300 "$ferry" perplexity "$gguf" -f "$text" -c 512 $args >"$OUT/ppl-$name.log" 2>&1; then
+      echo "smollm2 ppl $name: $(grep -E 'PPL =' "$OUT/ppl-$name.log" | tail -1) in $((($(date +%s%N) - t0) / 1000000)) ms" |
+        tee -a "$s"
+    else
+      status=1
+      echo "smollm2 ppl $name: FAILED ($(tail -1 "$OUT/ppl-$name.log"))" | tee -a "$s"
+    fi
+  done
+  FERRY_SMOLLM2_GGUF=$gguf FERRY_BENCH_BUDGET_S=240 bash scripts/device-bench.sh "$dir/bench" smollm2 || status=1
+  return "$status"
+}
+
+serve_step() {
+  local s=$OUT/step-summary.txt status=0
+  local m
+  m=$models/llama-2-13b-q4_0.gguf
+  [ -f "$m" ] || "$ferry" make-model --arch llama --preset llama-2-13b --type q4_0 --seed 1 -o "$m" >/dev/null || return 1
+  "$ferry" serve --help >/dev/null 2>&1 || { echo "serve: FAILED (this build has no serve: cpp-httplib missing?)" | tee -a "$s"; return 1; }
+  for vram in 4GiB 8GiB; do
+    local port=18080 log=$OUT/serve-$vram.log
+    "$ferry" serve "$m" --vram "$vram" --parallel 8 --ctx 512 --port "$port" >"$log" 2>&1 &
+    local pid=$!
+    for ((i = 0; i < 120; i++)); do grep -q "on http://" "$log" && break; sleep 1; done
+    if ! grep -q "on http://" "$log"; then
+      echo "serve $vram: FAILED (server not up: $(tail -2 "$log"))" | tee -a "$s"
+      kill "$pid" 2>/dev/null
+      status=1
+      continue
+    fi
+    grep "on http://" "$log" | tee -a "$s"
+    if PYTHONUNBUFFERED=1 timeout 240 python3 bench/serve_load.py --url "http://127.0.0.1:$port" --streams 1,2,4,8 \
+      --max-tokens 32 --repeat 2 --json "$OUT/serve-$vram.json" >"$OUT/serve-$vram.md" 2>&1; then
+      echo "serve $vram: ok" | tee -a "$s"
+      sed 's/^/    /' "$OUT/serve-$vram.md" | tee -a "$s"
+    else
+      echo "serve $vram: FAILED ($(tail -2 "$OUT/serve-$vram.md"))" | tee -a "$s"
+      status=1
+    fi
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid"
+    echo "serve $vram: server exit status $? after SIGTERM" | tee -a "$s"
+  done
+  return "$status"
+}
+
+log "session start: $* ($(git rev-parse --short HEAD 2>/dev/null || echo no-git))"
+nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current --format=csv,noheader |
+  tee -a "$progress"
+for s in "$@"; do
+  case "$s" in
+    all) step all bash scripts/device-run.sh . ;;
+    flux) step flux bash scripts/device-figures.sh "$dir/flux" flux ;;
+    bench13) step bench13 env FERRY_BENCH_BUDGET_S=420 bash scripts/device-bench.sh "$dir/bench" llama-13b llama-13b-link12 ;;
+    smollm2) step smollm2 smollm2_step ;;
+    serve) step serve serve_step ;;
+    repeat) step repeat env FERRY_REPEAT=20 bash scripts/device-run.sh ;;
+    sanitize) step sanitize env FERRY_SANITIZE=1 FERRY_SANITIZE_TIMEOUT=120 bash scripts/device-run.sh ;;
+    kernels) step kernels bash scripts/device-figures.sh "$dir/kernels" gemv decode ;;
+    bench8) step bench8 env FERRY_BENCH_BUDGET_S=300 bash scripts/device-bench.sh "$dir/bench" llama-8b ;;
+    calibrate) step calibrate bash scripts/device-figures.sh "$dir/calibrate" calibrate ;;
+    *) log "$s: unknown step" ;;
+  esac
+done
+log "session end"
+touch "$dir/done"
