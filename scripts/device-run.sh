@@ -139,11 +139,17 @@ elif [ -n "$sanitize" ]; then
   # racecheck and initcheck look at ferry's own kernels only: cuBLAS's closed kernels (nvjet_*, TMA pipelines) report
   # shared-memory hazards racecheck cannot judge, read workspace they wrote themselves, and take most of the time.
   "$sanitizer" --version | tail -1 | tee "$out/sanitize/version.txt"
+  "$sanitizer" --help >"$out/sanitize/help.txt" 2>&1
+  grep -i -A4 -E -- '--(kernel|filter)' "$out/sanitize/help.txt" | head -40
+  # Read from the saved help: `--help | grep -q` under pipefail fails when grep stops reading early (SIGPIPE), which
+  # once left the filter out without a word.
   own_kernels=()
-  if "$sanitizer" --help 2>&1 | grep -q -- '--kernel-name '; then
+  if grep -q -- '--kernel-name ' "$out/sanitize/help.txt"; then
     own_kernels=(--kernel-name kns=ferry)
-  elif "$sanitizer" --help 2>&1 | grep -q -- '--filter'; then
+  elif grep -q -- '--filter ' "$out/sanitize/help.txt"; then
     own_kernels=(--filter kns=ferry)
+  else
+    note "sanitize: this compute-sanitizer has no kernel filter: racecheck and initcheck also check cuBLAS's kernels"
   fi
   for t in "${tests[@]}"; do
     exe=build-device/tests/$t

@@ -106,7 +106,8 @@ serve_step() {
   "$ferry" serve --help >/dev/null 2>&1 || { echo "serve: FAILED (this build has no serve: cpp-httplib missing?)" | tee -a "$s"; return 1; }
   for vram in 4GiB 8GiB; do
     local port=18080 log=$OUT/serve-$vram.log
-    "$ferry" serve "$m" --vram "$vram" --parallel 8 --ctx 512 --port "$port" >"$log" 2>&1 &
+    # 256 positions per stream: the prompt (~90 tokens) and the answer fit, and 8 caches fit at 4 GiB (512 did not).
+    "$ferry" serve "$m" --vram "$vram" --parallel 8 --ctx 256 --port "$port" >"$log" 2>&1 &
     local pid=$!
     for ((i = 0; i < 120; i++)); do grep -q "on http://" "$log" && break; sleep 1; done
     if ! grep -q "on http://" "$log"; then

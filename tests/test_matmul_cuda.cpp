@@ -418,8 +418,11 @@ TEST_CASE("dequant_gemm with activation scratch for fewer tokens than T (token c
     const auto whole = run_gemm(op, op.n, stream, cublas);
     const auto ref = op.reference();
     CHECK(normalized_error(whole, ref, ref.size()) <= kGemmTolerance);
-    // 64 tokens of scratch: chunks of ceil(T / ceil(T / 64)); T - 1: two balanced chunks; with row tiles as well.
-    for (int64_t tokens : {int64_t{64}, t / 3 + 1, t - 1}) {
+    // 64 tokens of scratch (the smallest allowed): chunks of ceil(T / ceil(T / 64)); about T / 3 (never below the
+    // smallest, which dequant_gemm refuses: the quick mode's T = 130 once asked for 44); T - 1: two balanced chunks;
+    // with row tiles as well.
+    const int64_t third = std::max(device_sizing::kGemmMinTokenChunk + 1, t / 3 + 1);
+    for (int64_t tokens : {device_sizing::kGemmMinTokenChunk, third, t - 1}) {
       INFO("activation scratch of ", tokens, " tokens: chunks of ",
            device_sizing::gemm_token_chunk(t, op.k, static_cast<size_t>(tokens * op.k)));
       CHECK(device_sizing::gemm_token_chunk(t, op.k, static_cast<size_t>(tokens * op.k)) < t);

@@ -86,6 +86,22 @@ std::unique_ptr<LlamaRunner> make_runner(const LoadedModel& model, const LlamaRu
   }
 }
 
+// SIGTERM and SIGINT, blocked in the calling thread (and so in every thread it starts from now on).
+sigset_t block_stop_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+// Takes a stop signal that is already pending (sent while the model loaded), without waiting.
+bool take_pending_stop_signal(const sigset_t& signals) {
+  const timespec now{0, 0};
+  return sigtimedwait(&signals, nullptr, &now) > 0;
+}
+
 int serve(const ServeFlags& f) {
   // Every flag before the model is loaded.
   if (f.port < 0 || f.port > 65535) bad_flag("--port", std::to_string(f.port) + " is not a port (0..65535; 0: any)");
@@ -93,7 +109,14 @@ int serve(const ServeFlags& f) {
   const std::optional<ChatFormatId> forced = chat_format_flag(f.chat);
   const DefaultModelChoice default_choice = f.model.empty() ? default_model_choice() : DefaultModelChoice::SMOLLM2;
 
-  const LoadedModel model(model_path_or_default(f.model, default_choice));
+  const std::string model_path = model_path_or_default(f.model, default_choice);
+  // The stop signals are blocked before anything starts a thread: the loader's oneTBB workers, the HTTP pool, and the
+  // CUDA driver's own threads when the runner creates its context. A thread that does not block them takes a
+  // SIGTERM with the default action, which ends the process mid-answer (seen on the H200: exit 143 instead of 0). One
+  // sent while the model loads waits, pending, and is taken below. Not earlier: the default model's download runs
+  // pip, which would inherit the mask and could not be interrupted.
+  const sigset_t signals = block_stop_signals();
+  const LoadedModel model(model_path);
   const int64_t n_ctx = context_length(f.context, model);
   if (f.parallel > n_ctx)
     bad_flag("--parallel", std::to_string(f.parallel) + " sequences are more than the context of " +
@@ -137,12 +160,10 @@ int serve(const ServeFlags& f) {
   served.add_bos = model.add_bos;
   served.default_system = f.chat.system;
 
-  // Blocked before any thread starts, so every thread inherits the mask and only sigwait sees the signals.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (take_pending_stop_signal(signals)) {
+    std::fprintf(stderr, "ferry serve: stopped during start-up (SIGTERM or SIGINT); nothing was served\n");
+    return 0;
+  }
   ::signal(SIGPIPE, SIG_IGN);  // a client gone mid-write is an error return, not the end of the server
 
   serve::HttpServer http(engine, served, ho);

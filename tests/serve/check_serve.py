@@ -17,7 +17,8 @@ float summation order only, so greedy answers are the same token for token) serv
    server goes on serving.
 7. load: 200 requests (chat and completions, plain and streamed) from 8 clients, zero failures, and the server's
    resident memory (/proc/PID/status VmRSS) after them within MEMORY_SLACK of what it was after a warm-up round.
-8. SIGTERM during a streamed answer: the answer is delivered to its end ([DONE]) and the server exits 0.
+8. SIGTERM during a streamed answer: the answer is delivered to its end ([DONE]) and the server exits 0; before it,
+   every thread of the server but the one waiting for the signal blocks SIGTERM and SIGINT.
 
 Exits 1 on any failure, 77 when `openai` cannot be imported (1 under FERRY_REQUIRE_ORACLE=1, set by CI and
 scripts/test.sh, which install it).
@@ -310,9 +311,29 @@ def _safe(fn, i):
         return f"request {i}: {type(e).__name__}: {e}"
 
 
+def threads_taking_stop_signals(pid):
+    """The server's threads that do not block SIGTERM or SIGINT, less the one waiting for them: sigwait unblocks the
+    signals it waits for while it waits, so that thread shows them unblocked. Any other such thread would take a
+    SIGTERM with the default action and end the server mid-answer (on a GPU, the CUDA driver's threads did, when the
+    mask came after the runner had started them)."""
+    stop_bits = (1 << (signal.SIGTERM - 1)) | (1 << (signal.SIGINT - 1))
+    takers = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                status = dict(line.split(":", 1) for line in f if ":" in line)
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        if int(status["SigBlk"].strip(), 16) & stop_bits != stop_bits:
+            takers.append(f"{tid} ({status['Name'].strip()})")
+    return takers
+
+
 def test_sigterm(ferry, model):
     server = Server(ferry, model, ["--parallel", "2", "--ctx", "512", "--max-tokens", "400"])
     try:
+        takers = threads_taking_stop_signals(server.proc.pid)
+        check(len(takers) <= 1, f"threads of ferry serve that would take SIGTERM with the default action: {takers}")
         sock = stream_request(server, 400)
         first = read_until(sock, b"data: ")
         check(b"200 OK" in first, "stream did not start before SIGTERM")
