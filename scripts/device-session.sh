@@ -19,6 +19,8 @@
 #   kernels    GEMV (staged vs direct) and 8B decode figures (device-figures.sh gemv decode)
 #   bench8     ferry bench on llama-8b Q4_0 and Q4_K (device-bench.sh llama-8b)
 #   calibrate  ferry calibrate --force
+#   upload     activations up by the copy engine vs by kernel (FERRY_ACTIVATION_UPLOAD): ferry bench on llama-13b
+#              Q4_0 with streamed and CPU layers, each mode in its own run
 # Each step after `all` reuses its build. A step that fails is reported and the next one runs.
 set -uo pipefail
 # FERRY_ROOT: the repository, when this script runs as a copy (a copy, so that a later call that refreshes the
@@ -65,7 +67,7 @@ step() {
   local code=$?
   log "$name: $([ "$code" -eq 0 ] && echo ok || echo "FAILED (status $code)") in $(($(date +%s) - t0)) s"
   # The summary lines of the step, so progress.txt alone says what happened.
-  grep -h -E "^(build|tests|repeat|sanitize|overall|bench|results.md|flux|plan|decode|gemv|calibrate|llama|smollm2|serve|PPL|ppl)" \
+  grep -h -E "^(build|tests|repeat|sanitize|overall|bench|results.md|flux|plan|decode|gemv|calibrate|llama|smollm2|serve|PPL|ppl|upload| )" \
     "$dir/$name/summary.txt" "$dir/$name/figures-summary.txt" "$dir/$name/bench-summary.txt" \
     "$dir/$name/step-summary.txt" $([[ $name == bench* || $name == smollm2 ]] && echo "$dir/bench/bench-summary.txt") 2>/dev/null | sed 's/^/    /' | tee -a "$progress"
 }
@@ -132,6 +134,19 @@ serve_step() {
   return "$status"
 }
 
+upload_step() {
+  local m=$models/llama-2-13b-q4_0.gguf status=0
+  [ -f "$m" ] || "$ferry" make-model --arch llama --preset llama-2-13b --type q4_0 --seed 1 -o "$m" >/dev/null || return 1
+  for mode in copy kernel; do
+    FERRY_ACTIVATION_UPLOAD=$mode timeout 240 "$ferry" bench "$m" --vram 8GiB,4GiB --policy resident-stream,resident-first \
+      -p 64 -n 32 -r 3 --timeline --out-dir "$OUT/upload-$mode" >"$OUT/upload-$mode.md" 2>"$OUT/upload-$mode.log" ||
+      status=1
+    echo "upload $mode: $(grep -c '| tg32 |' "$OUT/upload-$mode.md") tg rows" >>"$OUT/step-summary.txt"
+    grep -E '\| (pp64|tg32) \|' "$OUT/upload-$mode.md" | sed "s/^/    $mode /" >>"$OUT/step-summary.txt"
+  done
+  return "$status"
+}
+
 log "session start: $* ($(git rev-parse --short HEAD 2>/dev/null || echo no-git))"
 nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current --format=csv,noheader |
   tee -a "$progress"
@@ -147,6 +162,7 @@ for s in "$@"; do
     kernels) step kernels bash scripts/device-figures.sh "$dir/kernels" gemv decode ;;
     bench8) step bench8 env FERRY_BENCH_BUDGET_S=300 bash scripts/device-bench.sh "$dir/bench" llama-8b ;;
     calibrate) step calibrate bash scripts/device-figures.sh "$dir/calibrate" calibrate ;;
+    upload) step upload upload_step ;;
     *) log "$s: unknown step" ;;
   esac
 done

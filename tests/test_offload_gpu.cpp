@@ -4,6 +4,8 @@
 #include <cuda_runtime.h>
 #include <doctest/doctest.h>
 
+#include <stdlib.h>
+
 #include <algorithm>
 #include <fstream>
 #include <map>
@@ -301,6 +303,62 @@ TEST_CASE("the trace shows each streamed layer computed after its copy and copie
     CHECK(tracks[2] == 3 * 1);  // the CPU layer
     CHECK(tracks[3] == 3 * 1);  // the host's wait for its input
   }
+}
+
+TEST_CASE("activations uploaded by kernel: the same outputs, and compute no longer waits for weight copies") {
+  // Resident layers first, then two streamed ones of ~75 MB whose copies for the next step are issued at the end of
+  // each step. With the copy engine, the next step's input upload queues behind those copies and the first resident
+  // layer starts only after them (the H200's trace showed it); read by a kernel, the input is there at once. Mixed
+  // in a CPU layer, whose output goes up the same way.
+  const test::TempDir dir;
+  const SyntheticStack stack(SyntheticStackConfig{"u", 6, 4096, 16384, GgmlType::Q4_0, test::test_seed(61), 1e-5f});
+  const std::vector<Placement> p = {Placement::RESIDENT, Placement::RESIDENT, Placement::CPU,
+                                    Placement::RESIDENT, Placement::STREAMED, Placement::STREAMED};
+  const std::vector<float> x0 = stack.make_input(3, test::test_seed(62));
+  std::vector<std::vector<float>> outputs;
+  for (const auto upload : {SchedulerOptions::ActivationUpload::COPY_ENGINE, SchedulerOptions::ActivationUpload::KERNEL}) {
+    const bool by_kernel = upload == SchedulerOptions::ActivationUpload::KERNEL;
+    CAPTURE(by_kernel);
+    SchedulerOptions o = options_for(8 * kGiB, 1, 8);
+    o.activation_upload = upload;
+    o.trace_path = dir.path() / (by_kernel ? "kernel.json" : "copy.json");
+    LayerScheduler s(stack.layers(), p, o);
+    std::vector<float> out;
+    for (int step = 0; step < 4; ++step) out = run_once(s, x0, 3);
+    REQUIRE(test::all_finite(out));
+    outputs.push_back(out);
+    if (!by_kernel) continue;
+    // Steps 1..3 start with the two copies issued at the end of the step before: the first layer's compute must
+    // begin before the first of them ends.
+    for (int64_t step = 1; step < 4; ++step) {
+      CAPTURE(step);
+      const TraceSpan *first_copy = nullptr, *first_compute = nullptr;
+      for (const TraceSpan& span : s.trace().spans()) {
+        if (span.step != step) continue;
+        if (span.track == TraceTrack::COPY && (first_copy == nullptr || span.start_us < first_copy->start_us))
+          first_copy = &span;
+        if (span.track == TraceTrack::COMPUTE && span.layer == 0) first_compute = &span;
+      }
+      REQUIRE(first_copy != nullptr);
+      REQUIRE(first_compute != nullptr);
+      CHECK(first_compute->start_us < first_copy->start_us + first_copy->duration_us);
+    }
+  }
+  CHECK(test::bit_identical(outputs[0], outputs[1]));
+}
+
+TEST_CASE("FERRY_ACTIVATION_UPLOAD other than copy or kernel is refused, naming the variable") {
+  const SyntheticStack stack(SyntheticStackConfig{"e", 2, 256, 512, GgmlType::Q8_0, test::test_seed(63), 1e-5f});
+  const std::vector<Placement> p(2, Placement::RESIDENT);
+  // Set for this case only (restored even when a check throws); DEFAULT is what reads it.
+  struct ScopedUploadEnv {
+    ScopedUploadEnv() { ::setenv("FERRY_ACTIVATION_UPLOAD", "dma", 1); }
+    ~ScopedUploadEnv() { ::unsetenv("FERRY_ACTIVATION_UPLOAD"); }
+  } env;
+  const std::string e = error_of([&] { LayerScheduler s(stack.layers(), p, options_for(8 * kGiB, 1, 4)); },
+                                 ErrorCategory::INVALID_ARGUMENT);
+  CHECK(contains(e, "FERRY_ACTIVATION_UPLOAD='dma'"));
+  CHECK(contains(e, "kernel"));
 }
 
 TEST_CASE("1000 steps keep the arena, device memory and host memory flat") {

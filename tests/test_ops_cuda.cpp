@@ -27,6 +27,7 @@
 #include "ferry/kernels/cuda/attention.cuh"
 #include "ferry/kernels/cuda/elementwise.cuh"
 #include "ferry/kernels/cuda/embedding.cuh"
+#include "ferry/kernels/cuda/host_read.cuh"
 #include "ferry/kernels/cuda/norm.cuh"
 #include "ferry/kernels/cuda/rope.cuh"
 #include "ferry/kernels/ref/ops.hpp"
@@ -716,4 +717,37 @@ TEST_CASE("cuda attention scratch sizing and budget errors") {
   }
   const AttentionShape bad{4, 10, 6, 4, 64, 0, false, 0.125f};  // 6 heads over 4 KV heads
   CHECK_THROWS_AS(cuda::attention_scratch_bytes(bad, 1), Error);
+}
+
+TEST_CASE("read_host_to_device: a kernel's reads of pinned host memory equal a copy, any size and alignment") {
+  // The scalar reference is the host buffer itself: every byte must arrive, none may be written outside the target.
+  constexpr size_t kMax = 3 * 4096 + 37;
+  uint8_t* host = nullptr;
+  FERRY_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host), kMax + 64, cudaHostAllocDefault));
+  const uint64_t seed = test::test_seed(4401);
+  CAPTURE(seed);
+  std::mt19937_64 rng(seed);
+  for (size_t i = 0; i < kMax + 64; ++i) host[i] = static_cast<uint8_t>(rng());
+  const void* view = cuda::device_view_of_host(host);
+  REQUIRE(view != nullptr);  // cudaHostAlloc'd memory on a 64-bit system with unified addressing
+  CHECK(cuda::device_view_of_host(nullptr) == nullptr);
+  std::vector<uint8_t> pageable(64);
+  CHECK(cuda::device_view_of_host(pageable.data()) == nullptr);  // pageable: the caller must use a copy
+  test::Stream stream;
+  // Sizes below, at and above one 16-byte word and one block of threads; source and target offsets that agree
+  // modulo 16 (the vector path with a head and a tail) and that do not (the byte path).
+  for (size_t bytes : {size_t{1}, size_t{15}, size_t{16}, size_t{17}, size_t{255}, size_t{4096}, size_t{4099}, kMax})
+    for (size_t src_offset : {size_t{0}, size_t{3}, size_t{16}})
+      for (size_t dst_offset : {size_t{0}, size_t{3}, size_t{8}}) {
+        CAPTURE(bytes);
+        CAPTURE(src_offset);
+        CAPTURE(dst_offset);
+        GuardedBuffer dst(bytes, dst_offset);
+        cuda::read_host_to_device(dst.get(), static_cast<const uint8_t*>(view) + src_offset, bytes, stream);
+        stream.sync();
+        CHECK(dst.guards_intact());
+        const auto got = dst.download<uint8_t>();
+        CHECK(std::memcmp(got.data(), host + src_offset, bytes) == 0);
+      }
+  cudaFreeHost(host);
 }

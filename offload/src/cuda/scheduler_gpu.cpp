@@ -19,9 +19,11 @@
 //   place the host waits on the GPU inside a step), runs the layer on the oneTBB arena, and enqueues the copy back.
 //   Copies already in flight keep going while the CPU works.
 // - With SchedulerOptions::link_gbps, each copy is a PacedCopy (cuda/paced_copy.hpp): chunks, with host functions on
-// the
-//   copy stream that hold it to the simulated link's rate. Events and waits are unchanged, so copy spans, the trace
-//   and the overlap with compute are those of the slower link.
+//   the copy stream that hold it to the simulated link's rate. Events and waits are unchanged, so copy spans, the
+//   trace and the overlap with compute are those of the slower link.
+// - Activations go up on the compute stream: by cudaMemcpyAsync, which shares the host-to-device copy engine with the
+//   weights and so waits behind copies already queued (the trace shows compute starting only after them), or with
+//   SchedulerOptions::activation_upload KERNEL by a kernel reading the pinned buffer, which does not.
 // - At the end of a step (after the output is back), the first S copies of the next step are issued, so streaming
 //   continues across steps (SchedulerOptions::prefetch_across_steps).
 //
@@ -44,12 +46,14 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "../engine.hpp"
 #include "ferry/error.hpp"
 #include "ferry/kernels/cuda/check.cuh"
 #include "ferry/kernels/cuda/cuda_ops.cuh"
+#include "ferry/kernels/cuda/host_read.cuh"
 #include "ferry/kernels/cuda/matmul.cuh"
 #include "ferry/offload/cuda/device_arena.hpp"
 #include "ferry/offload/cuda/paced_copy.hpp"
@@ -59,6 +63,16 @@
 
 namespace ferry::detail {
 namespace {
+
+SchedulerOptions::ActivationUpload resolve_activation_upload(SchedulerOptions::ActivationUpload asked) {
+  using Upload = SchedulerOptions::ActivationUpload;
+  if (asked != Upload::DEFAULT) return asked;
+  const char* env = std::getenv("FERRY_ACTIVATION_UPLOAD");
+  if (env == nullptr || *env == '\0' || std::strcmp(env, "copy") == 0) return Upload::COPY_ENGINE;
+  if (std::strcmp(env, "kernel") == 0) return Upload::KERNEL;
+  fail(ErrorCategory::INVALID_ARGUMENT,
+       std::string("FERRY_ACTIVATION_UPLOAD='") + env + "': expected copy (the copy engine) or kernel (reads over the bus)");
+}
 
 struct GpuLayer {
   Placement placement = Placement::CPU;
@@ -96,6 +110,9 @@ class GpuEngine final : public Engine {
   void issue_copies_through(int64_t k);
   void record_anchor();
   void harvest(int64_t step_index, StepStats& stats);
+  // Host-to-device on the compute stream from the start of a pinned io block: by kernel when `view` (the block's
+  // device address) is set, else by the copy engine.
+  void upload(void* dst, const HostBlock& block, const void* view, size_t bytes);
   LayerRun run_of(size_t layer);
   size_t slots() const { return m_slots.size(); }
 
@@ -109,6 +126,9 @@ class GpuEngine final : public Engine {
   HostBlock m_io;         // pinned [max_tokens, width] floats: step input/output and CPU layers' activations
   HostBlock m_io_output;  // pinned copy of the last layer's output, when it runs on the GPU
   HostBlock m_io_inputs;  // pinned staging of StepContext::inputs
+  // Device addresses of m_io and m_io_inputs when activations go up by kernel (ActivationUpload::KERNEL), else null.
+  const void* m_io_view = nullptr;
+  const void* m_io_inputs_view = nullptr;
   CpuRunner m_cpu;
 
   std::vector<GpuLayer> m_layers;
@@ -188,6 +208,10 @@ GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const Gpu
     m_io_output = HostBlock::allocate(sizing.output_floats * sizeof(float), true, false, &ignored);
   if (m_inputs != nullptr)
     m_io_inputs = HostBlock::allocate(sizing.step_input_floats * sizeof(float), true, false, &ignored);
+  if (resolve_activation_upload(opt.activation_upload) == SchedulerOptions::ActivationUpload::KERNEL) {
+    if (m_io.pinned()) m_io_view = cuda::device_view_of_host(m_io.data());
+    if (m_io_inputs.pinned()) m_io_inputs_view = cuda::device_view_of_host(m_io_inputs.data());
+  }
 
   for (size_t i = 0; i < setup.layers.size(); ++i) {
     const Layer& layer = *setup.layers[i];
@@ -263,6 +287,13 @@ void GpuEngine::issue_copies_through(int64_t last) {
   }
 }
 
+void GpuEngine::upload(void* dst, const HostBlock& block, const void* view, size_t bytes) {
+  if (view != nullptr)
+    cuda::read_host_to_device(dst, view, bytes, m_compute.get());
+  else
+    FERRY_CUDA_CHECK(cudaMemcpyAsync(dst, block.data(), bytes, cudaMemcpyHostToDevice, m_compute.get()));
+}
+
 void GpuEngine::record_anchor() {
   // Recorded while the copy stream is idle, so the event's device time is the host time taken just before.
   m_anchor_host_us = micros_since(m_setup.epoch, Clock::now());
@@ -294,12 +325,11 @@ void GpuEngine::run_step(float* x, const StepContext& step, int64_t step_index, 
 
   std::memcpy(io, x, x_bytes);  // host work, before the step's first event: gpu_ms covers device work only
   FERRY_CUDA_CHECK(cudaEventRecord(m_step_begin.get(), compute));
-  FERRY_CUDA_CHECK(cudaMemcpyAsync(m_x, io, x_bytes, cudaMemcpyHostToDevice, compute));
+  upload(m_x, m_io, m_io_view, x_bytes);
   m_has_inputs = !step.inputs.empty();
   if (m_has_inputs) {  // the pinned staging is reused next step only after this step's end event (synchronised below)
     std::memcpy(m_io_inputs.data(), step.inputs.data(), step.inputs.size_bytes());
-    FERRY_CUDA_CHECK(
-        cudaMemcpyAsync(m_inputs, m_io_inputs.data(), step.inputs.size_bytes(), cudaMemcpyHostToDevice, compute));
+    upload(m_inputs, m_io_inputs, m_io_inputs_view, step.inputs.size_bytes());
   }
 
   for (size_t i = 0; i < m_layers.size(); ++i) {
@@ -335,7 +365,7 @@ void GpuEngine::run_step(float* x, const StepContext& step, int64_t step_index, 
                               micros_since(m_setup.epoch, wait_begin), wait_ms * 1e3, step_index,
                               static_cast<int64_t>(i), 0});
         m_cpu.run(i, io, step, step_index, stats);
-        FERRY_CUDA_CHECK(cudaMemcpyAsync(m_x, io, x_bytes, cudaMemcpyHostToDevice, compute));
+        upload(m_x, m_io, m_io_view, x_bytes);
         break;
       }
     }

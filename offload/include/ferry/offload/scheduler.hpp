@@ -35,6 +35,14 @@ struct SchedulerOptions : StackOptions {
   // link_pacing.hpp); 0: they run at the link's own speed. Nothing else is paced (resident uploads at construction,
   // activations).
   double link_gbps = 0;
+  // How a step's activations (kilobytes) go host-to-device: by the copy engine (cudaMemcpyAsync on the compute
+  // stream), or by a kernel reading the pinned buffer over the bus (kernels' cuda/host_read.cuh). A copy queues
+  // behind the streamed weights' copies in flight, so compute can wait for layers it does not need yet (measured on
+  // the H200: 6.4 ms of a 14.6 ms decode step with two streamed layers); the kernel's reads do not. DEFAULT: the
+  // environment's FERRY_ACTIVATION_UPLOAD (copy | kernel), else COPY_ENGINE until the kernel path has been measured
+  // on a GPU. KERNEL falls back to the copy engine for a buffer the device cannot read (pageable fallback).
+  enum class ActivationUpload { DEFAULT, COPY_ENGINE, KERNEL };
+  ActivationUpload activation_upload = ActivationUpload::DEFAULT;
   WarningSink warn;  // null: default_warning (stderr)
 };
 
