@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ferry/error.hpp"
+#include "ferry/kernels/device_sizing.hpp"
 #include "ferry/policies/cost_model.hpp"
 #include "ferry/policies/planner.hpp"
 #include "support/rated_profiles.hpp"
@@ -35,6 +36,15 @@ LayerDemand layer(const std::string& name, int64_t rows) {
 
 using test::rated_gpu;  // support/rated_profiles.hpp
 
+// The GPU's GEMM path for one Q8_0 matrix of rows x 4096 at `tokens` (> kGemvMaxTokens) on rated_gpu(), computed by
+// hand: a dequantization pass (its bytes read, two bytes per weight written, at the memory rate; the profile's only
+// GEMV rate, 1e12) and the flops at the GEMM rate (1e14) rid of that pass, as measured at 512 tokens.
+double gemm_path(double rows, double tokens) {
+  const double elements = rows * 4096, bytes = rows * 4352;
+  const double dequant = (bytes + 2 * elements) / 1e12;
+  return dequant + 2 * elements * tokens * (1 / 1e14 - dequant / (2 * elements * 512));
+}
+
 StackProfile stack_of(int n, int64_t rows, int64_t max_tokens) {
   StackProfile s;
   s.model = "test stack";
@@ -54,7 +64,9 @@ TEST_CASE("cost model: each matrix at its own token count; a matrix that takes e
   all.layers[0].matmul_tokens = {512};
   for (int64_t t : {1, 7, 300, 512}) {
     CAPTURE(t);
-    const double expected = std::max(8192.0 * 4352 / 1e12, 2.0 * 8192 * 4096 * static_cast<double>(t) / 1e14);
+    const double expected = t <= kGemvMaxTokens
+                                ? std::max(8192.0 * 4352 / 1e12, 2.0 * 8192 * 4096 * static_cast<double>(t) / 1e14)
+                                : gemm_path(8192, static_cast<double>(t));
     CHECK(predict_step(all, resident, d, t, 1).seconds == doctest::Approx(expected));
     CHECK(predict_step(undeclared, resident, d, t, 1).seconds == doctest::Approx(expected));
   }
@@ -65,12 +77,34 @@ TEST_CASE("cost model: each matrix at its own token count; a matrix that takes e
   split.layers[0].weight_bytes *= 2;
   split.layers[0].matmul_tokens = {4096, 512};
   auto gemm = [](double tokens) { return 2.0 * 8192 * 4096 * tokens / 1e14; };
-  CHECK(predict_step(split, resident, d, 4608, 1).seconds == doctest::Approx(gemm(4096) + gemm(512)));
-  CHECK(predict_step(split, resident, d, 2304, 1).seconds == doctest::Approx(gemm(2048) + gemm(256)));
+  CHECK(predict_step(split, resident, d, 4608, 1).seconds == doctest::Approx(gemm_path(8192, 4096) + gemm(512)));
+  CHECK(predict_step(split, resident, d, 2304, 1).seconds ==
+        doctest::Approx(gemm_path(8192, 2048) + gemm_path(8192, 256)));
   // 9 tokens: ceil(8) and ceil(1); one read of the weights bounds each matrix (8192 * 4352 / 1e12 > 8 tokens' GEMM).
   const double read = 8192.0 * 4352 / 1e12;
   CHECK(predict_step(split, resident, d, 9, 1).seconds ==
         doctest::Approx(std::max(read, gemm(8)) + std::max(read, gemm(1))));
+}
+
+TEST_CASE("cost model: the GPU's dequantization pass is paid per step, the GEMM rate as measured at 512 tokens") {
+  // Device_sizing's threshold and the calibration size, as the kernels and `ferry calibrate` use them.
+  CHECK(kGemvMaxTokens == device_sizing::kGemvMaxTokens);
+  const DeviceProfile d = rated_gpu();
+  const StackProfile s = stack_of(1, 8192, 512);
+  const std::vector<Placement> resident(1, Placement::RESIDENT);
+  const double at_512 = 2.0 * 8192 * 4096 * 512 / 1e14;  // the measured rate, pass included
+  CHECK(predict_step(s, resident, d, 512, 1).seconds == doctest::Approx(at_512));
+  // Two steps of 256 tokens pay the pass twice: slower than one of 512 by exactly one pass; the prompt of 512 at
+  // steps of 64 by seven passes.
+  const double pass = (8192.0 * 4352 + 2.0 * 8192 * 4096) / 1e12;
+  CHECK(2 * predict_step(s, resident, d, 256, 1).seconds == doctest::Approx(at_512 + pass));
+  StackProfile small_steps = s;
+  small_steps.max_tokens = 64;
+  const RunPrediction r = predict_run(small_steps, resident, d, 512, 0, 1);
+  CHECK(512 / r.prompt_tokens_per_s == doctest::Approx(at_512 + 7 * pass));
+  // The CPU has no such pass: its steps cost their flops (or their read) alone.
+  const std::vector<Placement> cpu(1, Placement::CPU);
+  CHECK(2 * predict_step(s, cpu, d, 256, 1).seconds == doctest::Approx(predict_step(s, cpu, d, 512, 1).seconds));
 }
 
 TEST_CASE("cost model: resident, CPU and streamed steps as computed by hand") {

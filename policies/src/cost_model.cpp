@@ -31,13 +31,39 @@ int64_t matrix_tokens(const LayerDemand& layer, size_t k, int64_t n_tokens, int6
   return std::min(n_tokens, (at_max * n_tokens + max_tokens - 1) / max_tokens);
 }
 
+// The device's memory rate as the profile knows it: its F16 GEMV (two bytes per weight, streamed once), else its
+// fastest measured GEMV.
+double memory_rate(const std::map<std::string, double>& gemv) {
+  const auto it = gemv.find(std::string(type_name(GgmlType::F16)));
+  if (it != gemv.end() && it->second > 0.0) return it->second;
+  double fastest = 0.0;
+  for (const auto& [name, r] : gemv) fastest = std::max(fastest, r);
+  return fastest;
+}
+
+// Seconds of one matrix of `tokens` rows on a device with these rates. Up to kGemvMaxTokens the GEMV kernels read
+// the weights once: the longer of that read and the flops. Beyond, the GPU's GEMM path first dequantizes the whole
+// matrix to FP16 (reads its bytes, writes two per weight) and then multiplies: a cost per step, whatever its token
+// count, which is why small steps prefill slower than their flops say. The GEMM rate was measured at
+// kGemmCalibrationTokens tokens with that pass included, so the pass is taken out of it: at the calibration size
+// the prediction is flops / rate, as measured; smaller steps pay the pass more often, larger ones less.
+double matrix_seconds(const QuantMatrixView& m, int64_t tokens, const std::map<std::string, double>& gemv,
+                      double gemm_flops, bool dequantizes) {
+  const double elements = static_cast<double>(m.n_cols) * static_cast<double>(m.n_rows);
+  const double bytes = static_cast<double>(row_bytes(m.type, m.n_cols)) * static_cast<double>(m.n_rows);
+  const double flops = 2.0 * elements * static_cast<double>(tokens);
+  if (!dequantizes || tokens <= kGemvMaxTokens) return std::max(bytes / rate_for(gemv, m.type), flops / gemm_flops);
+  const double dequant_s = (bytes + 2.0 * elements) / memory_rate(gemv);
+  const double calibration_flops = 2.0 * elements * static_cast<double>(kGemmCalibrationTokens);
+  const double per_flop = std::max(0.0, 1.0 / gemm_flops - dequant_s / calibration_flops);
+  return dequant_s + flops * per_flop;
+}
+
 double matmul_seconds(const LayerDemand& layer, int64_t n_tokens, int64_t max_tokens,
-                      const std::map<std::string, double>& gemv, double gemm_flops) {
+                      const std::map<std::string, double>& gemv, double gemm_flops, bool dequantizes) {
   double total = 0.0;
   auto add = [&](const QuantMatrixView& m, int64_t tokens) {
-    const double bytes = static_cast<double>(row_bytes(m.type, m.n_cols)) * static_cast<double>(m.n_rows);
-    const double flops = 2.0 * static_cast<double>(m.n_cols) * static_cast<double>(m.n_rows) * tokens;
-    total += std::max(bytes / rate_for(gemv, m.type), flops / gemm_flops);
+    total += matrix_seconds(m, tokens, gemv, gemm_flops, dequantizes);
   };
   for (size_t k = 0; k < layer.matmuls.size(); ++k)
     add(layer.matmuls[k], matrix_tokens(layer, k, n_tokens, max_tokens));
@@ -65,14 +91,16 @@ StepPrediction predict_step(const StackProfile& stack, std::span<const Placement
     const LayerDemand& l = stack.layers[i];
     LayerTime t;
     if (placements[i] == Placement::CPU) {
-      t.compute_s = matmul_seconds(l, n_tokens, stack.max_tokens, device.cpu_gemv_bytes_per_s, device.cpu_gemm_flops);
+      t.compute_s =
+          matmul_seconds(l, n_tokens, stack.max_tokens, device.cpu_gemv_bytes_per_s, device.cpu_gemm_flops, false);
       done += t.compute_s;
       p.cpu_busy_s += t.compute_s;
     } else {
       if (!device.has_gpu)
         fail(ErrorCategory::INVALID_ARGUMENT,
              "cost model: layer '" + l.name + "' is placed on the GPU of a profile without one");
-      t.compute_s = matmul_seconds(l, n_tokens, stack.max_tokens, device.gpu_gemv_bytes_per_s, device.gpu_gemm_flops);
+      t.compute_s =
+          matmul_seconds(l, n_tokens, stack.max_tokens, device.gpu_gemv_bytes_per_s, device.gpu_gemm_flops, true);
       double start = done;
       if (placements[i] == Placement::STREAMED) {
         t.copy_s = static_cast<double>(l.weight_bytes) / device.link_rate(l.weight_bytes);

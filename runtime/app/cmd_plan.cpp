@@ -334,6 +334,7 @@ int run_plan(const PlanFlags& f) {
   options.max_tokens = std::min<int64_t>(512, options.n_ctx);  // as `run` steps
   const DeviceProfile device = other_device ? *other_device : this_device_profile();
   if (!other_device) note_when_cpu_only(options.policy);
+  options.max_tokens = llama_step_tokens(config, weights, options, device);  // `auto` may take smaller steps
   const Plan plan = plan_llama_run(config, weights, options, device);
   const StackProfile stack = llama_stack_profile(config, weights, options.n_ctx, options.max_tokens, false);
   write_stdout(f.json ? plan_json(f, path, config, options, device, plan, stack).dump(2) + "\n"

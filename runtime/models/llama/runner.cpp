@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <map>
 
 #include "ferry/error.hpp"
@@ -106,6 +107,38 @@ Plan plan_llama_run(const LlamaConfig& config, const LlamaWeights& weights, cons
   }
 }
 
+int64_t llama_step_tokens(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options,
+                          const DeviceProfile& device) {
+  const int64_t asked = std::min(options.max_tokens, options.n_ctx);
+  if (options.policy != Policy::AUTO || options.plan_file || options.vram_budget == 0 || !device.has_rates())
+    return asked;
+  const DeviceProfile paced = paced_device(options, device);
+  const int64_t smallest = std::max<int64_t>(kMinAutoStepTokens, options.n_seq + 1);
+  int64_t best = asked;
+  double best_s = std::numeric_limits<double>::infinity();
+  // From the asked size down: a smaller step must be predicted faster by more than the model's noise to be chosen.
+  constexpr double kMargin = 0.005;
+  for (int64_t t = asked; t >= smallest; t /= 2) {
+    LlamaRunnerOptions o = options;
+    o.max_tokens = t;
+    Plan plan;
+    try {
+      plan = plan_for(config, weights, o, device);
+    } catch (const Error& e) {
+      if (e.category() != ErrorCategory::BUDGET) throw;
+      continue;  // does not fit at this step size; a smaller one may
+    }
+    const double s = predict_run(profile_for(config, weights, o), plan.placements, paced, o.planned_prompt_tokens,
+                                 o.planned_generated_tokens, o.prefetch_depth)
+                         .total_s;
+    if (s < best_s * (1 - kMargin)) {
+      best_s = s;
+      best = t;
+    }
+  }
+  return best;
+}
+
 HostMemoryNeed llama_host_memory(const LlamaConfig& config, const LlamaWeights& weights,
                                  const LlamaRunnerOptions& options, const std::vector<Placement>& placements) {
   const auto layers = make_llama_layers(config, weights, options.n_ctx, options.all_logits, options.n_seq);
@@ -116,6 +149,8 @@ LlamaRunner::LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights,
     : m_config(config), m_weights(weights), m_options(options) {
   build_layers();
   const DeviceProfile device = this_device_profile();  // first: it measures the context before it exists
+  m_asked_step_tokens = m_options.max_tokens;
+  m_options.max_tokens = llama_step_tokens(m_config, m_weights, m_options, device);
   Plan plan = plan_llama_run(m_config, m_weights, m_options, device);
   m_plan_note = plan.note;
   if (const DeviceProfile paced = paced_device(m_options, device); paced.has_rates())
@@ -245,7 +280,11 @@ std::string LlamaRunner::placement_summary() const {
     s += (first ? " " : ", ") + std::to_string(count) + " " + std::string(placement_name(placement));
     first = false;
   }
-  return s + "; output head: " + std::string(placement_name(p.back()));
+  s += "; output head: " + std::string(placement_name(p.back()));
+  if (m_asked_step_tokens > 0 && m_options.max_tokens != m_asked_step_tokens)
+    s += "; steps of " + std::to_string(m_options.max_tokens) + " tokens (auto, " +
+         std::to_string(m_asked_step_tokens) + " asked)";
+  return s;
 }
 
 }  // namespace ferry

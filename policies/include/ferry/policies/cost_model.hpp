@@ -4,8 +4,10 @@
 // Per layer, from the matrices it multiplies (LayerDemand::matmuls each at its own share of the step's T, as
 // LayerDemand::matmul_tokens gives it: all of T for llama, the image or the text tokens for a Flux double block's img
 // and txt streams; vector_matmuls at T = 1):
-// - on the GPU (resident or streamed): each matrix takes the longer of reading its bytes at the GPU's GEMV rate for
-//   its type and doing 2 * elements * tokens flops at the GPU's GEMM rate;
+// - on the GPU (resident or streamed): up to kGemvMaxTokens tokens, each matrix takes the longer of reading its bytes
+//   at the GPU's GEMV rate for its type and doing 2 * elements * tokens flops at the GPU's GEMM rate; beyond, a
+//   dequantization pass to FP16 (its bytes read, two per weight written, at the device's memory rate) and then the
+//   flops, with the GEMM rate (measured at kGemmCalibrationTokens, pass included) rid of that pass;
 // - a streamed layer's copy takes weight_bytes at the link's rate for copies of that size;
 // - on the CPU: the same two bounds with the CPU's rates.
 // The step is then played out in order as the scheduler runs it: one GPU stream and one copy engine; a streamed
@@ -25,6 +27,12 @@
 #include "ferry/policies/stack_profile.hpp"
 
 namespace ferry {
+
+// The token count at which `ferry calibrate` measures the GPU's GEMM rate (dequantization + cuBLASLt), and the most
+// tokens the GPU's GEMV kernels take before a matmul goes the GEMM way (kernels' device_sizing::kGemvMaxTokens; the
+// planner does not link the kernels, so the value is repeated here and checked equal by test_cost_model).
+inline constexpr int64_t kGemmCalibrationTokens = 512;
+inline constexpr int64_t kGemvMaxTokens = 8;
 
 struct LayerTime {
   double compute_s = 0.0;  // on the device it runs on

@@ -61,6 +61,16 @@ std::vector<std::unique_ptr<Layer>> make_llama_layers(const LlamaConfig& config,
 Plan plan_llama_run(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options,
                     const DeviceProfile& device);
 
+// The tokens per step a LlamaRunner with these options runs with. `auto` (with a profile that has measured rates, a
+// budget and no plan file) also tries steps of 1/2, 1/4, ... of LlamaRunnerOptions::max_tokens, down to
+// kMinAutoStepTokens and never below n_seq + 1: a smaller step needs smaller activation buffers and scratch, which can
+// keep more layers resident (the 13B Q4_0 model fits whole in 8 GiB at steps of 128 tokens, not at 512), and the
+// cost model decides whether the planned workload is faster that way (decode gains, prefill pays more steps). Every
+// other case keeps max_tokens (at most n_ctx).
+inline constexpr int64_t kMinAutoStepTokens = 64;
+int64_t llama_step_tokens(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options,
+                          const DeviceProfile& device);
+
 // The host memory a LlamaRunner with these options and placements reserves (its scheduler's: the KV caches of CPU
 // layers, the streamed-weight pool, buffers), what the runner checks against host_memory_available().
 HostMemoryNeed llama_host_memory(const LlamaConfig& config, const LlamaWeights& weights,
@@ -88,7 +98,8 @@ class LlamaRunner final : public CausalLm {
 
   const LayerScheduler& scheduler() const noexcept { return *m_scheduler; }
   const std::vector<Placement>& placements() const noexcept { return m_scheduler->placements(); }
-  // "40 blocks: 22 resident, 18 cpu; output head: resident".
+  // "40 blocks: 22 resident, 18 cpu; output head: resident", and "; steps of 128 tokens (auto, 512 asked)" when
+  // `auto` chose smaller steps (llama_step_tokens).
   std::string placement_summary() const;
   // Why the plan is not the policy asked for (Plan::note: `auto` without measured rates), or empty.
   const std::string& plan_note() const noexcept { return m_plan_note; }
@@ -111,6 +122,7 @@ class LlamaRunner final : public CausalLm {
   std::vector<int32_t> m_step_tokens;        // forward_sequences' tokens in step order
   std::vector<StepSequence> m_step_entries;  // and their entries
   std::string m_plan_note;
+  int64_t m_asked_step_tokens = 0;  // LlamaRunnerOptions::max_tokens as given (at most n_ctx), before `auto` chose
   std::optional<RunPrediction> m_predicted;
 };
 
