@@ -7,6 +7,13 @@
 # --collect waits up to SECONDS for the job to finish, then packs what it has into $OUT/session.tgz and prints the
 # progress lines; run it again in the next call while the job is still going.
 #
+# The real SmolLM2 file (98 MB) does not fit one call's 64 MiB of carried files: split it in two here (head -c / tail -c
+# into devwork/smol1/part1 and devwork/smol2/part2, .git/info/exclude has /devwork/), carry part 1 with the call that
+# starts the job (copy it to /tmp/ferry-smol/part1) and part 2 with the next, which joins them into
+# /tmp/ferry-smol/SmolLM2-135M-Instruct.Q4_1.gguf; the smollm2 step waits for that file.
+# Order used on 2026-12-05 (27 minutes of device time, sanitize did not finish): all flux serve smollm2 bench13 repeat
+# sanitize kernels bench8. Put the steps an issue still needs first.
+#
 # STEP (run in the order given, each into DIR/STEP/, one line each in DIR/progress.txt):
 #   all        build (scripts/device-run.sh) and run the whole test suite, GPU tests required to run
 #   flux       Flux figures (device-figures.sh flux: no budget, 8/4/2 GiB, F16 floor, FP32-cast comparison)
@@ -19,6 +26,8 @@
 #   kernels    GEMV (staged vs direct) and 8B decode figures (device-figures.sh gemv decode)
 #   bench8     ferry bench on llama-8b Q4_0 and Q4_K (device-bench.sh llama-8b)
 #   calibrate  ferry calibrate --force
+#   ncu        Nsight Compute on the quantized GEMV (speed of light, memory, warp states): the profiles issue 12 asks
+#              for, as text, from bench_kernels_cuda --gemv-only (first launches of each kernel skipped as warm-up)
 #   upload     activations up by the copy engine vs by kernel (FERRY_ACTIVATION_UPLOAD): ferry bench on llama-13b
 #              Q4_0 with streamed and CPU layers, each mode in its own run
 # Each step after `all` reuses its build. A step that fails is reported and the next one runs.
@@ -66,10 +75,12 @@ step() {
   OUT=$dir/$name "$@" >"$dir/$name/console.log" 2>&1
   local code=$?
   log "$name: $([ "$code" -eq 0 ] && echo ok || echo "FAILED (status $code)") in $(($(date +%s) - t0)) s"
-  # The summary lines of the step, so progress.txt alone says what happened.
-  grep -h -E "^(build|tests|repeat|sanitize|overall|bench|results.md|flux|plan|decode|gemv|calibrate|llama|smollm2|serve|PPL|ppl|upload| )" \
+  # The summary lines of the step, so progress.txt alone says what happened (bench steps: the bench's own summary).
+  local bench_summary=/dev/null
+  [[ $name == bench* || $name == smollm2 ]] && bench_summary=$dir/bench/bench-summary.txt
+  grep -h -E "^(build|tests|repeat|sanitize|overall|bench|results.md|flux|plan|decode|gemv|calibrate|llama|smollm2|serve|PPL|ppl|upload|ncu| )" \
     "$dir/$name/summary.txt" "$dir/$name/figures-summary.txt" "$dir/$name/bench-summary.txt" \
-    "$dir/$name/step-summary.txt" $([[ $name == bench* || $name == smollm2 ]] && echo "$dir/bench/bench-summary.txt") 2>/dev/null | sed 's/^/    /' | tee -a "$progress"
+    "$dir/$name/step-summary.txt" "$bench_summary" 2>/dev/null | sed 's/^/    /' | tee -a "$progress"
 }
 
 smollm2_step() {
@@ -134,6 +145,20 @@ serve_step() {
   return "$status"
 }
 
+ncu_step() {
+  local ncu
+  ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  [ -x "$ncu" ] || { echo "ncu: FAILED (no ncu)" >>"$OUT/step-summary.txt"; return 1; }
+  timeout 300 "$ncu" --kernel-name regex:'quant_gemv' --launch-skip 20 --launch-count 12 \
+    --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
+    --section LaunchStats --section Occupancy build-device/bench/bench_kernels_cuda --gemv-only \
+    >"$OUT/ncu-gemv.txt" 2>&1
+  local code=$?
+  echo "ncu: $([ "$code" -eq 0 ] && echo ok || echo "FAILED (status $code)") ($(grep -c 'quant_gemv' "$OUT/ncu-gemv.txt") kernel lines; ncu-gemv.txt)" \
+    >>"$OUT/step-summary.txt"
+  return "$code"
+}
+
 upload_step() {
   local m=$models/llama-2-13b-q4_0.gguf status=0
   [ -f "$m" ] || "$ferry" make-model --arch llama --preset llama-2-13b --type q4_0 --seed 1 -o "$m" >/dev/null || return 1
@@ -163,6 +188,7 @@ for s in "$@"; do
     bench8) step bench8 env FERRY_BENCH_BUDGET_S=300 bash scripts/device-bench.sh "$dir/bench" llama-8b ;;
     calibrate) step calibrate bash scripts/device-figures.sh "$dir/calibrate" calibrate ;;
     upload) step upload upload_step ;;
+    ncu) step ncu ncu_step ;;
     *) log "$s: unknown step" ;;
   esac
 done
