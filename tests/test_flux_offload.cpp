@@ -170,13 +170,21 @@ TEST_CASE("the cost model prices a double block's img stream at the image tokens
   d.cpu_gemv_bytes_per_s = {{"Q8_0", 1e11}, {"F16", 1e11}, {"F32", 1e11}};
   d.cpu_gemm_flops = 1e12;
   // The block's matmuls in its order: qkv, proj, mlp.0, mlp.2 of img, then of txt; each at its stream's tokens.
-  auto by_hand = [&](double read_rate, double flops, bool every_token) {
+  // On the GPU a matrix of more than kGemvMaxTokens rows takes the GEMM path: a dequantization pass at the memory
+  // rate (F16's, 1e12) and the flops at the GEMM rate rid of that pass as measured at kGemmCalibrationTokens.
+  auto by_hand = [&](double read_rate, double flops, bool every_token, bool gpu) {
     double s = 0.0;
     for (size_t k = 0; k < block.matmuls.size(); ++k) {
       const QuantMatrixView& w = block.matmuls[k];
       const double tokens = every_token ? static_cast<double>(T) : k < 4 ? n_img : n_txt;
       const double bytes = static_cast<double>(row_bytes(w.type, w.n_cols)) * static_cast<double>(w.n_rows);
-      s += std::max(bytes / read_rate, 2.0 * static_cast<double>(w.n_rows * w.n_cols) * tokens / flops);
+      const double elements = static_cast<double>(w.n_rows * w.n_cols);
+      if (gpu) {
+        const double dequant = (bytes + 2 * elements) / 1e12;
+        s += dequant + 2 * elements * tokens * std::max(0.0, 1 / flops - dequant / (2 * elements * kGemmCalibrationTokens));
+      } else {
+        s += std::max(bytes / read_rate, 2.0 * elements * tokens / flops);
+      }
     }
     for (const QuantMatrixView& w : block.vector_matmuls)  // the modulation: one vector
       s += std::max(static_cast<double>(row_bytes(w.type, w.n_cols)) * static_cast<double>(w.n_rows) / read_rate,
@@ -189,9 +197,9 @@ TEST_CASE("the cost model prices a double block's img stream at the image tokens
     CAPTURE(placement_name(p));
     const bool gpu = p != Placement::CPU;
     const double predicted = predict_step(one, std::vector<Placement>{p}, d, T, 1).layers[0].compute_s;
-    CHECK(predicted == doctest::Approx(by_hand(gpu ? 1e12 : 1e11, gpu ? 1e13 : 1e12, false)).epsilon(1e-9));
+    CHECK(predicted == doctest::Approx(by_hand(gpu ? 1e12 : 1e11, gpu ? 1e13 : 1e12, false, gpu)).epsilon(1e-9));
     // Every matrix at the step's 4608 tokens (the txt stream 9x too much) would be a different price.
-    CHECK(predicted < by_hand(gpu ? 1e12 : 1e11, gpu ? 1e13 : 1e12, true) * 0.95);
+    CHECK(predicted < by_hand(gpu ? 1e12 : 1e11, gpu ? 1e13 : 1e12, true, gpu) * 0.95);
   }
 }
 
