@@ -50,7 +50,8 @@ struct BenchRequest {
   int prefetch = 1;
   double link_gbps = 0;  // > 0: streamed copies paced to this rate (simulated link)
   bool sequential = false;
-  bool timeline = false;   // trace one prefill and one decode step of the first arm that ran, after the measurements
+  bool timeline = false;   // trace one phase of each test (a prefill, a decode step, a Flux step) of the first arm
+                           // that ran, after the measurements
   std::string trace_path;  // with timeline: where that run's Chrome trace is written
   std::vector<PlacementOverride> overrides;  // --resident/--stream/--cpu: forced layers, in every arm
   std::optional<PlanFile> plan_file;         // --plan: every arm runs the file's placements (at each budget)
