@@ -3,11 +3,14 @@
 # into OUTDIR/<run>/ (bench.md, bench.json, bench.csv, bench-phases.svg, bench-timeline.svg), then OUTDIR/results.md
 # from all of them (scripts/results-md.py; copy it to docs/results.md with the pictures beside it).
 #   bash scripts/device-bench.sh OUTDIR [WORKLOAD...]
-# WORKLOAD: smollm2, llama-8b, llama-13b, llama-13b-link12, flux (default: all but flux; smoke: a small synthetic model,
-# to try the script on any machine). Each runs the budgets 8, 4 and
+# WORKLOAD: smollm2, llama-8b, llama-13b, llama-13b-link12, flux (default: all but flux; smoke: a small synthetic llama
+# model and the tiny Flux preset, to try the script on any machine). Each runs the budgets 8, 4 and
 # 2 GiB with every policy; arms bound by the CPU (resident-first below a fitting budget, cpu-all) run with a short
 # prompt in a run of their own, so one slow arm does not eat the machine's time. llama-13b-link12 is llama-13b's GPU
 # arms with host-to-device copies paced to 12 GB/s: a PCIe 4.0 x8 link, simulated (say so next to its figures).
+# flux: a synthetic flux-1-dev Q4_0 file (made once, ~6.7 GB), seconds per denoising step of a 1024x1024 image with
+# 512 text tokens at 8, 4 and 2 GiB with resident-stream, stream-all and auto, then the same with the link paced to
+# 12 GB/s (flux-1-dev-q4_0-link12, simulated); 3 repetitions each (~0.4 s a step on an H200: about 2 minutes in all).
 #
 # Needs a built ferry: $FERRY, else build-device/ferry (scripts/device-run.sh builds there), else build/ferry. With
 # device-run.sh, one call does both:
@@ -48,12 +51,12 @@ status=0
 start=$(date +%s)
 note() { echo "$*" | tee -a "$summary"; }
 
-# model PRESET TYPE: the path of a synthetic model of that shape, made once.
+# model PRESET TYPE [ARCH]: the path of a synthetic model of that shape (ARCH llama unless given), made once.
 model() {
   local path=$models/$1-$2.gguf
   if [ ! -f "$path" ]; then
     echo "== making $1 $2 (once)" >&2
-    "$ferry" make-model --arch llama --preset "$1" --type "$2" --seed 1 -o "$path" >&2 || return 1
+    "$ferry" make-model --arch "${3:-llama}" --preset "$1" --type "$2" --seed 1 -o "$path" >&2 || return 1
   fi
   echo "$path"
 }
@@ -88,6 +91,7 @@ bench() {
 
 budgets=8GiB,4GiB,2GiB
 gpu_policies=resident-stream,stream-all
+flux_policies=resident-stream,stream-all,auto
 short=(-p 32 -n 16 -r 2)  # CPU-bound arms: a prefill of 512 tokens on the CPU takes minutes for the big models
 
 for w in "${workloads[@]}"; do
@@ -112,7 +116,7 @@ for w in "${workloads[@]}"; do
       ;;
     llama-13b)
       m=$(model llama-2-13b q4_0) || { note "llama-13b: FAILED (make-model)"; status=1; continue; }
-      bench llama-13b-q4_0 "$m" --vram "$budgets" --policy "$gpu_policies" -p 512 -n "$gen" -r "$reps"
+      bench llama-13b-q4_0 "$m" --vram "$budgets" --policy "$gpu_policies,auto" -p 512 -n "$gen" -r "$reps"
       bench llama-13b-q4_0-cpu "$m" --vram "$budgets" --policy resident-first "${short[@]}"
       bench llama-13b-q4_0-cpu-all "$m" --vram 8GiB --policy cpu-all "${short[@]}"
       ;;
@@ -125,9 +129,15 @@ for w in "${workloads[@]}"; do
       bench smoke-small-q4_k "$m" --vram "$budgets" -p 64 -n 8 -r 2
       bench smoke-small-q4_k-link12 "$m" --vram "$budgets" --policy "$gpu_policies,cpu-all" -p 64 -n 8 -r 2 \
         --link-gbps 12
+      m=$(model flux-tiny q4_0 flux) || { note "smoke flux: FAILED (make-model)"; status=1; continue; }
+      bench smoke-flux-tiny-q4_0 "$m" --vram "$budgets" --policy "$flux_policies,cpu-all" --image 256x256 --txt 64 \
+        -r 2
       ;;
     flux)
-      note "flux: SKIPPED (ferry bench runs llama-family models; the Flux step comes with its runner, issue 11)"
+      m=$(model flux-1-dev q4_0 flux) || { note "flux: FAILED (make-model)"; status=1; continue; }
+      bench flux-1-dev-q4_0 "$m" --vram "$budgets" --policy "$flux_policies" --image 1024x1024 --txt 512 -r "$reps"
+      bench flux-1-dev-q4_0-link12 "$m" --vram "$budgets" --policy "$flux_policies" --image 1024x1024 --txt 512 \
+        -r "$reps" --link-gbps 12
       ;;
     *)
       note "$w: unknown workload (smollm2, llama-8b, llama-13b, llama-13b-link12, flux, smoke)"

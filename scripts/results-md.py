@@ -4,8 +4,8 @@
   scripts/results-md.py [-o docs/results.md] [--title TITLE] RESULTS/llama-13b/bench.json RESULTS/smollm2/bench.json ...
 
 Each report becomes a section named after its folder (or its model when the file is not called bench.json): the model,
-the parameters and whether the host link was simulated, one table row per arm with each test's tokens/s (mean ±
-standard deviation), the plan and the peak device memory against the budget, then the pictures that `ferry bench
+the parameters and whether the host link was simulated, one table row per arm with each test's figure (mean ± standard
+deviation) in its unit: tokens/s of a llama model's pp<N> and tg<N>, seconds per step of a Flux model's `step`, the plan and the peak device memory against the budget, then the pictures that `ferry bench
 --out-dir` wrote beside the report (bench-phases.svg, bench-timeline.svg), linked relative to the output file. The
 page starts with the card, driver, host, build and date of the reports (each named once; differences are listed).
 Python 3 standard library only. Exits 1 naming the file for a file that is not a ferry bench report.
@@ -48,7 +48,18 @@ def cell(text):
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def tps(test):
+def is_step(test):
+    return test.get("kind") == "step"
+
+
+def unit(test):
+    return "s/step" if is_step(test) else "t/s"
+
+
+def figure(test):
+    """The test's figure as ferry bench's markdown prints it: t/s to two decimals, s/step to four."""
+    if is_step(test):
+        return f"{test['mean_s']:.4f} ± {test['stddev_s']:.4f}"
     return f"{test['mean_tps']:.2f} ± {test['stddev_tps']:.2f}"
 
 
@@ -83,24 +94,35 @@ def memory_text(arm):
 
 def section(path, r, out_dir):
     p = r["parameters"]
-    tests = []
+    tests, units = [], {}
     for arm in r["arms"]:
         for t in arm["tests"]:
             if t["name"] not in tests:
                 tests.append(t["name"])
+                units[t["name"]] = unit(t)
+    flux = r.get("architecture") == "flux"
     link = r.get("simulated_link_gbps")
     lines = [f"## {section_name(path, r)}", ""]
     m = r["model"]
-    lines.append(f"- model: `{m['name']}` ({m['n_layer']} blocks, width {m['n_embd']}, {gib(m['file_bytes'])})")
+    if flux:
+        lines.append(f"- model: `{m['name']}` (flux, {m['n_double']} double + {m['n_single']} single blocks, width "
+                     f"{m['n_embd']}, {gib(m['file_bytes'])})")
+    else:
+        lines.append(f"- model: `{m['name']}` ({m['n_layer']} blocks, width {m['n_embd']}, {gib(m['file_bytes'])})")
     lines.append(f"- device: {device_line(r)}; build {build_line(r)}; measured {r['started_at']}")
-    lines.append(f"- method: prompt {p['prompt']} tokens, generation {p['gen']} tokens, {p['reps']} repetitions after "
-                 f"{p['warmups']} warm-up, arms {p['order']}" + (f" ({p['order_note']})" if p.get("order_note") else "")
-                 + "; tokens/s as mean ± sample standard deviation")
+    order = f"arms {p['order']}" + (f" ({p['order_note']})" if p.get("order_note") else "")
+    if flux:
+        lines.append(f"- method: one denoising step of a {p['image']['width']}x{p['image']['height']} image "
+                     f"({p['image_tokens']} image + {p['text_tokens']} text tokens), {p['reps']} repetitions after "
+                     f"{p['warmups']} warm-up, {order}; seconds per step as mean ± sample standard deviation")
+    else:
+        lines.append(f"- method: prompt {p['prompt']} tokens, generation {p['gen']} tokens, {p['reps']} repetitions "
+                     f"after {p['warmups']} warm-up, {order}; tokens/s as mean ± sample standard deviation")
     if link:
         lines.append(f"- **simulated link: {link:g} GB/s** (host-to-device copies of streamed layers paced to it; rows "
                      "marked \"simulated\" are figures for that link, not this card's)")
     lines.append("")
-    header = ["budget", "policy", "plan"] + [f"{t} t/s" for t in tests] + ["device peak / budget"]
+    header = ["budget", "policy", "plan"] + [f"{t} {units[t]}" for t in tests] + ["device peak / budget"]
     if link:
         header.append("link")
     lines.append("| " + " | ".join(header) + " |")
@@ -112,7 +134,7 @@ def section(path, r, out_dir):
             row += [f"{arm['status']}: {arm['reason']}"] + [""] * len(tests) + [""] + ([""] if link else [])
         else:
             by_name = {t["name"]: t for t in arm["tests"]}
-            row += [arm["plan"]["summary"]] + [tps(by_name[t]) if t in by_name else "" for t in tests]
+            row += [arm["plan"]["summary"]] + [figure(by_name[t]) if t in by_name else "" for t in tests]
             row.append(memory_text(arm))
             if link:
                 row.append("simulated" if arm.get("simulated_link_gbps") else "no effect")
@@ -120,7 +142,8 @@ def section(path, r, out_dir):
     lines.append("")
     here = os.path.dirname(os.path.abspath(path))
     for picture, what in (("bench-phases.svg", "time per test against the VRAM budget"),
-                          ("bench-timeline.svg", "copy, compute and CPU lanes of one prefill and one decode step")):
+                          ("bench-timeline.svg", "copy, compute and CPU lanes of one denoising step" if flux
+                           else "copy, compute and CPU lanes of one prefill and one decode step")):
         full = os.path.join(here, picture)
         if os.path.exists(full):
             lines.append(f"![{section_name(path, r)}: {what}]({os.path.relpath(full, out_dir)})")

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -376,4 +377,248 @@ TEST_CASE("ferry run --link-gbps: reported with the run; a bad rate is refused n
   CHECK(bad.status == 2);
   CHECK_MESSAGE(contains(bad.err, "--link-gbps"), bad.err);
   CHECK(contains(bad.err, "'fast'"));
+}
+
+namespace {
+
+fs::path make_flux_tiny(const fs::path& dir) {
+  const fs::path path = dir / "flux-tiny-q8_0.gguf";
+  const Result r = run_ferry(
+      {"make-model", "--arch", "flux", "--preset", "flux-tiny", "--type", "q8_0", "--seed", "5", "-o", path.string()},
+      dir);
+  REQUIRE_MESSAGE(r.status == 0, r.err);
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("ferry bench of a Flux model: one test `step` in seconds per step; its markdown, JSON and CSV agree") {
+  TempDir dir;
+  const std::string model = make_flux_tiny(dir.path()).string();
+  const fs::path out = dir.path() / "out";
+  const Result r = run_ferry({"bench", model, "--image", "128x96", "--txt", "16", "-r", "3", "--vram", "1GiB,2GiB",
+                              "--policy", "cpu-all,resident-stream,auto", "--out-dir", out.string(), "-o", "json"},
+                             dir.path());
+  REQUIRE_MESSAGE(r.status == 0, r.err);
+  const json report = json::parse(r.out);
+  CHECK(json::parse(read_text(out / "bench.json")) == report);
+  CHECK(report["architecture"] == "flux");
+  CHECK(report["model"]["n_double"] == 2);
+  CHECK(report["model"]["n_single"] == 2);
+  CHECK(report["parameters"]["image"] == json{{"width", 128}, {"height", 96}});
+  CHECK(report["parameters"]["image_tokens"] == 8 * 6);
+  CHECK(report["parameters"]["text_tokens"] == 16);
+  CHECK_FALSE(report["parameters"].contains("prompt"));  // a llama parameter has no meaning here
+  const bool gpu = report["device"]["gpu"].get<bool>();
+  REQUIRE(report["arms"].size() == 6);
+
+  // JSON: one test `step` per arm that ran, its statistics those of its samples, every sample positive and finite.
+  std::map<ArmKey, Stats> from_json;
+  std::vector<std::string> expected_order;
+  for (const json& arm : report["arms"]) {
+    const std::string vram = arm["vram"], policy = arm["policy"];
+    expected_order.push_back(vram + " " + policy);
+    CAPTURE(vram);
+    CAPTURE(policy);
+    if (policy != "cpu-all" && !gpu) {
+      CHECK(arm["status"] == "skipped");
+      CHECK(contains(arm["reason"].get<std::string>(), "no GPU"));
+      CHECK(arm["tests"].empty());
+      continue;
+    }
+    REQUIRE(arm["status"] == "ok");
+    REQUIRE(arm["tests"].size() == 1);
+    const json& t = arm["tests"][0];
+    CHECK(t["name"] == "step");
+    CHECK(t["kind"] == "step");
+    CHECK(t["unit"] == "s/step");
+    CHECK(t["tokens"] == 8 * 6 + 16);
+    CHECK_FALSE(t.contains("mean_tps"));
+    const auto samples = t["samples_s"].get<std::vector<double>>();
+    REQUIRE(samples.size() == 3);
+    for (double s : samples) CHECK((std::isfinite(s) && s > 0));
+    const Stats s = stats_of(samples);
+    CHECK(t["mean_s"].get<double>() == doctest::Approx(s.mean).epsilon(1e-12));
+    CHECK(t["stddev_s"].get<double>() == doctest::Approx(s.stddev).epsilon(1e-9));
+    std::vector<double> sorted = samples;
+    std::sort(sorted.begin(), sorted.end());
+    CHECK(t["median_s"].get<double>() == sorted[1]);
+    from_json[{vram, policy, "step"}] = s;
+    // img_in, the blocks, the final layer: every layer placed once.
+    CHECK(arm["plan"]["resident"].get<int>() + arm["plan"]["streamed"].get<int>() + arm["plan"]["cpu"].get<int>() ==
+          report["model"]["n_layer"].get<int>() + 2);
+    CHECK_FALSE(arm["plan"]["summary"].get<std::string>().empty());
+    if (policy == "cpu-all") CHECK(arm["memory"]["uses_device"] == false);
+  }
+  REQUIRE_FALSE(from_json.empty());
+
+  // Markdown: the unit in the header, one row per arm; the same means and deviations (printed with four decimals).
+  std::vector<std::string> header;
+  const std::string md = read_text(out / "bench.md");
+  const auto rows = md_rows(md, header);
+  REQUIRE(header == std::vector<std::string>{"budget", "policy", "plan", "device peak / budget", "test", "s/step"});
+  CHECK(contains(md, "128x96 image: 48 image + 16 text tokens"));
+  std::map<ArmKey, Stats> from_md;
+  std::vector<std::string> md_order;
+  for (const auto& row : rows) {
+    REQUIRE(row.size() == header.size());
+    md_order.push_back(row[0] + " " + row[1]);
+    if (row[2].starts_with("skipped")) {
+      CHECK(row[5].empty());
+      continue;
+    }
+    CHECK(row[4] == "step");
+    const size_t pm = row[5].find(" ± ");
+    REQUIRE(pm != std::string::npos);
+    from_md[{row[0], row[1], row[4]}] = {std::stod(row[5].substr(0, pm)), std::stod(row[5].substr(pm + 4))};
+  }
+  CHECK(md_order == expected_order);
+  REQUIRE(from_md.size() == from_json.size());
+  for (const auto& [key, s] : from_json) {
+    CAPTURE(std::get<0>(key) + " " + std::get<1>(key));
+    REQUIRE(from_md.count(key) == 1);
+    CHECK(std::abs(from_md[key].mean - s.mean) <= 0.00005 + 1e-12);
+    CHECK(std::abs(from_md[key].stddev - s.stddev) <= 0.00005 + 1e-12);
+  }
+
+  // CSV: a record per arm; seconds per step in mean_s/stddev_s, no rate, the unit named.
+  const auto records = parse_csv(read_text(out / "bench.csv"));
+  REQUIRE(records.size() == 1 + 6);
+  std::map<std::string, size_t> at;
+  for (size_t i = 0; i < records[0].size(); ++i) at[records[0][i]] = i;
+  for (const char* needed : {"vram", "policy", "status", "test", "mean_tps", "mean_s", "stddev_s", "unit", "reason"})
+    REQUIRE_MESSAGE(at.count(needed) == 1, needed);
+  size_t ran = 0;
+  for (size_t i = 1; i < records.size(); ++i) {
+    const auto& rec = records[i];
+    REQUIRE(rec.size() == records[0].size());
+    CHECK(rec[at["test"]] == "step");
+    CHECK(rec[at["unit"]] == "s/step");
+    CHECK(rec[at["mean_tps"]].empty());
+    if (rec[at["status"]] != "ok") {
+      CHECK(rec[at["mean_s"]].empty());
+      CHECK_FALSE(rec[at["reason"]].empty());
+      continue;
+    }
+    ++ran;
+    const ArmKey key{rec[at["vram"]], rec[at["policy"]], "step"};
+    REQUIRE(from_json.count(key) == 1);
+    CHECK(std::stod(rec[at["mean_s"]]) == doctest::Approx(from_json[key].mean).epsilon(1e-5));
+    CHECK(std::stod(rec[at["stddev_s"]]) == doctest::Approx(from_json[key].stddev).epsilon(1e-3));
+  }
+  CHECK(ran == from_json.size());
+  CHECK(fs::exists(out / "bench-phases.svg"));
+}
+
+TEST_CASE("ferry bench of a Flux model: --timeline traces one denoising step") {
+  TempDir dir;
+  const std::string model = make_flux_tiny(dir.path()).string();
+  const fs::path out = dir.path() / "out";
+  const Result r = run_ferry({"bench", model, "--image", "64x64", "--txt", "8", "-r", "1", "--policy", "cpu-all",
+                              "--timeline", "--out-dir", out.string()},
+                             dir.path());
+  REQUIRE_MESSAGE(r.status == 0, r.err);
+  const std::string svg = read_text(out / "bench-timeline.svg");
+  CHECK(contains(svg, "data-phase=\"one denoising step\""));
+  CHECK(contains(svg, "class=\"span\""));  // the step's CPU spans are drawn
+  CHECK_FALSE(contains(svg, "prefill"));
+  CHECK(contains(read_text(out / "bench-phases.svg"), "data-test=\"step\""));
+  CHECK(contains(read_text(out / "bench-trace.json"), "traceEvents"));
+}
+
+TEST_CASE("ferry bench of a Flux model: a budget too small is a refused row (with a GPU; skipped without)") {
+  TempDir dir;
+  const std::string model = make_flux_tiny(dir.path()).string();
+  const Result r = run_ferry({"bench", model, "--image", "64x64", "--txt", "8", "-r", "1", "--vram", "1KiB", "--policy",
+                              "resident-stream,cpu-all", "-o", "json"},
+                             dir.path());
+  REQUIRE_MESSAGE(r.status == 0, r.err);  // as for a llama model: a refused arm is a result, not a failure
+  const json report = json::parse(r.out);
+  REQUIRE(report["arms"].size() == 2);
+  const json& arm = report["arms"][0];
+  CHECK(arm["status"] == (report["device"]["gpu"].get<bool>() ? "refused" : "skipped"));
+  CHECK_FALSE(arm["reason"].get<std::string>().empty());
+  CHECK(arm["tests"].empty());
+  CHECK(report["arms"][1]["status"] == "ok");  // cpu-all needs no device memory
+}
+
+TEST_CASE("ferry bench: -p/-n are refused for a Flux model and --image/--txt for a llama one, naming the flag") {
+  TempDir dir;
+  const std::string flux = make_flux_tiny(dir.path()).string();
+  const std::string llama = make_tiny_model(dir.path()).string();
+  struct Case {
+    std::string model;
+    std::vector<std::string> flags;
+    std::string flag, says;
+  };
+  const std::vector<Case> cases = {
+      {flux, {"-p", "16"}, "--prompt", "Flux model"},
+      {flux, {"--gen", "4"}, "--gen", "Flux model"},
+      {flux, {"-p", "512", "-n", "128"}, "--prompt", "--image"},  // the defaults' values, given: still refused
+      {llama, {"--image", "64x64"}, "--image", "not Flux"},
+      {llama, {"--txt", "8"}, "--txt", "not Flux"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> args = {"bench", c.model, "-r", "1", "--policy", "cpu-all"};
+    args.insert(args.end(), c.flags.begin(), c.flags.end());
+    CAPTURE(command_line(args));
+    const Result r = run_ferry(args, dir.path());
+    CHECK(r.status == 2);
+    CHECK(r.out.empty());
+    CHECK_MESSAGE(contains(r.err, c.flag), r.err);
+    CHECK_MESSAGE(contains(r.err, c.says), r.err);
+    CHECK_MESSAGE(!contains(r.err, "loading"), r.err);  // refused before any arm was loaded
+  }
+  // Bad workload flags are usage errors before the model is read.
+  const std::string missing = (dir.path() / "not_loaded.gguf").string();
+  for (const std::vector<std::string>& flags :
+       {std::vector<std::string>{"--image", "100x100"}, std::vector<std::string>{"--txt", "0"}}) {
+    std::vector<std::string> args = {"bench", missing};
+    args.insert(args.end(), flags.begin(), flags.end());
+    const Result r = run_ferry(args, dir.path());
+    CHECK(r.status == 2);
+    CHECK_MESSAGE(contains(r.err, flags[0]), r.err);
+  }
+}
+
+TEST_CASE("ferry bench --plan of a Flux model runs the plan file's placements (as `ferry plan --json` wrote them)") {
+  TempDir dir;
+  const std::string model = make_flux_tiny(dir.path()).string();
+  const fs::path plan = dir.path() / "plan.json";
+  const Result p = run_ferry(
+      {"plan", model, "--policy", "cpu-all", "--vram", "3GiB", "--image", "64x64", "--txt", "8", "--json"}, dir.path());
+  REQUIRE_MESSAGE(p.status == 0, p.err);
+  std::ofstream(plan) << p.out;
+  const Result r = run_ferry(
+      {"bench", model, "--plan", plan.string(), "--image", "64x64", "--txt", "8", "-r", "1", "-o", "json"}, dir.path());
+  REQUIRE_MESSAGE(r.status == 0, r.err);
+  const json report = json::parse(r.out);
+  REQUIRE(report["arms"].size() == 1);  // one arm at the file's budget, with the policy its placements make
+  const json& arm = report["arms"][0];
+  CHECK(arm["vram_bytes"] == uint64_t{3} << 30);
+  CHECK(arm["policy"] == "cpu-all");
+  REQUIRE(arm["status"] == "ok");
+  CHECK_MESSAGE(contains(arm["plan"]["summary"].get<std::string>(), "plan file"), arm["plan"]["summary"]);
+  CHECK(arm["plan"]["cpu"] == report["model"]["n_layer"].get<int>() + 2);
+  CHECK(arm["tests"][0]["name"] == "step");
+}
+
+TEST_CASE("ferry bench of a Flux model --link-gbps: the simulated link is named, and marked on the arms it paced") {
+  TempDir dir;
+  const std::string model = make_flux_tiny(dir.path()).string();
+  const Result r = run_ferry({"bench", model, "--image", "64x64", "--txt", "8", "-r", "1", "--policy",
+                              "cpu-all,stream-all", "--link-gbps", "12", "-o", "json"},
+                             dir.path());
+  REQUIRE_MESSAGE(r.status == 0, r.err);
+  const json report = json::parse(r.out);
+  CHECK(report["simulated_link_gbps"] == 12.0);
+  const bool gpu = report["device"]["gpu"].get<bool>();
+  for (const json& arm : report["arms"]) {
+    CAPTURE(arm["policy"].get<std::string>());
+    // stream-all copies every layer of a Flux model too, so its copies are paced when a GPU is there.
+    if (arm["policy"] == "stream-all" && gpu)
+      CHECK(arm["simulated_link_gbps"] == 12.0);
+    else
+      CHECK(arm["simulated_link_gbps"].is_null());
+  }
 }

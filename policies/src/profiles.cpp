@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "ferry/error.hpp"
@@ -121,6 +122,15 @@ DeviceProfile DeviceProfile::from_json(const std::string& text) {
   for (const auto& [type, v] : p.cpu_gemv_bytes_per_s) check_measured("cpu_gemv_bytes_per_s." + type, v);
   for (const auto& [type, v] : p.gpu_gemv_bytes_per_s) check_measured("gpu_gemv_bytes_per_s." + type, v);
   return p;
+}
+
+DeviceProfile link_capped(const DeviceProfile& device, double gbps) {
+  if (gbps <= 0.0) return device;
+  DeviceProfile paced = device;
+  const double cap = gbps * 1e9;
+  if (paced.link.empty()) paced.link.push_back({uint64_t{1} << 20, cap});
+  for (LinkPoint& p : paced.link) p.bytes_per_s = std::min(p.bytes_per_s, cap);
+  return paced;
 }
 
 }  // namespace ferry

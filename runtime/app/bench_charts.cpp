@@ -124,7 +124,9 @@ void draw_phase_panel(SvgElement& panel, const BenchReport& r, size_t test, cons
     panel.add(svg_text(x_of(b->vram), f.y + f.h + 18, b->vram_text, "middle", 11));
   }
   panel.add(svg_text(f.x + f.w / 2, f.y + f.h + 36, "VRAM budget", "middle", 12));
-  SvgElement& y_label = panel.add(svg_text(0, 0, "time per test (log scale)", "middle", 12));
+  const bool step = bench_tests(r.request)[test].kind == TestKind::STEP;
+  SvgElement& y_label =
+      panel.add(svg_text(0, 0, step ? "seconds per step (log scale)" : "time per test (log scale)", "middle", 12));
   y_label.attr("transform", "translate(" + svg_number(f.x - 58) + "," + svg_number(f.y + f.h / 2) + ") rotate(-90)");
   if (!(hi > 0)) {
     panel.add(svg_text(f.x + f.w / 2, f.y + f.h / 2, "no arm ran", "middle", 12));
@@ -163,8 +165,8 @@ void draw_phase_panel(SvgElement& panel, const BenchReport& r, size_t test, cons
         series.add(svg_line(x, y_of(time.mean + time.stddev), x, y_of(std::max(time.mean - time.stddev, lo)), colour));
       SvgElement& dot = series.add(svg_circle(x, points[i].second, 4, colour));
       dot.add(svg_title(arms[i]->spec.vram_text + " " + std::string(policy_name(p)) + " " + t.name + ": " +
-                        duration_text(time.mean) + " (" + tps_text(t.tps()) + " t/s); " + arms[i]->plan +
-                        (arms[i]->link_paced ? "; simulated link" : "")));
+                        duration_text(time.mean) + " (" + test_value_text(t) + " " + std::string(test_unit(t.kind)) +
+                        "); " + arms[i]->plan + (arms[i]->link_paced ? "; simulated link" : "")));
     }
     panel.add(std::move(series));
   }
@@ -218,9 +220,14 @@ std::string timeline_svg(const BenchReport& r) {
     const std::vector<TraceSpan>* spans;
   };
   std::vector<Phase> phases;
-  for (const BenchTest& t : tests)
-    phases.push_back(t.prefill ? Phase{"one prefill (" + t.name + ")", &tl.prefill}
-                               : Phase{"one decode step (of " + t.name + ")", &tl.decode});
+  static const std::vector<TraceSpan> kNone;
+  for (size_t i = 0; i < tests.size(); ++i) {
+    const BenchTest& t = tests[i];
+    const std::vector<TraceSpan>* spans = i < tl.phases.size() ? &tl.phases[i] : &kNone;
+    phases.push_back(t.kind == TestKind::PREFILL      ? Phase{"one prefill (" + t.name + ")", spans}
+                     : t.kind == TestKind::GENERATION ? Phase{"one decode step (of " + t.name + ")", spans}
+                                                      : Phase{"one denoising step", spans});
+  }
   const double panel_h = 4 * kLaneH + 40;
   SvgDocument doc(kWidth, kTop + static_cast<double>(phases.size()) * (panel_h + kPanelGap));
   doc.root().add(svg_text(

@@ -59,8 +59,9 @@ std::string not_run_text(const BenchArm& arm) {
 // How the figures were taken, for the markdown's header.
 std::string method_text(const BenchReport& r) {
   return std::to_string(kBenchWarmups) + " warm-up, " + std::to_string(r.request.reps) + " repetitions, arms " +
-         (r.interleaved ? "interleaved" : "one after another (" + r.order_note + ")") +
-         "; t/s: mean ± sample standard deviation over the repetitions; clock: " + std::string(kBenchClock);
+         (r.interleaved ? "interleaved" : "one after another (" + r.order_note + ")") + "; " +
+         std::string(r.request.arch == BenchArch::FLUX ? "s/step" : "t/s") +
+         ": mean ± sample standard deviation over the repetitions; clock: " + std::string(kBenchClock);
 }
 
 Json optional_bytes(const std::optional<uint64_t>& v) { return v ? Json(*v) : Json(nullptr); }
@@ -70,8 +71,17 @@ Json test_json(const BenchTest& t) {
   const SampleStats tps = t.tps(), time = t.time();
   Json out = Json::object();
   out["name"] = t.name;
-  out["kind"] = t.prefill ? "pp" : "tg";
+  out["kind"] = std::string(test_kind_name(t.kind));
+  out["unit"] = std::string(test_unit(t.kind));
   out["tokens"] = t.tokens;
+  if (t.kind == TestKind::STEP) {  // seconds per step: the figure is the time, not a rate
+    out["mean_s"] = time.mean;
+    out["stddev_s"] = time.stddev;
+    out["median_s"] = time.median;
+    out["samples_s"] = t.seconds;
+    out["samples_sequence"] = t.sequence;
+    return out;
+  }
   out["mean_tps"] = tps.mean;
   out["stddev_tps"] = tps.stddev;
   out["median_tps"] = tps.median;
@@ -107,6 +117,19 @@ Json arm_json(const BenchArm& a, const Json& link) {
       {"tests", std::move(tests)}};
 }
 
+Json model_json(const BenchModel& m) {
+  Json out = {
+      {"path", m.path}, {"name", m.name}, {"n_layer", m.n_layer}, {"n_embd", m.n_embd}, {"file_bytes", m.file_bytes}};
+  if (m.arch == BenchArch::FLUX) {
+    out["n_double"] = m.n_double;
+    out["n_single"] = m.n_single;
+  } else {
+    out["n_vocab"] = m.n_vocab;
+    out["n_ctx_train"] = m.n_ctx_train;
+  }
+  return out;
+}
+
 std::string csv_field(const std::string& text) {
   if (text.find_first_of(",\"\n\r") == std::string::npos) return text;
   std::string out = "\"";
@@ -118,12 +141,32 @@ std::string csv_field(const std::string& text) {
 
 std::string tps_text(const SampleStats& tps) { return fixed(tps.mean, 2) + " ± " + fixed(tps.stddev, 2); }
 
+std::string_view test_unit(TestKind kind) noexcept { return kind == TestKind::STEP ? "s/step" : "t/s"; }
+
+std::string test_value_text(const BenchTest& t) {
+  if (t.kind != TestKind::STEP) return tps_text(t.tps());
+  const SampleStats time = t.time();
+  return fixed(time.mean, 4) + " ± " + fixed(time.stddev, 4);
+}
+
 std::string bench_markdown(const BenchReport& r) {
   const bool link = r.request.link_gbps > 0;
+  const bool flux = r.request.arch == BenchArch::FLUX;
+  const std::string unit(test_unit(flux ? TestKind::STEP : TestKind::PREFILL));
   std::string out = "## ferry bench: " + r.model.name + "\n\n";
-  out += "- model: " + r.model.path + " (" + std::to_string(r.model.n_layer) + " blocks, width " +
-         std::to_string(r.model.n_embd) + ", vocabulary " + std::to_string(r.model.n_vocab) + ", " +
-         format_size(r.model.file_bytes) + ")\n";
+  if (flux)
+    out += "- model: " + r.model.path + " (flux, " + std::to_string(r.model.n_double) + " double + " +
+           std::to_string(r.model.n_single) + " single blocks, width " + std::to_string(r.model.n_embd) + ", " +
+           format_size(r.model.file_bytes) + ")\n";
+  else
+    out += "- model: " + r.model.path + " (" + std::to_string(r.model.n_layer) + " blocks, width " +
+           std::to_string(r.model.n_embd) + ", vocabulary " + std::to_string(r.model.n_vocab) + ", " +
+           format_size(r.model.file_bytes) + ")\n";
+  if (flux)
+    out += "- workload: one denoising step of a " + std::to_string(r.request.image_width) + "x" +
+           std::to_string(r.request.image_height) + " image: " + std::to_string(r.request.image_tokens()) +
+           " image + " + std::to_string(r.request.text_tokens) + " text tokens, inputs N(0, 1) from seed " +
+           std::to_string(kBenchTokenSeed) + "\n";
   out += "- device: " + device_text(r.env) + "; host: " + r.env.cpu_model + ", " +
          std::to_string(r.env.hardware_threads) + " threads\n";
   out += "- build: ferry " + r.env.version + ", git " + r.env.git_sha + (r.env.git_dirty ? " (dirty)" : "") +
@@ -133,7 +176,8 @@ std::string bench_markdown(const BenchReport& r) {
     out += "- **simulated link**: host-to-device copies of streamed weights paced to " +
            link_rate_text(r.request.link_gbps) +
            " GB/s; rows whose copies were paced say so in the link column, their figures are simulated\n";
-  out += "\n| budget | policy | plan | device peak / budget |" + std::string(link ? " link |" : "") + " test | t/s |\n";
+  out += "\n| budget | policy | plan | device peak / budget |" + std::string(link ? " link |" : "") + " test | " +
+         unit + " |\n";
   out += "| ---: | --- | --- | ---: |" + std::string(link ? " --- |" : "") + " ---: | ---: |\n";
   for (const BenchArm& a : r.arms) {
     const std::string lead = "| " + cell(a.spec.vram_text) + " | " + std::string(policy_name(a.spec.policy)) + " | ";
@@ -144,7 +188,7 @@ std::string bench_markdown(const BenchReport& r) {
     const std::string link_column = link ? " " + cell(link_cell(r, a)) + " |" : std::string();
     for (const BenchTest& t : a.tests)
       out += lead + cell(a.plan) + " | " + cell(memory_text(a)) + " |" + link_column + " " + t.name + " | " +
-             tps_text(t.tps()) + " |\n";
+             test_value_text(t) + " |\n";
   }
   return out;
 }
@@ -175,38 +219,40 @@ Json bench_json(const BenchReport& r) {
                 {"no_gpu_reason", text_or_null(r.env.no_gpu_reason)}}},
               {"host", {{"cpu_model", r.env.cpu_model}, {"hardware_threads", r.env.hardware_threads}}},
               {"build", {{"ferry_version", r.env.version}, {"git_sha", r.env.git_sha}, {"dirty", r.env.git_dirty}}},
-              {"model",
-               {{"path", r.model.path},
-                {"name", r.model.name},
-                {"n_layer", r.model.n_layer},
-                {"n_embd", r.model.n_embd},
-                {"n_vocab", r.model.n_vocab},
-                {"n_ctx_train", r.model.n_ctx_train},
-                {"file_bytes", r.model.file_bytes}}},
+              {"architecture", std::string(bench_arch_name(r.request.arch))},
+              {"model", model_json(r.model)},
               {"clock", std::string(kBenchClock)},
               {"parameters",
                {{"vram", std::move(vram)},
                 {"vram_bytes", std::move(vram_bytes)},
                 {"policies", std::move(policies)},
-                {"prompt", q.prompt},
-                {"gen", q.gen},
                 {"reps", q.reps},
                 {"warmups", kBenchWarmups},
                 {"prefetch", q.prefetch},
-                {"n_ctx", std::max<int64_t>({q.prompt, q.gen, 1})},
-                {"max_step_tokens", kBenchMaxStepTokens},
                 {"token_seed", kBenchTokenSeed},
                 {"simulated_link_gbps", link},
                 {"order", r.interleaved ? "interleaved" : "sequential"},
                 {"order_note", text_or_null(r.order_note)}}},
               {"arms", std::move(arms)}};
+  Json& p = out["parameters"];
+  if (q.arch == BenchArch::FLUX) {
+    p["image"] = {{"width", q.image_width}, {"height", q.image_height}};
+    p["image_tokens"] = q.image_tokens();
+    p["text_tokens"] = q.text_tokens;
+    p["guidance"] = kBenchFluxGuidance;
+  } else {
+    p["prompt"] = q.prompt;
+    p["gen"] = q.gen;
+    p["n_ctx"] = std::max<int64_t>({q.prompt, q.gen, 1});
+    p["max_step_tokens"] = kBenchMaxStepTokens;
+  }
   return out;
 }
 
 std::string bench_csv(const BenchReport& r) {
   std::string out =
       "model,device,vram,vram_bytes,policy,status,test,tokens,reps,mean_tps,stddev_tps,mean_s,stddev_s,"
-      "device_peak_bytes,budget_bytes,resident,streamed,cpu,simulated_link_gbps,plan,reason\n";
+      "device_peak_bytes,budget_bytes,resident,streamed,cpu,simulated_link_gbps,plan,reason,unit\n";
   const std::string device = r.env.gpu ? r.env.device : "cpu";
   const std::string link = r.request.link_gbps > 0 ? link_rate_text(r.request.link_gbps) : "";
   const std::vector<BenchTest> not_run = bench_tests(r.request);
@@ -215,16 +261,18 @@ std::string bench_csv(const BenchReport& r) {
     const std::vector<BenchTest>& tests = a.status == ArmStatus::OK ? a.tests : not_run;
     for (const BenchTest& t : tests) {
       const bool ran = a.status == ArmStatus::OK;
+      const bool rate = ran && t.kind != TestKind::STEP;  // a step's figure is its time: no tokens per second
       const SampleStats tps = t.tps(), time = t.time();
       out += csv_field(r.model.name) + "," + csv_field(device) + "," + csv_field(a.spec.vram_text) + "," +
              std::to_string(a.spec.vram) + "," + std::string(policy_name(a.spec.policy)) + "," +
              std::string(arm_status_name(a.status)) + "," + t.name + "," + (ran ? std::to_string(t.tokens) : "") + "," +
-             (ran ? std::to_string(t.seconds.size()) : "") + "," + (ran ? fixed(tps.mean, 4) : "") + "," +
-             (ran ? fixed(tps.stddev, 4) : "") + "," + (ran ? fixed(time.mean, 6) : "") + "," +
+             (ran ? std::to_string(t.seconds.size()) : "") + "," + (rate ? fixed(tps.mean, 4) : "") + "," +
+             (rate ? fixed(tps.stddev, 4) : "") + "," + (ran ? fixed(time.mean, 6) : "") + "," +
              (ran ? fixed(time.stddev, 6) : "") + "," + (ran ? std::to_string(a.device_peak_bytes) : "") + "," +
              std::to_string(a.spec.vram) + "," + (ran ? std::to_string(a.resident) : "") + "," +
              (ran ? std::to_string(a.streamed) : "") + "," + (ran ? std::to_string(a.cpu) : "") + "," +
-             (a.link_paced ? link : "") + "," + csv_field(a.plan) + "," + csv_field(a.reason) + "\n";
+             (a.link_paced ? link : "") + "," + csv_field(a.plan) + "," + csv_field(a.reason) + "," +
+             std::string(test_unit(t.kind)) + "\n";
     }
   }
   return out;

@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "bench_arms.hpp"
 #include "ferry/error.hpp"
 #include "ferry/models/llama/runner.hpp"
 #include "ferry/offload/gpu.hpp"
@@ -69,18 +70,6 @@ struct Workload {
   }
 };
 
-double time_prefill(LlamaRunner& runner, Workload& w) {
-  const Clock::time_point t0 = Clock::now();
-  runner.forward(w.prompt, 0, w.logits, false);
-  return seconds_since(t0);
-}
-
-double time_generation(LlamaRunner& runner, Workload& w, int64_t n) {
-  const Clock::time_point t0 = Clock::now();
-  for (int64_t i = 0; i < n; ++i) runner.forward({&w.gen[static_cast<size_t>(i)], 1}, i, w.logits, false);
-  return seconds_since(t0);
-}
-
 LlamaRunnerOptions runner_options(const BenchRequest& request, const BenchArmSpec& spec) {
   LlamaRunnerOptions o;
   o.n_ctx = std::max<int64_t>({request.prompt, request.gen, 1});
@@ -96,42 +85,84 @@ LlamaRunnerOptions runner_options(const BenchRequest& request, const BenchArmSpe
   return o;
 }
 
+// A llama arm: the tests are bench_tests(request) in order, pp (if asked for) before tg.
+class LlamaArm final : public BenchArmRunner {
+ public:
+  LlamaArm(const LoadedModel& model, const BenchRequest& request, const BenchArmSpec& spec, Workload& w,
+           const std::string& trace_path)
+      : m_w(w) {
+    LlamaRunnerOptions options = runner_options(request, spec);
+    options.trace_path = trace_path;
+    m_runner = std::make_unique<LlamaRunner>(model.config, model.weights, options);
+    for (const BenchTest& t : bench_tests(request)) m_kinds.push_back(t.kind);
+  }
+
+  double sample(size_t test) override {
+    const double s = m_kinds[test] == TestKind::PREFILL ? time_prefill() : time_generation(m_w.gen.size());
+    m_runner->scheduler().wait_idle();
+    return s;
+  }
+  void trace_phase(size_t test) override {
+    if (m_kinds[test] == TestKind::PREFILL)
+      time_prefill();
+    else
+      time_generation(1);
+    m_runner->scheduler().wait_idle();
+  }
+  const LayerScheduler& scheduler() const override { return m_runner->scheduler(); }
+  MemoryReport memory() const override { return m_runner->scheduler().memory(); }
+  const std::vector<Placement>& placements() const override { return m_runner->placements(); }
+  std::string plan_text() const override {
+    return m_runner->placement_summary() + (m_runner->plan_note().empty() ? "" : " (" + m_runner->plan_note() + ")");
+  }
+
+ private:
+  double time_prefill() {
+    const Clock::time_point t0 = Clock::now();
+    m_runner->forward(m_w.prompt, 0, m_w.logits, false);
+    return seconds_since(t0);
+  }
+  double time_generation(size_t n) {
+    const Clock::time_point t0 = Clock::now();
+    for (size_t i = 0; i < n; ++i) m_runner->forward({&m_w.gen[i], 1}, static_cast<int64_t>(i), m_w.logits, false);
+    return seconds_since(t0);
+  }
+
+  Workload& m_w;
+  std::unique_ptr<LlamaRunner> m_runner;
+  std::vector<TestKind> m_kinds;
+};
+
 // One arm held: its runner, loaded, described and warmed up.
 struct LiveArm {
   BenchArm* arm = nullptr;
-  std::unique_ptr<LlamaRunner> runner;
+  std::unique_ptr<BenchArmRunner> runner;
 };
 
-void warm_up(LlamaRunner& runner, const BenchRequest& request, Workload& w) {
-  for (int i = 0; i < kBenchWarmups; ++i) {
-    if (request.prompt > 0) time_prefill(runner, w);
-    if (request.gen > 0) time_generation(runner, w, 1);
-  }
-  runner.scheduler().wait_idle();
+void warm_up(BenchArmRunner& runner, size_t n_tests) {
+  for (int i = 0; i < kBenchWarmups; ++i)
+    for (size_t t = 0; t < n_tests; ++t) runner.trace_phase(t);
 }
 
 // Plans and loads the arm, fills in its plan and memory; null (and the arm REFUSED) when its plan does not fit.
-std::unique_ptr<LlamaRunner> open_arm(const LoadedModel& model, const BenchRequest& request, BenchArm& arm, Workload& w,
-                                      const std::string& trace_path = {}) {
+std::unique_ptr<BenchArmRunner> open_arm(const OpenBenchArm& open, const BenchRequest& request, BenchArm& arm,
+                                         const std::string& trace_path = {}) {
   const std::optional<uint64_t> before = process_device_now();
-  LlamaRunnerOptions options = runner_options(request, arm.spec);
-  options.trace_path = trace_path;
-  std::unique_ptr<LlamaRunner> runner;
+  std::unique_ptr<BenchArmRunner> runner;
   try {
-    runner = std::make_unique<LlamaRunner>(model.config, model.weights, options);
+    runner = open(arm.spec, trace_path);
   } catch (const Error& e) {
     if (e.category() != ErrorCategory::BUDGET) throw;
     arm.status = ArmStatus::REFUSED;
     arm.reason = first_line(e.what());
     return nullptr;
   }
-  warm_up(*runner, request, w);
-  arm.plan = runner->placement_summary();
-  if (!runner->plan_note().empty()) arm.plan += " (" + runner->plan_note() + ")";
+  warm_up(*runner, bench_tests(request).size());
+  arm.plan = runner->plan_text();
   arm.resident = arm.streamed = arm.cpu = 0;
   for (Placement p : runner->placements())
     (p == Placement::RESIDENT ? arm.resident : p == Placement::STREAMED ? arm.streamed : arm.cpu)++;
-  const MemoryReport m = runner->scheduler().memory();
+  const MemoryReport m = runner->memory();
   arm.uses_device = m.uses_device;
   arm.context_bytes = m.uses_device ? m.plan[MemoryCategory::CONTEXT] : 0;
   arm.arena_bytes = m.arena_bytes;
@@ -147,17 +178,10 @@ std::unique_ptr<LlamaRunner> open_arm(const LoadedModel& model, const BenchReque
 }
 
 // One sample of each test of the arm; `taken` counts the bench's samples.
-void measure_once(LiveArm& live, const BenchRequest& request, Workload& w, int64_t& taken) {
-  size_t t = 0;
-  if (request.prompt > 0) {
-    live.arm->tests[t].seconds.push_back(time_prefill(*live.runner, w));
-    live.arm->tests[t++].sequence.push_back(taken++);
-    live.runner->scheduler().wait_idle();
-  }
-  if (request.gen > 0) {
-    live.arm->tests[t].seconds.push_back(time_generation(*live.runner, w, request.gen));
+void measure_once(LiveArm& live, int64_t& taken) {
+  for (size_t t = 0; t < live.arm->tests.size(); ++t) {
+    live.arm->tests[t].seconds.push_back(live.runner->sample(t));
     live.arm->tests[t].sequence.push_back(taken++);
-    live.runner->scheduler().wait_idle();
   }
 }
 
@@ -185,38 +209,31 @@ bool fits_together(const std::vector<BenchArm>& arms, std::string& note) {
 #endif
 }
 
-void record_timeline(const LoadedModel& model, const BenchRequest& request, BenchReport& report, Workload& w,
-                     const BenchLog& log) {
+void record_timeline(const OpenBenchArm& open, BenchReport& report, const BenchLog& log) {
   const auto first =
       std::find_if(report.arms.begin(), report.arms.end(), [](const BenchArm& a) { return a.status == ArmStatus::OK; });
   if (first == report.arms.end()) {
     log("no timeline: no arm ran");
     return;
   }
-  log("timeline: tracing one prefill and one decode step of " + arm_label(*first));
+  const std::vector<BenchTest> tests = bench_tests(report.request);
+  std::string phases;
+  for (const BenchTest& t : tests) phases += (phases.empty() ? "" : ", ") + t.name;
+  log("timeline: tracing one phase of each test (" + phases + ") of " + arm_label(*first));
   BenchArm scratch = *first;  // open_arm fills in a plan and figures; the measured arm keeps its own
-  std::unique_ptr<LlamaRunner> runner = open_arm(model, request, scratch, w, request.trace_path);
+  std::unique_ptr<BenchArmRunner> runner = open_arm(open, report.request, scratch, report.request.trace_path);
   if (!runner) fail(ErrorCategory::INTERNAL, "bench: the timeline's arm was refused after it had run");
   BenchTimeline timeline;
   timeline.arm = static_cast<size_t>(first - report.arms.begin());
   const LayerScheduler& s = runner->scheduler();
-  auto spans_of_steps = [&](int64_t from, int64_t to) {
-    std::vector<TraceSpan> out;
+  for (size_t t = 0; t < tests.size(); ++t) {
+    const int64_t from = s.last_step().step + 1;
+    runner->trace_phase(t);
+    std::vector<TraceSpan> spans;
     for (const TraceSpan& span : s.trace().spans())
-      if (span.step >= from && span.step <= to) out.push_back(span);
-    return out;
-  };
-  if (request.prompt > 0) {
-    const int64_t from = s.last_step().step + 1;
-    time_prefill(*runner, w);
-    timeline.prefill = spans_of_steps(from, s.last_step().step);
+      if (span.step >= from && span.step <= s.last_step().step) spans.push_back(span);
+    timeline.phases.push_back(std::move(spans));
   }
-  if (request.gen > 0) {
-    const int64_t from = s.last_step().step + 1;
-    time_generation(*runner, w, 1);
-    timeline.decode = spans_of_steps(from, s.last_step().step);
-  }
-  runner->scheduler().wait_idle();
   report.timeline = std::move(timeline);
 }
 
@@ -246,9 +263,28 @@ std::vector<double> BenchTest::tokens_per_second() const {
 
 std::vector<BenchTest> bench_tests(const BenchRequest& request) {
   std::vector<BenchTest> tests;
-  if (request.prompt > 0) tests.push_back({"pp" + std::to_string(request.prompt), true, request.prompt, {}});
-  if (request.gen > 0) tests.push_back({"tg" + std::to_string(request.gen), false, request.gen, {}});
+  if (request.arch == BenchArch::FLUX) {
+    tests.push_back({"step", TestKind::STEP, request.image_tokens() + request.text_tokens, {}, {}});
+    return tests;
+  }
+  if (request.prompt > 0)
+    tests.push_back({"pp" + std::to_string(request.prompt), TestKind::PREFILL, request.prompt, {}, {}});
+  if (request.gen > 0) tests.push_back({"tg" + std::to_string(request.gen), TestKind::GENERATION, request.gen, {}, {}});
   return tests;
+}
+
+std::string_view bench_arch_name(BenchArch arch) noexcept { return arch == BenchArch::FLUX ? "flux" : "llama"; }
+
+std::string_view test_kind_name(TestKind kind) noexcept {
+  switch (kind) {
+    case TestKind::PREFILL:
+      return "pp";
+    case TestKind::GENERATION:
+      return "tg";
+    case TestKind::STEP:
+      return "step";
+  }
+  return "?";
 }
 
 std::string_view arm_status_name(ArmStatus status) noexcept {
@@ -285,18 +321,8 @@ BenchEnvironment bench_environment() {
   return env;
 }
 
-BenchReport run_bench(const LoadedModel& model, const BenchRequest& request, BenchEnvironment env,
-                      const BenchLog& log) {
-  BenchReport report;
-  report.env = std::move(env);
-  report.request = request;
-  report.model = {model.path,
-                  std::filesystem::path(model.path).filename().string(),
-                  model.config.n_layer,
-                  model.config.n_embd,
-                  model.config.n_vocab,
-                  model.config.n_ctx_train,
-                  model.file.file_size()};
+void run_bench_arms(BenchReport& report, const OpenBenchArm& open, const BenchLog& log) {
+  const BenchRequest& request = report.request;
   for (const BenchArmSpec& spec : request.arms) {
     BenchArm arm;
     arm.spec = spec;
@@ -308,12 +334,11 @@ BenchReport run_bench(const LoadedModel& model, const BenchRequest& request, Ben
   }
   if (request.sequential) report.order_note = "--sequential: each arm was held alone and ran its repetitions in a row";
   report.interleaved = !request.sequential && fits_together(report.arms, report.order_note);
-  Workload w(report.model, request);
   int64_t taken = 0;
 
-  auto open = [&](BenchArm& arm) -> LiveArm {
+  auto open_live = [&](BenchArm& arm) -> LiveArm {
     log("loading " + arm_label(arm));
-    LiveArm live{&arm, open_arm(model, request, arm, w)};
+    LiveArm live{&arm, open_arm(open, request, arm)};
     if (live.runner) {
       arm.tests = bench_tests(request);
       log("  " + arm.plan + (arm.link.empty() ? "" : "; link: " + arm.link));
@@ -326,20 +351,41 @@ BenchReport run_bench(const LoadedModel& model, const BenchRequest& request, Ben
     std::vector<LiveArm> live;
     for (BenchArm& arm : report.arms)
       if (arm.status == ArmStatus::OK)
-        if (LiveArm a = open(arm); a.runner) live.push_back(std::move(a));
+        if (LiveArm a = open_live(arm); a.runner) live.push_back(std::move(a));
     for (int r = 0; r < request.reps; ++r) {
       log("repetition " + std::to_string(r + 1) + " of " + std::to_string(request.reps));
-      for (size_t j = 0; j < live.size(); ++j)
-        measure_once(live[(j + static_cast<size_t>(r)) % live.size()], request, w, taken);
+      for (size_t j = 0; j < live.size(); ++j) measure_once(live[(j + static_cast<size_t>(r)) % live.size()], taken);
     }
   } else {
     for (BenchArm& arm : report.arms) {
       if (arm.status != ArmStatus::OK) continue;
-      LiveArm live = open(arm);
-      for (int r = 0; r < request.reps && live.runner; ++r) measure_once(live, request, w, taken);
+      LiveArm live = open_live(arm);
+      for (int r = 0; r < request.reps && live.runner; ++r) measure_once(live, taken);
     }
   }
-  if (request.timeline) record_timeline(model, request, report, w, log);
+  if (request.timeline) record_timeline(open, report, log);
+}
+
+BenchReport run_bench(const LoadedModel& model, const BenchRequest& request, BenchEnvironment env,
+                      const BenchLog& log) {
+  BenchReport report;
+  report.env = std::move(env);
+  report.request = request;
+  report.model.path = model.path;
+  report.model.name = std::filesystem::path(model.path).filename().string();
+  report.model.arch = BenchArch::LLAMA;
+  report.model.n_layer = model.config.n_layer;
+  report.model.n_embd = model.config.n_embd;
+  report.model.n_vocab = model.config.n_vocab;
+  report.model.n_ctx_train = model.config.n_ctx_train;
+  report.model.file_bytes = model.file.file_size();
+  Workload w(report.model, request);
+  run_bench_arms(
+      report,
+      [&](const BenchArmSpec& spec, const std::string& trace_path) -> std::unique_ptr<BenchArmRunner> {
+        return std::make_unique<LlamaArm>(model, request, spec, w, trace_path);
+      },
+      log);
   return report;
 }
 

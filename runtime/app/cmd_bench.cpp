@@ -1,7 +1,10 @@
-// `ferry bench [MODEL] --vram LIST --policy LIST [-p N] [-n N] [-r REPS] [-o md|json|csv] [--out-dir DIR]
-// [--timeline] [--link-gbps RATE] [--resident/--stream/--cpu REGEX | --plan FILE]`: every (budget, policy) arm of a
-// llama model side by side, prefill and generation rates in the manner of llama-bench (bench_runner.hpp), with each
-// arm's plan and peak device memory against its budget. Standard output carries the report in the chosen form;
+// `ferry bench [MODEL] --vram LIST --policy LIST [-p N] [-n N | --image WxH --txt N] [-r REPS] [-o md|json|csv]
+// [--out-dir DIR] [--timeline] [--link-gbps RATE] [--resident/--stream/--cpu REGEX | --plan FILE]`: every (budget,
+// policy) arm of a model side by side in the manner of llama-bench (bench_runner.hpp): of a llama model the prefill
+// and generation rates (pp<N>, tg<N>, tokens per second), of a Flux model (general.architecture = flux) the seconds
+// per denoising step (`step`, of an --image WxH with --txt text tokens), with each arm's plan and peak device memory
+// against its budget. -p/-n given for a Flux model, or --image/--txt for a llama one, are refused (exit 2) naming the
+// flag: they would silently measure something else. Standard output carries the report in the chosen form;
 // --out-dir also writes all three forms and the SVG pictures there (bench_output.hpp, bench_charts.hpp). Progress goes
 // to standard error. Overrides apply to every arm; with --plan there is one arm per budget (the file's budget without
 // --vram), running the file's placements.
@@ -26,7 +29,9 @@
 #include "commands.hpp"
 #include "ferry/atomic_file.hpp"
 #include "ferry/error.hpp"
+#include "ferry/gguf.hpp"
 #include "ferry/offload/size_parse.hpp"
+#include "image_flag.hpp"
 #include "model_command.hpp"
 #include "override_flags.hpp"
 
@@ -39,6 +44,9 @@ struct BenchFlags {
   std::string policy = "resident-first,resident-stream,stream-all,cpu-all";
   int64_t prompt = 512;
   int64_t gen = 128;
+  std::string image = "256x256";  // Flux: small enough for the built-in small model on a CPU
+  int64_t text_tokens = 64;       // Flux
+  bool prompt_given = false, gen_given = false, image_given = false, text_given = false;
   int reps = 5;
   std::string output = "md";
   std::string out_dir;
@@ -123,6 +131,10 @@ BenchPlan validate(const BenchFlags& f) {
   for (const auto& [text, bytes] : budgets)
     for (const Policy p : policies) r.arms.push_back({text, bytes, p});
   if (f.prompt == 0 && f.gen == 0) bad_flag("--prompt", "and --gen are both 0: there is nothing to measure");
+  const ImageSize image = image_flag(f.image);
+  r.image_width = image.width;
+  r.image_height = image.height;
+  r.text_tokens = f.text_tokens;
   r.prompt = f.prompt;
   r.gen = f.gen;
   r.reps = f.reps;
@@ -155,20 +167,19 @@ void log_line(const std::string& line) {
   std::fflush(stderr);
 }
 
-int bench_command(const BenchFlags& f) {
-  const BenchPlan plan = validate(f);
-  // Before the model is loaded or anything else touches the GPU: the context's overhead is measured first.
-  BenchEnvironment env = bench_environment();
-  const LoadedModel model(model_path_or_default(f.model, plan.default_model));
-  const int64_t need = std::max(plan.request.prompt, plan.request.gen);
+BenchReport run_llama_bench(const std::string& path, const BenchRequest& request, BenchEnvironment env) {
+  const LoadedModel model(path);
+  const int64_t need = std::max(request.prompt, request.gen);
   if (need > model.config.n_ctx_train)
-    bad_flag(plan.request.prompt >= plan.request.gen ? "--prompt" : "--gen",
+    bad_flag(request.prompt >= request.gen ? "--prompt" : "--gen",
              std::to_string(need) + " tokens exceed the training context of " + model.path + " (" +
                  std::to_string(model.config.n_ctx_train) + " tokens)");
   log_line(model.path + " on " + (env.gpu ? env.device : "the CPU (no GPU: " + env.no_gpu_reason + ")") + ", " +
-           std::to_string(plan.request.arms.size()) + " arms");
-  const BenchReport report = run_bench(model, plan.request, std::move(env), log_line);
+           std::to_string(request.arms.size()) + " arms");
+  return run_bench(model, request, std::move(env), log_line);
+}
 
+int write_report(const BenchFlags& f, const BenchPlan& plan, const BenchReport& report) {
   const std::string md = bench_markdown(report);
   const std::string json = dump_json(bench_json(report)) + "\n";
   const std::string csv = bench_csv(report);
@@ -177,7 +188,7 @@ int bench_command(const BenchFlags& f) {
     write_text(dir / "bench.md", md);
     write_text(dir / "bench.json", json);
     write_text(dir / "bench.csv", csv);
-    write_text(dir / "bench-phases.svg", phase_chart_svg(report));
+    write_text(dir / "bench-phases.svg", phase_chart_svg(report));  // every test has its panel, Flux's step too
     if (report.timeline) write_text(dir / "bench-timeline.svg", timeline_svg(report));
     log_line("wrote bench.md, bench.json, bench.csv, bench-phases.svg" +
              std::string(report.timeline ? ", bench-timeline.svg, bench-trace.json" : "") + " to " + f.out_dir);
@@ -186,12 +197,45 @@ int bench_command(const BenchFlags& f) {
   return 0;
 }
 
+// The file's family from its header (no weight read), and the flags of the other family refused by name.
+BenchArch model_arch(const BenchFlags& f, const std::string& path) {
+  const GgufFile header = GgufFile::open_header(path);
+  const bool flux = header.find("general.architecture") && header.get_string("general.architecture") == "flux";
+  if (flux && (f.prompt_given || f.gen_given))
+    bad_flag(f.prompt_given ? "--prompt" : "--gen",
+             "applies to llama models; " + quote_name(path) +
+                 " is a Flux model, whose test is `step` (one denoising step): set its workload with --image WxH and "
+                 "--txt N");
+  if (!flux && (f.image_given || f.text_given))
+    bad_flag(f.image_given ? "--image" : "--txt", "applies to Flux models; " + quote_name(path) + " is not Flux");
+  return flux ? BenchArch::FLUX : BenchArch::LLAMA;
+}
+
+int bench_command(const BenchFlags& f) {
+  BenchPlan plan = validate(f);
+  // Before the model is loaded or anything else touches the GPU: the context's overhead is measured first.
+  BenchEnvironment env = bench_environment();
+  const std::string path = model_path_or_default(f.model, plan.default_model);
+  plan.request.arch = model_arch(f, path);
+  BenchReport report;
+  if (plan.request.arch == BenchArch::FLUX) {
+    log_line(path + " (flux) on " + (env.gpu ? env.device : "the CPU (no GPU: " + env.no_gpu_reason + ")") + ", " +
+             std::to_string(plan.request.arms.size()) + " arms");
+    report = run_flux_bench(path, plan.request, std::move(env), log_line);
+  } else {
+    report = run_llama_bench(path, plan.request, std::move(env));
+  }
+  return write_report(f, plan, report);
+}
+
 }  // namespace
 
 Action add_bench_command(CLI::App& app) {
   auto o = std::make_shared<BenchFlags>();
   CLI::App* cmd = app.add_subcommand(
-      "bench", "Prefill and generation rates of every budget and policy side by side (default model as `run`)");
+      "bench",
+      "Prefill and generation rates (Flux: seconds per step) of every budget and policy side by side (default model as "
+      "`run`)");
   cmd->add_option("model", o->model, "GGUF model file (omit for the built-in default model; see FERRY_DEFAULT_MODEL)");
   CLI::Option* vram =
       cmd->add_option("--vram", o->vram, "VRAM budgets, comma-separated (default 8GiB; e.g. 8GiB,4GiB,2GiB)");
@@ -199,16 +243,24 @@ Action add_bench_command(CLI::App& app) {
       "--policy", o->policy,
       "Policies, comma-separated (default: all of resident-first, resident-stream, stream-all, cpu-all)");
   add_override_flags(*cmd, o->overrides, vram, policy);
-  cmd->add_option("-p,--prompt", o->prompt, "Prompt tokens of the prefill test pp<N> (default 512; 0: none)")
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
-  cmd->add_option("-n,--gen", o->gen, "Tokens of the generation test tg<N> (default 128; 0: none)")
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  CLI::Option* prompt = cmd->add_option("-p,--prompt", o->prompt,
+                                        "Llama models: prompt tokens of the prefill test pp<N> (default 512; 0: none)")
+                            ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  CLI::Option* gen =
+      cmd->add_option("-n,--gen", o->gen, "Llama models: tokens of the generation test tg<N> (default 128; 0: none)")
+          ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  CLI::Option* image =
+      cmd->add_option("--image", o->image,
+                      "Flux models: image size of the step test in pixels, WxH, multiples of 16 (default 256x256)");
+  CLI::Option* txt = cmd->add_option("--txt", o->text_tokens, "Flux models: text tokens of each step (default 64)")
+                         ->check(CLI::Range(int64_t{1}, int64_t{4096}));
   cmd->add_option("-r,--reps", o->reps, "Repetitions of each test (default 5)")->check(CLI::Range(1, 1000));
   cmd->add_option("-o,--output", o->output, "Standard output's form: md (default), json or csv");
   cmd->add_option("--out-dir", o->out_dir,
                   "Also write bench.md, bench.json, bench.csv and bench-phases.svg into this folder (made if missing)");
   cmd->add_flag("--timeline", o->timeline,
-                "Trace one prefill and one decode step of the first arm: bench-timeline.svg and bench-trace.json "
+                "Trace one prefill and one decode step (Flux: one step) of the first arm: bench-timeline.svg and "
+                "bench-trace.json "
                 "(needs --out-dir)");
   cmd->add_option("--link-gbps", o->link_gbps,
                   "Simulate a slower host link: pace streamed layers' host-to-device copies to this many GB/s "
@@ -217,7 +269,13 @@ Action add_bench_command(CLI::App& app) {
   cmd->add_flag("--sequential", o->sequential,
                 "Hold one arm at a time and run its repetitions in a row (default: hold every arm and alternate "
                 "them, when their budgets fit the device together)");
-  return [o] { return bench_command(*o); };
+  return [o, prompt, gen, image, txt] {
+    o->prompt_given = prompt->count() > 0;
+    o->gen_given = gen->count() > 0;
+    o->image_given = image->count() > 0;
+    o->text_given = txt->count() > 0;
+    return bench_command(*o);
+  };
 }
 
 }  // namespace ferry::cli

@@ -13,6 +13,9 @@
 2. A model file whose name holds XML's markup characters (< & " ' >) and a simulated link: the SVGs still parse and
    their titles read back the name exactly; the JSON carries the link rate; the CSV parses (csv module) with one
    record per (arm, test).
+3. A Flux model (make-model --preset flux-tiny) with --timeline: its report (test `step`, seconds per step) validates,
+   the schema rejects llama tests in it and a step test in a llama report, the phase chart has a series per policy
+   that ran and the timeline one panel of four lanes (one denoising step).
 
 Exits 1 on any failure, 77 when `jsonschema` cannot be imported (1 under FERRY_REQUIRE_ORACLE=1, set by CI and
 scripts/test.sh, which install it: apt python3-jsonschema).
@@ -82,7 +85,8 @@ def check_schema_rejects(v, report):
     cases = {
         "no device": lambda r: r.pop("device"),
         "an unknown top-level field": lambda r: r.update(extra=1),
-        "a negative mean": lambda r: r["arms"][ok_arm]["tests"][0].update(mean_tps=-1.0),
+        "a negative mean": lambda r: r["arms"][ok_arm]["tests"][0].update(
+            **{"mean_s" if report["architecture"] == "flux" else "mean_tps": -1.0}),
         "a status that does not exist": lambda r: r["arms"][ok_arm].update(status="fine"),
         "a ran arm without tests": lambda r: r["arms"][ok_arm].update(tests=[]),
         "an unknown policy": lambda r: r["arms"][ok_arm].update(policy="gpu-magic"),
@@ -90,7 +94,26 @@ def check_schema_rejects(v, report):
         "a sha that is not one": lambda r: r["build"].update(git_sha="main"),
         "a test name of another kind": lambda r: r["arms"][ok_arm]["tests"][0].update(name="step512"),
         "no samples": lambda r: r["arms"][ok_arm]["tests"][0].update(samples_s=[]),
+        "no architecture": lambda r: r.pop("architecture"),
     }
+    if report["architecture"] == "flux":
+        cases.update({
+            "a step test in tokens per second": lambda r: r["arms"][ok_arm]["tests"][0].update(unit="t/s"),
+            "a step test with a rate": lambda r: r["arms"][ok_arm]["tests"][0].update(mean_tps=1.0),
+            "a flux report with a prompt": lambda r: r["parameters"].update(prompt=512),
+            "a flux report without its image": lambda r: r["parameters"].pop("image"),
+            "a flux report with a llama test": lambda r: r["arms"][ok_arm]["tests"].__setitem__(0, {
+                "name": "pp8", "kind": "pp", "unit": "t/s", "tokens": 8, "mean_tps": 1.0, "stddev_tps": 0.0,
+                "median_tps": 1.0, "mean_s": 8.0, "stddev_s": 0.0, "samples_s": [8.0], "samples_tps": [1.0],
+                "samples_sequence": [0]}),
+        })
+    else:
+        cases.update({
+            "a llama report with a step test": lambda r: r["arms"][ok_arm]["tests"].__setitem__(0, {
+                "name": "step", "kind": "step", "unit": "s/step", "tokens": 8, "mean_s": 1.0, "stddev_s": 0.0,
+                "median_s": 1.0, "samples_s": [1.0], "samples_sequence": [0]}),
+            "a llama report without its prompt": lambda r: r["parameters"].pop("prompt"),
+        })
     for what, mutate in cases.items():
         check(broken(mutate), f"the schema accepts a report with {what}")
 
@@ -141,7 +164,8 @@ def check_timeline(path, report):
     root = svg_root(path)
     if root is None:
         return
-    phases = [p for p in (report["parameters"]["prompt"], report["parameters"]["gen"]) if p > 0]
+    params = report["parameters"]
+    phases = ["step"] if report["architecture"] == "flux" else [p for p in (params["prompt"], params["gen"]) if p > 0]
     lanes = with_class(root, "lane")
     check(len(lanes) == 4 * len(phases), f"{path}: {len(lanes)} lanes, expected 4 per phase x {len(phases)}")
     tracks = sorted({lane.get("data-lane") for lane in lanes})
@@ -149,7 +173,7 @@ def check_timeline(path, report):
     spans = with_class(root, "span")
     check(len(spans) > 0, f"{path}: no spans")
     first = next(a for a in report["arms"] if a["status"] == "ok")
-    if first["plan"]["cpu"] == report["model"]["n_layer"] + 1:  # every layer on the CPU
+    if report["architecture"] == "llama" and first["plan"]["cpu"] == report["model"]["n_layer"] + 1:  # all on the CPU
         decode = [lane for lane in lanes if lane.get("data-lane") == "CPU pool" and "decode" in lane.get("data-phase")]
         n = len(with_class(decode[0], "span")) if decode else -1
         check(n == report["model"]["n_layer"] + 1,
@@ -203,6 +227,28 @@ def main():
         check(len(records) == 1 + 2 * 2, f"the CSV has {len(records)} records, expected a header and 4")
         check(all(len(r) == len(records[0]) for r in records), "CSV records of different lengths")
         check(all(r[0] == name for r in records[1:]), "the CSV does not carry the model's name as it is")
+
+        # 3. A Flux model: the step test, its chart and timeline.
+        flux = os.path.join(work, "flux-tiny.gguf")
+        run(args.ferry, ["make-model", "--arch", "flux", "--preset", "flux-tiny", "--type", "q8_0", "--seed", "5",
+                         "-o", flux], env, work)
+        out = os.path.join(work, "three")
+        stdout = run(args.ferry, ["bench", flux, "--image", "128x128", "--txt", "16", "-r", "2", "--vram", "1GiB,2GiB",
+                                  "--policy", "cpu-all,resident-stream,auto", "--timeline", "--out-dir", out,
+                                  "-o", "json"], env, work)
+        report = json.loads(stdout)
+        check_schema(v, report, "stdout (flux)")
+        check_schema_rejects(v, report)
+        check(report["architecture"] == "flux", "the Flux report's architecture is not flux")
+        tests = {t["name"] for a in report["arms"] for t in a["tests"]}
+        check(tests == {"step"}, f"the Flux report's tests are {tests}, expected step")
+        check_phase_chart(os.path.join(out, "bench-phases.svg"), report)
+        check_timeline(os.path.join(out, "bench-timeline.svg"), report)
+        with open(os.path.join(out, "bench.csv"), encoding="utf-8") as f:
+            records = list(csv.DictReader(f))
+        check(len(records) == 6, f"the Flux CSV has {len(records)} records, expected 2 budgets x 3 policies")
+        check(all(r["unit"] == "s/step" and r["mean_tps"] == "" for r in records),
+              "the Flux CSV has a rate or another unit")
     if failures:
         print(f"{len(failures)} failures")
         return 1

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """scripts/results-md.py on reports that `ferry bench` wrote on this machine (the built-in synthetic model, CPU arms
-wherever there is no GPU): one section per report, named after its folder; each arm's row with the report's figures
-(tokens/s to two decimals); the simulated link marked in its section and the page's header; the card and the date
+wherever there is no GPU, and a tiny Flux model): one section per report, named after its folder; each arm's row with
+the report's figures (tokens/s to two decimals; a Flux step's seconds to four, its column headed `step s/step`); the simulated link marked in its section and the page's header; the card and the date
 named; every picture link resolving to the SVG beside its report, relative to the page; a file that is not a report
 refused (exit 1) by name.
 
@@ -42,10 +42,14 @@ def main():
     with tempfile.TemporaryDirectory(prefix="ferry-results-md-") as work:
         env = dict(os.environ, FERRY_CACHE_DIR=os.path.join(work, "cache"), FERRY_DEFAULT_MODEL="synthetic")
         runs = {"plain-workload": [], "link-12": ["--link-gbps", "12"]}
+        flux = os.path.join(work, "flux-tiny.gguf")
+        run([ferry, "make-model", "--arch", "flux", "--preset", "flux-tiny", "--type", "q8_0", "--seed", "5", "-o", flux])
+        runs["flux-step"] = ["--image", "128x128", "--txt", "16"]
         reports = {}
         for name, extra in runs.items():
             out = os.path.join(work, "results", name)
-            run([ferry, "bench", "-p", "16", "-n", "4", "-r", "2", "--vram", "1GiB,2GiB",
+            workload = [flux] if name == "flux-step" else ["-p", "16", "-n", "4"]
+            run([ferry, "bench"] + workload + ["-r", "2", "--vram", "1GiB,2GiB",
                  "--policy", "cpu-all,stream-all", "--out-dir", out] + extra, env)
             with open(os.path.join(out, "bench.json"), encoding="utf-8") as f:
                 reports[name] = json.load(f)
@@ -71,11 +75,16 @@ def main():
                 check(cells[0] == arm["vram"] and cells[1] == arm["policy"], f"{name}: row {cells[:2]} for {arm['vram']} {arm['policy']}")
                 if arm["status"] == "ok":
                     for i, t in enumerate(arm["tests"]):
-                        want = f"{t['mean_tps']:.2f} ± {t['stddev_tps']:.2f}"
+                        if name == "flux-step":
+                            check(t["name"] == "step", f"{name}: a test {t['name']}")
+                            want = f"{t['mean_s']:.4f} ± {t['stddev_s']:.4f}"
+                        else:
+                            want = f"{t['mean_tps']:.2f} ± {t['stddev_tps']:.2f}"
                         check(cells[3 + i] == want, f"{name}: {arm['vram']} {arm['policy']} {t['name']}: {cells[3 + i]!r}, "
                               f"the report says {want!r}")
                 else:
                     check(cells[2].startswith(arm["status"]), f"{name}: a {arm['status']} arm reads {cells[2]!r}")
+            check(("| step s/step |" in text) == (name == "flux-step"), f"{name}: the step column's header")
             simulated = "**simulated link: 12 GB/s**" in text
             check(simulated == (name == "link-12"), f"{name}: the simulated link is {'not ' if not simulated else ''}marked")
             for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):

@@ -28,6 +28,7 @@ SchedulerOptions flux_scheduler_options(const FluxConfig& config, const FluxRunn
   s.trace_path = o.trace_path;
   s.step_input_floats = FluxStepInputs::floats(config, o.max_tokens);
   s.dequant_via_fp32 = o.dequant_via_fp32;
+  s.link_gbps = o.link_gbps;
   return s;
 }
 
@@ -61,7 +62,8 @@ Plan plan_flux_run(const FluxConfig& config, const FluxWeights& weights, const F
   request.generated_tokens = 0;
   request.overrides = options.overrides;
   request.plan_file = options.plan_file;
-  return make_plan(flux_stack_profile(config, weights, options.max_tokens, options.text_tokens), device, request);
+  return make_plan(flux_stack_profile(config, weights, options.max_tokens, options.text_tokens),
+                   link_capped(device, options.link_gbps), request);
 }
 
 FluxRunner::FluxRunner(const FluxConfig& config, const FluxWeights& weights, const FluxRunnerOptions& options)

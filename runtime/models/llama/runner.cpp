@@ -30,12 +30,7 @@ SchedulerOptions scheduler_options(const LlamaRunnerOptions& o) {
 // The device as the cost model must see it: with a simulated slower link, the rate the copies will be paced to, or
 // `auto` would stream as much as the real link allows.
 DeviceProfile paced_device(const LlamaRunnerOptions& options, const DeviceProfile& device) {
-  if (options.link_gbps <= 0.0) return device;
-  DeviceProfile paced = device;
-  const double cap = options.link_gbps * 1e9;
-  if (paced.link.empty()) paced.link.push_back({uint64_t{1} << 20, cap});
-  for (LinkPoint& p : paced.link) p.bytes_per_s = std::min(p.bytes_per_s, cap);
-  return paced;
+  return link_capped(device, options.link_gbps);
 }
 
 StackProfile profile_for(const LlamaConfig& config, const LlamaWeights& weights, const LlamaRunnerOptions& options) {

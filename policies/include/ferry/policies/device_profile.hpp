@@ -47,4 +47,8 @@ struct DeviceProfile {
   static DeviceProfile from_json(const std::string& text);
 };
 
+// The device as the cost model must see it under a simulated slower link (--link-gbps): every link rate capped at
+// gbps, so `auto` does not stream as much as the real link would allow. gbps <= 0: the device unchanged.
+DeviceProfile link_capped(const DeviceProfile& device, double gbps);
+
 }  // namespace ferry

@@ -26,6 +26,7 @@ struct FluxRunnerOptions {
   uint64_t vram_budget = 0;   // 0: no GPU use (everything on the CPU)
   Policy policy = Policy::RESIDENT_STREAM;
   int prefetch_depth = 1;
+  double link_gbps = 0;  // > 0: streamed layers' copies paced to this rate (SchedulerOptions::link_gbps)
   std::string trace_path;
   bool dequant_via_fp32 = false;             // benchmark only: StackOptions::dequant_via_fp32
   std::vector<PlacementOverride> overrides;  // --resident/--stream/--cpu REGEX: forced layers (overrides.hpp)
