@@ -13,6 +13,11 @@
 // Compute rate of the AVX2 variant, one core, T = 1, weights resident in L2 (AMD EPYC Zen 4, thread CPU time):
 // Q4_0 13.7, Q4_K 10.7, Q6_K 14.0, Q8_0 30, F16 31 GB/s of weights, about one 32-weight block per 4 cycles (bound by
 // vector-ALU throughput, not latency). A GEMV is memory-bound once cores x this rate exceeds the DRAM read rate.
+// Weights come from DRAM in a decode step, and a core's hardware prefetchers alone left the decoding loop waiting:
+// the AVX2 row loops prefetch 4 KiB ahead in software. bench_cpu_gemv (cold weights, Xeon with AVX-512, 2 cores):
+// one thread Q4_0 3.7-4.1 -> 9.0-12.0 GB/s, Q4_K 4.4-4.9 -> 9.3-9.5, Q6_K 5.6-5.9 -> 8.3-10.6, Q8_0 7.5 -> 9.5-11.0;
+// two threads Q4_0 7.3-8.0 -> 18.9-20.7 GB/s (79-86% of the measured read bandwidth), Q4_K 9.7-10.1 -> 18.8-19.0,
+// Q8_0 14.6 -> 20.9-21.9.
 // Extra error from the int8 activations (the only approximation; the weights are used exactly): each activation is
 // off by at most d_x / 2 = max|x_block| / 254, a uniform rounding error of variance d_x^2 / 12. For random weights the
 // output's normalised error mse / mean-square is about E[d_x^2] / (12 E[x^2]): 1.5e-5 for uniform x, 3e-5 for Gaussian
