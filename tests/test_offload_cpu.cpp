@@ -12,6 +12,7 @@
 
 #include "ferry/error.hpp"
 #include "ferry/kernels/cpu/cpu_ops.hpp"
+#include "ferry/kernels/cpu/ops.hpp"
 #include "ferry/offload/gpu.hpp"
 #include "ferry/offload/host_pool.hpp"
 #include "ferry/offload/scheduler.hpp"
@@ -59,15 +60,16 @@ std::vector<float> direct_cpu(const SyntheticStack& stack, std::vector<float> x,
 }  // namespace
 
 TEST_CASE("CPU placements through the scheduler match the float64 reference") {
-  // Tolerance on the layers' increment: 3e-2 on the CPU GEMV path (T <= 8), which rounds activations to 8 bits per
-  // block of 32 (~0.4% per dot product) and compounds over layers; 1e-4 on the GEMM path (T > 8), which does not.
+  // Tolerance on the layers' increment: 3e-2 on the CPU's int8 path (T <= cpu::kCpuInt8MaxTokens), which rounds
+  // activations to 8 bits per block of 32 (~0.4% per dot product) and compounds over layers; 1e-4 on the GEMM path
+  // beyond it, which does not.
   for (const SyntheticStackConfig& config : {small_q4_0(3, test::test_seed(11)), small_q4_k(2, test::test_seed(12))}) {
     const SyntheticStack stack(config);
     SchedulerOptions options;
-    options.max_tokens = 13;
+    options.max_tokens = cpu::kCpuInt8MaxTokens + 3;
     options.cpu_threads = 2;
     LayerScheduler scheduler(stack.layers(), all(stack.size(), Placement::CPU), options);
-    for (int64_t n_tokens : {1, 5, 13}) {
+    for (int64_t n_tokens : {int64_t{1}, int64_t{5}, int64_t{13}, cpu::kCpuInt8MaxTokens + 3}) {
       CAPTURE(type_name(config.type));
       CAPTURE(n_tokens);
       const std::vector<float> x0 = stack.make_input(n_tokens, test::test_seed(100 + n_tokens));
@@ -76,8 +78,8 @@ TEST_CASE("CPU placements through the scheduler match the float64 reference") {
       REQUIRE(test::all_finite(got));
       std::vector<float> want = x0;
       test::reference_forward(stack, want, n_tokens);
-      // Measured: ~1e-2 on the GEMV path, ~5e-7 on the GEMM path (T = 13); a wrong row or scale gives ~1.
-      CHECK(test::increment_error(got, want, x0) < (n_tokens > 8 ? 1e-4 : 3e-2));
+      // Measured: ~1e-2 on the int8 path (T = 1, 5, 13), ~5e-7 on the GEMM path; a wrong row or scale gives ~1.
+      CHECK(test::increment_error(got, want, x0) < (n_tokens > cpu::kCpuInt8MaxTokens ? 1e-4 : 3e-2));
       // The scheduler adds nothing of its own: the same kernels called directly give the same bits.
       CHECK(test::bit_identical(got, direct_cpu(stack, x0, n_tokens, 2)));
       // And stepping again on the same input repeats them.

@@ -263,7 +263,10 @@ TEST_CASE("cpu ISA: the best variant this CPU supports, or the scalar one under 
 
 TEST_CASE("cpu::matmul matches ref::matmul for every type, odd shapes, GEMV and GEMM paths") {
   const int64_t kRows[] = {1, 5, 7, 13};
-  const int64_t kTokens[] = {1, 3, 8, 33};
+  // One kernel call (1, 3, 8), groups of 8 with and without a remainder (17, 33: the int8 path up to
+  // kCpuInt8MaxTokens), and the GEMM path beyond it (67).
+  const int64_t kTokens[] = {1, 3, 8, 17, 33, 67};
+  static_assert(cpu::kCpuInt8MaxTokens >= 33 && cpu::kCpuInt8MaxTokens < 67);
   uint64_t seed = test_seed(1000);
   for (GgmlType type : kTypes) {
     const int64_t block = type_traits(type).block_size;
@@ -279,7 +282,7 @@ TEST_CASE("cpu::matmul matches ref::matmul for every type, odd shapes, GEMV and 
           CAPTURE(tokens);
           CAPTURE(k);
           CAPTURE(++seed);
-          const bool int8_path = !is_float_type(type) && tokens <= cpu::kCpuGemvMaxTokens;
+          const bool int8_path = !is_float_type(type) && tokens <= cpu::kCpuInt8MaxTokens;
           const MatmulError e = run_matmul_case(type, rows, tokens, k, false, seed);
           CHECK(e.num / e.power <= (int8_path ? kTolInt8Case : kTolFloat));
           if (int8_path) {
@@ -303,11 +306,11 @@ TEST_CASE("cpu::matmul: larger shapes, many threads' worth of rows") {
   const GgmlType kCommon[] = {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0, GgmlType::F16};
   uint64_t seed = test_seed(5000);
   for (GgmlType type : kCommon)
-    for (int64_t tokens : {int64_t{1}, int64_t{2}, int64_t{9}}) {
+    for (int64_t tokens : {int64_t{1}, int64_t{2}, int64_t{9}, cpu::kCpuInt8MaxTokens + 3}) {
       CAPTURE(type_name(type));
       CAPTURE(tokens);
       const MatmulError e = run_matmul_case(type, 611, tokens, 1024, false, ++seed);
-      const bool int8_path = !is_float_type(type) && tokens <= cpu::kCpuGemvMaxTokens;
+      const bool int8_path = !is_float_type(type) && tokens <= cpu::kCpuInt8MaxTokens;
       CHECK(e.num / e.den <= (int8_path ? kTolInt8Pooled : kTolFloat));
     }
 }

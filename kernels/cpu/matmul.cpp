@@ -1,10 +1,14 @@
 // cpu::matmul: y[T, N] = x[T, K] W[N, K]^T for a GGML-typed weight in host memory.
 //
-// Two regimes, split at kCpuGemvMaxTokens:
-//  - T <= 8 (decode): memory-bound. Fused dequantize + dot reading every weight byte once (gemv.hpp has the design
-//    and the int8-activation error budget), parallel over output rows with oneTBB, each task a grain of rows worth
-//    at least kGemvGrainBytes of weights so the per-task overhead stays far below the time to stream them.
-//  - T > 8 (prefill, diffusion): compute-bound. Row tiles of W are dequantized to float32 into a per-thread buffer
+// Two regimes, split at kCpuInt8MaxTokens:
+//  - T <= 64 (decode, short prompt chunks): fused dequantize + dot reading every weight byte once from memory (gemv.hpp
+//    has the design and the int8-activation error budget), parallel over output rows with oneTBB, each task a grain
+//    of rows worth at least kGemvGrainBytes of weights so the per-task overhead stays far below the time to stream
+//    them. Up to kCpuGemvMaxTokens tokens in one kernel call; more in groups of that many, each group over the task's
+//    rows while they are still in cache. Measured against the GEMM path below on 2 cores (14336 x 4096 and
+//    32000 x 5120, Q4_0 and Q4_K): 3.2x faster at T = 16, 2.7x at 32, 2.4x at 64 (the int8 dot products are
+//    AVX2, Eigen's float GEMM is compiled for the baseline ISA).
+//  - T > 64 (prefill, diffusion): compute-bound. Row tiles of W are dequantized to float32 into a per-thread buffer
 //    (tile bounded by kTileBytes and 256 rows) and multiplied with Eigen's GEMM (single-threaded inside: oneTBB owns
 //    the threads), tiles in parallel. Dequantization costs O(N K) against O(T N K) for the GEMM, so each weight is
 //    dequantized exactly once. Error: float32 accumulation only (the activations are not quantized on this path).
@@ -46,7 +50,12 @@ detail::GemvRowsFn pick_gemv(GgmlType type, int n_tokens) {
 }
 
 void gemv(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y) {
-  const detail::GemvRowsFn fn = pick_gemv(w.type, static_cast<int>(n_tokens));
+  // Token groups of kCpuGemvMaxTokens (and one smaller remainder), each run over a task's rows in turn while those
+  // rows are still in cache: the weights come from memory once, whatever the token count.
+  const int64_t group = std::min(n_tokens, kCpuGemvMaxTokens);
+  const int64_t remainder = n_tokens % group;
+  const detail::GemvRowsFn fn = pick_gemv(w.type, static_cast<int>(group));
+  const detail::GemvRowsFn fn_remainder = remainder > 0 ? pick_gemv(w.type, static_cast<int>(remainder)) : nullptr;
   detail::GemvArgs args{};
   args.w = static_cast<const uint8_t*>(w.data);
   args.row_bytes = row_bytes(w.type, w.n_cols);
@@ -63,11 +72,19 @@ void gemv(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y) 
     args.xf = x;
   }
   const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(kGemvGrainBytes / args.row_bytes));
+  const int64_t xq_per_token = w.n_cols / detail::kQ8BlockSize;
   // Isolated: while this thread waits for the loop it must not pick up an unrelated task (a matmul called from another
   // oneTBB task) that would resize `xq` under the loop still reading it.
   tbb::this_task_arena::isolate([&] {
-    tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.n_rows, grain),
-                      [&](const tbb::blocked_range<int64_t>& r) { fn(args, r.begin(), r.end()); });
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.n_rows, grain), [&](const tbb::blocked_range<int64_t>& r) {
+      for (int64_t t0 = 0; t0 < n_tokens; t0 += group) {
+        detail::GemvArgs g = args;  // token rows t0.. of x (quantized or not) and of y; y's row stride is n_rows
+        if (g.xq != nullptr) g.xq += t0 * xq_per_token;
+        if (g.xf != nullptr) g.xf += t0 * w.n_cols;
+        g.y += t0 * w.n_rows;
+        (n_tokens - t0 >= group ? fn : fn_remainder)(g, r.begin(), r.end());
+      }
+    });
   });
 }
 
@@ -116,7 +133,7 @@ void gemm(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y) 
 void matmul(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y) {
   ferry::detail::check_matmul("cpu::matmul", w, x, n_tokens, y);
   if (n_tokens == 0 || w.n_rows == 0) return;
-  if (n_tokens <= kCpuGemvMaxTokens)
+  if (n_tokens <= kCpuInt8MaxTokens)
     gemv(w, x, n_tokens, y);
   else
     gemm(w, x, n_tokens, y);

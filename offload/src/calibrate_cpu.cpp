@@ -93,12 +93,16 @@ const std::vector<std::string>& calibrated_type_names() {
   return names;
 }
 
+// The token count of the GEMM measurement: the first past the int8 GEMV path, so it times the Eigen path.
+constexpr int64_t kGemmTokens = 128;
+static_assert(kGemmTokens > cpu::kCpuInt8MaxTokens);
+
 CpuRates measure_cpu_rates() {
   CpuRates r;
   r.cpu = cpu_model_name();
   r.threads = cpu_thread_count();
   r.host_read_bytes_per_s = host_read_rate();
-  std::vector<float> x(static_cast<size_t>(64 * kCols)), y;
+  std::vector<float> x(static_cast<size_t>(kGemmTokens * kCols)), y;
   std::mt19937_64 rng(7);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   for (float& v : x) v = uniform(rng);
@@ -111,9 +115,8 @@ CpuRates measure_cpu_rates() {
     const double s = median_seconds([&] { cpu::matmul(w, x.data(), 1, y.data()); });
     r.gemv_bytes_per_s[name] = static_cast<double>(m.size()) / s;
   }
-  {  // GEMM: a 4096 x 4096 Q4_0 matrix at 64 tokens (the Eigen path, past the fused GEMV's token count)
-    constexpr int64_t kRows = 4096, kTokens = 64;
-    static_assert(kTokens > cpu::kCpuGemvMaxTokens);
+  {  // GEMM: a 4096 x 4096 Q4_0 matrix at kGemmTokens (the Eigen path, past the fused GEMV's token counts)
+    constexpr int64_t kRows = 4096, kTokens = kGemmTokens;
     const std::vector<std::byte> m = calibration_matrix("Q4_0", kRows, kCols);
     const QuantMatrixView w{GgmlType::Q4_0, m.data(), kCols, kRows};
     y.assign(static_cast<size_t>(kRows * kTokens), 0.0f);

@@ -9,8 +9,11 @@
 
 namespace ferry::cpu {
 
-// Token counts up to this use the fused dequantize + dot path; above it, tiles are dequantized for Eigen's GEMM.
+// Tokens one fused dequantize + dot kernel call takes (its register blocking).
 inline constexpr int64_t kCpuGemvMaxTokens = 8;
+// Token counts up to this use the fused path (int8 activations), in groups of kCpuGemvMaxTokens over rows held in
+// cache; above it, tiles are dequantized for Eigen's GEMM (float activations).
+inline constexpr int64_t kCpuInt8MaxTokens = 64;
 
 void matmul(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y);
 void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64_t n, float eps);
