@@ -259,6 +259,20 @@ TEST_CASE("cpu ISA: the best variant this CPU supports, or the scalar one under 
   else
     CHECK(isa == (cpu_has_avx2_variant() ? CpuIsa::AVX2 : CpuIsa::SCALAR));  // never more, never less than the CPU has
   CHECK(std::string(cpu::detail::isa_name(isa)) == (isa == CpuIsa::AVX2 ? "avx2" : "scalar"));
+
+  // The GEMM tile's ISA: never above the GEMV variant's and the CPU's, capped by FERRY_CPU_ISA=avx2 or scalar.
+  using cpu::detail::GemmIsa;
+  const GemmIsa gemm = cpu::detail::active_gemm_isa();
+  MESSAGE("cpu GEMM tiles run the " << std::string(cpu::detail::gemm_isa_name(gemm)) << " variant");
+  if (isa == CpuIsa::SCALAR) CHECK(gemm == GemmIsa::BASELINE);
+  if (cap != nullptr && std::string_view(cap) == "avx2") CHECK(gemm != GemmIsa::AVX512);
+#if FERRY_CPU_X86
+  if (gemm == GemmIsa::AVX512) CHECK(__builtin_cpu_supports("avx512f"));
+  const bool capped_below_avx512 = cap != nullptr;
+  if (!capped_below_avx512 && isa == CpuIsa::AVX2 && __builtin_cpu_supports("avx512f") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+    CHECK(gemm == GemmIsa::AVX512);  // where the build has the AVX tiles (x86-64, GCC or Clang: this build)
+#endif
 }
 
 TEST_CASE("cpu::matmul matches ref::matmul for every type, odd shapes, GEMV and GEMM paths") {

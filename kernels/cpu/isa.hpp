@@ -15,6 +15,13 @@ enum class CpuIsa {
 CpuIsa active_isa();
 const char* isa_name(CpuIsa isa);
 
+// The ISA of the CPU GEMM's Eigen tile (gemm_tile.hpp): AVX-512 (F, DQ, BW, VL, with FMA) or AVX2 (+ FMA) when the
+// CPU has them and the build compiled those tiles (x86-64 with GCC or Clang), else the baseline. FERRY_CPU_ISA=avx2
+// caps it at AVX2 and =scalar at the baseline, so the tests run every variant a machine has.
+enum class GemmIsa { BASELINE, AVX2, AVX512 };
+GemmIsa active_gemm_isa();
+const char* gemm_isa_name(GemmIsa isa);
+
 }  // namespace ferry::cpu::detail
 
 #if defined(__x86_64__) || defined(__i386__)
