@@ -51,7 +51,11 @@ if [ "${1:-}" = --collect ]; then
   exit 0
 fi
 
-dir=$(realpath -m "${1:?usage: $0 DIR STEP... | --collect DIR SECONDS}")
+if [ $# -lt 1 ]; then
+  echo "usage: $0 DIR STEP... | --collect DIR SECONDS" >&2
+  exit 2
+fi
+dir=$(realpath -m "$1")
 shift
 mkdir -p "$dir"
 rm -f "$dir/done"

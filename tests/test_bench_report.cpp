@@ -36,6 +36,7 @@ class FakeArm final : public BenchArmRunner {
   }
   const std::vector<Placement>& placements() const override { return m_placements; }
   std::string plan_text() const override { return "img_in resident; 2 double + 2 single blocks: 4 resident"; }
+  int64_t step_tokens() const override { return 128 / 16 * 64 / 16 + 16; }  // the report's image and text tokens
 
  private:
   double m_base;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ferry/error.hpp"
+#include "ferry/kernels/cpu/ops.hpp"
 #include "ferry/kernels/device_sizing.hpp"
 #include "ferry/policies/cost_model.hpp"
 #include "ferry/policies/planner.hpp"
@@ -105,6 +106,21 @@ TEST_CASE("cost model: the GPU's dequantization pass is paid per step, the GEMM 
   // The CPU has no such pass: its steps cost their flops (or their read) alone.
   const std::vector<Placement> cpu(1, Placement::CPU);
   CHECK(2 * predict_step(s, cpu, d, 256, 1).seconds == doctest::Approx(predict_step(s, cpu, d, 512, 1).seconds));
+}
+
+TEST_CASE("cost model: the CPU's steps of 9..64 tokens at its int8 path's rate, when the profile has one") {
+  CHECK(kCpuInt8MaxTokens == cpu::kCpuInt8MaxTokens);  // the kernels' split, repeated for the planner
+  DeviceProfile d = rated_gpu();  // CPU: 1e11 B/s, 1e12 flop/s
+  const StackProfile s = stack_of(1, 8192, 512);
+  const std::vector<Placement> cpu(1, Placement::CPU);
+  const double flops_33 = 2.0 * 8192 * 4096 * 33, flops_65 = 2.0 * 8192 * 4096 * 65;
+  // Without the rate (an older profile): the GEMM rate.
+  CHECK(predict_step(s, cpu, d, 33, 1).seconds == doctest::Approx(flops_33 / 1e12));
+  d.cpu_int8_flops = 4e12;
+  CHECK(predict_step(s, cpu, d, 33, 1).seconds == doctest::Approx(flops_33 / 4e12));
+  CHECK(predict_step(s, cpu, d, kCpuInt8MaxTokens + 1, 1).seconds == doctest::Approx(flops_65 / 1e12));
+  // Up to kGemvMaxTokens the read bounds it as before.
+  CHECK(predict_step(s, cpu, d, 1, 1).seconds == doctest::Approx(8192.0 * 4352 / 1e11));
 }
 
 TEST_CASE("cost model: resident, CPU and streamed steps as computed by hand") {
@@ -265,7 +281,8 @@ TEST_CASE("auto without measured rates plans as resident-stream and says why") {
 }
 
 TEST_CASE("a device profile with rates round-trips through JSON; corrupt rates are refused") {
-  const DeviceProfile d = rated_gpu();
+  DeviceProfile d = rated_gpu();
+  d.cpu_int8_flops = 3e12;
   const DeviceProfile e = DeviceProfile::from_json(d.to_json());
   CHECK(e.has_rates());
   CHECK(e.link.size() == 2);
@@ -274,9 +291,13 @@ TEST_CASE("a device profile with rates round-trips through JSON; corrupt rates a
   CHECK(e.link_rate(1024) == 5e9);        // below every point: the smallest
   CHECK(e.gpu_gemv_bytes_per_s.at("Q8_0") == 1e12);
   CHECK(e.cpu_gemm_flops == 1e12);
+  CHECK(e.cpu_int8_flops == 3e12);
   CHECK(e.cpu_threads == 16);
+  // A profile from before the int8 rate was measured reads as 0: not measured.
+  CHECK(DeviceProfile::from_json(rated_gpu().to_json()).cpu_int8_flops == 0.0);
   for (const char* bad : {
            R"({"name": "x", "has_gpu": false, "context_bytes": 0, "cpu_gemm_flops": -1})",
+           R"({"name": "x", "has_gpu": false, "context_bytes": 0, "cpu_int8_flops": -1})",
            R"({"name": "x", "has_gpu": false, "context_bytes": 0, "cpu_gemv_bytes_per_s": {"Q4_0": 0}})",
            R"({"name": "x", "has_gpu": true, "context_bytes": 0, "link": [{"bytes": 1, "bytes_per_s": 0}]})",
            R"({"name": "x", "has_gpu": false, "context_bytes": 0, "cpu_gemv_bytes_per_s": {"Q4_0": "fast"}})",

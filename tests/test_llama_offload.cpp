@@ -93,6 +93,9 @@ TEST_CASE("auto takes smaller steps when that keeps more layers resident and is 
     x.policy = policy;
     return plan_llama_run(c, w, x, d);
   };
+  auto all_resident_budget = [&](int64_t step_tokens) {
+    return plan_at(step_tokens, uint64_t{64} << 30, Policy::RESIDENT_STREAM).memory.required_budget;
+  };
   auto resident = [](const Plan& p) { return std::count(p.placements.begin(), p.placements.end(), Placement::RESIDENT); };
   // A budget at which steps of 512 tokens fit only with layers streamed (their activation buffers take the room),
   // while steps of 64 hold every layer resident.
@@ -128,7 +131,11 @@ TEST_CASE("auto takes smaller steps when that keeps more layers resident and is 
   o.policy = Policy::AUTO;
   DeviceProfile unrated{"no rates", true, d.context_bytes};
   CHECK(llama_step_tokens(c, w, o, unrated) == 512);
-  // A server's steps hold one token of each of n_seq sequences: never fewer than n_seq + 1 tokens.
-  o.n_seq = 200;
-  CHECK(llama_step_tokens(c, w, o, d) >= 201);
+  // A server's steps hold one token of each of n_seq sequences: never fewer than n_seq + 1 tokens, even where a
+  // smaller step would keep every layer resident (here 64 would, 128 would not: without the floor 64 wins).
+  o.n_seq = 100;
+  o.vram_budget = all_resident_budget(64);
+  REQUIRE(o.vram_budget < all_resident_budget(128));
+  const int64_t served = llama_step_tokens(c, w, o, d);
+  CHECK(served >= 101);
 }

@@ -7,8 +7,10 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -350,10 +352,19 @@ TEST_CASE("activations uploaded by kernel: the same outputs, and compute no long
 TEST_CASE("FERRY_ACTIVATION_UPLOAD other than copy or kernel is refused, naming the variable") {
   const SyntheticStack stack(SyntheticStackConfig{"e", 2, 256, 512, GgmlType::Q8_0, test::test_seed(63), 1e-5f});
   const std::vector<Placement> p(2, Placement::RESIDENT);
-  // Set for this case only (restored even when a check throws); DEFAULT is what reads it.
+  // Set for this case only, the caller's value restored even when a check throws; DEFAULT is what reads it.
   struct ScopedUploadEnv {
-    ScopedUploadEnv() { ::setenv("FERRY_ACTIVATION_UPLOAD", "dma", 1); }
-    ~ScopedUploadEnv() { ::unsetenv("FERRY_ACTIVATION_UPLOAD"); }
+    std::optional<std::string> previous;
+    ScopedUploadEnv() {
+      if (const char* v = std::getenv("FERRY_ACTIVATION_UPLOAD")) previous = v;
+      ::setenv("FERRY_ACTIVATION_UPLOAD", "dma", 1);
+    }
+    ~ScopedUploadEnv() {
+      if (previous)
+        ::setenv("FERRY_ACTIVATION_UPLOAD", previous->c_str(), 1);
+      else
+        ::unsetenv("FERRY_ACTIVATION_UPLOAD");
+    }
   } env;
   const std::string e = error_of([&] { LayerScheduler s(stack.layers(), p, options_for(8 * kGiB, 1, 4)); },
                                  ErrorCategory::INVALID_ARGUMENT);

@@ -320,7 +320,8 @@ TEST_CASE("cpu::matmul: larger shapes, many threads' worth of rows") {
   const GgmlType kCommon[] = {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0, GgmlType::F16};
   uint64_t seed = test_seed(5000);
   for (GgmlType type : kCommon)
-    for (int64_t tokens : {int64_t{1}, int64_t{2}, int64_t{9}, cpu::kCpuInt8MaxTokens + 3}) {
+    for (int64_t tokens : {int64_t{1}, int64_t{2}, int64_t{9}, int64_t{33}, cpu::kCpuInt8MaxTokens,
+                           cpu::kCpuInt8MaxTokens + 1, cpu::kCpuInt8MaxTokens + 3}) {
       CAPTURE(type_name(type));
       CAPTURE(tokens);
       const MatmulError e = run_matmul_case(type, 611, tokens, 1024, false, ++seed);

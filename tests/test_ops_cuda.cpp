@@ -722,8 +722,14 @@ TEST_CASE("cuda attention scratch sizing and budget errors") {
 TEST_CASE("read_host_to_device: a kernel's reads of pinned host memory equal a copy, any size and alignment") {
   // The scalar reference is the host buffer itself: every byte must arrive, none may be written outside the target.
   constexpr size_t kMax = 3 * 4096 + 37;
-  uint8_t* host = nullptr;
-  FERRY_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host), kMax + 64, cudaHostAllocDefault));
+  struct PinnedBytes {  // freed however the case ends
+    uint8_t* data = nullptr;
+    PinnedBytes() { FERRY_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&data), kMax + 64, cudaHostAllocDefault)); }
+    ~PinnedBytes() { cudaFreeHost(data); }
+    PinnedBytes(const PinnedBytes&) = delete;
+    PinnedBytes& operator=(const PinnedBytes&) = delete;
+  } pinned;
+  uint8_t* host = pinned.data;
   const uint64_t seed = test::test_seed(4401);
   CAPTURE(seed);
   std::mt19937_64 rng(seed);
@@ -749,5 +755,4 @@ TEST_CASE("read_host_to_device: a kernel's reads of pinned host memory equal a c
         const auto got = dst.download<uint8_t>();
         CHECK(std::memcmp(got.data(), host + src_offset, bytes) == 0);
       }
-  cudaFreeHost(host);
 }

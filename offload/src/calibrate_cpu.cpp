@@ -115,6 +115,15 @@ CpuRates measure_cpu_rates() {
     const double s = median_seconds([&] { cpu::matmul(w, x.data(), 1, y.data()); });
     r.gemv_bytes_per_s[name] = static_cast<double>(m.size()) / s;
   }
+  {  // The int8 path at its largest step: a 4096 x 4096 Q4_0 matrix at cpu::kCpuInt8MaxTokens tokens
+    constexpr int64_t kRows = 4096, kTokens = cpu::kCpuInt8MaxTokens;
+    static_assert(kTokens <= kGemmTokens);
+    const std::vector<std::byte> m = calibration_matrix("Q4_0", kRows, kCols);
+    const QuantMatrixView w{GgmlType::Q4_0, m.data(), kCols, kRows};
+    y.assign(static_cast<size_t>(kRows * kTokens), 0.0f);
+    const double s = median_seconds([&] { cpu::matmul(w, x.data(), kTokens, y.data()); });
+    r.int8_flops = 2.0 * kRows * kCols * kTokens / s;
+  }
   {  // GEMM: a 4096 x 4096 Q4_0 matrix at kGemmTokens (the Eigen path, past the fused GEMV's token counts)
     constexpr int64_t kRows = 4096, kTokens = kGemmTokens;
     const std::vector<std::byte> m = calibration_matrix("Q4_0", kRows, kCols);

@@ -91,8 +91,9 @@ StepPrediction predict_step(const StackProfile& stack, std::span<const Placement
     const LayerDemand& l = stack.layers[i];
     LayerTime t;
     if (placements[i] == Placement::CPU) {
-      t.compute_s =
-          matmul_seconds(l, n_tokens, stack.max_tokens, device.cpu_gemv_bytes_per_s, device.cpu_gemm_flops, false);
+      const bool int8 = n_tokens > kGemvMaxTokens && n_tokens <= kCpuInt8MaxTokens && device.cpu_int8_flops > 0.0;
+      t.compute_s = matmul_seconds(l, n_tokens, stack.max_tokens, device.cpu_gemv_bytes_per_s,
+                                   int8 ? device.cpu_int8_flops : device.cpu_gemm_flops, false);
       done += t.compute_s;
       p.cpu_busy_s += t.compute_s;
     } else {

@@ -51,6 +51,7 @@ std::string DeviceProfile::to_json() const {
   j["link"] = link_points;
   j["cpu_gemv_bytes_per_s"] = cpu_gemv_bytes_per_s;
   j["cpu_gemm_flops"] = cpu_gemm_flops;
+  j["cpu_int8_flops"] = cpu_int8_flops;
   j["gpu_gemv_bytes_per_s"] = gpu_gemv_bytes_per_s;
   j["gpu_gemm_flops"] = gpu_gemm_flops;
   return j.dump(2);
@@ -85,6 +86,7 @@ DeviceProfile DeviceProfile::from_json(const std::string& text) {
   read("host_read_bytes_per_s", p.host_read_bytes_per_s, false);
   read("cpu_gemv_bytes_per_s", p.cpu_gemv_bytes_per_s, false);
   read("cpu_gemm_flops", p.cpu_gemm_flops, false);
+  read("cpu_int8_flops", p.cpu_int8_flops, false);
   read("gpu_gemv_bytes_per_s", p.gpu_gemv_bytes_per_s, false);
   read("gpu_gemm_flops", p.gpu_gemm_flops, false);
   if (j.contains("link")) {
@@ -111,6 +113,7 @@ DeviceProfile DeviceProfile::from_json(const std::string& text) {
   };
   check_rate("host_read_bytes_per_s", p.host_read_bytes_per_s);
   check_rate("cpu_gemm_flops", p.cpu_gemm_flops);
+  check_rate("cpu_int8_flops", p.cpu_int8_flops);
   check_rate("gpu_gemm_flops", p.gpu_gemm_flops);
   // A listed rate was measured: zero would be a division by zero in the cost model, not a slow machine. (The scalar
   // rates above may be 0: not measured.)

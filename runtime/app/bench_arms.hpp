@@ -25,6 +25,8 @@ class BenchArmRunner {
   virtual const std::vector<Placement>& placements() const = 0;
   // The plan in a line ("4 blocks: 2 resident, 2 streamed; output head: resident"), with its note when there is one.
   virtual std::string plan_text() const = 0;
+  // Tokens per scheduler step the arm runs with: the request's, or fewer where `auto` chose smaller steps (llama).
+  virtual int64_t step_tokens() const = 0;
 };
 
 // Opens the arm of `spec` (a Chrome trace to trace_path when not empty); throws BUDGET when its plan does not fit.

@@ -64,7 +64,10 @@ class FluxArm final : public BenchArmRunner {
  public:
   FluxArm(const FluxConfig& config, const FluxWeights& weights, const BenchRequest& request, const BenchArmSpec& spec,
           const FluxWorkload& w, const std::string& trace_path)
-      : m_w(w), m_runner(config, weights, flux_options(request, spec, trace_path)), m_latents(w.img.size()) {
+      : m_w(w),
+        m_runner(config, weights, flux_options(request, spec, trace_path)),
+        m_latents(w.img.size()),
+        m_step_tokens(request.image_tokens() + request.text_tokens) {
     m_runner.set_text(w.txt, w.n_txt);
   }
 
@@ -83,11 +86,13 @@ class FluxArm final : public BenchArmRunner {
   std::string plan_text() const override {
     return m_runner.placement_summary() + (m_runner.plan_note().empty() ? "" : " (" + m_runner.plan_note() + ")");
   }
+  int64_t step_tokens() const override { return m_step_tokens; }
 
  private:
   const FluxWorkload& m_w;
   FluxRunner m_runner;
   std::vector<float> m_latents;
+  int64_t m_step_tokens;  // one Flux call: every image and text token at once
 };
 
 }  // namespace

@@ -115,6 +115,7 @@ class LlamaArm final : public BenchArmRunner {
   std::string plan_text() const override {
     return m_runner->placement_summary() + (m_runner->plan_note().empty() ? "" : " (" + m_runner->plan_note() + ")");
   }
+  int64_t step_tokens() const override { return m_runner->max_step_tokens(); }
 
  private:
   double time_prefill() {
@@ -159,6 +160,7 @@ std::unique_ptr<BenchArmRunner> open_arm(const OpenBenchArm& open, const BenchRe
   }
   warm_up(*runner, bench_tests(request).size());
   arm.plan = runner->plan_text();
+  arm.step_tokens = runner->step_tokens();
   arm.resident = arm.streamed = arm.cpu = 0;
   for (Placement p : runner->placements())
     (p == Placement::RESIDENT ? arm.resident : p == Placement::STREAMED ? arm.streamed : arm.cpu)++;

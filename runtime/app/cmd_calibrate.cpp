@@ -37,7 +37,9 @@ std::string profile_text(const DeviceProfile& p) {
   for (const auto& [type, rate] : p.cpu_gemv_bytes_per_s)
     out += "  GEMV " + type + std::string(type.size() < 16 ? 16 - type.size() : 0, ' ') + rate_text(rate) + "\n";
   char line[96];
-  std::snprintf(line, sizeof line, "  GEMM Q4_0, T=64      %.1f GFLOP/s\n", p.cpu_gemm_flops / 1e9);
+  std::snprintf(line, sizeof line, "  int8 Q4_0, T=64      %.1f GFLOP/s\n", p.cpu_int8_flops / 1e9);
+  out += line;
+  std::snprintf(line, sizeof line, "  GEMM Q4_0, T=128     %.1f GFLOP/s\n", p.cpu_gemm_flops / 1e9);
   out += line;
   if (!p.has_gpu) return out + "GPU: none\n";
   out += "GPU: " + p.name + ", driver " + p.driver + ", CUDA context " + format_size(p.context_bytes) + "\n";

@@ -103,20 +103,19 @@ bool take_pending_stop_signal(const sigset_t& signals) {
 }
 
 int serve(const ServeFlags& f) {
+  // The stop signals are blocked before anything starts a thread: oneTBB's workers (making the synthetic default
+  // model, loading), the HTTP pool, and the CUDA driver's own threads when the runner creates its context. A thread
+  // that does not block them takes a SIGTERM with the default action, which ends the process mid-answer (seen on the
+  // H200: exit 143 instead of 0). One sent during start-up waits, pending, and is taken below; the default model's
+  // download (pip) starts with a clean mask, so Ctrl-C still stops it.
+  const sigset_t signals = block_stop_signals();
   // Every flag before the model is loaded.
   if (f.port < 0 || f.port > 65535) bad_flag("--port", std::to_string(f.port) + " is not a port (0..65535; 0: any)");
   LlamaRunnerOptions ro = runner_options(f.placement);
   const std::optional<ChatFormatId> forced = chat_format_flag(f.chat);
   const DefaultModelChoice default_choice = f.model.empty() ? default_model_choice() : DefaultModelChoice::SMOLLM2;
 
-  const std::string model_path = model_path_or_default(f.model, default_choice);
-  // The stop signals are blocked before anything starts a thread: the loader's oneTBB workers, the HTTP pool, and the
-  // CUDA driver's own threads when the runner creates its context. A thread that does not block them takes a
-  // SIGTERM with the default action, which ends the process mid-answer (seen on the H200: exit 143 instead of 0). One
-  // sent while the model loads waits, pending, and is taken below. Not earlier: the default model's download runs
-  // pip, which would inherit the mask and could not be interrupted.
-  const sigset_t signals = block_stop_signals();
-  const LoadedModel model(model_path);
+  const LoadedModel model(model_path_or_default(f.model, default_choice));
   const int64_t n_ctx = context_length(f.context, model);
   if (f.parallel > n_ctx)
     bad_flag("--parallel", std::to_string(f.parallel) + " sequences are more than the context of " +

@@ -63,6 +63,11 @@ ChildResult run_child(const std::vector<std::string>& args, bool capture) {
   const pid_t pid = ::fork();
   if (pid < 0) fail(ErrorCategory::IO, "cannot start " + args[0] + ": fork: " + std::strerror(errno));
   if (pid == 0) {  // only async-signal-safe calls until exec
+    // A clean signal mask: the caller may block SIGINT/SIGTERM (ferry serve takes them with sigwait), and the child
+    // would inherit that and could not be interrupted.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
     const int in = ::open("/dev/null", O_RDONLY);
     if (in < 0 || ::dup2(in, 0) < 0 || ::dup2(capture ? pipe_fd[1] : 2, 1) < 0) ::_exit(126);
     ::execvp(argv[0], argv.data());

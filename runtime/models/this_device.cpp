@@ -80,6 +80,7 @@ DeviceProfile calibrate_this_device() {
   p.host_read_bytes_per_s = cpu.host_read_bytes_per_s;
   p.cpu_gemv_bytes_per_s = cpu.gemv_bytes_per_s;
   p.cpu_gemm_flops = cpu.gemm_flops;
+  p.cpu_int8_flops = cpu.int8_flops;
   if (p.has_gpu) {
     const GpuRates gpu = measure_gpu_rates();
     for (const auto& [bytes, rate] : gpu.link) p.link.push_back({bytes, rate});

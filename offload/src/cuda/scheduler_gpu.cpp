@@ -156,6 +156,9 @@ class GpuEngine final : public Engine {
 GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const GpuSizing& sizing)
     : m_setup(setup), m_plan(plan), m_sizing(sizing), m_cpu(setup) {
   const SchedulerOptions& opt = setup.options;
+  // First: a bad FERRY_ACTIVATION_UPLOAD is refused before seconds of filling the pinned pool.
+  const bool upload_by_kernel =
+      resolve_activation_upload(opt.activation_upload) == SchedulerOptions::ActivationUpload::KERNEL;
   m_compute = cuda::Stream::create();
   m_copy = cuda::Stream::create();
   m_arena = cuda::DeviceArena(plan);
@@ -208,9 +211,14 @@ GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const Gpu
     m_io_output = HostBlock::allocate(sizing.output_floats * sizeof(float), true, false, &ignored);
   if (m_inputs != nullptr)
     m_io_inputs = HostBlock::allocate(sizing.step_input_floats * sizeof(float), true, false, &ignored);
-  if (resolve_activation_upload(opt.activation_upload) == SchedulerOptions::ActivationUpload::KERNEL) {
+  if (upload_by_kernel) {
     if (m_io.pinned()) m_io_view = cuda::device_view_of_host(m_io.data());
     if (m_io_inputs.pinned()) m_io_inputs_view = cuda::device_view_of_host(m_io_inputs.data());
+    if (m_io_view == nullptr || (m_io_inputs.size() > 0 && m_io_inputs_view == nullptr))
+      m_setup.warn(
+          "activations go up by the copy engine, not by kernel as asked (FERRY_ACTIVATION_UPLOAD / "
+          "activation_upload): the device cannot read the host buffers directly (not pinned, or no unified "
+          "addressing)");
   }
 
   for (size_t i = 0; i < setup.layers.size(); ++i) {

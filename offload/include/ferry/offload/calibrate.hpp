@@ -19,7 +19,8 @@ struct CpuRates {
   int threads = 0;  // oneTBB's concurrency: the threads the kernels ran on
   double host_read_bytes_per_s = 0.0;
   std::map<std::string, double> gemv_bytes_per_s;  // by GGML type name ("Q4_0")
-  double gemm_flops = 0.0;                         // Q4_0 weights, a 64-token step
+  double gemm_flops = 0.0;                         // Q4_0 weights, a 128-token step (the Eigen tiles)
+  double int8_flops = 0.0;                         // Q4_0 weights, a 64-token step (the int8 path in groups)
 };
 CpuRates measure_cpu_rates();
 

@@ -9,7 +9,8 @@
 //   dequantization pass to FP16 (its bytes read, two per weight written, at the device's memory rate) and then the
 //   flops, with the GEMM rate (measured at kGemmCalibrationTokens, pass included) rid of that pass;
 // - a streamed layer's copy takes weight_bytes at the link's rate for copies of that size;
-// - on the CPU: the same two bounds with the CPU's rates.
+// - on the CPU: the same two bounds with the CPU's rates (steps of kGemvMaxTokens + 1 .. kCpuInt8MaxTokens at its
+//   int8 path's rate where the profile has one).
 // The step is then played out in order as the scheduler runs it: one GPU stream and one copy engine; a streamed
 // layer's copy starts when the copy engine is free and one of the S = prefetch_depth + 1 staging slots is (a slot
 // is freed when the layer that used it has run), and the layer runs when both its copy and the previous layer are
@@ -33,6 +34,9 @@ namespace ferry {
 // planner does not link the kernels, so the value is repeated here and checked equal by test_cost_model).
 inline constexpr int64_t kGemmCalibrationTokens = 512;
 inline constexpr int64_t kGemvMaxTokens = 8;
+// The most tokens the CPU's matmul keeps on its int8 path (kernels' cpu::kCpuInt8MaxTokens, checked equal by
+// test_cost_model): the CPU's steps up to it are priced at DeviceProfile::cpu_int8_flops when measured.
+inline constexpr int64_t kCpuInt8MaxTokens = 64;
 
 struct LayerTime {
   double compute_s = 0.0;  // on the device it runs on

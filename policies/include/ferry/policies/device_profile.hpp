@@ -34,6 +34,9 @@ struct DeviceProfile {
   std::vector<LinkPoint> link;                         // pinned host->device, by copy size (ascending)
   std::map<std::string, double> cpu_gemv_bytes_per_s;  // by GGML type name as ferry prints it ("Q4_0", "Q6_K")
   double cpu_gemm_flops = 0.0;
+  // The CPU's int8 path (steps of more than kGemvMaxTokens and at most kCpuInt8MaxTokens tokens: the GEMV kernels
+  // in token groups, cost_model.hpp); 0 where not measured (older profiles): the cost model then uses cpu_gemm_flops.
+  double cpu_int8_flops = 0.0;
   std::map<std::string, double> gpu_gemv_bytes_per_s;
   double gpu_gemm_flops = 0.0;
 
