@@ -177,6 +177,8 @@ int serve(const ServeFlags& f) {
     engine_thread.join();
     http.stop(30.0);
   });
+  // Named, so a test can tell it from a thread that should block the signals (sigwait unblocks them while it waits).
+  pthread_setname_np(signal_thread.native_handle(), "ferry-signals");
   std::fprintf(stderr,
                "ferry serve: %s on http://%s:%d/v1 (%d parallel, context %lld tokens each, chat format %s); %s\n",
                ho.model_name.c_str(), f.host.c_str(), port, f.parallel, static_cast<long long>(n_ctx),
