@@ -171,8 +171,9 @@ TEST_CASE("ferry bench on the built-in default model works without a GPU; its ma
       CHECK(arm["plan"]["resident"].get<int>() + arm["plan"]["streamed"].get<int>() + arm["plan"]["cpu"].get<int>() ==
             report["model"]["n_layer"].get<int>() + 1);
       // The step it ran with: the request's, within the context (no `auto` here to choose a smaller one).
-      CHECK(arm["plan"]["step_tokens"].get<int64_t>() == std::min(report["parameters"]["max_step_tokens"].get<int64_t>(),
-                                                                  report["parameters"]["n_ctx"].get<int64_t>()));
+      CHECK(arm["plan"]["step_tokens"].get<int64_t>() ==
+            std::min(report["parameters"]["max_step_tokens"].get<int64_t>(),
+                     report["parameters"]["n_ctx"].get<int64_t>()));
       if (policy == "cpu-all") CHECK(arm["memory"]["uses_device"] == false);
     } else {
       CHECK(arm["status"] == "skipped");
@@ -452,8 +453,8 @@ TEST_CASE("ferry bench of a Flux model: one test `step` in seconds per step; its
           report["model"]["n_layer"].get<int>() + 2);
     CHECK_FALSE(arm["plan"]["summary"].get<std::string>().empty());
     // One Flux call takes every image and text token at once.
-    CHECK(arm["plan"]["step_tokens"].get<int64_t>() == report["parameters"]["image_tokens"].get<int64_t>() +
-                                                            report["parameters"]["text_tokens"].get<int64_t>());
+    CHECK(arm["plan"]["step_tokens"].get<int64_t>() ==
+          report["parameters"]["image_tokens"].get<int64_t>() + report["parameters"]["text_tokens"].get<int64_t>());
     if (policy == "cpu-all") CHECK(arm["memory"]["uses_device"] == false);
   }
   REQUIRE_FALSE(from_json.empty());

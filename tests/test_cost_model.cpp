@@ -110,7 +110,7 @@ TEST_CASE("cost model: the GPU's dequantization pass is paid per step, the GEMM 
 
 TEST_CASE("cost model: the CPU's steps of 9..64 tokens at its int8 path's rate, when the profile has one") {
   CHECK(kCpuInt8MaxTokens == cpu::kCpuInt8MaxTokens);  // the kernels' split, repeated for the planner
-  DeviceProfile d = rated_gpu();  // CPU: 1e11 B/s, 1e12 flop/s
+  DeviceProfile d = rated_gpu();                       // CPU: 1e11 B/s, 1e12 flop/s
   const StackProfile s = stack_of(1, 8192, 512);
   const std::vector<Placement> cpu(1, Placement::CPU);
   const double flops_33 = 2.0 * 8192 * 4096 * 33, flops_65 = 2.0 * 8192 * 4096 * 65;

@@ -181,7 +181,8 @@ TEST_CASE("the cost model prices a double block's img stream at the image tokens
       const double elements = static_cast<double>(w.n_rows * w.n_cols);
       if (gpu) {
         const double dequant = (bytes + 2 * elements) / 1e12;
-        s += dequant + 2 * elements * tokens * std::max(0.0, 1 / flops - dequant / (2 * elements * kGemmCalibrationTokens));
+        s += dequant +
+             2 * elements * tokens * std::max(0.0, 1 / flops - dequant / (2 * elements * kGemmCalibrationTokens));
       } else {
         s += std::max(bytes / read_rate, 2.0 * elements * tokens / flops);
       }

@@ -10,9 +10,9 @@
 #include "ferry/error.hpp"
 #include "ferry/gguf.hpp"
 #include "ferry/models/llama/block.hpp"
-#include "ferry/models/model_maker.hpp"
 #include "ferry/models/llama/profile.hpp"
 #include "ferry/models/llama/runner.hpp"
+#include "ferry/models/model_maker.hpp"
 #include "support/llama_reference.hpp"
 #include "support/rated_profiles.hpp"
 #include "support/seed.hpp"
@@ -96,7 +96,9 @@ TEST_CASE("auto takes smaller steps when that keeps more layers resident and is 
   auto all_resident_budget = [&](int64_t step_tokens) {
     return plan_at(step_tokens, uint64_t{64} << 30, Policy::RESIDENT_STREAM).memory.required_budget;
   };
-  auto resident = [](const Plan& p) { return std::count(p.placements.begin(), p.placements.end(), Placement::RESIDENT); };
+  auto resident = [](const Plan& p) {
+    return std::count(p.placements.begin(), p.placements.end(), Placement::RESIDENT);
+  };
   // A budget at which steps of 512 tokens fit only with layers streamed (their activation buffers take the room),
   // while steps of 64 hold every layer resident.
   const uint64_t roomy = uint64_t{64} << 30;

@@ -251,8 +251,8 @@ TEST_CASE("the DIRECT and STAGED GEMV paths agree bit for bit and with the refer
       for (const auto& sh : shapes) {
         for (int shift : {0, 2}) {
           const Operands op(type, sh[0], sh[1], t, ++seed);
-          INFO("type ", type_label(type), ", N = ", op.n, ", K = ", op.k, ", T = ", t, ", weights shifted by ",
-               shift, " bytes, seed ", seed);
+          INFO("type ", type_label(type), ", N = ", op.n, ", K = ", op.k, ", T = ", t, ", weights shifted by ", shift,
+               " bytes, seed ", seed);
           GuardedBuffer w(op.w.size(), static_cast<size_t>(shift));
           w.upload(op.w.data(), op.w.size());
           auto run = [&](cuda::GemvPath path) {

@@ -10,22 +10,21 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "ferry/error.hpp"
-#include "support/env_flag.hpp"
 #include "ferry/offload/cuda/device_arena.hpp"
 #include "ferry/offload/device_memory.hpp"
 #include "ferry/offload/scheduler.hpp"
 #include "ferry/offload/size_parse.hpp"
-#include "support/synthetic_stack.hpp"
 #include "support/env_flag.hpp"
 #include "support/errors.hpp"
 #include "support/seed.hpp"
+#include "support/synthetic_stack.hpp"
 #include "support/temp_dir.hpp"
 #include "support/text.hpp"
 #include "test_offload_support.hpp"
@@ -318,7 +317,8 @@ TEST_CASE("activations uploaded by kernel: the same outputs, and compute no long
                                     Placement::RESIDENT, Placement::STREAMED, Placement::STREAMED};
   const std::vector<float> x0 = stack.make_input(3, test::test_seed(62));
   std::vector<std::vector<float>> outputs;
-  for (const auto upload : {SchedulerOptions::ActivationUpload::COPY_ENGINE, SchedulerOptions::ActivationUpload::KERNEL}) {
+  for (const auto upload :
+       {SchedulerOptions::ActivationUpload::COPY_ENGINE, SchedulerOptions::ActivationUpload::KERNEL}) {
     const bool by_kernel = upload == SchedulerOptions::ActivationUpload::KERNEL;
     CAPTURE(by_kernel);
     SchedulerOptions o = options_for(8 * kGiB, 1, 8);
@@ -388,7 +388,7 @@ TEST_CASE("1000 steps keep the arena, device memory and host memory flat") {
       test::env_flag("FERRY_UNDER_SANITIZER") ? std::nullopt : process_device_bytes();
   if (!device_before) MESSAGE("device memory flatness not checked (no per-process NVML figure, or a sanitizer run)");
   [[maybe_unused]] const uint64_t rss_before = test::peak_rss_bytes();  // unused under ASan
-  const int steps = test::quick_mode() ? 100 : 1000;  // FERRY_TEST_QUICK: sanitizer runs
+  const int steps = test::quick_mode() ? 100 : 1000;                    // FERRY_TEST_QUICK: sanitizer runs
   for (int i = 0; i < steps; ++i) {
     std::copy(x0.begin(), x0.end(), x.begin());
     s.step(x.data(), 4 * (i % 3) + 1);
@@ -426,9 +426,9 @@ TEST_CASE("process device memory stays within the budget") {
   const uint64_t free_before = device_free_bytes();
   uint64_t peak = 0;
   auto sample = [&] {
-    peak = std::max(peak, per_process ? process_device_bytes().value_or(0)
-                                      : free_before - std::min(free_before, device_free_bytes()) +
-                                            baseline.context_bytes);
+    peak =
+        std::max(peak, per_process ? process_device_bytes().value_or(0)
+                                   : free_before - std::min(free_before, device_free_bytes()) + baseline.context_bytes);
   };
   {
     LayerScheduler s(stack.layers(), placement, o);
@@ -440,8 +440,7 @@ TEST_CASE("process device memory stays within the budget") {
     MESSAGE("budget " << format_size(budget) << ": arena " << format_size(s.memory().arena_bytes)
                       << ", process device memory " << format_size(peak)
                       << std::string(per_process ? " (NVML, this process)" : " (free-memory drop + context)")
-                      << "; context "
-                      << format_size(baseline.context_bytes) << " (" << baseline.method << ")");
+                      << "; context " << format_size(baseline.context_bytes) << " (" << baseline.method << ")");
     CHECK(peak <= budget);
     CHECK(s.memory().arena_high_water <= s.memory().arena_bytes);
   }

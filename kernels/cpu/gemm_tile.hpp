@@ -15,12 +15,10 @@ namespace ferry::cpu::detail {
 using GemmTileFn = void (*)(const float* x, int64_t n_tokens, int64_t k, const float* w, int64_t nr, float* y,
                             int64_t ldy);
 
-void gemm_tile_baseline(const float* x, int64_t n_tokens, int64_t k, const float* w, int64_t nr, float* y,
-                        int64_t ldy);
+void gemm_tile_baseline(const float* x, int64_t n_tokens, int64_t k, const float* w, int64_t nr, float* y, int64_t ldy);
 #if FERRY_HAVE_GEMM_AVX
 void gemm_tile_avx2(const float* x, int64_t n_tokens, int64_t k, const float* w, int64_t nr, float* y, int64_t ldy);
-void gemm_tile_avx512(const float* x, int64_t n_tokens, int64_t k, const float* w, int64_t nr, float* y,
-                      int64_t ldy);
+void gemm_tile_avx512(const float* x, int64_t n_tokens, int64_t k, const float* w, int64_t nr, float* y, int64_t ldy);
 #endif
 
 }  // namespace ferry::cpu::detail

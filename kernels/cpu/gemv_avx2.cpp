@@ -427,7 +427,7 @@ FERRY_TARGET_AVX2 void rows_float(const GemvArgs& a, int64_t r0, int64_t r1) {
       for (int u = 0; u < kU; ++u) acc[t][u] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 * kU <= k; i += 8 * kU) {
-      prefetch_ahead<8 * kU * static_cast<int64_t>(Load::kBytes)>(row + i * Load::kBytes);
+      prefetch_ahead<8 * kU* static_cast<int64_t>(Load::kBytes)>(row + i * Load::kBytes);
       for (int u = 0; u < kU; ++u) {
         const __m256 w = Load::vec(row, i + 8 * u);
         for (int t = 0; t < NT; ++t)

@@ -57,9 +57,8 @@ void read_host_to_device(void* dst, const void* host_view, size_t bytes, cudaStr
     }
     const size_t done = head + words * 16;
     if (done < bytes) {
-      read_host_bytes_kernel<<<1, kThreads, 0, stream>>>(reinterpret_cast<unsigned char*>(d + done),
-                                                          reinterpret_cast<const unsigned char*>(s + done),
-                                                          bytes - done);
+      read_host_bytes_kernel<<<1, kThreads, 0, stream>>>(
+          reinterpret_cast<unsigned char*>(d + done), reinterpret_cast<const unsigned char*>(s + done), bytes - done);
       FERRY_CUDA_CHECK_LAUNCH();
     }
     if (head == 0) return;

@@ -96,30 +96,29 @@ Json test_json(const BenchTest& t) {
 Json arm_json(const BenchArm& a, const Json& link) {
   Json tests = Json::array();
   for (const BenchTest& t : a.tests) tests.push_back(test_json(t));
-  return Json{
-      {"vram", a.spec.vram_text},
-      {"vram_bytes", a.spec.vram},
-      {"policy", std::string(policy_name(a.spec.policy))},
-      {"status", std::string(arm_status_name(a.status))},
-      {"reason", text_or_null(a.reason)},
-      {"plan",
-       {{"summary", text_or_null(a.plan)},
-        {"resident", a.resident},
-        {"streamed", a.streamed},
-        {"cpu", a.cpu},
-        {"step_tokens", a.step_tokens > 0 ? nlohmann::json(a.step_tokens) : nlohmann::json()}}},
-      {"memory",
-       {{"uses_device", a.uses_device},
-        {"budget_bytes", a.spec.vram},
-        {"context_bytes", a.context_bytes},
-        {"arena_bytes", a.arena_bytes},
-        {"arena_high_water_bytes", a.arena_high_water},
-        {"device_peak_bytes", a.device_peak_bytes},
-        {"process_device_bytes", optional_bytes(a.process_device_bytes)},
-        {"host_bytes", a.host_bytes}}},
-      {"simulated_link_gbps", a.link_paced ? link : Json(nullptr)},
-      {"link", text_or_null(a.link)},
-      {"tests", std::move(tests)}};
+  return Json{{"vram", a.spec.vram_text},
+              {"vram_bytes", a.spec.vram},
+              {"policy", std::string(policy_name(a.spec.policy))},
+              {"status", std::string(arm_status_name(a.status))},
+              {"reason", text_or_null(a.reason)},
+              {"plan",
+               {{"summary", text_or_null(a.plan)},
+                {"resident", a.resident},
+                {"streamed", a.streamed},
+                {"cpu", a.cpu},
+                {"step_tokens", a.step_tokens > 0 ? nlohmann::json(a.step_tokens) : nlohmann::json()}}},
+              {"memory",
+               {{"uses_device", a.uses_device},
+                {"budget_bytes", a.spec.vram},
+                {"context_bytes", a.context_bytes},
+                {"arena_bytes", a.arena_bytes},
+                {"arena_high_water_bytes", a.arena_high_water},
+                {"device_peak_bytes", a.device_peak_bytes},
+                {"process_device_bytes", optional_bytes(a.process_device_bytes)},
+                {"host_bytes", a.host_bytes}}},
+              {"simulated_link_gbps", a.link_paced ? link : Json(nullptr)},
+              {"link", text_or_null(a.link)},
+              {"tests", std::move(tests)}};
 }
 
 Json model_json(const BenchModel& m) {

@@ -70,8 +70,8 @@ SchedulerOptions::ActivationUpload resolve_activation_upload(SchedulerOptions::A
   const char* env = std::getenv("FERRY_ACTIVATION_UPLOAD");
   if (env == nullptr || *env == '\0' || std::strcmp(env, "copy") == 0) return Upload::COPY_ENGINE;
   if (std::strcmp(env, "kernel") == 0) return Upload::KERNEL;
-  fail(ErrorCategory::INVALID_ARGUMENT,
-       std::string("FERRY_ACTIVATION_UPLOAD='") + env + "': expected copy (the copy engine) or kernel (reads over the bus)");
+  fail(ErrorCategory::INVALID_ARGUMENT, std::string("FERRY_ACTIVATION_UPLOAD='") + env +
+                                            "': expected copy (the copy engine) or kernel (reads over the bus)");
 }
 
 struct GpuLayer {
