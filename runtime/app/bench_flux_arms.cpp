@@ -5,7 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
-#include <random>
+#include <utility>
 #include <vector>
 
 #include "bench_arms.hpp"
@@ -15,18 +15,12 @@
 #include "ferry/models/flux/model.hpp"
 #include "ferry/models/flux/runner.hpp"
 #include "ferry/models/flux/sampler.hpp"
+#include "flux_inputs.hpp"
 
 namespace ferry::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::vector<float> normal_floats(size_t n, std::mt19937_64& rng) {
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
 
 // The step's inputs, shared by every arm (each arm copies the latents it steps).
 struct FluxWorkload {
@@ -36,10 +30,10 @@ struct FluxWorkload {
 
   FluxWorkload(const FluxConfig& c, const BenchRequest& request)
       : n_img(request.image_tokens()), n_txt(request.text_tokens) {
-    std::mt19937_64 rng(kBenchTokenSeed);
-    img = normal_floats(static_cast<size_t>(n_img * c.in_channels), rng);
-    txt = normal_floats(static_cast<size_t>(n_txt * c.context_in_dim), rng);
-    vec = normal_floats(static_cast<size_t>(c.vec_in_dim), rng);
+    GeneratedFluxInputs in = generate_flux_inputs(c, n_img, n_txt, kBenchTokenSeed);
+    img = std::move(in.img);
+    txt = std::move(in.txt);
+    vec = std::move(in.vec);
     ids = flux_position_ids(n_txt, request.image_height / 16, request.image_width / 16);
     const std::vector<float> schedule = flux_timesteps(1, n_img, c.has_guidance);
     timesteps = {schedule[0], schedule[1]};

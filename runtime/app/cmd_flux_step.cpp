@@ -18,8 +18,8 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "commands.hpp"
@@ -30,6 +30,7 @@
 #include "ferry/models/flux/model.hpp"
 #include "ferry/models/flux/runner.hpp"
 #include "ferry/models/flux/sampler.hpp"
+#include "flux_inputs.hpp"
 #include "image_flag.hpp"
 #include "model_command.hpp"
 #include "override_flags.hpp"
@@ -55,13 +56,6 @@ struct FluxStepFlags {
   OverrideFlags overrides;
 };
 
-std::vector<float> normal_floats(size_t n, std::mt19937_64& rng) {
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
 struct Inputs {
   std::vector<float> img, txt, vec;
   int64_t n_txt = 0;
@@ -79,11 +73,11 @@ Inputs load_inputs(const FluxStepFlags& f, const FluxConfig& c, int64_t n_img) {
     in.source = "read from " + f.inputs;
     return in;
   }
-  std::mt19937_64 rng(f.seed);
   in.n_txt = f.txt_tokens;
-  in.img = normal_floats(static_cast<size_t>(n_img * c.in_channels), rng);
-  in.txt = normal_floats(static_cast<size_t>(in.n_txt * c.context_in_dim), rng);
-  in.vec = normal_floats(static_cast<size_t>(c.vec_in_dim), rng);
+  GeneratedFluxInputs generated = generate_flux_inputs(c, n_img, in.n_txt, f.seed);
+  in.img = std::move(generated.img);
+  in.txt = std::move(generated.txt);
+  in.vec = std::move(generated.vec);
   in.source = "generated from seed " + std::to_string(f.seed);
   return in;
 }
