@@ -122,12 +122,12 @@ HostMemoryNeed host_memory_need(std::span<const LayerDemand> layers, std::span<c
   HostMemoryNeed need;
   size_t workspace_floats = 0;
   for (size_t i = 0; i < layers.size(); ++i) {
-    if (placements[i] == Placement::CPU) {
+    if (placements[i] == Placement::CPU || placements[i] == Placement::PHASED) {
       need.kv_cache += layers[i].kv_cache_bytes;
       workspace_floats = std::max(workspace_floats, layers[i].workspace_floats_cpu);
-    } else if (placements[i] == Placement::STREAMED) {
-      need.streamed_pool += align_up(layers[i].weight_bytes, kPage);
     }
+    if (placements[i] == Placement::STREAMED || placements[i] == Placement::PHASED)
+      need.streamed_pool += align_up(layers[i].weight_bytes, kPage);
   }
   const uint64_t output = layers.back().output_floats * sizeof(float);
   need.buffers = workspace_floats * sizeof(float) + output;

@@ -44,6 +44,7 @@ CategoryBytes fixed_categories(const MemoryPlanInput& input) {
   CategoryBytes b{};
   auto at = [&b](MemoryCategory c) -> uint64_t& { return b[static_cast<size_t>(c)]; };
   uint64_t largest_streamed = 0;
+  uint64_t largest_phased_kv = 0;  // PHASED layers keep their KV cache on the host; a GPU step borrows one buffer
   bool any_gpu = false;
   for (const LayerFootprint& layer : input.layers) {
     if (layer.placement == Placement::CPU) continue;
@@ -53,8 +54,12 @@ CategoryBytes fixed_categories(const MemoryPlanInput& input) {
           add_or_fail(at(MemoryCategory::RESIDENT_WEIGHTS), align_up(layer.weight_bytes));
     else
       largest_streamed = std::max(largest_streamed, align_up(layer.weight_bytes));
-    at(MemoryCategory::KV_CACHE) = add_or_fail(at(MemoryCategory::KV_CACHE), align_up(layer.kv_cache_bytes));
+    if (layer.placement == Placement::PHASED)
+      largest_phased_kv = std::max(largest_phased_kv, align_up(layer.kv_cache_bytes));
+    else
+      at(MemoryCategory::KV_CACHE) = add_or_fail(at(MemoryCategory::KV_CACHE), align_up(layer.kv_cache_bytes));
   }
+  at(MemoryCategory::KV_CACHE) = add_or_fail(at(MemoryCategory::KV_CACHE), largest_phased_kv);
   if (!any_gpu) return b;  // nothing runs on the device: no context, no arena
   at(MemoryCategory::CONTEXT) = input.context_bytes;
   at(MemoryCategory::STAGING) = mul_or_fail(static_cast<uint64_t>(input.staging_slots), largest_streamed);

@@ -38,6 +38,10 @@ std::vector<LayerDemand> layer_demands(std::span<const Layer* const> layers, int
 struct StackOptions {
   int64_t max_tokens = 1;  // the largest T a step gets
   int prefetch_depth = 1;  // staging slots S = prefetch_depth + 1
+  // PHASED layers run on the CPU in steps of at most this many tokens and are streamed to the GPU in larger ones. A
+  // planner sets it where its cost model says streaming starts to beat the CPU; the default is the largest step the
+  // CPU's GEMV reads the weights once for (kernels' GEMV path), where the CPU costs what one token costs.
+  int64_t phased_cpu_max_tokens = 8;
   MarginPolicy margin;
   uint64_t fp16_scratch_limit = uint64_t{64} << 20;  // cap on the dequantized-weight tile (the kernel's minimum
                                                      // tile wins if larger)

@@ -2,10 +2,11 @@
 //
 //   budget >= context overhead (measured: free memory before vs after creating the context, cuBLAS handle, streams)
 //           + resident weights (quantized, each layer's tensors back to back, 256-byte aligned)
-//           + S staging slots x the largest streamed layer            S = prefetch depth + 1, 2..5
+//           + S staging slots x the largest streamed (or phased) layer S = prefetch depth + 1, 2..5
 //           + FP16 scratch (a tile of dequantized weight + the FP16 copy of the GEMM's activations)
 //           + activations (the residual stream and the largest layer workspace at the largest step)
-//           + KV cache of the layers that run on the GPU
+//           + KV cache of the layers that run on the GPU (+ one buffer the size of the largest phased layer's, which
+//             its GPU steps borrow: phased layers keep their cache in host memory)
 //           + cuBLAS workspace
 //           + margin = max(fraction x budget, floor)                   default 128 MiB (see MarginPolicy)
 //
