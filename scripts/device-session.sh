@@ -31,6 +31,8 @@
 #   calibrate  ferry calibrate --force
 #   ncu        Nsight Compute on the quantized GEMV (speed of light, memory, warp states): the profiles issue 12 asks
 #              for, as text, from bench_kernels_cuda --gemv-only (first launches of each kernel skipped as warm-up)
+#   phased     13B Q4_0 at 4 and 7 GiB: resident-stream plans with part of the streamed blocks phased (CPU in decode,
+#              streamed in the prompt), by-kernel and copy-engine activation upload, against resident-first/-stream
 #   upload     activations up by the copy engine vs by kernel (FERRY_ACTIVATION_UPLOAD): ferry bench on llama-13b
 #              Q4_0 with streamed and CPU layers, each mode in its own run
 # Each step after `all` reuses its build. A step that fails is reported and the next one runs.
@@ -179,6 +181,38 @@ upload_step() {
   return "$status"
 }
 
+# Phased placement (issue 13): the resident-stream plan of each budget with a fraction of its streamed blocks made
+# phased (interleaved: the CPU computes one while the link copies the next), against resident-first and
+# resident-stream in the same session; activations up by the copy engine and by kernel.
+phased_step() {
+  local m=$models/llama-2-13b-q4_0.gguf status=0 s=$OUT/step-summary.txt
+  [ -f "$m" ] || "$ferry" make-model --arch llama --preset llama-2-13b --type q4_0 --seed 1 -o "$m" >/dev/null || return 1
+  for vram in 4GiB 7GiB; do
+    timeout 200 "$ferry" bench "$m" --vram "$vram" --policy resident-first,resident-stream -p 512 -n 32 -r 2 \
+      >"$OUT/base-$vram.md" 2>"$OUT/base-$vram.log" || status=1
+    grep -E '\| (pp512|tg32) \|' "$OUT/base-$vram.md" | sed "s/^/    base /" >>"$s"
+    "$ferry" plan "$m" --vram "$vram" --policy resident-stream --ctx 544 --json >"$OUT/plan-$vram.json" 2>>"$s" || status=1
+    for run in kernel:0.33 kernel:0.5 kernel:0.67 copy:0.5; do
+      local mode=${run%%:*} fraction=${run#*:} plan=$OUT/plan-$vram-${run/:/-}.json
+      python3 - "$OUT/plan-$vram.json" "$fraction" "$plan" <<'PY' || status=1
+import json, sys
+plan = json.load(open(sys.argv[1]))
+fraction = float(sys.argv[2])
+streamed = [l for l in plan["layers"] if l["placement"] == "streamed" and l["name"].startswith("blk.")]
+# every k-th streamed block phased, spread over the streamed run
+n = round(fraction * len(streamed))
+for j in range(n):
+    streamed[int(j * len(streamed) / n)]["placement"] = "phased"
+json.dump(plan, open(sys.argv[3], "w"), indent=1)
+PY
+      FERRY_ACTIVATION_UPLOAD=$mode timeout 200 "$ferry" bench "$m" --plan "$plan" --vram "$vram" -p 512 -n 32 -r 2 \
+        >"$OUT/phased-$vram-${run/:/-}.md" 2>"$OUT/phased-$vram-${run/:/-}.log" || status=1
+      grep -E '\| (pp512|tg32) \|' "$OUT/phased-$vram-${run/:/-}.md" | sed "s/^/    phased $run /" >>"$s"
+    done
+  done
+  return "$status"
+}
+
 log "session start: $* ($(git rev-parse --short HEAD 2>/dev/null || echo no-git))"
 nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current --format=csv,noheader |
   tee -a "$progress"
@@ -196,6 +230,7 @@ for s in "$@"; do
     bench8) step bench8 env FERRY_BENCH_BUDGET_S=300 bash scripts/device-bench.sh "$dir/bench" llama-8b ;;
     calibrate) step calibrate bash scripts/device-figures.sh "$dir/calibrate" calibrate ;;
     upload) step upload upload_step ;;
+    phased) step phased phased_step ;;
     ncu) step ncu ncu_step ;;
     *) log "$s: unknown step" ;;
   esac

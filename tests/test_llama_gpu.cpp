@@ -31,10 +31,15 @@ std::vector<std::vector<Placement>> placement_mixes(size_t n, uint64_t seed) {
   std::vector<std::vector<Placement>> mixes = {std::vector<Placement>(n, Placement::RESIDENT),
                                                std::vector<Placement>(n, Placement::STREAMED),
                                                std::vector<Placement>(n, Placement::CPU)};
+  // Phased layers alternating with streamed ones (decode: the CPU and the link at once), and every layer phased.
+  std::vector<Placement> alternating(n), phased(n, Placement::PHASED);
+  for (size_t i = 0; i < n; ++i) alternating[i] = i % 2 == 0 ? Placement::PHASED : Placement::STREAMED;
+  mixes.push_back(alternating);
+  mixes.push_back(phased);
   std::mt19937_64 rng(seed);
   for (int i = 0; i < 4; ++i) {
     std::vector<Placement> p(n);
-    for (auto& x : p) x = static_cast<Placement>(rng() % 3);
+    for (auto& x : p) x = static_cast<Placement>(rng() % 4);  // resident, streamed, cpu, phased
     mixes.push_back(p);
   }
   return mixes;
@@ -85,6 +90,9 @@ TEST_CASE("GPU forward pass matches the float64 reference under every placement"
         LlamaRunnerOptions o;
         o.n_ctx = 64;
         o.max_tokens = 8;  // T = 13 runs as two steps: GEMV and GEMM paths both
+        // Phased layers stream in the steps of 5 and 8 tokens (the second of T = 13 reads the first's K/V rows back
+        // from host memory) and run on the CPU at T = 1.
+        o.phased_cpu_max_tokens = 4;
         o.all_logits = true;
         o.vram_budget = parse_budget("4GiB");
         LlamaRunner runner(c, w, o, placements);
@@ -95,7 +103,7 @@ TEST_CASE("GPU forward pass matches the float64 reference under every placement"
         // test_llama_cpu); GPU layers round GEMM operands and K/V to FP16. Measured well below on these shapes.
         CHECK(relative_error(logits, expected) <= 3e-2);
         std::vector<bool> cpu_set;
-        for (Placement p : placements) cpu_set.push_back(p == Placement::CPU);
+        for (Placement p : placements) cpu_set.push_back(placement_for_step(p, T, 4) == Placement::CPU);
         const auto [it, inserted] = by_cpu_set.emplace(cpu_set, logits);
         if (!inserted) CHECK(std::memcmp(it->second.data(), logits.data(), logits.size() * sizeof(float)) == 0);
       }
@@ -182,6 +190,8 @@ TEST_CASE("perplexity is the same for every placement, within the tolerance of t
         LlamaRunnerOptions o;
         o.n_ctx = 32;
         o.max_tokens = batch;
+        o.phased_cpu_max_tokens = 4;  // phased layers: streamed at batch 8 (from the second step on, with K/V rows
+                                      // moved in from host memory), on the CPU at batch 1
         o.all_logits = true;
         o.vram_budget = parse_budget("4GiB");
         LlamaRunner runner(c, w, o, placements);

@@ -138,7 +138,7 @@ TEST_CASE("without a GPU, GPU placements are refused saying why") {
   const SyntheticStack stack(small_q4_0(3, test::test_seed(5)));
   SchedulerOptions options;
   options.vram_budget = uint64_t{8} << 30;
-  for (Placement p : {Placement::RESIDENT, Placement::STREAMED}) {
+  for (Placement p : {Placement::RESIDENT, Placement::STREAMED, Placement::PHASED}) {
     std::vector<Placement> placements = all(3, Placement::CPU);
     placements[1] = p;
     const std::string message =

@@ -306,6 +306,55 @@ TEST_CASE("the trace shows each streamed layer computed after its copy and copie
   }
 }
 
+TEST_CASE("phased layers stream in prompt steps, run on the CPU in decode steps, and the link copies meanwhile") {
+  // Phased layers alternating with streamed ones: a step of more than phased_cpu_max_tokens tokens must give the
+  // outputs of the same layers all streamed (bit for bit: the same kernels on the same bytes), a smaller one those of
+  // the phased layers on the CPU; steps of both kinds in every order (the copies issued ahead for the other kind are
+  // wasted, never used). In decode, a streamed layer's copy must run while the CPU computes the phased layer before it.
+  const test::TempDir dir;
+  const SyntheticStack stack(SyntheticStackConfig{"ph", 8, 2048, 8192, GgmlType::Q4_0, test::test_seed(71), 1e-5f});
+  std::vector<Placement> phased(8), streamed(8, Placement::STREAMED), on_cpu(8);
+  for (size_t i = 0; i < 8; ++i) {
+    phased[i] = i % 2 == 0 ? Placement::PHASED : Placement::STREAMED;
+    on_cpu[i] = i % 2 == 0 ? Placement::CPU : Placement::STREAMED;
+  }
+  const int64_t threshold = 4;
+  for (int depth : {1, 3}) {
+    CAPTURE(depth);
+    SchedulerOptions o = options_for(8 * kGiB, depth, 16);
+    o.phased_cpu_max_tokens = threshold;
+    LayerScheduler as_streamed(stack.layers(), streamed, o);
+    LayerScheduler as_cpu(stack.layers(), on_cpu, o);
+    o.trace_path = dir.path() / ("phased" + std::to_string(depth) + ".json");
+    LayerScheduler s(stack.layers(), phased, o);
+    // prompt, decode, decode, prompt, decode, prompt, prompt: every transition, twice
+    const int64_t steps[] = {16, 1, 4, 9, 1, 5, 16};
+    for (size_t k = 0; k < std::size(steps); ++k) {
+      const int64_t n = steps[k];
+      CAPTURE(n);
+      const std::vector<float> x0 = stack.make_input(n, test::test_seed(200 + k));
+      const std::vector<float> got = run_once(s, x0, n);
+      REQUIRE(test::all_finite(got));
+      LayerScheduler& reference = n > threshold ? as_streamed : as_cpu;
+      CHECK(test::bit_identical(got, run_once(reference, x0, n)));
+      // Prompt steps copy all 8 layers, decode steps the 4 streamed ones.
+      CHECK(s.last_step().copy_bytes == reference.last_step().copy_bytes);
+      CHECK((s.last_step().cpu_ms > 0) == (n <= threshold));
+    }
+    // Decode steps (1 and 2 of the trace's steps are 1 and 4 tokens): some streamed layer's copy overlaps the CPU span
+    // of the phased layer before it.
+    bool overlap = false;
+    for (const TraceSpan& cpu : s.trace().spans()) {
+      if (cpu.track != TraceTrack::CPU) continue;
+      for (const TraceSpan& copy : s.trace().spans())
+        if (copy.track == TraceTrack::COPY && copy.step == cpu.step && copy.layer == cpu.layer + 1 &&
+            copy.start_us < cpu.start_us + cpu.duration_us && cpu.start_us < copy.start_us + copy.duration_us)
+          overlap = true;
+    }
+    CHECK(overlap);
+  }
+}
+
 TEST_CASE("activations uploaded by kernel: the same outputs, and compute no longer waits for weight copies") {
   // Resident layers first, then two streamed ones of ~75 MB whose copies for the next step are issued at the end of
   // each step. With the copy engine, the next step's input upload queues behind those copies and the first resident

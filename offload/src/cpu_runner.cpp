@@ -11,10 +11,13 @@ CpuRunner::CpuRunner(const EngineSetup& setup)
   std::string ignored;
   for (size_t i = 0; i < setup.layers.size(); ++i) {
     HostBlock kv;
-    if (setup.placements[i] == Placement::CPU) {
+    const Placement placement = setup.placements[i];
+    if (placement == Placement::CPU || placement == Placement::PHASED) {
       m_workspace_floats = std::max(m_workspace_floats, setup.demands[i].workspace_floats_cpu);
       const uint64_t kv_bytes = setup.layers[i]->kv_cache_bytes();
-      kv = HostBlock::allocate(kv_bytes, false, false, &ignored);
+      // A PHASED layer's GPU steps copy rows of its cache to and from the device on the compute stream: pinned, so
+      // the copies are asynchronous (pageable memory would make them stage and block).
+      kv = HostBlock::allocate(kv_bytes, placement == Placement::PHASED, false, &ignored);
       if (kv_bytes > 0) std::memset(kv.data(), 0, kv_bytes);
     }
     m_kv.push_back(std::move(kv));

@@ -40,6 +40,8 @@ class CpuRunner {
   // Layer `index` on host activations x [n_tokens, width]; adds its time to stats.cpu_ms and records a CPU span.
   void run(size_t index, float* x, const StepContext& step, int64_t step_index, StepStats& stats);
   uint64_t host_bytes() const noexcept;
+  // Layer `index`'s host KV cache (CPU and PHASED layers; empty for the others).
+  const HostBlock& kv_cache(size_t index) const { return m_kv.at(index); }
   // The host output buffer (setup.output_floats floats) when the last layer runs on the CPU, else null.
   float* output() const noexcept { return reinterpret_cast<float*>(m_output.data()); }
 

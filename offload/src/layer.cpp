@@ -17,6 +17,14 @@ uint64_t tensor_bytes(const QuantMatrixView& view) {
   return *bytes;
 }
 
+void Layer::kv_cache_traffic(const StepContext& /*step*/, std::vector<KvRange>& reads,
+                             std::vector<KvRange>& writes) const {
+  const uint64_t bytes = kv_cache_bytes();
+  if (bytes == 0) return;
+  reads.push_back({0, bytes});
+  writes.push_back({0, bytes});
+}
+
 LayerLayout layer_layout(std::span<const WeightTensor> tensors) {
   LayerLayout layout;
   layout.offsets.reserve(tensors.size());

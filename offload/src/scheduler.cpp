@@ -55,6 +55,9 @@ void check_arguments(const std::vector<const Layer*>& layers, const std::vector<
   if (options.prefetch_depth < 1 || options.prefetch_depth > 4)
     fail(ErrorCategory::INVALID_ARGUMENT,
          "scheduler: prefetch depth " + std::to_string(options.prefetch_depth) + " is outside 1..4");
+  if (options.phased_cpu_max_tokens < 0)
+    fail(ErrorCategory::INVALID_ARGUMENT, "scheduler: phased_cpu_max_tokens is " +
+                                              std::to_string(options.phased_cpu_max_tokens) + ", expected 0 or more");
   if (options.link_gbps != 0)
     if (const std::string problem = link_rate_problem(options.link_gbps); !problem.empty())
       fail(ErrorCategory::INVALID_ARGUMENT, "scheduler: link rate " + problem);

@@ -26,6 +26,15 @@
 //   SchedulerOptions::activation_upload KERNEL by a kernel reading the pinned buffer, which does not.
 // - At the end of a step (after the output is back), the first S copies of the next step are issued, so streaming
 //   continues across steps (SchedulerOptions::prefetch_across_steps).
+// - PHASED layers stream like STREAMED ones in steps of more than phased_cpu_max_tokens tokens and run like CPU
+//   layers in smaller ones, so the streamed sequence depends on the step: the prompt order (STREAMED and PHASED
+//   layers) and the decode order (STREAMED only), each numbered from 0 for its slots. The copies issued ahead at the
+//   end of a step are for a next step of the same kind; when the next step is of the other kind they were wasted
+//   (link time only: the copy stream runs in order, so the next step's own copies land after them, and compute waits
+//   for those). In decode the copy stream streams the STREAMED layers while the host runs the PHASED ones: the link
+//   and the CPU read host memory at once. A PHASED layer's KV cache stays in pinned host memory (the CPU runner's);
+//   a GPU step uploads the rows it reads into one device KV buffer, runs, and downloads the rows it wrote, all on the
+//   compute stream, so the next PHASED layer finds the buffer free.
 //
 // Timeline, S = 3 (prefetch depth 2), five streamed layers L0..L4 (copy shorter than compute: overlap is total):
 //
@@ -74,11 +83,15 @@ SchedulerOptions::ActivationUpload resolve_activation_upload(SchedulerOptions::A
                                             "': expected copy (the copy engine) or kernel (reads over the bus)");
 }
 
+enum Phase : size_t { DECODE = 0, PROMPT = 1 };  // steps of at most / more than phased_cpu_max_tokens tokens
+
 struct GpuLayer {
   Placement placement = Placement::CPU;
-  int64_t streamed_index = -1;                           // k, for STREAMED layers
+  int64_t copy = -1;                                     // STREAMED, PHASED: its entry in m_copies
+  int64_t order_index[2] = {-1, -1};                     // k in each phase's streamed order (-1: not streamed then)
+  bool ran_on_gpu = false;                               // in the last step (a PHASED layer may have run on the CPU)
   std::vector<QuantMatrixView> resident_views;           // RESIDENT: views into the arena
-  std::vector<std::vector<QuantMatrixView>> slot_views;  // STREAMED: views into each staging slot
+  std::vector<std::vector<QuantMatrixView>> slot_views;  // STREAMED, PHASED: views into each staging slot
   void* kv = nullptr;
   cuda::Event begin, end;  // compute span (timing events)
 };
@@ -107,7 +120,11 @@ class GpuEngine final : public Engine {
 
  private:
   void run_step(float* x, const StepContext& step, int64_t step_index, StepStats& stats);
+  // Issues the copies of m_order[m_issue_phase] up to its k-th entry (those not issued yet).
   void issue_copies_through(int64_t k);
+  void run_streamed(size_t index, const StepContext& step, Phase phase);
+  // A PHASED layer's GPU step: its host KV rows in, the layer, the rows it wrote out (compute stream).
+  void run_phased_on_gpu(size_t index, const StepContext& step, const LayerRun& run);
   void record_anchor();
   void harvest(int64_t step_index, StepStats& stats);
   // Host-to-device on the compute stream from the start of a pinned io block: by kernel when `view` (the block's
@@ -132,14 +149,18 @@ class GpuEngine final : public Engine {
   CpuRunner m_cpu;
 
   std::vector<GpuLayer> m_layers;
-  std::vector<StreamedCopy> m_copies;  // per streamed layer, in stack order
+  std::vector<StreamedCopy> m_copies;  // per STREAMED or PHASED layer (its span in the pool), in stack order
+  std::vector<int64_t> m_order[2];     // per phase: the entries of m_copies streamed in such a step, in order
   std::vector<void*> m_slots;
   std::vector<cuda::Event> m_slot_free;
   cuda::Event m_cpu_input_ready;
   cuda::Event m_anchor, m_step_begin, m_step_end;
   double m_anchor_host_us = 0;
   bool m_anchor_valid = false;
-  int64_t m_copies_issued = 0;  // streamed copies of the current (or next, when prefetched) step already issued
+  int64_t m_copies_issued = 0;  // entries of m_order[m_issue_phase] issued for the current (or next) step
+  Phase m_issue_phase = DECODE;
+  void* m_phased_kv = nullptr;                       // the device KV buffer PHASED layers borrow in GPU steps
+  std::vector<KvRange> m_kv_reads, m_kv_writes;      // reused per PHASED GPU step (capacity kept)
   bool m_reported_pageable_rate = false;
 
   float* m_x = nullptr;
@@ -190,14 +211,20 @@ GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const Gpu
                                                       "fp32 tile (dequantization via FP32, benchmark)");
   m_ops = std::make_unique<CudaOps>(m_compute.get(), m_cublas.get(), scratch);
 
-  // Streamed layers: the pinned pool (filled now, from the layers' host bytes) and S slots of the largest one.
+  // Streamed and phased layers: the pinned pool (filled now, from the layers' host bytes) and S slots of the largest
+  // one; phased layers' GPU steps borrow one KV buffer of the largest phased cache.
   std::vector<std::span<const WeightTensor>> streamed;
-  uint64_t largest = 0;
-  for (size_t i = 0; i < setup.layers.size(); ++i)
-    if (setup.placements[i] == Placement::STREAMED) {
+  uint64_t largest = 0, largest_phased_kv = 0;
+  for (size_t i = 0; i < setup.layers.size(); ++i) {
+    const Placement p = setup.placements[i];
+    if (p == Placement::STREAMED || p == Placement::PHASED) {
       streamed.push_back(setup.layers[i]->weights());
       largest = std::max(largest, layer_layout(setup.layers[i]->weights()).bytes);
     }
+    if (p == Placement::PHASED) largest_phased_kv = std::max(largest_phased_kv, setup.layers[i]->kv_cache_bytes());
+  }
+  if (largest_phased_kv > 0)
+    m_phased_kv = m_arena.allocate(MemoryCategory::KV_CACHE, largest_phased_kv, "KV buffer of the phased layers");
   m_pool = PinnedHostPool(streamed, HostPoolOptions{opt.simulate_pin_failure, setup.warn});
   if (!streamed.empty())
     for (int s = 0; s <= opt.prefetch_depth; ++s) {
@@ -228,9 +255,13 @@ GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const Gpu
     if (g.placement != Placement::CPU) {
       g.begin = cuda::Event::create(true);
       g.end = cuda::Event::create(true);
+    }
+    if (g.placement == Placement::RESIDENT || g.placement == Placement::STREAMED) {
       const uint64_t kv_bytes = layer.kv_cache_bytes();
       g.kv = m_arena.allocate(MemoryCategory::KV_CACHE, kv_bytes, layer.name() + " KV cache");
       if (kv_bytes > 0) FERRY_CUDA_CHECK(cudaMemset(g.kv, 0, kv_bytes));
+    } else if (g.placement == Placement::PHASED) {
+      g.kv = m_phased_kv;
     }
     const LayerLayout layout = layer_layout(layer.weights());
     if (g.placement == Placement::RESIDENT) {
@@ -241,8 +272,13 @@ GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const Gpu
         FERRY_CUDA_CHECK(cudaMemcpy(const_cast<void*>(g.resident_views[t].data), host.data, tensor_bytes(host),
                                     cudaMemcpyHostToDevice));
       }
-    } else if (g.placement == Placement::STREAMED) {
-      g.streamed_index = static_cast<int64_t>(m_copies.size());
+    } else if (g.placement == Placement::STREAMED || g.placement == Placement::PHASED) {
+      g.copy = static_cast<int64_t>(m_copies.size());
+      for (Phase phase : {DECODE, PROMPT})
+        if (g.placement == Placement::STREAMED || phase == PROMPT) {
+          g.order_index[phase] = static_cast<int64_t>(m_order[phase].size());
+          m_order[phase].push_back(g.copy);
+        }
       for (void* slot : m_slots) g.slot_views.push_back(views_in_block(layer.weights(), layout, slot));
       StreamedCopy c;
       c.layer = i;
@@ -279,10 +315,11 @@ LayerRun GpuEngine::run_of(size_t layer) {
 }
 
 void GpuEngine::issue_copies_through(int64_t last) {
-  last = std::min<int64_t>(last, static_cast<int64_t>(m_copies.size()) - 1);
+  const std::vector<int64_t>& order = m_order[m_issue_phase];
+  last = std::min<int64_t>(last, static_cast<int64_t>(order.size()) - 1);
   for (; m_copies_issued <= last; ++m_copies_issued) {
     const int64_t k = m_copies_issued;
-    StreamedCopy& c = m_copies[static_cast<size_t>(k)];
+    StreamedCopy& c = m_copies[static_cast<size_t>(order[static_cast<size_t>(k)])];
     const size_t slot = static_cast<size_t>(k) % slots();
     cudaStream_t copy = m_copy.get();
     FERRY_CUDA_CHECK(cudaStreamWaitEvent(copy, m_slot_free[slot].get(), 0));
@@ -293,6 +330,50 @@ void GpuEngine::issue_copies_through(int64_t last) {
       FERRY_CUDA_CHECK(cudaMemcpyAsync(m_slots[slot], c.source.data(), c.source.size(), cudaMemcpyHostToDevice, copy));
     FERRY_CUDA_CHECK(cudaEventRecord(c.end.get(), copy));
   }
+}
+
+void GpuEngine::run_streamed(size_t index, const StepContext& step, Phase phase) {
+  GpuLayer& g = m_layers[index];
+  const Layer& layer = *m_setup.layers[index];
+  cudaStream_t compute = m_compute.get();
+  const int64_t k = g.order_index[phase];
+  const size_t slot = static_cast<size_t>(k) % slots();
+  issue_copies_through(k + static_cast<int64_t>(slots()) - 1);
+  FERRY_CUDA_CHECK(cudaStreamWaitEvent(compute, m_copies[static_cast<size_t>(g.copy)].end.get(), 0));
+  FERRY_CUDA_CHECK(cudaEventRecord(g.begin.get(), compute));
+  if (g.placement == Placement::PHASED)
+    run_phased_on_gpu(index, step, run_of(index));
+  else
+    layer.forward(g.slot_views[slot], m_x, step, run_of(index));
+  FERRY_CUDA_CHECK(cudaEventRecord(g.end.get(), compute));
+  FERRY_CUDA_CHECK(cudaEventRecord(m_slot_free[slot].get(), compute));
+}
+
+void GpuEngine::run_phased_on_gpu(size_t index, const StepContext& step, const LayerRun& run) {
+  const Layer& layer = *m_setup.layers[index];
+  const GpuLayer& g = m_layers[index];
+  const HostBlock& host_kv = m_cpu.kv_cache(index);
+  m_kv_reads.clear();
+  m_kv_writes.clear();
+  layer.kv_cache_traffic(step, m_kv_reads, m_kv_writes);
+  auto check = [&](const KvRange& r) {
+    if (r.offset > host_kv.size() || r.bytes > host_kv.size() - r.offset)
+      fail(ErrorCategory::INTERNAL, "layer '" + layer.name() + "': KV rows at byte " + std::to_string(r.offset) +
+                                        " (+" + std::to_string(r.bytes) + ") lie outside its " +
+                                        std::to_string(host_kv.size()) + "-byte cache");
+  };
+  for (const KvRange& r : m_kv_reads) check(r);
+  for (const KvRange& r : m_kv_writes) check(r);
+  cudaStream_t compute = m_compute.get();
+  auto* device_kv = static_cast<std::byte*>(m_phased_kv);
+  for (const KvRange& r : m_kv_reads)
+    FERRY_CUDA_CHECK(cudaMemcpyAsync(device_kv + r.offset, host_kv.data() + r.offset, r.bytes, cudaMemcpyHostToDevice,
+                                     compute));
+  const size_t slot = static_cast<size_t>(g.order_index[PROMPT]) % slots();
+  layer.forward(g.slot_views[slot], m_x, step, run);
+  for (const KvRange& r : m_kv_writes)
+    FERRY_CUDA_CHECK(cudaMemcpyAsync(host_kv.data() + r.offset, device_kv + r.offset, r.bytes, cudaMemcpyDeviceToHost,
+                                     compute));
 }
 
 void GpuEngine::upload(void* dst, const HostBlock& block, const void* view, size_t bytes) {
@@ -340,26 +421,27 @@ void GpuEngine::run_step(float* x, const StepContext& step, int64_t step_index, 
     upload(m_inputs, m_io_inputs, m_io_inputs_view, step.inputs.size_bytes());
   }
 
+  const Phase phase = n_tokens > m_setup.options.phased_cpu_max_tokens ? PROMPT : DECODE;
+  if (phase != m_issue_phase) {  // copies issued ahead for a step of the other kind: wasted (see the note on top)
+    m_issue_phase = phase;
+    m_copies_issued = 0;
+  }
   for (size_t i = 0; i < m_layers.size(); ++i) {
     GpuLayer& g = m_layers[i];
     const Layer& layer = *m_setup.layers[i];
-    switch (g.placement) {
-      case Placement::STREAMED: {
-        const int64_t k = g.streamed_index;
-        const size_t slot = static_cast<size_t>(k) % slots();
-        issue_copies_through(k + static_cast<int64_t>(slots()) - 1);
-        FERRY_CUDA_CHECK(cudaStreamWaitEvent(compute, m_copies[static_cast<size_t>(k)].end.get(), 0));
-        FERRY_CUDA_CHECK(cudaEventRecord(g.begin.get(), compute));
-        layer.forward(g.slot_views[slot], m_x, step, run_of(i));
-        FERRY_CUDA_CHECK(cudaEventRecord(g.end.get(), compute));
-        FERRY_CUDA_CHECK(cudaEventRecord(m_slot_free[slot].get(), compute));
+    const Placement here = placement_for_step(g.placement, n_tokens, m_setup.options.phased_cpu_max_tokens);
+    g.ran_on_gpu = here != Placement::CPU;
+    switch (here) {
+      case Placement::STREAMED:
+        run_streamed(i, step, phase);
         break;
-      }
       case Placement::RESIDENT:
         FERRY_CUDA_CHECK(cudaEventRecord(g.begin.get(), compute));
         layer.forward(g.resident_views, m_x, step, run_of(i));
         FERRY_CUDA_CHECK(cudaEventRecord(g.end.get(), compute));
         break;
+      case Placement::PHASED:  // resolved above; never here
+        fail(ErrorCategory::INTERNAL, "layer '" + layer.name() + "': a phased placement was not resolved");
       case Placement::CPU: {
         FERRY_CUDA_CHECK(cudaMemcpyAsync(io, m_x, x_bytes, cudaMemcpyDeviceToHost, compute));
         FERRY_CUDA_CHECK(cudaEventRecord(m_cpu_input_ready.get(), compute));
@@ -390,7 +472,7 @@ void GpuEngine::run_step(float* x, const StepContext& step, int64_t step_index, 
   harvest(step_index, stats);
   m_copies_issued = 0;
   m_anchor_valid = false;
-  if (m_setup.options.prefetch_across_steps && !m_copies.empty()) {
+  if (m_setup.options.prefetch_across_steps && !m_order[m_issue_phase].empty()) {
     record_anchor();
     issue_copies_through(static_cast<int64_t>(slots()) - 1);
   }
@@ -408,14 +490,15 @@ void GpuEngine::harvest(int64_t step_index, StepStats& stats) {
   auto at_us = [&](const cuda::Event& e) { return m_anchor_host_us + 1e3 * cuda::elapsed_ms(m_anchor, e); };
   for (size_t i = 0; i < m_layers.size(); ++i) {
     const GpuLayer& g = m_layers[i];
-    if (g.placement == Placement::CPU) continue;
+    if (!g.ran_on_gpu) continue;
     const double ms = cuda::elapsed_ms(g.begin, g.end);
     stats.gpu_compute_ms += ms;
     if (trace != nullptr)
       trace->add({m_setup.layers[i]->name(), TraceTrack::COMPUTE, at_us(g.begin), ms * 1e3, step_index,
                   static_cast<int64_t>(i), 0});
   }
-  for (const StreamedCopy& c : m_copies) {
+  for (int64_t entry : m_order[m_issue_phase]) {  // this step's copies (m_issue_phase is the step's phase here)
+    const StreamedCopy& c = m_copies[static_cast<size_t>(entry)];
     const double ms = cuda::elapsed_ms(c.begin, c.end);
     stats.copy_ms += ms;
     stats.copy_bytes += c.source.size();

@@ -70,6 +70,26 @@ uint64_t LlamaBlockLayer::kv_cache_bytes() const {
          static_cast<uint64_t>(m_config.n_embd_kv()) * sizeof(uint16_t);
 }
 
+void LlamaBlockLayer::kv_cache_traffic(const StepContext& step, std::vector<KvRange>& reads,
+                                       std::vector<KvRange>& writes) const {
+  // The layout of forward(): the K caches of every sequence, then their V caches, each [n_ctx, n_embd_kv] FP16.
+  const uint64_t row = static_cast<uint64_t>(m_config.n_embd_kv()) * sizeof(uint16_t);
+  const uint64_t cache = static_cast<uint64_t>(m_n_ctx) * row;
+  const uint64_t v_base = static_cast<uint64_t>(m_n_seq) * cache;
+  auto add = [&](int64_t slot, int64_t pos0, int64_t n_tokens) {
+    const uint64_t start = static_cast<uint64_t>(slot) * cache;
+    const auto before = static_cast<uint64_t>(pos0) * row, written = static_cast<uint64_t>(n_tokens) * row;
+    for (uint64_t base : {start, v_base + start}) {
+      if (before > 0) reads.push_back({base, before});
+      if (written > 0) writes.push_back({base + before, written});
+    }
+  };
+  if (step.sequences.empty())
+    add(0, step.pos0, step.n_tokens);
+  else
+    for (const StepSequence& s : step.sequences) add(s.slot, s.pos0, s.n_tokens);
+}
+
 void LlamaBlockLayer::forward(std::span<const QuantMatrixView> weights, float* x, const StepContext& step,
                               const LayerRun& run) const {
   check_layer_call(*this, weights, step, run);

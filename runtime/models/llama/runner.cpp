@@ -22,6 +22,7 @@ SchedulerOptions scheduler_options(const LlamaRunnerOptions& o) {
   s.vram_budget = o.vram_budget;
   s.max_tokens = std::min(o.max_tokens, o.n_ctx);  // a step never holds more tokens than the context
   s.prefetch_depth = o.prefetch_depth;
+  s.phased_cpu_max_tokens = o.phased_cpu_max_tokens;
   s.trace_path = o.trace_path;
   s.link_gbps = o.link_gbps;
   return s;

@@ -65,6 +65,12 @@ struct StepContext {
   int64_t logit_rows = 0;
 };
 
+// A byte range of a layer's KV cache.
+struct KvRange {
+  uint64_t offset = 0;
+  uint64_t bytes = 0;
+};
+
 // Where a layer runs this step: the device's ops and the memory the scheduler reserved for the layer there.
 struct LayerRun {
   Ops* ops = nullptr;
@@ -90,6 +96,11 @@ class Layer {
   virtual size_t workspace_floats(int64_t n_tokens, Device device) const = 0;
   // Per-layer KV cache (zero for layers without attention).
   virtual uint64_t kv_cache_bytes() const { return 0; }
+  // The parts of the KV cache a step reads that it does not write (`reads`: earlier positions) and the parts it writes
+  // (`writes`), appended: a PHASED layer keeps its cache in host memory, and its GPU steps move in only the first and
+  // out only the second. Default: the whole cache, both ways (always correct, only slower).
+  virtual void kv_cache_traffic(const StepContext& step, std::vector<KvRange>& reads,
+                                std::vector<KvRange>& writes) const;
   // Floats the layer writes besides the residual stream (a model's logits); only the last layer of a stack may have
   // an output. The scheduler reserves it where the layer runs and hands it back after the step.
   virtual size_t output_floats(int64_t /*n_tokens*/) const { return 0; }

@@ -27,6 +27,9 @@ class LlamaBlockLayer final : public Layer {
   int64_t width() const override { return m_config.n_embd; }
   size_t workspace_floats(int64_t n_tokens, Device device) const override;
   uint64_t kv_cache_bytes() const override;
+  // Per sequence of the step: K and V rows [0, pos0) read, [pos0, pos0 + n_tokens) written.
+  void kv_cache_traffic(const StepContext& step, std::vector<KvRange>& reads,
+                        std::vector<KvRange>& writes) const override;
   void forward(std::span<const QuantMatrixView> weights, float* x, const StepContext& step,
                const LayerRun& run) const override;
 

@@ -26,6 +26,8 @@ struct LlamaRunnerOptions {
   uint64_t vram_budget = 0;  // 0: no GPU use (everything on the CPU)
   Policy policy = Policy::RESIDENT_FIRST;
   int prefetch_depth = 1;
+  // PHASED layers (placement.hpp) run on the CPU in steps of at most this many tokens, streamed in larger ones.
+  int64_t phased_cpu_max_tokens = StackOptions{}.phased_cpu_max_tokens;
   std::string trace_path;
   double link_gbps = 0;  // > 0: streamed layers' copies paced to this rate (SchedulerOptions::link_gbps)
   // forward(..., all_logits = true) allowed: the head's output holds max_tokens rows of logits. Off, it holds one row
