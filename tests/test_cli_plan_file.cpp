@@ -131,7 +131,8 @@ TEST_CASE("malformed or impossible plan files are refused naming the key (exit 1
   cases.push_back({"fewer", fewer, "layers: 4 entries, but the model has 5 layers (blk.0 .. output)"});
   nlohmann::json unknown = good;
   unknown["layers"][3]["placement"] = "gpu";
-  cases.push_back({"unknown", unknown, "layers[3].placement: 'gpu' is not a placement (resident, streamed or cpu)"});
+  cases.push_back(
+      {"unknown", unknown, "layers[3].placement: 'gpu' is not a placement (resident, streamed, cpu or phased)"});
   nlohmann::json renamed = good;
   renamed["layers"][2]["name"] = "blk.7";
   cases.push_back({"renamed", renamed, "layers[2].name: 'blk.7' is not the model's layer 2 'blk.2'"});

@@ -162,7 +162,9 @@ TEST_CASE("overrides: auto is never predicted slower than a fixed policy with th
       continue;
     }
     CHECK(a.memory.required_budget <= r.vram_budget);
-    const double auto_s = predict_run(s, a.placements, d, r.prompt_tokens, r.generated_tokens, 1).total_s;
+    const double auto_s =
+        predict_run(s, a.placements, d, r.prompt_tokens, r.generated_tokens, ScheduleShape{1, a.phased_cpu_max_tokens})
+            .total_s;
     for (Policy fixed : {Policy::RESIDENT_FIRST, Policy::RESIDENT_STREAM, Policy::STREAM_ALL, Policy::CPU_ALL}) {
       CAPTURE(policy_name(fixed));
       r.policy = fixed;
@@ -174,7 +176,10 @@ TEST_CASE("overrides: auto is never predicted slower than a fixed policy with th
         continue;
       }
       CHECK(p.placements[std::stoul(o[0].pattern.substr(5))] == kinds[kind]);
-      CHECK(auto_s <= predict_run(s, p.placements, d, r.prompt_tokens, r.generated_tokens, 1).total_s * (1 + 1e-12));
+      CHECK(auto_s <= predict_run(s, p.placements, d, r.prompt_tokens, r.generated_tokens,
+                                  ScheduleShape{1, p.phased_cpu_max_tokens})
+                              .total_s *
+                          (1 + 1e-12));
       ++compared;
     }
   }
@@ -292,7 +297,7 @@ TEST_CASE("plan files: malformed ones are refused naming the key") {
       {"{\"layers\": [{\"name\": 3, \"placement\": \"cpu\"}]}", "layers[0].name: expected a string"},
       {"{\"layers\": [{\"name\": \"blk.0\"}]}", "layers[0].placement: missing"},
       {"{\"layers\": [{\"name\": \"blk.0\", \"placement\": \"cpu\"}, {\"name\": \"output\", \"placement\": \"gpu\"}]}",
-       "layers[1].placement: 'gpu' is not a placement (resident, streamed or cpu)"},
+       "layers[1].placement: 'gpu' is not a placement (resident, streamed, cpu or phased)"},
       {"{\"layers\": [{\"index\": 1, \"name\": \"blk.0\", \"placement\": \"cpu\"}]}",
        "layers[0].index: 1 is not the entry's position 0"},
       {"{\"budget_bytes\": -5, " + ok.substr(1), "budget_bytes: expected a whole number of bytes, found -5"},
