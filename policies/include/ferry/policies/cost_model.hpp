@@ -68,7 +68,7 @@ struct StepPrediction {
 // to which PHASED layers run on the CPU (StackOptions::phased_cpu_max_tokens; a plan's Plan::phased_cpu_max_tokens).
 struct ScheduleShape {
   int prefetch_depth = 1;
-  int64_t phased_cpu_max_tokens = 8;
+  int64_t phased_cpu_max_tokens = StackOptions{}.phased_cpu_max_tokens;
 };
 
 // The time of one step of `n_tokens` tokens through `stack` placed as `placements` (one per layer). INVALID_ARGUMENT
@@ -98,7 +98,8 @@ RunPrediction predict_run(const StackProfile& stack, std::span<const Placement> 
                           int64_t prompt_tokens, int64_t generated_tokens, const ScheduleShape& shape);
 
 // A workload's step costs, computed once (the prompt's full and last steps and the decode step): predict_run for many
-// placements of one stack, as the `auto` planner searches, at the price of the play-outs only.
+// placements of one stack, as the `auto` planner searches, at the price of the play-outs only. It keeps a pointer to
+// `stack`, which must outlive it.
 class RunCosts {
  public:
   RunCosts(const StackProfile& stack, const DeviceProfile& device, int64_t prompt_tokens, int64_t generated_tokens);

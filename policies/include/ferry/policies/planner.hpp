@@ -61,7 +61,7 @@ struct Plan {
   HostMemoryNeed host;                // the host memory the scheduler will reserve
   // The step size up to which PHASED layers run on the CPU (StackOptions::phased_cpu_max_tokens): the request's, or
   // what auto or the plan file chose. The scheduler must be given it, or it runs another plan than predicted.
-  int64_t phased_cpu_max_tokens = 8;
+  int64_t phased_cpu_max_tokens = StackOptions{}.phased_cpu_max_tokens;
   std::string note;  // why the plan is not what was asked for ("auto: no measured rates ..."), or empty
   // "40 layers: 36 resident, 4 streamed" (counts per placement, in placement order; phased ones last).
   std::string summary() const;
