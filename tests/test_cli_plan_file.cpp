@@ -95,6 +95,48 @@ TEST_CASE("a plan round-trips: plan --json, then plan --plan and run --plan give
   CHECK(contains(r.err, "placement:  4 blocks: 4 cpu; output head: cpu (--plan " + cpu_file.string()));
 }
 
+TEST_CASE("--phased: each layer's placement per phase in the table and the JSON, and the plan round-trips") {
+  Fixture fx;
+  const nlohmann::json first =
+      parsed(fx.plan({"--vram", "8GiB", "--json", "--policy", "resident-stream", "--phased", "blk\\.(1|2)"}));
+  CHECK(placements(first) == std::vector<std::string>{"resident", "phased", "phased", "resident", "resident"});
+  CHECK(first["phased_cpu_max_tokens"] == 8);  // StackOptions' default: no `auto` to compute one
+  CHECK(contains(first["summary"].get<std::string>(), "2 phased"));
+  for (size_t i = 0; i < 5; ++i) {
+    CAPTURE(i);
+    const nlohmann::json& l = first["layers"][i];
+    const bool phased = i == 1 || i == 2;
+    CHECK(l["prompt_placement"] == (phased ? "streamed" : "resident"));  // steps of 256 tokens: more than 8
+    CHECK(l["decode_placement"] == (phased ? "cpu" : "resident"));
+  }
+  const Result text = fx.plan({"--vram", "8GiB", "--policy", "resident-stream", "--phased", "blk\\.(1|2)"});
+  CHECK(text.status == 0);
+  CHECK_MESSAGE(contains(text.out, "placement prompt    decode"), text.out);
+  CHECK_MESSAGE(contains(text.out, "blk.1            phased    streamed  cpu"), text.out);
+  CHECK_MESSAGE(contains(text.out, "phased layers: on the CPU in steps of up to 8 tokens"), text.out);
+
+  // Back through --plan, with the threshold edited: the file's placements and threshold.
+  nlohmann::json edited = first;
+  edited["phased_cpu_max_tokens"] = 300;  // more than a step: the phased layers never stream
+  const fs::path file = fx.write("phased.json", edited);
+  const nlohmann::json again = parsed(fx.plan({"--plan", file.string(), "--json"}));
+  CHECK(placements(again) == placements(first));
+  CHECK(again["phased_cpu_max_tokens"] == 300);
+  CHECK(again["layers"][1]["prompt_placement"] == "cpu");
+  CHECK(again["layers"][1]["decode_placement"] == "cpu");
+  CHECK(again["memory"]["total_bytes"] == first["memory"]["total_bytes"]);
+
+  // --phased and --plan together: a usage error, as the other overrides.
+  Result r = fx.plan({"--plan", file.string(), "--phased", "blk\\.1"});
+  CHECK(r.status == 2);
+  // Without a GPU, a phased layer cannot run (it streams in a prompt).
+  const nlohmann::json here = parsed(fx.ferry({"plan", fx.model.string(), "--ctx", "64", "--json"}));
+  if (here["device"]["has_gpu"].get<bool>()) return;
+  r = fx.ferry({"run", fx.model.string(), "--ctx", "64", "-n", "2", "--phased", "blk\\.2"});
+  CHECK(r.status == 1);
+  CHECK_MESSAGE(contains(r.err, "layer 'blk.2' is forced phased, but there is no GPU"), r.err);
+}
+
 TEST_CASE("an edited plan is honoured as written, and reports its predicted and measured rates") {
   Fixture fx;
   nlohmann::json plan = parsed(fx.plan({"--vram", "8GiB", "--json"}));
@@ -131,7 +173,8 @@ TEST_CASE("malformed or impossible plan files are refused naming the key (exit 1
   cases.push_back({"fewer", fewer, "layers: 4 entries, but the model has 5 layers (blk.0 .. output)"});
   nlohmann::json unknown = good;
   unknown["layers"][3]["placement"] = "gpu";
-  cases.push_back({"unknown", unknown, "layers[3].placement: 'gpu' is not a placement (resident, streamed or cpu)"});
+  cases.push_back(
+      {"unknown", unknown, "layers[3].placement: 'gpu' is not a placement (resident, streamed, cpu or phased)"});
   nlohmann::json renamed = good;
   renamed["layers"][2]["name"] = "blk.7";
   cases.push_back({"renamed", renamed, "layers[2].name: 'blk.7' is not the model's layer 2 'blk.2'"});

@@ -3,6 +3,7 @@
 // rates through JSON.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -68,8 +69,8 @@ TEST_CASE("cost model: each matrix at its own token count; a matrix that takes e
     const double expected = t <= kGemvMaxTokens
                                 ? std::max(8192.0 * 4352 / 1e12, 2.0 * 8192 * 4096 * static_cast<double>(t) / 1e14)
                                 : gemm_path(8192, static_cast<double>(t));
-    CHECK(predict_step(all, resident, d, t, 1).seconds == doctest::Approx(expected));
-    CHECK(predict_step(undeclared, resident, d, t, 1).seconds == doctest::Approx(expected));
+    CHECK(predict_step(all, resident, d, t, ScheduleShape{1}).seconds == doctest::Approx(expected));
+    CHECK(predict_step(undeclared, resident, d, t, ScheduleShape{1}).seconds == doctest::Approx(expected));
   }
   // Two matrices of a 4608-token step, one on 4096 of its tokens, one on 512 (a Flux double block's img and txt
   // streams): each priced at its own count at max_tokens, and at its share, rounded up, of a smaller step.
@@ -78,12 +79,13 @@ TEST_CASE("cost model: each matrix at its own token count; a matrix that takes e
   split.layers[0].weight_bytes *= 2;
   split.layers[0].matmul_tokens = {4096, 512};
   auto gemm = [](double tokens) { return 2.0 * 8192 * 4096 * tokens / 1e14; };
-  CHECK(predict_step(split, resident, d, 4608, 1).seconds == doctest::Approx(gemm_path(8192, 4096) + gemm(512)));
-  CHECK(predict_step(split, resident, d, 2304, 1).seconds ==
+  CHECK(predict_step(split, resident, d, 4608, ScheduleShape{1}).seconds ==
+        doctest::Approx(gemm_path(8192, 4096) + gemm(512)));
+  CHECK(predict_step(split, resident, d, 2304, ScheduleShape{1}).seconds ==
         doctest::Approx(gemm_path(8192, 2048) + gemm_path(8192, 256)));
   // 9 tokens: ceil(8) and ceil(1); one read of the weights bounds each matrix (8192 * 4352 / 1e12 > 8 tokens' GEMM).
   const double read = 8192.0 * 4352 / 1e12;
-  CHECK(predict_step(split, resident, d, 9, 1).seconds ==
+  CHECK(predict_step(split, resident, d, 9, ScheduleShape{1}).seconds ==
         doctest::Approx(std::max(read, gemm(8)) + std::max(read, gemm(1))));
 }
 
@@ -94,18 +96,19 @@ TEST_CASE("cost model: the GPU's dequantization pass is paid per step, the GEMM 
   const StackProfile s = stack_of(1, 8192, 512);
   const std::vector<Placement> resident(1, Placement::RESIDENT);
   const double at_512 = 2.0 * 8192 * 4096 * 512 / 1e14;  // the measured rate, pass included
-  CHECK(predict_step(s, resident, d, 512, 1).seconds == doctest::Approx(at_512));
+  CHECK(predict_step(s, resident, d, 512, ScheduleShape{1}).seconds == doctest::Approx(at_512));
   // Two steps of 256 tokens pay the pass twice: slower than one of 512 by exactly one pass; the prompt of 512 at
   // steps of 64 by seven passes.
   const double pass = (8192.0 * 4352 + 2.0 * 8192 * 4096) / 1e12;
-  CHECK(2 * predict_step(s, resident, d, 256, 1).seconds == doctest::Approx(at_512 + pass));
+  CHECK(2 * predict_step(s, resident, d, 256, ScheduleShape{1}).seconds == doctest::Approx(at_512 + pass));
   StackProfile small_steps = s;
   small_steps.max_tokens = 64;
-  const RunPrediction r = predict_run(small_steps, resident, d, 512, 0, 1);
+  const RunPrediction r = predict_run(small_steps, resident, d, 512, 0, ScheduleShape{1});
   CHECK(512 / r.prompt_tokens_per_s == doctest::Approx(at_512 + 7 * pass));
   // The CPU has no such pass: its steps cost their flops (or their read) alone.
   const std::vector<Placement> cpu(1, Placement::CPU);
-  CHECK(2 * predict_step(s, cpu, d, 256, 1).seconds == doctest::Approx(predict_step(s, cpu, d, 512, 1).seconds));
+  CHECK(2 * predict_step(s, cpu, d, 256, ScheduleShape{1}).seconds ==
+        doctest::Approx(predict_step(s, cpu, d, 512, ScheduleShape{1}).seconds));
 }
 
 TEST_CASE("cost model: the CPU's steps of 9..64 tokens at its int8 path's rate, when the profile has one") {
@@ -115,12 +118,12 @@ TEST_CASE("cost model: the CPU's steps of 9..64 tokens at its int8 path's rate, 
   const std::vector<Placement> cpu(1, Placement::CPU);
   const double flops_33 = 2.0 * 8192 * 4096 * 33, flops_65 = 2.0 * 8192 * 4096 * 65;
   // Without the rate (an older profile): the GEMM rate.
-  CHECK(predict_step(s, cpu, d, 33, 1).seconds == doctest::Approx(flops_33 / 1e12));
+  CHECK(predict_step(s, cpu, d, 33, ScheduleShape{1}).seconds == doctest::Approx(flops_33 / 1e12));
   d.cpu_int8_flops = 4e12;
-  CHECK(predict_step(s, cpu, d, 33, 1).seconds == doctest::Approx(flops_33 / 4e12));
-  CHECK(predict_step(s, cpu, d, kCpuInt8MaxTokens + 1, 1).seconds == doctest::Approx(flops_65 / 1e12));
+  CHECK(predict_step(s, cpu, d, 33, ScheduleShape{1}).seconds == doctest::Approx(flops_33 / 4e12));
+  CHECK(predict_step(s, cpu, d, kCpuInt8MaxTokens + 1, ScheduleShape{1}).seconds == doctest::Approx(flops_65 / 1e12));
   // Up to kGemvMaxTokens the read bounds it as before.
-  CHECK(predict_step(s, cpu, d, 1, 1).seconds == doctest::Approx(8192.0 * 4352 / 1e11));
+  CHECK(predict_step(s, cpu, d, 1, ScheduleShape{1}).seconds == doctest::Approx(8192.0 * 4352 / 1e11));
 }
 
 TEST_CASE("cost model: resident, CPU and streamed steps as computed by hand") {
@@ -131,18 +134,18 @@ TEST_CASE("cost model: resident, CPU and streamed steps as computed by hand") {
 
   // Decode (T = 1): reading the weights bounds every layer.
   const std::vector<Placement> resident(3, Placement::RESIDENT);
-  CHECK(predict_step(s, resident, d, 1, 1).seconds == doctest::Approx(3 * gpu_read));
+  CHECK(predict_step(s, resident, d, 1, ScheduleShape{1}).seconds == doctest::Approx(3 * gpu_read));
   const std::vector<Placement> cpu(3, Placement::CPU);
-  CHECK(predict_step(s, cpu, d, 1, 1).seconds == doctest::Approx(3 * cpu_read));
+  CHECK(predict_step(s, cpu, d, 1, ScheduleShape{1}).seconds == doctest::Approx(3 * cpu_read));
   // Prefill (T = 512): 2 * 8192 * 4096 * 512 flops per layer on the GPU's 1e14 is above the read time.
   const double gpu_gemm = 2.0 * 8192 * 4096 * 512 / 1e14;
   REQUIRE(gpu_gemm > gpu_read);
-  CHECK(predict_step(s, resident, d, 512, 1).seconds == doctest::Approx(3 * gpu_gemm));
+  CHECK(predict_step(s, resident, d, 512, ScheduleShape{1}).seconds == doctest::Approx(3 * gpu_gemm));
 
   // Streamed, copies far slower than compute: the copy engine never rests, so the step is three copies and the last
   // layer's compute. The link's rate is the one measured at or below the copy's size (16 MiB: 1e10).
   const std::vector<Placement> streamed(3, Placement::STREAMED);
-  const StepPrediction p = predict_step(s, streamed, d, 1, 1);
+  const StepPrediction p = predict_step(s, streamed, d, 1, ScheduleShape{1});
   CHECK(p.seconds == doctest::Approx(3 * copy + gpu_read));
   CHECK(p.copy_busy_s == doctest::Approx(3 * copy));
   CHECK(p.layers[1].copy_s == doctest::Approx(copy));
@@ -153,15 +156,15 @@ TEST_CASE("cost model: resident, CPU and streamed steps as computed by hand") {
   slow.gpu_gemm_flops = 1e11;
   const double slow_gemm = 2.0 * 8192 * 4096 * 512 / 1e11;
   REQUIRE(slow_gemm > 3 * copy);
-  CHECK(predict_step(s, streamed, slow, 512, 1).seconds == doctest::Approx(copy + 3 * slow_gemm));
+  CHECK(predict_step(s, streamed, slow, 512, ScheduleShape{1}).seconds == doctest::Approx(copy + 3 * slow_gemm));
 
   // A mixed stack runs its layers in order: resident, then CPU, then streamed, whose copy started with the step and
   // is the longest part: the step is that copy and the last layer's compute.
   const std::vector<Placement> mixed = {Placement::RESIDENT, Placement::CPU, Placement::STREAMED};
   REQUIRE(copy > gpu_read + cpu_read);
-  CHECK(predict_step(s, mixed, d, 1, 1).seconds == doctest::Approx(copy + gpu_read));
+  CHECK(predict_step(s, mixed, d, 1, ScheduleShape{1}).seconds == doctest::Approx(copy + gpu_read));
   const std::vector<Placement> cpu_last = {Placement::RESIDENT, Placement::STREAMED, Placement::CPU};
-  CHECK(predict_step(s, cpu_last, d, 1, 1).seconds == doctest::Approx(copy + gpu_read + cpu_read));
+  CHECK(predict_step(s, cpu_last, d, 1, ScheduleShape{1}).seconds == doctest::Approx(copy + gpu_read + cpu_read));
 }
 
 TEST_CASE("cost model: more staging slots never predict a slower step") {
@@ -178,7 +181,7 @@ TEST_CASE("cost model: more staging slots never predict a slower step") {
     const int64_t T = rng() % 2 ? 1 : 64;
     double previous = INFINITY;
     for (int depth = 1; depth <= 4; ++depth) {
-      const double t = predict_step(s, p, d, T, depth).seconds;
+      const double t = predict_step(s, p, d, T, ScheduleShape{depth}).seconds;
       CHECK(t <= previous * (1 + 1e-12));
       previous = t;
     }
@@ -192,23 +195,30 @@ TEST_CASE("cost model: refuses what it cannot predict") {
   DeviceProfile zero = rated_gpu();
   zero.gpu_gemv_bytes_per_s["Q4_0"] = 0.0;  // built in code: has_rates must not let a division by zero through
   CHECK_FALSE(zero.has_rates());
-  CHECK_THROWS_AS(predict_step(s, std::vector<Placement>(2, Placement::CPU), none, 1, 1), Error);
+  CHECK_THROWS_AS(predict_step(s, std::vector<Placement>(2, Placement::CPU), none, 1, ScheduleShape{1}), Error);
   DeviceProfile cpu_only = rated_gpu();
   cpu_only.has_gpu = false;
   cpu_only.link.clear();
   CHECK(cpu_only.has_rates());
-  CHECK_NOTHROW(predict_step(s, std::vector<Placement>(2, Placement::CPU), cpu_only, 1, 1));
-  CHECK_THROWS_AS(predict_step(s, std::vector<Placement>(2, Placement::RESIDENT), cpu_only, 1, 1), Error);
-  CHECK_THROWS_AS(predict_step(s, std::vector<Placement>(3, Placement::CPU), cpu_only, 1, 1), Error);
+  CHECK_NOTHROW(predict_step(s, std::vector<Placement>(2, Placement::CPU), cpu_only, 1, ScheduleShape{1}));
+  CHECK_THROWS_AS(predict_step(s, std::vector<Placement>(2, Placement::RESIDENT), cpu_only, 1, ScheduleShape{1}),
+                  Error);
+  CHECK_THROWS_AS(predict_step(s, std::vector<Placement>(3, Placement::CPU), cpu_only, 1, ScheduleShape{1}), Error);
 }
 
 TEST_CASE("auto is never predicted slower than a fixed policy, and fits the budget") {
-  const DeviceProfile d = rated_gpu();
+  // Odd trials on a machine whose CPU reads about as fast as its link copies, where auto places phased layers.
+  DeviceProfile comparable = rated_gpu();
+  comparable.link = {{1 * kMiB, 2e10}, {16 * kMiB, 2e10}};
+  comparable.cpu_gemv_bytes_per_s = {{"Q8_0", 2.2e10}};
   std::mt19937_64 rng(test::test_seed(777));
-  for (int trial = 0; trial < 40; ++trial) {
+  int with_phased = 0;
+  for (int trial = 0; trial < 60; ++trial) {
     CAPTURE(trial);
+    const DeviceProfile d = trial % 2 == 0 ? rated_gpu() : comparable;
     const int n = 3 + static_cast<int>(rng() % 10);
-    const StackProfile s = stack_of(n, 2048 + static_cast<int64_t>(rng() % 16) * 1024, 64);
+    StackProfile s = stack_of(n, 2048 + static_cast<int64_t>(rng() % 16) * 1024, 64);
+    s.kv_cache_rows = rng() % 2 ? 1024 : 0;
     const uint64_t budget = 600 * kMiB + rng() % (2 * kGiB);
     PlanRequest r;
     r.vram_budget = budget;
@@ -219,8 +229,10 @@ TEST_CASE("auto is never predicted slower than a fixed policy, and fits the budg
     const Plan a = make_plan(s, d, r);
     CHECK(a.note.empty());
     CHECK(a.memory.required_budget <= budget);
-    const double auto_s =
-        predict_run(s, a.placements, d, r.prompt_tokens, r.generated_tokens, r.options.prefetch_depth).total_s;
+    with_phased += std::count(a.placements.begin(), a.placements.end(), Placement::PHASED) > 0;
+    const double auto_s = predict_run(s, a.placements, d, r.prompt_tokens, r.generated_tokens,
+                                      ScheduleShape{r.options.prefetch_depth, a.phased_cpu_max_tokens})
+                              .total_s;
     for (Policy fixed : {Policy::RESIDENT_FIRST, Policy::RESIDENT_STREAM, Policy::STREAM_ALL, Policy::CPU_ALL}) {
       r.policy = fixed;
       Plan p;
@@ -230,12 +242,14 @@ TEST_CASE("auto is never predicted slower than a fixed policy, and fits the budg
         CHECK(e.category() == ErrorCategory::BUDGET);  // a policy that cannot fit: nothing to compare
         continue;
       }
-      const double fixed_s =
-          predict_run(s, p.placements, d, r.prompt_tokens, r.generated_tokens, r.options.prefetch_depth).total_s;
+      const double fixed_s = predict_run(s, p.placements, d, r.prompt_tokens, r.generated_tokens,
+                                         ScheduleShape{r.options.prefetch_depth, p.phased_cpu_max_tokens})
+                                 .total_s;
       CAPTURE(policy_name(fixed));
       CHECK(auto_s <= fixed_s * (1 + 1e-12));
     }
   }
+  MESSAGE(with_phased << " of 60 auto plans have phased layers");  // test_phased checks that auto places them
 }
 
 TEST_CASE("auto reaches the optimum of every placement on small stacks (brute force)") {
@@ -251,7 +265,9 @@ TEST_CASE("auto reaches the optimum of every placement on small stacks (brute fo
       r.options.max_tokens = 64;
       r.policy = Policy::AUTO;
       const Plan a = make_plan(s, d, r);
-      const double auto_s = predict_run(s, a.placements, d, r.prompt_tokens, r.generated_tokens, 1).total_s;
+      const double auto_s = predict_run(s, a.placements, d, r.prompt_tokens, r.generated_tokens,
+                                        ScheduleShape{1, a.phased_cpu_max_tokens})
+                                .total_s;
       double best = INFINITY;
       std::vector<Placement> p(static_cast<size_t>(n));
       int total = 1;
@@ -261,7 +277,7 @@ TEST_CASE("auto reaches the optimum of every placement on small stacks (brute fo
         if (compute_memory_plan(memory_plan_input(s.layers, p, r.options, d.context_bytes), budget).required_budget >
             budget)
           continue;
-        best = std::min(best, predict_run(s, p, d, r.prompt_tokens, r.generated_tokens, 1).total_s);
+        best = std::min(best, predict_run(s, p, d, r.prompt_tokens, r.generated_tokens, ScheduleShape{1}).total_s);
       }
       CHECK(auto_s <= best * (1 + 1e-12));
     }

@@ -197,7 +197,7 @@ TEST_CASE("the cost model prices a double block's img stream at the image tokens
   for (Placement p : {Placement::RESIDENT, Placement::CPU}) {
     CAPTURE(placement_name(p));
     const bool gpu = p != Placement::CPU;
-    const double predicted = predict_step(one, std::vector<Placement>{p}, d, T, 1).layers[0].compute_s;
+    const double predicted = predict_step(one, std::vector<Placement>{p}, d, T, ScheduleShape{1}).layers[0].compute_s;
     CHECK(predicted == doctest::Approx(by_hand(gpu ? 1e12 : 1e11, gpu ? 1e13 : 1e12, false, gpu)).epsilon(1e-9));
     // Every matrix at the step's 4608 tokens (the txt stream 9x too much) would be a different price.
     CHECK(predicted < by_hand(gpu ? 1e12 : 1e11, gpu ? 1e13 : 1e12, true, gpu) * 0.95);

@@ -119,7 +119,9 @@ TEST_CASE("auto takes smaller steps when that keeps more layers resident and is 
   CHECK(resident(at_chosen) == n_layers);
   // Predicted faster than auto at the asked step size, for the planned workload.
   auto predicted = [&](int64_t step_tokens, const Plan& plan) {
-    return predict_run(llama_stack_profile(c, w, o.n_ctx, step_tokens, false), plan.placements, d, 512, 128, 1).total_s;
+    return predict_run(llama_stack_profile(c, w, o.n_ctx, step_tokens, false), plan.placements, d, 512, 128,
+                       ScheduleShape{1, plan.phased_cpu_max_tokens})
+        .total_s;
   };
   CHECK(predicted(chosen, at_chosen) < predicted(512, plan_at(512, tight, Policy::AUTO)));
 

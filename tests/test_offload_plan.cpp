@@ -100,7 +100,7 @@ TEST_CASE("sizes format in binary units") {
 }
 
 TEST_CASE("placement names round-trip") {
-  for (Placement p : {Placement::RESIDENT, Placement::STREAMED, Placement::CPU})
+  for (Placement p : {Placement::RESIDENT, Placement::STREAMED, Placement::CPU, Placement::PHASED})
     CHECK(parse_placement(placement_name(p)) == p);
   CHECK(parse_placement("Streamed") == Placement::STREAMED);
   CHECK_FALSE(parse_placement("gpu").has_value());
@@ -192,6 +192,45 @@ TEST_CASE("a budget below the minimum is refused naming the minimum and the brea
   CHECK(contains(message, format_size(plan.minimum_budget)));
   CHECK(contains(message, "staging slots"));
   CHECK(contains(message, "3 staging slots"));
+}
+
+TEST_CASE("phased layers take staging slots like streamed ones and one device KV buffer, the largest") {
+  MemoryPlanInput in = example_input();
+  const MemoryPlan before = plan_memory(in, 2 * kGiB);
+  in.layers[1].placement = Placement::PHASED;  // 70 MiB + 1000, 4 MiB of KV cache
+  in.layers[3].placement = Placement::PHASED;  // 60 MiB, 2 MiB of KV cache
+  const MemoryPlan plan = plan_memory(in, 2 * kGiB);
+  CHECK(plan[MemoryCategory::STAGING] == 3 * align_up(70 * kMiB + 1000));  // as when they were streamed
+  CHECK(plan[MemoryCategory::STAGING] == before[MemoryCategory::STAGING]);
+  CHECK(before[MemoryCategory::KV_CACHE] == 6 * kMiB);
+  CHECK(plan[MemoryCategory::KV_CACHE] == 4 * kMiB);  // their caches live in host memory; one buffer, the largest
+  CHECK(plan[MemoryCategory::RESIDENT_WEIGHTS] == before[MemoryCategory::RESIDENT_WEIGHTS]);
+  // The largest layer phased: the slots grow to it, as for a streamed one.
+  in.layers[2].placement = Placement::PHASED;
+  CHECK(plan_memory(in, 2 * kGiB)[MemoryCategory::STAGING] == 3 * align_up(90 * kMiB));
+
+  // Host memory: a phased layer's KV cache (it runs on the CPU in decode) and its weights in the pinned pool.
+  std::vector<LayerDemand> layers(3);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    layers[i].name = "blk." + std::to_string(i);
+    layers[i].weight_bytes = (10 + 3 * i) * kMiB + 100;
+    layers[i].kv_cache_bytes = (1 + i) * kMiB;
+    layers[i].workspace_floats_cpu = 1000 * (i + 1);
+    layers[i].output_floats = 64;
+  }
+  const StackOptions options;
+  const auto need = [&](std::vector<Placement> p) { return host_memory_need(layers, p, options); };
+  const HostMemoryNeed resident = need({Placement::RESIDENT, Placement::RESIDENT, Placement::RESIDENT});
+  const HostMemoryNeed phased = need({Placement::RESIDENT, Placement::PHASED, Placement::RESIDENT});
+  const HostMemoryNeed streamed = need({Placement::RESIDENT, Placement::STREAMED, Placement::RESIDENT});
+  const HostMemoryNeed cpu = need({Placement::RESIDENT, Placement::CPU, Placement::RESIDENT});
+  CHECK(resident.kv_cache == 0);
+  CHECK(resident.streamed_pool == 0);
+  CHECK(phased.kv_cache == 2 * kMiB);
+  CHECK(phased.kv_cache == cpu.kv_cache);
+  CHECK(phased.streamed_pool == align_up(13 * kMiB + 100, 4096));
+  CHECK(phased.streamed_pool == streamed.streamed_pool);
+  CHECK(phased.buffers == cpu.buffers);  // its CPU workspace
 }
 
 TEST_CASE("a stack entirely on the CPU needs no device memory") {
@@ -438,12 +477,12 @@ TEST_CASE("GEMM token chunks: balanced, never above the scratch, never below the
     const int64_t c = gemm_token_chunk(t, k, elems);
     INFO("T ", t, ", K ", k, ", scratch ", elems, ", chunk ", c);
     REQUIRE(c >= 1);
-    CHECK(static_cast<size_t>(c * k) <= elems);             // a chunk fits the scratch
+    CHECK(static_cast<size_t>(c * k) <= elems);  // a chunk fits the scratch
     const int64_t chunks = (t + c - 1) / c;
     CHECK(chunks == (t + static_cast<int64_t>(std::min<size_t>(elems / static_cast<size_t>(k), t)) - 1) /
                         static_cast<int64_t>(std::min<size_t>(elems / static_cast<size_t>(k), t)));  // fewest chunks
-    CHECK(t - (chunks - 1) * c >= 1);                    // the last chunk is not empty
-    CHECK(c - (t - (chunks - 1) * c) < chunks);          // balanced: the last is at most chunks-1 shorter
+    CHECK(t - (chunks - 1) * c >= 1);            // the last chunk is not empty
+    CHECK(c - (t - (chunks - 1) * c) < chunks);  // balanced: the last is at most chunks-1 shorter
   }
   const QuantMatrixView linear2{GgmlType::Q4_0, nullptr, 15360, 3072};
   // Capped at 64 MiB of halves: 2184 tokens fit, so three chunks of 1536.

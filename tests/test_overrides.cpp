@@ -5,6 +5,7 @@
 // the numbers.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -135,6 +136,54 @@ TEST_CASE("overrides: forced layers keep their placement under every policy; the
   }
 }
 
+TEST_CASE("overrides: --phased layers stay phased under every policy; without a GPU they are refused") {
+  const DeviceProfile d = rated_gpu();
+  const StackProfile s = stack_of(8, 8192, 64);
+  const std::vector<PlacementOverride> overrides = {{"--phased", "blk\\.(2|5)", Placement::PHASED},
+                                                    {"--cpu", "blk\\.0", Placement::CPU}};
+  for (Policy policy : kPolicies) {
+    CAPTURE(policy_name(policy));
+    for (uint64_t budget : {2 * kGiB, needs(s, d, std::vector<Placement>(9, Placement::STREAMED))}) {
+      CAPTURE(budget);
+      const Plan p = make_plan(s, d, request(policy, budget, 64, overrides));
+      CHECK(p.placements[2] == Placement::PHASED);
+      CHECK(p.placements[5] == Placement::PHASED);
+      CHECK(p.placements[0] == Placement::CPU);
+      // The fixed policies place no phased layer of their own; auto may place more.
+      const auto phased = std::count(p.placements.begin(), p.placements.end(), Placement::PHASED);
+      if (policy == Policy::AUTO)
+        CHECK(phased >= 2);
+      else
+        CHECK(phased == 2);
+      CHECK(p.memory.required_budget <= budget);
+      CHECK(contains(p.summary(), std::to_string(phased) + " phased"));
+    }
+  }
+  // Phased layers stream in a prompt: they need a GPU.
+  const std::string e =
+      error_of(s, DeviceProfile{}, request(Policy::AUTO, 2 * kGiB, 64, overrides), ErrorCategory::UNSUPPORTED);
+  CHECK_MESSAGE(contains(e, "--phased 'blk\\.(2|5)'"), e);
+  CHECK_MESSAGE(contains(e, "layer 'blk.2' is forced phased, but there is no GPU"), e);
+}
+
+TEST_CASE("plan files: phased placements and the threshold run as written") {
+  const DeviceProfile d = rated_gpu();
+  const StackProfile s = stack_of(4, 8192, 64);
+  const PlanFile file = parse_plan_file(
+      plan_json({"resident", "phased", "streamed", "Phased", "cpu"}, "\"phased_cpu_max_tokens\": 17, "), "p.json");
+  CHECK(file.phased_cpu_max_tokens == 17);
+  PlanRequest r = request(Policy::AUTO, needs(s, d, file.placements), 64);
+  r.plan_file = file;
+  const Plan p = make_plan(s, d, r);
+  CHECK(p.placements == std::vector<Placement>{Placement::RESIDENT, Placement::PHASED, Placement::STREAMED,
+                                               Placement::PHASED, Placement::CPU});
+  CHECK(p.phased_cpu_max_tokens == 17);
+  // Without the key, the request's threshold.
+  r.plan_file = parse_plan_file(plan_json({"resident", "phased", "streamed", "phased", "cpu"}), "q.json");
+  r.options.phased_cpu_max_tokens = 3;
+  CHECK(make_plan(s, d, r).phased_cpu_max_tokens == 3);
+}
+
 TEST_CASE("overrides: auto is never predicted slower than a fixed policy with the same overrides") {
   const DeviceProfile d = rated_gpu();
   std::mt19937_64 rng(test::test_seed(1313));
@@ -162,7 +211,9 @@ TEST_CASE("overrides: auto is never predicted slower than a fixed policy with th
       continue;
     }
     CHECK(a.memory.required_budget <= r.vram_budget);
-    const double auto_s = predict_run(s, a.placements, d, r.prompt_tokens, r.generated_tokens, 1).total_s;
+    const double auto_s =
+        predict_run(s, a.placements, d, r.prompt_tokens, r.generated_tokens, ScheduleShape{1, a.phased_cpu_max_tokens})
+            .total_s;
     for (Policy fixed : {Policy::RESIDENT_FIRST, Policy::RESIDENT_STREAM, Policy::STREAM_ALL, Policy::CPU_ALL}) {
       CAPTURE(policy_name(fixed));
       r.policy = fixed;
@@ -174,7 +225,10 @@ TEST_CASE("overrides: auto is never predicted slower than a fixed policy with th
         continue;
       }
       CHECK(p.placements[std::stoul(o[0].pattern.substr(5))] == kinds[kind]);
-      CHECK(auto_s <= predict_run(s, p.placements, d, r.prompt_tokens, r.generated_tokens, 1).total_s * (1 + 1e-12));
+      CHECK(auto_s <= predict_run(s, p.placements, d, r.prompt_tokens, r.generated_tokens,
+                                  ScheduleShape{1, p.phased_cpu_max_tokens})
+                              .total_s *
+                          (1 + 1e-12));
       ++compared;
     }
   }
@@ -292,12 +346,15 @@ TEST_CASE("plan files: malformed ones are refused naming the key") {
       {"{\"layers\": [{\"name\": 3, \"placement\": \"cpu\"}]}", "layers[0].name: expected a string"},
       {"{\"layers\": [{\"name\": \"blk.0\"}]}", "layers[0].placement: missing"},
       {"{\"layers\": [{\"name\": \"blk.0\", \"placement\": \"cpu\"}, {\"name\": \"output\", \"placement\": \"gpu\"}]}",
-       "layers[1].placement: 'gpu' is not a placement (resident, streamed or cpu)"},
+       "layers[1].placement: 'gpu' is not a placement (resident, streamed, cpu or phased)"},
       {"{\"layers\": [{\"index\": 1, \"name\": \"blk.0\", \"placement\": \"cpu\"}]}",
        "layers[0].index: 1 is not the entry's position 0"},
       {"{\"budget_bytes\": -5, " + ok.substr(1), "budget_bytes: expected a whole number of bytes, found -5"},
       {"{\"budget_bytes\": \"8GiB\", " + ok.substr(1), "budget_bytes: expected a whole number of bytes"},
       {"{\"predicted\": 3, " + ok.substr(1), "predicted: expected null or an object"},
+      {"{\"phased_cpu_max_tokens\": -1, " + ok.substr(1),
+       "phased_cpu_max_tokens: expected a whole number of tokens, found -1"},
+      {"{\"phased_cpu_max_tokens\": \"8\", " + ok.substr(1), "phased_cpu_max_tokens: expected a whole number"},
       {"{\"predicted\": {\"generate_tokens_per_s\": \"fast\"}, " + ok.substr(1),
        "predicted.generate_tokens_per_s: expected a rate"},
   };

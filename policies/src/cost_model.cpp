@@ -71,72 +71,133 @@ double matmul_seconds(const LayerDemand& layer, int64_t n_tokens, int64_t max_to
   return total;
 }
 
+// The step played out; `out` (when given) gets every layer's times and the busy totals. The planner calls it with
+// none, for the seconds alone, tens of thousands of times per plan.
+double play_out_into(const StackProfile& stack, const StepCosts& c, std::span<const Placement> placements,
+                     const ScheduleShape& shape, StepPrediction* out) {
+  if (placements.size() != stack.layers.size())
+    fail(ErrorCategory::INVALID_ARGUMENT, "cost model: " + std::to_string(placements.size()) + " placements for " +
+                                              std::to_string(stack.layers.size()) + " layers");
+  if (shape.prefetch_depth < 1)
+    fail(ErrorCategory::INVALID_ARGUMENT, "cost model: a step needs at least one layer of prefetch");
+  double done = 0.0;       // when the previous layer finished
+  double copy_free = 0.0;  // when the copy engine is next free
+  // Staging slots, soonest free first (a handful: the sort is of at most 5 values).
+  std::deque<double> slot_free(static_cast<size_t>(shape.prefetch_depth) + 1, 0.0);
+  for (size_t i = 0; i < placements.size(); ++i) {
+    const Placement where = placement_for_step(placements[i], c.n_tokens, shape.phased_cpu_max_tokens);
+    LayerTime t;
+    if (where == Placement::CPU) {
+      t.compute_s = c.cpu_s[i];
+      done += t.compute_s;
+      if (out) out->cpu_busy_s += t.compute_s;
+    } else {
+      if (c.gpu_s.empty())
+        fail(ErrorCategory::INVALID_ARGUMENT,
+             "cost model: layer '" + stack.layers[i].name + "' is placed on the GPU of a profile without one");
+      t.compute_s = c.gpu_s[i];
+      double start = done;
+      if (where == Placement::STREAMED) {
+        t.copy_s = c.copy_s[i];
+        const double slot = slot_free.front();
+        slot_free.pop_front();
+        const double copy_done = std::max(copy_free, slot) + t.copy_s;
+        copy_free = copy_done;
+        start = std::max(start, copy_done);
+        // A phased layer's step writes K/V rows into the borrowed device buffer: they go back to host memory before
+        // the next phased layer may take the buffer, on the compute stream's order.
+        if (placements[i] == Placement::PHASED) t.kv_copy_s = c.kv_copy_s[i];
+        slot_free.push_back(start + t.compute_s);
+        std::sort(slot_free.begin(), slot_free.end());
+        if (out) out->copy_busy_s += t.copy_s;
+      }
+      done = start + t.compute_s + t.kv_copy_s;
+      if (out) out->gpu_busy_s += t.compute_s;
+    }
+    if (out) out->layers.push_back(t);
+  }
+  if (out) out->seconds = done;
+  return done;
+}
+
 }  // namespace
 
+StepCosts step_costs(const StackProfile& stack, const DeviceProfile& device, int64_t n_tokens) {
+  if (!device.has_rates())
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         "cost model: the device profile '" + device.name + "' has no measured rates (run `ferry calibrate`)");
+  if (n_tokens < 1) fail(ErrorCategory::INVALID_ARGUMENT, "cost model: a step needs at least one token");
+  StepCosts c;
+  c.n_tokens = n_tokens;
+  const bool int8 = n_tokens > kGemvMaxTokens && n_tokens <= kCpuInt8MaxTokens && device.cpu_int8_flops > 0.0;
+  for (const LayerDemand& l : stack.layers) {
+    c.cpu_s.push_back(matmul_seconds(l, n_tokens, stack.max_tokens, device.cpu_gemv_bytes_per_s,
+                                     int8 ? device.cpu_int8_flops : device.cpu_gemm_flops, false));
+    if (!device.has_gpu) continue;
+    c.gpu_s.push_back(
+        matmul_seconds(l, n_tokens, stack.max_tokens, device.gpu_gemv_bytes_per_s, device.gpu_gemm_flops, true));
+    c.copy_s.push_back(static_cast<double>(l.weight_bytes) / device.link_rate(l.weight_bytes));
+    // The rows a step of n_tokens writes: n_tokens of the kv_cache_rows the layer's cache holds (device to host; the
+    // profile's link rate is host to device, the same PCIe lanes the other way).
+    double kv_s = 0.0;
+    if (stack.kv_cache_rows > 0 && l.kv_cache_bytes > 0) {
+      const uint64_t row = l.kv_cache_bytes / static_cast<uint64_t>(stack.kv_cache_rows);
+      const uint64_t bytes = row * static_cast<uint64_t>(std::min(n_tokens, stack.kv_cache_rows));
+      if (bytes > 0) kv_s = static_cast<double>(bytes) / device.link_rate(bytes);
+    }
+    c.kv_copy_s.push_back(kv_s);
+  }
+  return c;
+}
+
+StepPrediction play_out(const StackProfile& stack, const StepCosts& costs, std::span<const Placement> placements,
+                        const ScheduleShape& shape) {
+  StepPrediction p;
+  play_out_into(stack, costs, placements, shape, &p);
+  return p;
+}
+
 StepPrediction predict_step(const StackProfile& stack, std::span<const Placement> placements,
-                            const DeviceProfile& device, int64_t n_tokens, int prefetch_depth) {
+                            const DeviceProfile& device, int64_t n_tokens, const ScheduleShape& shape) {
   if (!device.has_rates())
     fail(ErrorCategory::INVALID_ARGUMENT,
          "cost model: the device profile '" + device.name + "' has no measured rates (run `ferry calibrate`)");
   if (placements.size() != stack.layers.size())
     fail(ErrorCategory::INVALID_ARGUMENT, "cost model: " + std::to_string(placements.size()) + " placements for " +
                                               std::to_string(stack.layers.size()) + " layers");
-  if (n_tokens < 1 || prefetch_depth < 1)
+  if (n_tokens < 1 || shape.prefetch_depth < 1)
     fail(ErrorCategory::INVALID_ARGUMENT, "cost model: a step needs at least one token and one layer of prefetch");
-  StepPrediction p;
-  double done = 0.0;                                                           // when the previous layer finished
-  double copy_free = 0.0;                                                      // when the copy engine is next free
-  std::deque<double> slot_free(static_cast<size_t>(prefetch_depth) + 1, 0.0);  // staging slots, soonest first
-  for (size_t i = 0; i < stack.layers.size(); ++i) {
-    const LayerDemand& l = stack.layers[i];
-    LayerTime t;
-    if (placements[i] == Placement::CPU) {
-      const bool int8 = n_tokens > kGemvMaxTokens && n_tokens <= kCpuInt8MaxTokens && device.cpu_int8_flops > 0.0;
-      t.compute_s = matmul_seconds(l, n_tokens, stack.max_tokens, device.cpu_gemv_bytes_per_s,
-                                   int8 ? device.cpu_int8_flops : device.cpu_gemm_flops, false);
-      done += t.compute_s;
-      p.cpu_busy_s += t.compute_s;
-    } else {
-      if (!device.has_gpu)
-        fail(ErrorCategory::INVALID_ARGUMENT,
-             "cost model: layer '" + l.name + "' is placed on the GPU of a profile without one");
-      t.compute_s =
-          matmul_seconds(l, n_tokens, stack.max_tokens, device.gpu_gemv_bytes_per_s, device.gpu_gemm_flops, true);
-      double start = done;
-      if (placements[i] == Placement::STREAMED) {
-        t.copy_s = static_cast<double>(l.weight_bytes) / device.link_rate(l.weight_bytes);
-        const double slot = slot_free.front();
-        slot_free.pop_front();
-        const double copy_done = std::max(copy_free, slot) + t.copy_s;
-        copy_free = copy_done;
-        p.copy_busy_s += t.copy_s;
-        start = std::max(start, copy_done);
-        slot_free.push_back(start + t.compute_s);
-        std::sort(slot_free.begin(), slot_free.end());
-      }
-      done = start + t.compute_s;
-      p.gpu_busy_s += t.compute_s;
-    }
-    p.layers.push_back(t);
-  }
-  p.seconds = done;
-  return p;
+  return play_out(stack, step_costs(stack, device, n_tokens), placements, shape);
+}
+
+RunCosts::RunCosts(const StackProfile& stack, const DeviceProfile& device, int64_t prompt_tokens,
+                   int64_t generated_tokens)
+    : m_stack(&stack),
+      m_prompt_tokens(std::max<int64_t>(prompt_tokens, 0)),
+      m_generated_tokens(generated_tokens),
+      m_full_steps(m_prompt_tokens / std::max<int64_t>(stack.max_tokens, 1)),
+      m_token(step_costs(stack, device, 1)) {
+  const int64_t step = std::max<int64_t>(stack.max_tokens, 1);
+  if (m_full_steps > 0) m_full = step_costs(stack, device, step);
+  if (m_prompt_tokens % step > 0) m_last = step_costs(stack, device, m_prompt_tokens % step);
+}
+
+RunPrediction RunCosts::predict(std::span<const Placement> placements, const ScheduleShape& shape) const {
+  RunPrediction r;
+  double prompt_s = 0.0;
+  if (m_full)
+    prompt_s += static_cast<double>(m_full_steps) * play_out_into(*m_stack, *m_full, placements, shape, nullptr);
+  if (m_last) prompt_s += play_out_into(*m_stack, *m_last, placements, shape, nullptr);
+  const double token_s = play_out_into(*m_stack, m_token, placements, shape, nullptr);
+  r.prompt_tokens_per_s = prompt_s > 0.0 ? static_cast<double>(m_prompt_tokens) / prompt_s : 0.0;
+  r.generate_tokens_per_s = token_s > 0.0 ? 1.0 / token_s : 0.0;
+  r.total_s = prompt_s + token_s * static_cast<double>(m_generated_tokens);
+  return r;
 }
 
 RunPrediction predict_run(const StackProfile& stack, std::span<const Placement> placements, const DeviceProfile& device,
-                          int64_t prompt_tokens, int64_t generated_tokens, int prefetch_depth) {
-  RunPrediction r;
-  double prompt_s = 0.0;
-  for (int64_t left = prompt_tokens; left > 0;) {
-    const int64_t step = std::min(left, stack.max_tokens);
-    prompt_s += predict_step(stack, placements, device, step, prefetch_depth).seconds;
-    left -= step;
-  }
-  const double token_s = predict_step(stack, placements, device, 1, prefetch_depth).seconds;
-  r.prompt_tokens_per_s = prompt_s > 0.0 ? static_cast<double>(prompt_tokens) / prompt_s : 0.0;
-  r.generate_tokens_per_s = token_s > 0.0 ? 1.0 / token_s : 0.0;
-  r.total_s = prompt_s + token_s * static_cast<double>(generated_tokens);
-  return r;
+                          int64_t prompt_tokens, int64_t generated_tokens, const ScheduleShape& shape) {
+  return RunCosts(stack, device, prompt_tokens, generated_tokens).predict(placements, shape);
 }
 
 }  // namespace ferry

@@ -66,7 +66,7 @@ PlanFile parse_plan_file(std::string_view text, const std::string& path) {
     const std::optional<Placement> p = parse_placement(placement.get<std::string>());
     if (!p)
       bad_key(path, key + ".placement",
-              quote_name(placement.get<std::string>()) + " is not a placement (resident, streamed or cpu)");
+              quote_name(placement.get<std::string>()) + " is not a placement (resident, streamed, cpu or phased)");
     file.names.push_back(name.get<std::string>());
     file.placements.push_back(*p);
   }
@@ -74,6 +74,11 @@ PlanFile parse_plan_file(std::string_view text, const std::string& path) {
     if (!budget->is_number_unsigned())
       bad_key(path, "budget_bytes", "expected a whole number of bytes, found " + budget->dump());
     file.budget_bytes = budget->get<uint64_t>();
+  }
+  if (const auto threshold = j.find("phased_cpu_max_tokens"); threshold != j.end()) {
+    if (!threshold->is_number_unsigned() || threshold->get<uint64_t>() > uint64_t{1} << 40)
+      bad_key(path, "phased_cpu_max_tokens", "expected a whole number of tokens, found " + threshold->dump());
+    file.phased_cpu_max_tokens = threshold->get<int64_t>();
   }
   if (const auto predicted = j.find("predicted"); predicted != j.end() && !predicted->is_null()) {
     if (!predicted->is_object()) bad_key(path, "predicted", "expected null or an object, found " + type_of(*predicted));

@@ -51,43 +51,80 @@ std::vector<Placement> resident_first(const StackProfile& stack, const DevicePro
   return placements;
 }
 
-// The fastest predicted placement of the family "first k free layers resident, last m free layers on the CPU,
-// streamed between" that fits; `base` holds the forced placements (every layer free without overrides). Every fixed
-// policy's placement is in the family (resident-stream: m = 0; resident-first: m = n - k; stream-all: k = m = 0;
-// cpu-all: m = n), so auto is never predicted slower than any of them. n^2 candidates, each a memory plan and two step
-// predictions of O(n): milliseconds for an 80-block model.
+// The largest step size, 1..kCpuInt8MaxTokens, up to which the CPU runs `layers` faster than streaming them does (the
+// longer of their copy and their GPU compute, with a phased step's K/V download, layer by layer: the copy of one
+// hides behind the compute of another at best): the threshold of the phased layers. Computed from the profile, since
+// it moves with the CPU's rates and the link's: a faster CPU keeps larger steps; 1 where the CPU loses already at one
+// token (phased layers are then worth it only for what the CPU and the link do together in decode).
+int64_t phased_threshold(const StackProfile& stack, const DeviceProfile& device, const std::vector<size_t>& layers) {
+  if (layers.empty()) return 1;
+  int64_t threshold = 1;
+  for (int64_t t = 1; t <= kCpuInt8MaxTokens; ++t) {
+    const StepCosts c = step_costs(stack, device, t);
+    double cpu = 0.0, streamed = 0.0;
+    for (size_t i : layers) {
+      cpu += c.cpu_s[i];
+      streamed += std::max(c.copy_s[i], c.gpu_s[i] + c.kv_copy_s[i]);
+    }
+    if (cpu >= streamed) break;
+    threshold = t;
+  }
+  return threshold;
+}
+
+// The fastest predicted placement of the family "first k free layers resident, last m free layers on the CPU, p of
+// the s = n - k - m between them phased, spread evenly (the CPU and the link alternate in decode), the others
+// streamed" that fits; `base` holds the forced placements (every layer free without overrides). Every fixed policy's
+// placement is in the family (resident-stream: m = p = 0; resident-first: m = n - k; stream-all: k = m = p = 0;
+// cpu-all: m = n), so auto is never predicted slower than any of them. About n^3 / 6 candidates: the step costs are
+// computed once (RunCosts) and each candidate is three play-outs of O(n); the memory plan, the dearer check, is made
+// only for a candidate that would be the best so far. About 0.1 s for an 80-block model (Release; test_policies).
 std::vector<Placement> fastest_placement(const StackProfile& stack, const DeviceProfile& device,
-                                         const PlanRequest& request,
-                                         const std::vector<std::optional<Placement>>& base) {
+                                         const PlanRequest& request, const std::vector<std::optional<Placement>>& base,
+                                         int64_t threshold) {
   std::vector<size_t> free;
   for (size_t i = 0; i < base.size(); ++i)
     if (!base[i]) free.push_back(i);
   const size_t n = free.size();
+  const RunCosts costs(stack, device, request.prompt_tokens, request.generated_tokens);
+  const ScheduleShape shape{request.options.prefetch_depth, threshold};
   std::vector<Placement> p(base.size());
-  auto fill = [&](size_t k, size_t m) {
+  auto fill = [&](size_t k, size_t m, size_t phased) {
     for (size_t i = 0; i < base.size(); ++i) p[i] = base[i].value_or(Placement::CPU);
-    for (size_t f = 0; f < n; ++f)
-      p[free[f]] = f < k ? Placement::RESIDENT : (f >= n - m ? Placement::CPU : Placement::STREAMED);
-  };
-  fill(0, n);  // the free layers on the CPU: fits whenever the forced layers do (make_plan checked)
-  std::vector<Placement> best = p;
-  double best_s =
-      predict_run(stack, best, device, request.prompt_tokens, request.generated_tokens, request.options.prefetch_depth)
-          .total_s;
-  for (size_t k = 0; k <= n; ++k)
-    for (size_t m = 0; k + m <= n; ++m) {
-      fill(k, m);
-      if (compute_memory_plan(input_for(stack, device, request, p), request.vram_budget).required_budget >
-          request.vram_budget)
-        continue;
-      const double s =
-          predict_run(stack, p, device, request.prompt_tokens, request.generated_tokens, request.options.prefetch_depth)
-              .total_s;
-      if (s < best_s) {
-        best_s = s;
-        best = p;
+    const size_t middle = n - k - m;
+    for (size_t f = 0; f < n; ++f) {
+      if (f < k) {
+        p[free[f]] = Placement::RESIDENT;
+      } else if (f >= n - m) {
+        p[free[f]] = Placement::CPU;
+      } else {
+        // Bresenham: the j-th middle layer is phased when floor((j + 1) p / s) steps up there.
+        const size_t j = f - k;
+        p[free[f]] = (j + 1) * phased / middle > j * phased / middle ? Placement::PHASED : Placement::STREAMED;
       }
     }
+  };
+  auto fits_now = [&] {
+    return compute_memory_plan(input_for(stack, device, request, p), request.vram_budget).required_budget <=
+           request.vram_budget;
+  };
+  fill(0, n, 0);  // the free layers on the CPU: fits whenever the forced layers do (make_plan checked)
+  std::vector<Placement> best = p;
+  double best_s = costs.predict(best, shape).total_s;
+  for (size_t k = 0; k <= n; ++k) {
+    // The least memory k resident layers can take: the others on the CPU. If that does not fit, no m or p will.
+    fill(k, n - k, 0);
+    if (!fits_now()) continue;
+    for (size_t m = 0; k + m <= n; ++m)
+      for (size_t phased = 0; phased <= n - k - m; ++phased) {
+        fill(k, m, phased);
+        const double s = costs.predict(p, shape).total_s;
+        if (s < best_s && fits_now()) {
+          best_s = s;
+          best = p;
+        }
+      }
+  }
   return best;
 }
 
@@ -151,7 +188,8 @@ std::vector<Placement> constrained_placement(const StackProfile& stack, const De
   std::vector<Placement> p;
   switch (policy) {
     case Policy::AUTO:
-      return fastest_placement(stack, device, request, forced);
+      plan.phased_cpu_max_tokens = phased_threshold(stack, device, free);
+      return fastest_placement(stack, device, request, forced, plan.phased_cpu_max_tokens);
     case Policy::CPU_ALL:
       return smallest;
     case Policy::STREAM_ALL:
@@ -222,14 +260,21 @@ Plan make_plan(const StackProfile& stack, const DeviceProfile& device, const Pla
     fail(ErrorCategory::INVALID_ARGUMENT, "plan: the profile of " + stack.model + " was made for steps of " +
                                               std::to_string(stack.max_tokens) + " tokens, the request is for " +
                                               std::to_string(request.options.max_tokens));
+  if (request.options.phased_cpu_max_tokens < 0)
+    fail(ErrorCategory::INVALID_ARGUMENT, "plan: phased_cpu_max_tokens is " +
+                                              std::to_string(request.options.phased_cpu_max_tokens) +
+                                              ", expected 0 or more");
   Plan plan;
   plan.policy = request.policy;
+  plan.phased_cpu_max_tokens = request.options.phased_cpu_max_tokens;
   const size_t n = stack.layers.size();
   const bool gpu = request.policy != Policy::CPU_ALL && gpu_usable(device, request);
   const std::vector<std::optional<Placement>> forced = resolve_overrides(request.overrides, stack);
   const bool any_forced = std::any_of(forced.begin(), forced.end(), [](const auto& f) { return f.has_value(); });
   if (request.plan_file) {
     plan.placements = file_placement(stack, device, request);
+    if (request.plan_file->phased_cpu_max_tokens)
+      plan.phased_cpu_max_tokens = *request.plan_file->phased_cpu_max_tokens;
     plan.note = "placements from the plan file " + request.plan_file->path;
   } else if (any_forced) {
     plan.placements = constrained_placement(stack, device, request, forced, gpu, plan);
@@ -253,7 +298,10 @@ Plan make_plan(const StackProfile& stack, const DeviceProfile& device, const Pla
         break;
       case Policy::AUTO:
         if (device.has_rates()) {
-          plan.placements = fastest_placement(stack, device, request, forced);
+          std::vector<size_t> all(n);
+          for (size_t i = 0; i < n; ++i) all[i] = i;
+          plan.phased_cpu_max_tokens = phased_threshold(stack, device, all);
+          plan.placements = fastest_placement(stack, device, request, forced, plan.phased_cpu_max_tokens);
         } else {
           plan.note =
               "auto: the device profile has no measured rates (run `ferry calibrate`); planned as resident-stream";

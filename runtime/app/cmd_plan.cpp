@@ -9,7 +9,10 @@
 //    "summary", "memory": {"uses_device", "total_bytes", "arena_bytes", "required_budget", "minimum_budget",
 //               "categories": {"context": bytes, "resident_weights": ..., ...}},
 //    "host": {"kv_cache", "streamed_pool", "buffers", "total_bytes"},
-//    "layers": [{"index", "name", "placement", "weight_bytes", "kv_cache_bytes"}], "note" (why the plan is not the
+//    "phased_cpu_max_tokens" (steps of at most this many tokens run the phased layers on the CPU),
+//    "layers": [{"index", "name", "placement", "prompt_placement" (where it runs in a step of max_tokens),
+//               "decode_placement" (in a one-token step): phased resolves to streamed / cpu, the others are
+//               themselves, "weight_bytes", "kv_cache_bytes"}], "note" (why the plan is not the
 //    policy asked for, or ""), "predicted": null without measured rates, else {"prompt_tokens", "generated_tokens",
 //    "prompt_tokens_per_s", "generate_tokens_per_s", "total_s", "decode_step_layers": [{"compute_s", "copy_s"}]}}
 // With measured rates (`ferry calibrate` on this machine, or a calibrated --device-profile) the cost model's
@@ -88,7 +91,7 @@ std::optional<RunPrediction> prediction(const LlamaRunnerOptions& options, const
                                         const Plan& plan, const StackProfile& stack) {
   if (!device.has_rates()) return std::nullopt;
   return predict_run(stack, plan.placements, device, options.planned_prompt_tokens, options.planned_generated_tokens,
-                     options.prefetch_depth);
+                     {options.prefetch_depth, plan.phased_cpu_max_tokens});
 }
 
 // null without measured rates; else the workload and the predicted rates, and each layer's decode-step times.
@@ -96,7 +99,8 @@ nlohmann::json predicted_json(const LlamaRunnerOptions& options, const DevicePro
                               const StackProfile& stack) {
   const std::optional<RunPrediction> run = prediction(options, device, plan, stack);
   if (!run) return nullptr;
-  const StepPrediction token = predict_step(stack, plan.placements, device, 1, options.prefetch_depth);
+  const StepPrediction token =
+      predict_step(stack, plan.placements, device, 1, {options.prefetch_depth, plan.phased_cpu_max_tokens});
   nlohmann::json layers = nlohmann::json::array();
   for (const LayerTime& t : token.layers) layers.push_back({{"compute_s", t.compute_s}, {"copy_s", t.copy_s}});
   return {{"prompt_tokens", options.planned_prompt_tokens},
@@ -116,17 +120,22 @@ nlohmann::json common_plan_json(const PlanFlags& f, const std::string& model, co
     categories[snake_case(memory_category_name(static_cast<MemoryCategory>(c)))] = plan.memory.bytes[c];
   nlohmann::json layers = nlohmann::json::array();
   for (size_t i = 0; i < stack.layers.size(); ++i)
-    layers.push_back({{"index", i},
-                      {"name", stack.layers[i].name},
-                      {"placement", placement_name(plan.placements[i])},
-                      {"weight_bytes", stack.layers[i].weight_bytes},
-                      {"kv_cache_bytes", stack.layers[i].kv_cache_bytes}});
+    layers.push_back(
+        {{"index", i},
+         {"name", stack.layers[i].name},
+         {"placement", placement_name(plan.placements[i])},
+         {"prompt_placement",
+          placement_name(placement_for_step(plan.placements[i], max_tokens, plan.phased_cpu_max_tokens))},
+         {"decode_placement", placement_name(placement_for_step(plan.placements[i], 1, plan.phased_cpu_max_tokens))},
+         {"weight_bytes", stack.layers[i].weight_bytes},
+         {"kv_cache_bytes", stack.layers[i].kv_cache_bytes}});
   return {{"model", model},
           {"architecture", architecture},
           {"policy", f.overrides.plan.empty() ? f.policy : "plan file " + f.overrides.plan},
           {"plan_policy", policy_name(plan.policy)},
           {"budget_bytes", budget},
           {"max_tokens", max_tokens},
+          {"phased_cpu_max_tokens", plan.phased_cpu_max_tokens},
           {"device", {{"name", device.name}, {"has_gpu", device.has_gpu}, {"context_bytes", device.context_bytes}}},
           {"summary", plan.summary()},
           {"memory",
@@ -156,17 +165,23 @@ nlohmann::json plan_json(const PlanFlags& f, const std::string& model, const Lla
 }
 
 // The per-layer table (with each layer's predicted times when there are any), the device and host memory, the note.
+// "prompt" and "decode" say where a layer runs in a step of max_tokens and of one token: a phased layer streams in
+// the one and runs on the CPU in the other.
 std::string layers_and_memory_text(const Plan& plan, const StackProfile& stack, const StepPrediction* step) {
   std::string out;
-  char line[200];
-  std::snprintf(line, sizeof line, "%5s  %-16s %-9s %12s %12s%s\n", "layer", "name", "placement", "weights", "KV cache",
-                step ? "   compute s     copy s" : "");
+  char line[240];
+  std::snprintf(line, sizeof line, "%5s  %-16s %-9s %-9s %-9s %12s %12s%s\n", "layer", "name", "placement", "prompt",
+                "decode", "weights", "KV cache", step ? "   compute s     copy s" : "");
   out += line;
   for (size_t i = 0; i < stack.layers.size(); ++i) {
     const LayerDemand& l = stack.layers[i];
-    std::snprintf(line, sizeof line, "%5zu  %-16s %-9s %12s %12s", i, l.name.c_str(),
-                  std::string(placement_name(plan.placements[i])).c_str(), format_size(l.weight_bytes).c_str(),
-                  format_size(l.kv_cache_bytes).c_str());
+    const Placement p = plan.placements[i];
+    std::snprintf(
+        line, sizeof line, "%5zu  %-16s %-9s %-9s %-9s %12s %12s", i, l.name.c_str(),
+        std::string(placement_name(p)).c_str(),
+        std::string(placement_name(placement_for_step(p, stack.max_tokens, plan.phased_cpu_max_tokens))).c_str(),
+        std::string(placement_name(placement_for_step(p, 1, plan.phased_cpu_max_tokens))).c_str(),
+        format_size(l.weight_bytes).c_str(), format_size(l.kv_cache_bytes).c_str());
     out += line;
     if (step) {
       std::snprintf(line, sizeof line, " %11.6f %10.6f", step->layers[i].compute_s, step->layers[i].copy_s);
@@ -199,7 +214,11 @@ std::string plan_text(const std::string& model, const LlamaConfig& config, const
   out += device_text(device);
   out += "plan: " + (options.plan_file ? "from " + options.plan_file->path : std::string(policy_name(plan.policy))) +
          " under --vram " + format_size(options.vram_budget) + ", context " + std::to_string(options.n_ctx) +
-         ", steps of up to " + std::to_string(options.max_tokens) + " tokens: " + plan.summary() + "\n\n";
+         ", steps of up to " + std::to_string(options.max_tokens) + " tokens: " + plan.summary() + "\n";
+  if (std::count(plan.placements.begin(), plan.placements.end(), Placement::PHASED) > 0)
+    out += "phased layers: on the CPU in steps of up to " + std::to_string(plan.phased_cpu_max_tokens) +
+           " tokens, streamed in larger ones\n";
+  out += "\n";
   out += layers_and_memory_text(plan, stack, nullptr);
   if (const std::optional<RunPrediction> run = prediction(options, device, plan, stack)) {
     char line[200];
@@ -225,7 +244,8 @@ struct FluxWorkload {
 std::optional<StepPrediction> flux_prediction(const FluxRunnerOptions& options, const DeviceProfile& device,
                                               const Plan& plan, const StackProfile& stack) {
   if (!device.has_rates()) return std::nullopt;
-  return predict_step(stack, plan.placements, device, options.max_tokens, options.prefetch_depth);
+  return predict_step(stack, plan.placements, device, options.max_tokens,
+                      {options.prefetch_depth, plan.phased_cpu_max_tokens});
 }
 
 nlohmann::json flux_plan_json(const PlanFlags& f, const std::string& model, const FluxWorkload& w,

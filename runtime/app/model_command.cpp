@@ -61,7 +61,12 @@ std::string link_note(double gbps, const std::vector<Placement>& placements) {
   if (gbps <= 0) return {};
   if (!gpu_available()) return "no effect: no host-to-device copies without a GPU (" + gpu_unavailable_reason() + ")";
   const auto streamed = std::count(placements.begin(), placements.end(), Placement::STREAMED);
-  if (streamed == 0) return "no effect: no layer is streamed, so no weights are copied per step";
+  const auto phased = std::count(placements.begin(), placements.end(), Placement::PHASED);  // copied in prompt steps
+  if (streamed + phased == 0) return "no effect: no layer is streamed, so no weights are copied per step";
+  if (phased > 0)
+    return std::to_string(streamed) + " streamed and " + std::to_string(phased) +
+           " phased layers' copies (the phased ones in prompt steps) paced to " + link_rate_text(gbps) +
+           " GB/s (simulated link)";
   return std::to_string(streamed) + " streamed layers' copies paced to " + link_rate_text(gbps) +
          " GB/s (simulated link)";
 }

@@ -16,11 +16,15 @@ void add_override_flags(CLI::App& cmd, OverrideFlags& f, CLI::Option* vram, CLI:
                                          "on the GPU (e.g. 'blk\\.[0-9]'; repeatable); the policy places the rest");
   CLI::Option* stream = cmd.add_option("--stream", f.stream, "Stream the layers whose name matches (as --resident)");
   CLI::Option* cpu = cmd.add_option("--cpu", f.cpu, "Run the layers whose name matches on the CPU (as --resident)");
-  for (CLI::Option* o : {resident, stream, cpu}) o->allow_extra_args(false)->take_all();
+  CLI::Option* phased =
+      cmd.add_option("--phased", f.phased,
+                     "Place the layers whose name matches phased (as --resident): streamed to the GPU in prompt steps, "
+                     "run on the CPU in decode steps while the link streams the streamed layers");
+  for (CLI::Option* o : {resident, stream, cpu, phased}) o->allow_extra_args(false)->take_all();
   CLI::Option* plan = cmd.add_option("--plan", f.plan,
                                      "Run the placements of a plan JSON as `ferry plan --json` writes it (edited or "
                                      "not; docs/policies.md); its budget unless --vram is given");
-  plan->excludes(resident)->excludes(stream)->excludes(cpu);
+  plan->excludes(resident)->excludes(stream)->excludes(cpu)->excludes(phased);
   if (policy != nullptr) plan->excludes(policy);
 }
 
@@ -29,6 +33,7 @@ void apply_override_flags(const OverrideFlags& f, std::vector<PlacementOverride>
   for (const std::string& p : f.resident) overrides.push_back({"--resident", p, Placement::RESIDENT});
   for (const std::string& p : f.stream) overrides.push_back({"--stream", p, Placement::STREAMED});
   for (const std::string& p : f.cpu) overrides.push_back({"--cpu", p, Placement::CPU});
+  for (const std::string& p : f.phased) overrides.push_back({"--phased", p, Placement::PHASED});
   for (const PlacementOverride& o : overrides)
     if (o.pattern.empty()) bad_flag(o.flag, "an empty pattern matches no layer name");
   if (f.plan.empty()) return;
@@ -47,6 +52,7 @@ std::string placement_origin(const OverrideFlags& f, const std::string& vram, co
   for (const std::string& p : f.resident) s += ", --resident " + quote_name(p);
   for (const std::string& p : f.stream) s += ", --stream " + quote_name(p);
   for (const std::string& p : f.cpu) s += ", --cpu " + quote_name(p);
+  for (const std::string& p : f.phased) s += ", --phased " + quote_name(p);
   return s;
 }
 

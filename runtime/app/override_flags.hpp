@@ -1,7 +1,8 @@
 // The flags that take the placement out of the planner's hands, shared by every command that runs a model (`run`,
-// `chat`, `perplexity`, `plan`): `--resident REGEX`, `--stream REGEX`, `--cpu REGEX` force the layers whose whole name
-// matches (repeatable; overrides.hpp), and `--plan FILE` runs a plan JSON as `ferry plan --json` wrote it or a person
-// edited it (plan_file.hpp). --plan excludes --policy and the overrides; its budget is the file's budget_bytes unless
+// `chat`, `perplexity`, `plan`): `--resident REGEX`, `--stream REGEX`, `--cpu REGEX`, `--phased REGEX` force the
+// layers whose whole name matches (repeatable; overrides.hpp), and `--plan FILE` runs a plan JSON as `ferry plan
+// --json` wrote it or a person edited it (plan_file.hpp). --plan excludes --policy and the overrides; its budget is the
+// file's budget_bytes unless
 // --vram is given.
 #pragma once
 
@@ -20,12 +21,12 @@ class Option;
 namespace ferry::cli {
 
 struct OverrideFlags {
-  std::vector<std::string> resident, stream, cpu;
+  std::vector<std::string> resident, stream, cpu, phased;
   std::string plan;
   CLI::Option* vram = nullptr;  // the command's --vram, to tell "given" from its default
 };
 
-// Registers the four flags; `vram` and `policy` are the command's own options (--plan excludes --policy).
+// Registers the five flags; `vram` and `policy` are the command's own options (--plan excludes --policy).
 void add_override_flags(CLI::App& cmd, OverrideFlags& f, CLI::Option* vram, CLI::Option* policy);
 
 // The overrides and the plan file (read and parsed now, before any model is loaded: IO/FORMAT, exit 1) into the

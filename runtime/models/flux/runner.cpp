@@ -25,6 +25,7 @@ SchedulerOptions flux_scheduler_options(const FluxConfig& config, const FluxRunn
   s.vram_budget = o.vram_budget;
   s.max_tokens = o.max_tokens;
   s.prefetch_depth = o.prefetch_depth;
+  s.phased_cpu_max_tokens = o.phased_cpu_max_tokens;
   s.trace_path = o.trace_path;
   s.step_input_floats = FluxStepInputs::floats(config, o.max_tokens);
   s.dequant_via_fp32 = o.dequant_via_fp32;
@@ -70,6 +71,7 @@ FluxRunner::FluxRunner(const FluxConfig& config, const FluxWeights& weights, con
     : m_config(config), m_weights(weights), m_options(options) {
   Plan plan = plan_flux_run(config, weights, options, this_device_profile());
   m_plan_note = plan.note;
+  m_options.phased_cpu_max_tokens = plan.phased_cpu_max_tokens;  // the scheduler runs the plan that was made
   build(std::move(plan.placements));
 }
 

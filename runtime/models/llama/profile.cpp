@@ -16,6 +16,7 @@ StackProfile llama_stack_profile(const LlamaConfig& config, const LlamaWeights& 
   profile.model = "llama";
   profile.max_tokens = std::min(max_tokens, n_ctx);
   profile.layers = layer_demands(layer_pointers(layers), profile.max_tokens);
+  profile.kv_cache_rows = n_ctx * n_seq;  // LlamaBlockLayer::kv_cache_bytes: K and V of n_seq x n_ctx positions
   return profile;
 }
 

@@ -125,7 +125,7 @@ int64_t llama_step_tokens(const LlamaConfig& config, const LlamaWeights& weights
       continue;  // does not fit at this step size; a smaller one may
     }
     const double s = predict_run(profile_for(config, weights, o), plan.placements, paced, o.planned_prompt_tokens,
-                                 o.planned_generated_tokens, o.prefetch_depth)
+                                 o.planned_generated_tokens, {o.prefetch_depth, plan.phased_cpu_max_tokens})
                          .total_s;
     if (s < best_s * (1 - kMargin)) {
       best_s = s;
@@ -149,10 +149,11 @@ LlamaRunner::LlamaRunner(const LlamaConfig& config, const LlamaWeights& weights,
   m_options.max_tokens = llama_step_tokens(m_config, m_weights, m_options, device);
   Plan plan = plan_llama_run(m_config, m_weights, m_options, device);
   m_plan_note = plan.note;
+  m_options.phased_cpu_max_tokens = plan.phased_cpu_max_tokens;  // the scheduler runs the plan that was predicted
   if (const DeviceProfile paced = paced_device(m_options, device); paced.has_rates())
-    m_predicted =
-        predict_run(profile_for(m_config, m_weights, m_options), plan.placements, paced,
-                    m_options.planned_prompt_tokens, m_options.planned_generated_tokens, m_options.prefetch_depth);
+    m_predicted = predict_run(profile_for(m_config, m_weights, m_options), plan.placements, paced,
+                              m_options.planned_prompt_tokens, m_options.planned_generated_tokens,
+                              {m_options.prefetch_depth, plan.phased_cpu_max_tokens});
   build_scheduler(std::move(plan.placements));
 }
 

@@ -1,8 +1,8 @@
-// Manual placement overrides (`--resident REGEX`, `--stream REGEX`, `--cpu REGEX`): the layers whose name matches are
-// forced to that placement and the planner places the rest. A pattern is an ECMAScript regular expression matched
-// against a layer's whole name ("blk.7", "output"): `blk\.(0|1)` is the first two blocks, `blk\.1` is block 1 only (not
-// block 10), `blk\..*` every block. Whole-name matching is chosen over search so that a number never matches its
-// prefix silently.
+// Manual placement overrides (`--resident REGEX`, `--stream REGEX`, `--cpu REGEX`, `--phased REGEX`): the layers whose
+// name matches are forced to that placement and the planner places the rest. A pattern is an ECMAScript regular
+// expression matched against a layer's whole name ("blk.7", "output"): `blk\.(0|1)` is the first two blocks, `blk\.1`
+// is block 1 only (not block 10), `blk\..*` every block. Whole-name matching is chosen over search so that a number
+// never matches its prefix silently.
 #pragma once
 
 #include <optional>

@@ -2,7 +2,9 @@
 // person can plan, edit a layer's placement, run and compare (docs/policies.md). Only the fields that decide the run
 // are read; the others (memory breakdown, summary, per-layer bytes) are there for people and are ignored:
 //   "layers": [{"index" (optional; must be the entry's position), "name": "blk.0", "placement": "resident" |
-//              "streamed" | "cpu"}, ...]   one entry per layer of the model, blocks in order then the head
+//              "streamed" | "cpu" | "phased"}, ...]   one entry per layer of the model, blocks in order then the head
+//   "phased_cpu_max_tokens": the step size up to which phased layers run on the CPU (optional; the command's default
+//                otherwise)
 //   "budget_bytes": the VRAM budget it was planned for (optional; used when no --vram is given)
 //   "predicted": null or {"prompt_tokens_per_s", "generate_tokens_per_s", ...} (optional; printed beside the
 //                measured rates when this machine has no rates of its own to predict from)
@@ -24,6 +26,7 @@ struct PlanFile {
   std::vector<std::string> names;  // "layers[i].name"
   std::vector<Placement> placements;
   std::optional<uint64_t> budget_bytes;
+  std::optional<int64_t> phased_cpu_max_tokens;
   std::optional<double> predicted_prompt_tokens_per_s, predicted_generate_tokens_per_s;
 };
 

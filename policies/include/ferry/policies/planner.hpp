@@ -8,8 +8,14 @@
 // - stream-all: nothing resident, every layer streamed (AirLLM / ZeRO-Inference style);
 // - cpu-all: everything on the CPU;
 // - auto: the placement the cost model (cost_model.hpp) predicts fastest for a workload (a prompt, then generated
-//   tokens) among "the first k layers resident, the last m on the CPU, the rest streamed", for every k and m that fit
-//   the budget; it needs a profile with measured rates (`ferry calibrate`) and is resident-stream without one.
+//   tokens) among "the first k layers resident, the last m on the CPU, and of the s = n - k - m between them p phased,
+//   spread evenly (every s/p-th one), the others streamed", for every k, m and p that fit the budget; it needs a
+//   profile with measured rates (`ferry calibrate`) and is resident-stream without one. Phased layers (placement.hpp)
+//   stream in a prompt and run on the CPU in decode, while the streamed ones between them keep the link busy: host
+//   memory feeds the CPU and the link at once, so decode costs about the larger of their times rather than the sum.
+//   Interleaving them lets each CPU layer hide the next streamed layer's copy. auto also picks the step size up to
+//   which phased layers stay on the CPU (Plan::phased_cpu_max_tokens): the largest T in 1..kCpuInt8MaxTokens at which
+//   the CPU's time for the free layers is still below streaming them (copy vs GPU compute), from the profile's rates.
 // Every policy honours manual overrides (overrides.hpp): the forced layers keep their placement and the policy's rule
 // places the others (resident-first and resident-stream make the longest prefix of the free layers resident, auto
 // searches its family over the free layers). A plan file (plan_file.hpp) replaces the policy altogether. Either is
@@ -53,8 +59,11 @@ struct Plan {
   std::vector<Placement> placements;  // one per layer of the profile
   MemoryPlan memory;                  // the device memory it takes (uses_device false when all on the CPU)
   HostMemoryNeed host;                // the host memory the scheduler will reserve
+  // The step size up to which PHASED layers run on the CPU (StackOptions::phased_cpu_max_tokens): the request's, or
+  // what auto or the plan file chose. The scheduler must be given it, or it runs another plan than predicted.
+  int64_t phased_cpu_max_tokens = StackOptions{}.phased_cpu_max_tokens;
   std::string note;  // why the plan is not what was asked for ("auto: no measured rates ..."), or empty
-  // "40 layers: 36 resident, 4 streamed" (counts per placement, in placement order).
+  // "40 layers: 36 resident, 4 streamed" (counts per placement, in placement order; phased ones last).
   std::string summary() const;
 };
 

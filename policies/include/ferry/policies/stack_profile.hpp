@@ -16,6 +16,9 @@ struct StackProfile {
   std::string model;  // where it came from (a file name), for messages
   int64_t max_tokens = 1;
   std::vector<LayerDemand> layers;
+  // The K/V rows each layer's kv_cache_bytes holds (context x sequences), so that a row is kv_cache_bytes / rows: what
+  // a phased layer's GPU step moves per token. 0 where the family does not say (the cost model then leaves it out).
+  int64_t kv_cache_rows = 0;
   uint64_t weight_bytes() const noexcept;  // every layer's, as laid out
 };
 

@@ -26,10 +26,13 @@ struct FluxRunnerOptions {
   uint64_t vram_budget = 0;   // 0: no GPU use (everything on the CPU)
   Policy policy = Policy::RESIDENT_STREAM;
   int prefetch_depth = 1;
+  // StackOptions::phased_cpu_max_tokens; the runner replaces it with its plan's. A Flux step is far larger than any
+  // threshold: its phased layers always stream.
+  int64_t phased_cpu_max_tokens = StackOptions{}.phased_cpu_max_tokens;
   double link_gbps = 0;  // > 0: streamed layers' copies paced to this rate (SchedulerOptions::link_gbps)
   std::string trace_path;
   bool dequant_via_fp32 = false;             // benchmark only: StackOptions::dequant_via_fp32
-  std::vector<PlacementOverride> overrides;  // --resident/--stream/--cpu REGEX: forced layers (overrides.hpp)
+  std::vector<PlacementOverride> overrides;  // --resident/--stream/--cpu/--phased REGEX: forced layers (overrides.hpp)
   std::optional<PlanFile> plan_file;         // --plan FILE: every layer's placement from the file (plan_file.hpp)
 };
 

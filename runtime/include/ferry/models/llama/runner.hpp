@@ -26,7 +26,8 @@ struct LlamaRunnerOptions {
   uint64_t vram_budget = 0;  // 0: no GPU use (everything on the CPU)
   Policy policy = Policy::RESIDENT_FIRST;
   int prefetch_depth = 1;
-  // PHASED layers (placement.hpp) run on the CPU in steps of at most this many tokens, streamed in larger ones.
+  // Steps of at most this many tokens run the PHASED layers on the CPU (StackOptions::phased_cpu_max_tokens); the
+  // runner replaces it with its plan's (Plan::phased_cpu_max_tokens: `auto` computes one).
   int64_t phased_cpu_max_tokens = StackOptions{}.phased_cpu_max_tokens;
   std::string trace_path;
   double link_gbps = 0;  // > 0: streamed layers' copies paced to this rate (SchedulerOptions::link_gbps)
@@ -37,7 +38,7 @@ struct LlamaRunnerOptions {
   // The workload the `auto` policy plans for (llama-bench's pp512 + tg128 unless the command knows better).
   int64_t planned_prompt_tokens = 512;
   int64_t planned_generated_tokens = 128;
-  std::vector<PlacementOverride> overrides;  // --resident/--stream/--cpu REGEX: forced layers (overrides.hpp)
+  std::vector<PlacementOverride> overrides;  // --resident/--stream/--cpu/--phased REGEX: forced layers (overrides.hpp)
   std::optional<PlanFile> plan_file;         // --plan FILE: every layer's placement from the file (plan_file.hpp)
   // KV caches, one per sequence forward_sequences() may run together (a server's parallel requests); the plan
   // accounts for all of them.
