@@ -187,8 +187,11 @@ upload_step() {
 phased_step() {
   local m=$models/llama-2-13b-q4_0.gguf status=0 s=$OUT/step-summary.txt
   [ -f "$m" ] || "$ferry" make-model --arch llama --preset llama-2-13b --type q4_0 --seed 1 -o "$m" >/dev/null || return 1
+  # auto needs the device's measured rates (the profile cache of a fresh machine is empty)
+  timeout 120 "$ferry" calibrate >"$OUT/calibrate.log" 2>&1 || status=1
   for vram in 4GiB 7GiB; do
-    timeout 200 "$ferry" bench "$m" --vram "$vram" --policy resident-first,resident-stream -p 512 -n 32 -r 2 \
+    "$ferry" plan "$m" --vram "$vram" --policy auto --ctx 544 >"$OUT/plan-auto-$vram.txt" 2>&1 || status=1
+    timeout 240 "$ferry" bench "$m" --vram "$vram" --policy resident-first,resident-stream,auto -p 512 -n 32 -r 2 \
       >"$OUT/base-$vram.md" 2>"$OUT/base-$vram.log" || status=1
     grep -E '\| (pp512|tg32) \|' "$OUT/base-$vram.md" | sed "s/^/    base /" >>"$s"
     "$ferry" plan "$m" --vram "$vram" --policy resident-stream --ctx 544 --json >"$OUT/plan-$vram.json" 2>>"$s" || status=1
