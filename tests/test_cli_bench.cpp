@@ -168,7 +168,8 @@ TEST_CASE("ferry bench on the built-in default model works without a GPU; its ma
         from_json[{vram, policy, t["name"]}] = {t["mean_tps"], t["stddev_tps"]};
       }
       CHECK_FALSE(arm["plan"]["summary"].get<std::string>().empty());
-      CHECK(arm["plan"]["resident"].get<int>() + arm["plan"]["streamed"].get<int>() + arm["plan"]["cpu"].get<int>() ==
+      CHECK(arm["plan"]["resident"].get<int>() + arm["plan"]["streamed"].get<int>() + arm["plan"]["cpu"].get<int>() +
+                arm["plan"]["phased"].get<int>() ==
             report["model"]["n_layer"].get<int>() + 1);
       // The step it ran with: the request's, within the context (no `auto` here to choose a smaller one).
       CHECK(arm["plan"]["step_tokens"].get<int64_t>() ==
@@ -449,7 +450,8 @@ TEST_CASE("ferry bench of a Flux model: one test `step` in seconds per step; its
     CHECK(t["median_s"].get<double>() == sorted[1]);
     from_json[{vram, policy, "step"}] = s;
     // img_in, the blocks, the final layer: every layer placed once.
-    CHECK(arm["plan"]["resident"].get<int>() + arm["plan"]["streamed"].get<int>() + arm["plan"]["cpu"].get<int>() ==
+    CHECK(arm["plan"]["resident"].get<int>() + arm["plan"]["streamed"].get<int>() + arm["plan"]["cpu"].get<int>() +
+                arm["plan"]["phased"].get<int>() ==
           report["model"]["n_layer"].get<int>() + 2);
     CHECK_FALSE(arm["plan"]["summary"].get<std::string>().empty());
     // One Flux call takes every image and text token at once.

@@ -106,6 +106,7 @@ Json arm_json(const BenchArm& a, const Json& link) {
                 {"resident", a.resident},
                 {"streamed", a.streamed},
                 {"cpu", a.cpu},
+                {"phased", a.phased},
                 {"step_tokens", a.step_tokens > 0 ? nlohmann::json(a.step_tokens) : nlohmann::json()}}},
               {"memory",
                {{"uses_device", a.uses_device},
@@ -256,7 +257,7 @@ Json bench_json(const BenchReport& r) {
 std::string bench_csv(const BenchReport& r) {
   std::string out =
       "model,device,vram,vram_bytes,policy,status,test,tokens,reps,mean_tps,stddev_tps,mean_s,stddev_s,"
-      "device_peak_bytes,budget_bytes,resident,streamed,cpu,simulated_link_gbps,plan,reason,unit\n";
+      "device_peak_bytes,budget_bytes,resident,streamed,cpu,phased,simulated_link_gbps,plan,reason,unit\n";
   const std::string device = r.env.gpu ? r.env.device : "cpu";
   const std::string link = r.request.link_gbps > 0 ? link_rate_text(r.request.link_gbps) : "";
   const std::vector<BenchTest> not_run = bench_tests(r.request);
@@ -275,7 +276,7 @@ std::string bench_csv(const BenchReport& r) {
              (ran ? fixed(time.stddev, 6) : "") + "," + (ran ? std::to_string(a.device_peak_bytes) : "") + "," +
              std::to_string(a.spec.vram) + "," + (ran ? std::to_string(a.resident) : "") + "," +
              (ran ? std::to_string(a.streamed) : "") + "," + (ran ? std::to_string(a.cpu) : "") + "," +
-             (a.link_paced ? link : "") + "," + csv_field(a.plan) + "," + csv_field(a.reason) + "," +
+             (ran ? std::to_string(a.phased) : "") + "," + (a.link_paced ? link : "") + "," + csv_field(a.plan) + "," + csv_field(a.reason) + "," +
              std::string(test_unit(t.kind)) + "\n";
     }
   }

@@ -161,9 +161,12 @@ std::unique_ptr<BenchArmRunner> open_arm(const OpenBenchArm& open, const BenchRe
   warm_up(*runner, bench_tests(request).size());
   arm.plan = runner->plan_text();
   arm.step_tokens = runner->step_tokens();
-  arm.resident = arm.streamed = arm.cpu = 0;
+  arm.resident = arm.streamed = arm.cpu = arm.phased = 0;
   for (Placement p : runner->placements())
-    (p == Placement::RESIDENT ? arm.resident : p == Placement::STREAMED ? arm.streamed : arm.cpu)++;
+    (p == Placement::RESIDENT   ? arm.resident
+     : p == Placement::STREAMED ? arm.streamed
+     : p == Placement::PHASED   ? arm.phased
+                                : arm.cpu)++;
   const MemoryReport m = runner->memory();
   arm.uses_device = m.uses_device;
   arm.context_bytes = m.uses_device ? m.plan[MemoryCategory::CONTEXT] : 0;
@@ -175,7 +178,7 @@ std::unique_ptr<BenchArmRunner> open_arm(const OpenBenchArm& open, const BenchRe
   if (m.uses_device && before && after && *after >= *before)
     arm.process_device_bytes = *after - *before + arm.context_bytes;
   arm.link = link_note(request.link_gbps, runner->placements());
-  arm.link_paced = request.link_gbps > 0 && arm.streamed > 0 && gpu_available();
+  arm.link_paced = request.link_gbps > 0 && arm.streamed + arm.phased > 0 && gpu_available();
   return runner;
 }
 

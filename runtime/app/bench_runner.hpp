@@ -99,7 +99,7 @@ struct BenchArm {
   std::string reason;                       // SKIPPED: why (no GPU); REFUSED: the plan's refusal (its first line)
   std::string plan;                         // "4 blocks: 2 resident, 2 streamed; output head: resident"
   int64_t step_tokens = 0;                  // tokens per scheduler step it ran with (0 unless OK)
-  int resident = 0, streamed = 0, cpu = 0;  // layers (blocks and the head) by placement
+  int resident = 0, streamed = 0, cpu = 0, phased = 0;  // layers (blocks and the head) by placement
   bool uses_device = false;
   uint64_t context_bytes = 0;                    // the CUDA context's share, charged to the budget
   uint64_t arena_bytes = 0;                      // the one device reservation
