@@ -4,11 +4,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <random>
 #include <vector>
 
 #include "ferry/error.hpp"
 #include "ferry/gguf.hpp"
+#include "ferry/kernels/cpu/cpu_ops.hpp"
 #include "ferry/models/llama/block.hpp"
 #include "ferry/models/llama/profile.hpp"
 #include "ferry/models/llama/runner.hpp"
@@ -142,4 +145,81 @@ TEST_CASE("auto takes smaller steps when that keeps more layers resident and is 
   REQUIRE(o.vram_budget < all_resident_budget(128));
   const int64_t served = llama_step_tokens(c, w, o, d);
   CHECK(served >= 101);
+}
+
+TEST_CASE("a block's KV traffic names exactly the cache bytes a step writes, and every byte it reads") {
+  // A phased layer's GPU steps move only these ranges between its host cache and the device: a byte written outside
+  // `writes` would be lost, a byte read outside `reads` would be garbage. Checked on the CPU with three sequences:
+  // bytes outside `writes` never change, and scrambling every byte outside `reads` and `writes` before the step
+  // leaves its output bit for bit the same.
+  const test::TempDir dir;
+  const auto path = dir.path() / "tiny-kv.gguf";
+  write_llama_model(llama_preset("tiny"), MakeModelOptions{ModelFileType::Q8_0, test::test_seed(31), 32, ""}, path);
+  const GgufFile file = GgufFile::open(path);
+  const LlamaConfig c = LlamaConfig::from_gguf(file);
+  const LlamaWeights w = LlamaWeights::from_gguf(file, c);
+  constexpr int64_t kCtx = 16, kSeq = 3;
+  const auto layers = make_llama_layers(c, w, kCtx, false, kSeq);
+  const Layer& block = *layers[1];
+  CpuOps ops;
+  std::vector<QuantMatrixView> views;
+  for (const WeightTensor& t : block.weights()) views.push_back(t.view);
+  std::mt19937_64 rng(test::test_seed(32));
+  std::vector<uint8_t> kv(block.kv_cache_bytes());
+  for (auto& b : kv) b = static_cast<uint8_t>(rng());  // whatever earlier steps left
+  auto run_step = [&](std::vector<uint8_t>& cache, const std::vector<StepSequence>& seqs, uint64_t seed) {
+    int64_t n = 0;
+    for (const StepSequence& q : seqs) n += q.n_tokens;
+    std::vector<float> x(static_cast<size_t>(n * c.n_embd));
+    std::mt19937_64 xr(seed);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (float& v : x) v = u(xr);
+    std::vector<float> workspace(block.workspace_floats(n, Device::CPU));
+    StepContext step{n};
+    step.sequences = seqs;
+    const LayerRun run{&ops, workspace.data(), workspace.size(), cache.data(), nullptr, nullptr};
+    block.forward(views, x.data(), step, run);
+    return std::pair{x, step};
+  };
+  auto in = [](const std::vector<KvRange>& ranges, size_t byte) {
+    return std::any_of(ranges.begin(), ranges.end(),
+                       [&](const KvRange& r) { return byte >= r.offset && byte < r.offset + r.bytes; });
+  };
+  // Step 1: sequence 1 at its start, sequence 2 after 4 earlier positions, sequence 0 untouched; step 2 adds one
+  // token to each.
+  const std::vector<std::vector<StepSequence>> steps = {{{1, 0, 5}, {2, 4, 3}}, {{0, 0, 1}, {1, 5, 1}, {2, 7, 1}}};
+  for (size_t k = 0; k < steps.size(); ++k) {
+    CAPTURE(k);
+    StepContext ctx{0};
+    ctx.sequences = steps[k];
+    for (const StepSequence& q : steps[k]) ctx.n_tokens += q.n_tokens;
+    std::vector<KvRange> reads, writes;
+    block.kv_cache_traffic(ctx, reads, writes);
+    for (const KvRange& r : reads)
+      CHECK_FALSE(std::any_of(writes.begin(), writes.end(), [&](const KvRange& wr) {
+        return r.offset < wr.offset + wr.bytes && wr.offset < r.offset + r.bytes;
+      }));
+    // Scramble what the step neither reads nor writes: the output must not change.
+    std::vector<uint8_t> scrambled = kv;
+    for (size_t b = 0; b < scrambled.size(); ++b)
+      if (!in(reads, b) && !in(writes, b)) scrambled[b] = static_cast<uint8_t>(rng());
+    const std::vector<uint8_t> before = kv;
+    const auto [x, step] = run_step(kv, steps[k], test::test_seed(40 + k));
+    const auto [x_scrambled, step2] = run_step(scrambled, steps[k], test::test_seed(40 + k));
+    CHECK(std::memcmp(x.data(), x_scrambled.data(), x.size() * sizeof(float)) == 0);
+    // Bytes outside `writes` unchanged; inside, (nearly) every 16-bit value changed (a new K/V value equal to the old
+    // random bits is a 1-in-65536 event per value).
+    size_t written_values = 0, changed_values = 0;
+    for (size_t b = 0; b < kv.size(); ++b)
+      if (!in(writes, b)) REQUIRE(kv[b] == before[b]);
+    for (size_t b = 0; b + 1 < kv.size(); b += 2)
+      if (in(writes, b)) {
+        ++written_values;
+        changed_values += kv[b] != before[b] || kv[b + 1] != before[b + 1];
+      }
+    uint64_t expected = 0;
+    for (const StepSequence& q : steps[k]) expected += 2 * static_cast<uint64_t>(q.n_tokens) * c.n_embd_kv();
+    CHECK(written_values == expected);
+    CHECK(changed_values + 2 >= written_values);
+  }
 }
