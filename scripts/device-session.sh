@@ -99,11 +99,17 @@ smollm2_step() {
   [ -f "$gguf" ] || { echo "smollm2: SKIPPED (no $gguf)" | tee -a "$s"; return 1; }
   sha256sum "$gguf" | tee "$OUT/sha256.txt"
   local text=tests/data/apache-license-2.0.txt status=0
+  # The real model through phased and streamed layers at once against the resident run (test_llama_gpu's SmolLM2 case)
+  if FERRY_SMOLLM2_GGUF=$gguf timeout 200 build-device/tests/test_llama_gpu -tc='SmolLM2*' -s >"$OUT/test-smollm2.log" 2>&1; then
+    echo "smollm2 test (phased + streamed vs resident, greedy): ok; $(grep -E 'greedy tokens (agree|part)' "$OUT/test-smollm2.log" | tr '\n' ' ')" | tee -a "$s"
+  else
+    status=1
+    echo "smollm2 test (phased + streamed vs resident, greedy): FAILED ($(grep -E 'ERROR|greedy' "$OUT/test-smollm2.log" | head -3 | tr '\n' ' '))" | tee -a "$s"
+  fi
   # name: perplexity arguments
   local -a runs=("gpu-resident:--vram 8GiB --policy resident-first"
-    "gpu-stream-1GiB:--vram 1GiB --policy stream-all"
     "gpu-auto-1GiB:--vram 1GiB --policy auto"
-    "cpu-16:--policy cpu-all")
+    "gpu-phased-1GiB:--vram 1GiB --policy resident-stream --phased blk\\.[0-9]*[02468]")
   for r in "${runs[@]}"; do
     local name=${r%%:*} args=${r#*:} t0
     t0=$(date +%s%N)
@@ -195,7 +201,7 @@ phased_step() {
       >"$OUT/base-$vram.md" 2>"$OUT/base-$vram.log" || status=1
     grep -E '\| (pp512|tg32) \|' "$OUT/base-$vram.md" | sed "s/^/    base /" >>"$s"
     "$ferry" plan "$m" --vram "$vram" --policy resident-stream --ctx 544 --json >"$OUT/plan-$vram.json" 2>>"$s" || status=1
-    for run in kernel:0.33 kernel:0.5 kernel:0.67 copy:0.5; do
+    for run in copy:0.5 kernel:0.5; do
       local mode=${run%%:*} fraction=${run#*:} plan=$OUT/plan-$vram-${run/:/-}.json
       python3 - "$OUT/plan-$vram.json" "$fraction" "$plan" <<'PY' || status=1
 import json, sys
