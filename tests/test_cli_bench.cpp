@@ -451,7 +451,7 @@ TEST_CASE("ferry bench of a Flux model: one test `step` in seconds per step; its
     from_json[{vram, policy, "step"}] = s;
     // img_in, the blocks, the final layer: every layer placed once.
     CHECK(arm["plan"]["resident"].get<int>() + arm["plan"]["streamed"].get<int>() + arm["plan"]["cpu"].get<int>() +
-                arm["plan"]["phased"].get<int>() ==
+              arm["plan"]["phased"].get<int>() ==
           report["model"]["n_layer"].get<int>() + 2);
     CHECK_FALSE(arm["plan"]["summary"].get<std::string>().empty());
     // One Flux call takes every image and text token at once.

@@ -252,8 +252,9 @@ TEST_CASE("auto is never predicted slower than a fixed policy, and fits the budg
   MESSAGE(with_phased << " of 60 auto plans have phased layers");  // test_phased checks that auto places them
 }
 
-TEST_CASE("auto reaches the optimum of every placement on small stacks (brute force)") {
-  // 3^n placements of n equal layers; the budget is tight enough that not everything fits resident.
+TEST_CASE("auto reaches the optimum of every resident/streamed/cpu placement on small stacks (brute force)") {
+  // 3^n placements of n equal layers (phased ones are test_phased's); the budget is tight enough that not everything
+  // fits resident.
   const DeviceProfile d = rated_gpu();
   for (int n : {2, 3, 4, 5}) {
     for (uint64_t budget : {700 * kMiB, 800 * kMiB, 900 * kMiB}) {

@@ -178,6 +178,50 @@ TEST_CASE("auto: phased and streamed layers together where the CPU and the link 
   }
 }
 
+TEST_CASE("auto: no phased layer for a runner of several sequences, unless forced") {
+  // The same case as above, with allow_phased off (a server): auto falls back to its family without phased layers.
+  const DeviceProfile d = balanced();
+  const StackProfile s = stack_of(24, 8192, 64);
+  const size_t n = s.layers.size();
+  std::vector<Placement> third(n, Placement::STREAMED);
+  for (size_t i = 0; i < 8; ++i) third[i] = Placement::RESIDENT;
+  PlanRequest r = request(Policy::AUTO, needs(s, d, third, request(Policy::AUTO, 0, 64).options), 64);
+  REQUIRE(count(make_plan(s, d, r).placements, Placement::PHASED) > 0);
+  r.allow_phased = false;
+  const Plan a = make_plan(s, d, r);
+  CAPTURE(a.summary());
+  CHECK(count(a.placements, Placement::PHASED) == 0);
+  r.overrides = {PlacementOverride{"--phased", "blk\\.2[0-3]", Placement::PHASED}};
+  const Plan forced = make_plan(s, d, r);
+  CAPTURE(forced.summary());
+  CHECK(count(forced.placements, Placement::PHASED) == 4);
+}
+
+TEST_CASE("cost model: a chunked prompt pays for the K/V rows its phased layers read back") {
+  // A 512-token prompt in steps of 64: chunk k of a phased layer's GPU steps reads the k * 64 rows before it, 64 * 28
+  // rows over the eight chunks; the same prompt in one step reads none.
+  const DeviceProfile d = balanced();
+  StackProfile s = stack_of(4, 8192, 64);
+  const size_t n = s.layers.size();
+  std::vector<Placement> p(n, Placement::STREAMED);
+  p[1] = p[3] = Placement::PHASED;
+  const ScheduleShape shape{1, 8};
+  const double with_rows = predict_run(s, p, d, 512, 0, shape).total_s;
+  StackProfile no_rows = s;
+  no_rows.kv_cache_rows = 0;  // nothing to price the rows with
+  const double without = predict_run(no_rows, p, d, 512, 0, shape).total_s;
+  const double row_s = (2.0 * kMiB / 1024) / 2e10;  // a row of the 2 MiB, 1024-row cache over the 2e10 B/s link
+  const double reads = 2 * 64 * 28 * row_s;         // added to the prompt's time as they are
+  const double downloads = 2 * 8 * 64 * row_s;      // in the play-out: hidden where the step waits for copies
+  const double extra = with_rows - without;
+  MESSAGE("K/V rows: " << extra << " s more, reads " << reads << " s, downloads " << downloads << " s");
+  CHECK(extra >= reads * (1 - 1e-9));
+  CHECK(extra <= (reads + downloads) * (1 + 1e-9));
+  // Decode steps at the threshold 8 run the phased layers on the CPU: no rows move.
+  CHECK(predict_run(s, p, d, 512, 16, shape).generate_tokens_per_s ==
+        doctest::Approx(predict_run(no_rows, p, d, 512, 16, shape).generate_tokens_per_s).epsilon(1e-12));
+}
+
 TEST_CASE("auto: no phased layer where the link is far faster than the CPU") {
   const DeviceProfile d = fast_link();
   const StackProfile s = stack_of(24, 8192, 64);

@@ -9,6 +9,7 @@ namespace ferry::detail {
 CpuRunner::CpuRunner(const EngineSetup& setup)
     : m_setup(setup), m_arena(setup.options.cpu_threads > 0 ? setup.options.cpu_threads : tbb::task_arena::automatic) {
   std::string ignored;
+  m_views.resize(setup.layers.size());
   for (size_t i = 0; i < setup.layers.size(); ++i) {
     HostBlock kv;
     const Placement placement = setup.placements[i];
@@ -17,13 +18,19 @@ CpuRunner::CpuRunner(const EngineSetup& setup)
       const uint64_t kv_bytes = setup.layers[i]->kv_cache_bytes();
       // A PHASED layer's GPU steps copy rows of its cache to and from the device on the compute stream: pinned, so
       // the copies are asynchronous (pageable memory would make them stage and block).
-      kv = HostBlock::allocate(kv_bytes, placement == Placement::PHASED, false, &ignored);
+      std::string pin_failure;
+      kv = HostBlock::allocate(kv_bytes, placement == Placement::PHASED, setup.options.simulate_pin_failure,
+                               &pin_failure);
+      if (!pin_failure.empty())
+        setup.warn("layer '" + setup.layers[i]->name() + "': its KV cache could not be pinned (" + pin_failure +
+                   "): the rows its GPU steps move are copied synchronously");
       if (kv_bytes > 0) std::memset(kv.data(), 0, kv_bytes);
     }
     m_kv.push_back(std::move(kv));
   }
   m_workspace = HostBlock::allocate(m_workspace_floats * sizeof(float), false, false, &ignored);
-  if (setup.placements.back() == Placement::CPU && setup.output_floats > 0)
+  const Placement last = setup.placements.back();
+  if ((last == Placement::CPU || last == Placement::PHASED) && setup.output_floats > 0)
     m_output = HostBlock::allocate(setup.output_floats * sizeof(float), false, false, &ignored);
 }
 
@@ -37,26 +44,39 @@ void CpuRunner::run(size_t index, float* x, const StepContext& step, int64_t ste
                      last ? output() : nullptr,
                      step.inputs.empty() ? nullptr : step.inputs.data()};
   std::span<const WeightTensor> tensors = layer.weights();
-  // Host views are the layer's own; QuantMatrixView is what forward takes, so copy them out once per layer into a
-  // small fixed buffer rather than allocating per step.
+  // Host views are the layer's own unless use_views() gave others; QuantMatrixView is what forward takes, so copy
+  // them out once per layer into a small fixed buffer rather than allocating per step.
   constexpr size_t kInline = 16;
   QuantMatrixView inline_views[kInline];
   std::vector<QuantMatrixView> heap_views;
   QuantMatrixView* views = inline_views;
-  if (tensors.size() > kInline) {
-    heap_views.resize(tensors.size());
-    views = heap_views.data();
+  std::span<const QuantMatrixView> given = m_views[index];
+  if (given.empty()) {
+    if (tensors.size() > kInline) {
+      heap_views.resize(tensors.size());
+      views = heap_views.data();
+    }
+    for (size_t t = 0; t < tensors.size(); ++t) views[t] = tensors[t].view;
   }
-  for (size_t t = 0; t < tensors.size(); ++t) views[t] = tensors[t].view;
+  const std::span<const QuantMatrixView> weights =
+      given.empty() ? std::span<const QuantMatrixView>(views, tensors.size()) : given;
 
   const Clock::time_point begin = Clock::now();
-  m_arena.execute([&] { layer.forward({views, tensors.size()}, x, step, run); });
+  m_arena.execute([&] { layer.forward(weights, x, step, run); });
   const Clock::time_point end = Clock::now();
   const double ms = std::chrono::duration<double, std::milli>(end - begin).count();
   stats.cpu_ms += ms;
   if (m_setup.trace != nullptr)
     m_setup.trace->add({"cpu " + layer.name(), TraceTrack::CPU, micros_since(m_setup.epoch, begin), ms * 1e3,
                         step_index, static_cast<int64_t>(index), 0});
+}
+
+void CpuRunner::use_views(size_t index, std::vector<QuantMatrixView> views) {
+  if (views.size() != m_setup.layers.at(index)->weights().size())
+    fail(ErrorCategory::INTERNAL, "layer '" + m_setup.layers[index]->name() + "': " + std::to_string(views.size()) +
+                                      " weight views for " + std::to_string(m_setup.layers[index]->weights().size()) +
+                                      " tensors");
+  m_views[index] = std::move(views);
 }
 
 uint64_t CpuRunner::host_bytes() const noexcept {

@@ -23,7 +23,7 @@ struct EngineSetup {
   SchedulerOptions options;
   std::vector<LayerDemand> demands;  // each layer's needs at max_tokens
   int64_t width = 0;
-  size_t output_floats = 0;  // the last layer's output at max_tokens (0: the stack has no output)
+  size_t output_floats = 0;        // the last layer's output at max_tokens (0: the stack has no output)
   Clock::time_point epoch;         // time zero of the trace
   TraceRecorder* trace = nullptr;  // null: not tracing
   WarningSink warn;                // never null here
@@ -42,6 +42,9 @@ class CpuRunner {
   uint64_t host_bytes() const noexcept;
   // Layer `index`'s host KV cache (CPU and PHASED layers; empty for the others).
   const HostBlock& kv_cache(size_t index) const { return m_kv.at(index); }
+  // Layer `index` reads these views of its weights instead of the layer's own host bytes: a PHASED layer's copy in
+  // the pinned pool, so its weights are in host memory once (the pool), not also in the model file's pages.
+  void use_views(size_t index, std::vector<QuantMatrixView> views);
   // The host output buffer (setup.output_floats floats) when the last layer runs on the CPU, else null.
   float* output() const noexcept { return reinterpret_cast<float*>(m_output.data()); }
 
@@ -51,7 +54,8 @@ class CpuRunner {
   CpuOps m_ops;
   HostBlock m_workspace;
   size_t m_workspace_floats = 0;
-  std::vector<HostBlock> m_kv;  // per layer (empty block for GPU layers)
+  std::vector<HostBlock> m_kv;                        // per layer (empty block for GPU layers)
+  std::vector<std::vector<QuantMatrixView>> m_views;  // per layer: use_views()'s, or empty (the layer's own)
   HostBlock m_output;
 };
 
@@ -73,6 +77,5 @@ std::unique_ptr<Engine> make_cpu_engine(const EngineSetup& setup);
 std::unique_ptr<Engine> make_gpu_engine(const EngineSetup& setup, const MemoryPlanInput& input,
                                         const GpuSizing& sizing);
 #endif
-
 
 }  // namespace ferry::detail

@@ -180,6 +180,38 @@ RunCosts::RunCosts(const StackProfile& stack, const DeviceProfile& device, int64
   const int64_t step = std::max<int64_t>(stack.max_tokens, 1);
   if (m_full_steps > 0) m_full = step_costs(stack, device, step);
   if (m_prompt_tokens % step > 0) m_last = step_costs(stack, device, m_prompt_tokens % step);
+  if (device.has_gpu && stack.kv_cache_rows > 0)
+    for (const LayerDemand& l : stack.layers) {
+      const uint64_t row = l.kv_cache_bytes / static_cast<uint64_t>(stack.kv_cache_rows);
+      const uint64_t chunk = row * static_cast<uint64_t>(step);  // a chunk's worth: the size the link moves at
+      m_kv_row_s.push_back(row > 0 ? static_cast<double>(row) / device.link_rate(chunk) : 0.0);
+    }
+}
+
+double RunCosts::kv_read_s(std::span<const Placement> placements, const ScheduleShape& shape, bool generation) const {
+  if (m_kv_row_s.size() != placements.size()) return 0.0;
+  const int64_t step = std::max<int64_t>(m_stack->max_tokens, 1);
+  const int64_t last = m_prompt_tokens % step;
+  // Rows read over the prompt: full chunk k reads k * step rows; the last, shorter chunk reads all the full ones'.
+  const double full_rows =
+      static_cast<double>(step) * static_cast<double>(m_full_steps) * static_cast<double>(m_full_steps - 1) / 2.0;
+  const double last_rows = static_cast<double>(m_full_steps * step);
+  // Decode steps read the whole sequence so far when they run phased layers on the GPU (threshold 0).
+  const double decode_rows =
+      static_cast<double>(m_prompt_tokens) * static_cast<double>(m_generated_tokens) +
+      static_cast<double>(m_generated_tokens) * static_cast<double>(m_generated_tokens - 1) / 2.0;
+  double rows = 0.0;
+  if (generation) {
+    if (1 > shape.phased_cpu_max_tokens) rows = decode_rows;
+  } else {
+    if (step > shape.phased_cpu_max_tokens) rows += full_rows;
+    if (last > shape.phased_cpu_max_tokens) rows += last_rows;
+  }
+  if (rows == 0.0) return 0.0;
+  double per_row = 0.0;
+  for (size_t i = 0; i < placements.size(); ++i)
+    if (placements[i] == Placement::PHASED) per_row += m_kv_row_s[i];
+  return rows * per_row;
 }
 
 RunPrediction RunCosts::predict(std::span<const Placement> placements, const ScheduleShape& shape) const {
@@ -188,7 +220,9 @@ RunPrediction RunCosts::predict(std::span<const Placement> placements, const Sch
   if (m_full)
     prompt_s += static_cast<double>(m_full_steps) * play_out_into(*m_stack, *m_full, placements, shape, nullptr);
   if (m_last) prompt_s += play_out_into(*m_stack, *m_last, placements, shape, nullptr);
-  const double token_s = play_out_into(*m_stack, m_token, placements, shape, nullptr);
+  prompt_s += kv_read_s(placements, shape, false);
+  double token_s = play_out_into(*m_stack, m_token, placements, shape, nullptr);
+  if (m_generated_tokens > 0) token_s += kv_read_s(placements, shape, true) / static_cast<double>(m_generated_tokens);
   r.prompt_tokens_per_s = prompt_s > 0.0 ? static_cast<double>(m_prompt_tokens) / prompt_s : 0.0;
   r.generate_tokens_per_s = token_s > 0.0 ? 1.0 / token_s : 0.0;
   r.total_s = prompt_s + token_s * static_cast<double>(m_generated_tokens);

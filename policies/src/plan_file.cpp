@@ -76,8 +76,10 @@ PlanFile parse_plan_file(std::string_view text, const std::string& path) {
     file.budget_bytes = budget->get<uint64_t>();
   }
   if (const auto threshold = j.find("phased_cpu_max_tokens"); threshold != j.end()) {
-    if (!threshold->is_number_unsigned() || threshold->get<uint64_t>() > uint64_t{1} << 40)
+    if (!threshold->is_number_unsigned())
       bad_key(path, "phased_cpu_max_tokens", "expected a whole number of tokens, found " + threshold->dump());
+    if (threshold->get<uint64_t>() > uint64_t{1} << 40)
+      bad_key(path, "phased_cpu_max_tokens", threshold->dump() + " tokens is more than any step holds (at most 2^40)");
     file.phased_cpu_max_tokens = threshold->get<int64_t>();
   }
   if (const auto predicted = j.find("predicted"); predicted != j.end() && !predicted->is_null()) {

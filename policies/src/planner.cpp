@@ -78,7 +78,7 @@ int64_t phased_threshold(const StackProfile& stack, const DeviceProfile& device,
 // placement is in the family (resident-stream: m = p = 0; resident-first: m = n - k; stream-all: k = m = p = 0;
 // cpu-all: m = n), so auto is never predicted slower than any of them. About n^3 / 6 candidates: the step costs are
 // computed once (RunCosts) and each candidate is three play-outs of O(n); the memory plan, the dearer check, is made
-// only for a candidate that would be the best so far. About 0.1 s for an 80-block model (Release; test_policies).
+// only for a candidate that would be the best so far (test_phased prints the time for an 80-block model).
 std::vector<Placement> fastest_placement(const StackProfile& stack, const DeviceProfile& device,
                                          const PlanRequest& request, const std::vector<std::optional<Placement>>& base,
                                          int64_t threshold) {
@@ -114,9 +114,9 @@ std::vector<Placement> fastest_placement(const StackProfile& stack, const Device
   for (size_t k = 0; k <= n; ++k) {
     // The least memory k resident layers can take: the others on the CPU. If that does not fit, no m or p will.
     fill(k, n - k, 0);
-    if (!fits_now()) continue;
+    if (!fits_now()) break;  // nor will more resident layers
     for (size_t m = 0; k + m <= n; ++m)
-      for (size_t phased = 0; phased <= n - k - m; ++phased) {
+      for (size_t phased = 0; phased <= (request.allow_phased ? n - k - m : 0); ++phased) {
         fill(k, m, phased);
         const double s = costs.predict(p, shape).total_s;
         if (s < best_s && fits_now()) {

@@ -276,8 +276,8 @@ std::string bench_csv(const BenchReport& r) {
              (ran ? fixed(time.stddev, 6) : "") + "," + (ran ? std::to_string(a.device_peak_bytes) : "") + "," +
              std::to_string(a.spec.vram) + "," + (ran ? std::to_string(a.resident) : "") + "," +
              (ran ? std::to_string(a.streamed) : "") + "," + (ran ? std::to_string(a.cpu) : "") + "," +
-             (ran ? std::to_string(a.phased) : "") + "," + (a.link_paced ? link : "") + "," + csv_field(a.plan) + "," + csv_field(a.reason) + "," +
-             std::string(test_unit(t.kind)) + "\n";
+             (ran ? std::to_string(a.phased) : "") + "," + (a.link_paced ? link : "") + "," + csv_field(a.plan) + "," +
+             csv_field(a.reason) + "," + std::string(test_unit(t.kind)) + "\n";
     }
   }
   return out;

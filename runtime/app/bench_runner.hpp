@@ -96,9 +96,9 @@ std::string_view arm_status_name(ArmStatus status) noexcept;  // "ok", "skipped"
 struct BenchArm {
   BenchArmSpec spec;
   ArmStatus status = ArmStatus::OK;
-  std::string reason;                       // SKIPPED: why (no GPU); REFUSED: the plan's refusal (its first line)
-  std::string plan;                         // "4 blocks: 2 resident, 2 streamed; output head: resident"
-  int64_t step_tokens = 0;                  // tokens per scheduler step it ran with (0 unless OK)
+  std::string reason;       // SKIPPED: why (no GPU); REFUSED: the plan's refusal (its first line)
+  std::string plan;         // "4 blocks: 2 resident, 2 streamed; output head: resident"
+  int64_t step_tokens = 0;  // tokens per scheduler step it ran with (0 unless OK)
   int resident = 0, streamed = 0, cpu = 0, phased = 0;  // layers (blocks and the head) by placement
   bool uses_device = false;
   uint64_t context_bytes = 0;                    // the CUDA context's share, charged to the budget

@@ -2,8 +2,7 @@
 // `chat`, `perplexity`, `plan`): `--resident REGEX`, `--stream REGEX`, `--cpu REGEX`, `--phased REGEX` force the
 // layers whose whole name matches (repeatable; overrides.hpp), and `--plan FILE` runs a plan JSON as `ferry plan
 // --json` wrote it or a person edited it (plan_file.hpp). --plan excludes --policy and the overrides; its budget is the
-// file's budget_bytes unless
-// --vram is given.
+// file's budget_bytes unless --vram is given.
 #pragma once
 
 #include <cstdint>

@@ -29,12 +29,17 @@
 // - PHASED layers stream like STREAMED ones in steps of more than phased_cpu_max_tokens tokens and run like CPU
 //   layers in smaller ones, so the streamed sequence depends on the step: the prompt order (STREAMED and PHASED
 //   layers) and the decode order (STREAMED only), each numbered from 0 for its slots. The copies issued ahead at the
-//   end of a step are for a next step of the same kind; when the next step is of the other kind they were wasted
-//   (link time only: the copy stream runs in order, so the next step's own copies land after them, and compute waits
-//   for those). In decode the copy stream streams the STREAMED layers while the host runs the PHASED ones: the link
-//   and the CPU read host memory at once. A PHASED layer's KV cache stays in pinned host memory (the CPU runner's);
-//   a GPU step uploads the rows it reads into one device KV buffer, runs, and downloads the rows it wrote, all on the
-//   compute stream, so the next PHASED layer finds the buffer free.
+//   end of a step are for the likely next step: decode after decode and after a prompt's last (short) chunk, prompt
+//   after a full-size chunk. When the guess is wrong, the copies of the two orders' common prefix (same layers, same
+//   slots) still serve; the others were wasted (link time only: the copy stream runs in order, so the step's own
+//   copies land after them, and compute waits for those). In decode the copy stream streams the STREAMED layers while
+//   the host runs the PHASED ones on the CPU (from their copy in the pinned pool): the link and the CPU read host
+//   memory at once. A PHASED layer's KV cache stays in pinned host memory (the CPU runner's); a GPU step uploads the
+//   rows it reads into one device KV buffer, runs, frees its slot, and downloads the rows it wrote, all on the compute
+//   stream, so the next PHASED layer finds the buffer free. The small uploads after a CPU layer (its activations, and
+//   a prompt chunk's earlier KV rows) queue behind the weight copies already issued: with prefetch depth 1 that is the
+//   next streamed layer's copy, which compute waits for anyway; deeper prefetch makes them wait for more unless
+//   activations go up by kernel (SchedulerOptions::activation_upload).
 //
 // Timeline, S = 3 (prefetch depth 2), five streamed layers L0..L4 (copy shorter than compute: overlap is total):
 //
@@ -47,6 +52,13 @@
 //   copy     |L0|L1|L2|                 |L3|
 //   compute     |==L0===|==L1===|d2h|      .   |h2d|==L2===|==L3===|
 //   host                            wait|===C (oneTBB)===|
+//
+// and a decode step with PHASED layers P alternating with STREAMED layers S, prefetch depth 1 (the CPU computes a
+// phased layer while the link copies the next streamed one):
+//
+//   copy     |S1 |S3     |S5     |
+//   compute  .  |S1|     |S3|     |S5|
+//   host  |=P0=|   |=P2=|    |=P4=|
 //
 // Invariants: no device allocation after construction (everything is in the arena); a slot is overwritten only after
 // compute recorded slot_free for its previous user; the compute stream never waits on the host; all timing comes from
@@ -111,7 +123,9 @@ class GpuEngine final : public Engine {
   void step(float* x, const StepContext& step, int64_t step_index, StepStats& stats) override;
   void report(MemoryReport& report) const override;
   const float* output() const override {
-    return m_output != nullptr ? reinterpret_cast<const float*>(m_io_output.data()) : m_cpu.output();
+    // A PHASED last layer computes the output on the CPU in decode steps, on the GPU in prompt steps.
+    return m_output != nullptr && m_layers.back().ran_on_gpu ? reinterpret_cast<const float*>(m_io_output.data())
+                                                             : m_cpu.output();
   }
   void wait_idle() const override {
     FERRY_CUDA_CHECK(cudaStreamSynchronize(m_copy.get()));
@@ -159,8 +173,9 @@ class GpuEngine final : public Engine {
   bool m_anchor_valid = false;
   int64_t m_copies_issued = 0;  // entries of m_order[m_issue_phase] issued for the current (or next) step
   Phase m_issue_phase = DECODE;
-  void* m_phased_kv = nullptr;                       // the device KV buffer PHASED layers borrow in GPU steps
-  std::vector<KvRange> m_kv_reads, m_kv_writes;      // reused per PHASED GPU step (capacity kept)
+  int64_t m_common_prefix = 0;  // leading entries the two orders share (the same layers in the same slots)
+  void* m_phased_kv = nullptr;  // the device KV buffer PHASED layers borrow in GPU steps
+  std::vector<KvRange> m_kv_reads, m_kv_writes;  // reused per PHASED GPU step (capacity kept)
   bool m_reported_pageable_rate = false;
 
   float* m_x = nullptr;
@@ -290,6 +305,15 @@ GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const Gpu
     }
     m_layers.push_back(std::move(g));
   }
+  // Phased layers' decode steps read their weights from the pinned pool, so the model file's pages stay cold.
+  for (size_t i = 0; i < m_layers.size(); ++i)
+    if (m_layers[i].placement == Placement::PHASED) {
+      const auto copy = static_cast<size_t>(m_layers[i].copy);
+      m_cpu.use_views(i, views_in_block(setup.layers[i]->weights(), m_pool.layout(copy), m_pool.span(copy).data()));
+    }
+  while (m_common_prefix < static_cast<int64_t>(std::min(m_order[DECODE].size(), m_order[PROMPT].size())) &&
+         m_order[DECODE][static_cast<size_t>(m_common_prefix)] == m_order[PROMPT][static_cast<size_t>(m_common_prefix)])
+    ++m_common_prefix;
   m_cpu_input_ready = cuda::Event::create(false);
   m_anchor = cuda::Event::create(true);
   m_step_begin = cuda::Event::create(true);
@@ -341,17 +365,18 @@ void GpuEngine::run_streamed(size_t index, const StepContext& step, Phase phase)
   issue_copies_through(k + static_cast<int64_t>(slots()) - 1);
   FERRY_CUDA_CHECK(cudaStreamWaitEvent(compute, m_copies[static_cast<size_t>(g.copy)].end.get(), 0));
   FERRY_CUDA_CHECK(cudaEventRecord(g.begin.get(), compute));
-  if (g.placement == Placement::PHASED)
-    run_phased_on_gpu(index, step, run_of(index));
-  else
-    layer.forward(g.slot_views[slot], m_x, step, run_of(index));
+  if (g.placement == Placement::PHASED) {
+    run_phased_on_gpu(index, step, run_of(index));  // records end and slot_free itself, before its KV rows go out
+    return;
+  }
+  layer.forward(g.slot_views[slot], m_x, step, run_of(index));
   FERRY_CUDA_CHECK(cudaEventRecord(g.end.get(), compute));
   FERRY_CUDA_CHECK(cudaEventRecord(m_slot_free[slot].get(), compute));
 }
 
 void GpuEngine::run_phased_on_gpu(size_t index, const StepContext& step, const LayerRun& run) {
   const Layer& layer = *m_setup.layers[index];
-  const GpuLayer& g = m_layers[index];
+  GpuLayer& g = m_layers[index];
   const HostBlock& host_kv = m_cpu.kv_cache(index);
   m_kv_reads.clear();
   m_kv_writes.clear();
@@ -367,13 +392,16 @@ void GpuEngine::run_phased_on_gpu(size_t index, const StepContext& step, const L
   cudaStream_t compute = m_compute.get();
   auto* device_kv = static_cast<std::byte*>(m_phased_kv);
   for (const KvRange& r : m_kv_reads)
-    FERRY_CUDA_CHECK(cudaMemcpyAsync(device_kv + r.offset, host_kv.data() + r.offset, r.bytes, cudaMemcpyHostToDevice,
-                                     compute));
+    FERRY_CUDA_CHECK(
+        cudaMemcpyAsync(device_kv + r.offset, host_kv.data() + r.offset, r.bytes, cudaMemcpyHostToDevice, compute));
   const size_t slot = static_cast<size_t>(g.order_index[PROMPT]) % slots();
   layer.forward(g.slot_views[slot], m_x, step, run);
+  // The slot is free once the layer has run: the next copy into it need not wait for the rows going out.
+  FERRY_CUDA_CHECK(cudaEventRecord(g.end.get(), compute));
+  FERRY_CUDA_CHECK(cudaEventRecord(m_slot_free[slot].get(), compute));
   for (const KvRange& r : m_kv_writes)
-    FERRY_CUDA_CHECK(cudaMemcpyAsync(host_kv.data() + r.offset, device_kv + r.offset, r.bytes, cudaMemcpyDeviceToHost,
-                                     compute));
+    FERRY_CUDA_CHECK(
+        cudaMemcpyAsync(host_kv.data() + r.offset, device_kv + r.offset, r.bytes, cudaMemcpyDeviceToHost, compute));
 }
 
 void GpuEngine::upload(void* dst, const HostBlock& block, const void* view, size_t bytes) {
@@ -422,9 +450,9 @@ void GpuEngine::run_step(float* x, const StepContext& step, int64_t step_index, 
   }
 
   const Phase phase = n_tokens > m_setup.options.phased_cpu_max_tokens ? PROMPT : DECODE;
-  if (phase != m_issue_phase) {  // copies issued ahead for a step of the other kind: wasted (see the note on top)
-    m_issue_phase = phase;
-    m_copies_issued = 0;
+  if (phase != m_issue_phase) {  // copies issued ahead for a step of the other kind (see the note on top): those
+    m_issue_phase = phase;       // of the orders' common prefix are this step's too; the others were wasted
+    m_copies_issued = std::min(m_copies_issued, m_common_prefix);
   }
   for (size_t i = 0; i < m_layers.size(); ++i) {
     GpuLayer& g = m_layers[i];
@@ -461,7 +489,7 @@ void GpuEngine::run_step(float* x, const StepContext& step, int64_t step_index, 
     }
   }
   FERRY_CUDA_CHECK(cudaMemcpyAsync(io, m_x, x_bytes, cudaMemcpyDeviceToHost, compute));
-  if (m_output != nullptr)
+  if (m_output != nullptr && m_layers.back().ran_on_gpu)
     FERRY_CUDA_CHECK(cudaMemcpyAsync(m_io_output.data(), m_output,
                                      m_setup.layers.back()->output_floats(n_tokens) * sizeof(float),
                                      cudaMemcpyDeviceToHost, compute));
@@ -472,14 +500,17 @@ void GpuEngine::run_step(float* x, const StepContext& step, int64_t step_index, 
   harvest(step_index, stats);
   m_copies_issued = 0;
   m_anchor_valid = false;
+  // The likely next step: after a prompt step shorter than the largest (a prompt's last chunk), a decode step; else
+  // one of the same kind (decode after decode, the next full chunk of a long prompt or of perplexity).
+  if (phase == PROMPT && n_tokens < m_setup.options.max_tokens) m_issue_phase = DECODE;
   if (m_setup.options.prefetch_across_steps && !m_order[m_issue_phase].empty()) {
     record_anchor();
     issue_copies_through(static_cast<int64_t>(slots()) - 1);
   }
-  if (!m_pool.pinned() && !m_copies.empty() && !m_reported_pageable_rate) {
+  if (!m_pool.pinned() && stats.copy_bytes > 0 && !m_reported_pageable_rate) {
     m_reported_pageable_rate = true;
     m_setup.warn("streaming from pageable host memory ran at " + std::to_string(stats.copy_gbps()) +
-                 " GB/s in the first step (" + std::to_string(m_copies.size()) + " layers, " +
+                 " GB/s in the first step that streamed (" + std::to_string(m_order[phase].size()) + " layers, " +
                  format_size(stats.copy_bytes) + ")");
   }
 }

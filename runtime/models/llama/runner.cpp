@@ -49,6 +49,7 @@ Plan plan_for(const LlamaConfig& config, const LlamaWeights& weights, const Llam
   request.generated_tokens = options.planned_generated_tokens;
   request.overrides = options.overrides;
   request.plan_file = options.plan_file;
+  request.allow_phased = options.n_seq == 1;  // planner.hpp: a server's mixed steps would move every cache
   return make_plan(profile_for(config, weights, options), paced_device(options, device), request);
 }
 

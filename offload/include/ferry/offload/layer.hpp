@@ -43,8 +43,8 @@ std::vector<QuantMatrixView> views_in_block(std::span<const WeightTensor> tensor
 // One sequence's share of a step that runs several sequences together, each with its own KV cache (a server decoding
 // its active requests in one pass over the weights): n_tokens consecutive rows of x, following the previous entry's.
 struct StepSequence {
-  int64_t slot = 0;      // which of the layer's KV caches (0 .. the number the layer was built for - 1)
-  int64_t pos0 = 0;      // the position of the entry's first token in its sequence
+  int64_t slot = 0;  // which of the layer's KV caches (0 .. the number the layer was built for - 1)
+  int64_t pos0 = 0;  // the position of the entry's first token in its sequence
   int64_t n_tokens = 0;
 };
 

@@ -107,8 +107,8 @@ uint64_t smallest_budget_for(uint64_t fixed, const MarginPolicy& margin);
 uint64_t margin_at(uint64_t budget, const MarginPolicy& margin);
 
 // The simplest placement that fits: the longest prefix of the GPU layers RESIDENT with which the plan fits `budget`,
-// the rest STREAMED (layers given as CPU stay CPU). For tests and benchmarks that need "budgets from the minimum to ample"; the planners
-// in policies/ make the real decisions. BUDGET if the all-streamed plan does not fit.
+// the rest STREAMED (layers given as CPU stay CPU). For tests and benchmarks that need "budgets from the minimum to
+// ample"; the planners in policies/ make the real decisions. BUDGET if the all-streamed plan does not fit.
 std::vector<Placement> resident_first_placement(const MemoryPlanInput& input, uint64_t budget);
 
 }  // namespace ferry

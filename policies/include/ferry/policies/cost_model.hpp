@@ -26,10 +26,11 @@
 //   GPU          [S0]       [S1]       [S2]
 //   copy    [S0 ][S1 ]      [S2 ]      ...      (S = 2 slots: S2's copy waits for S0's slot)
 //
-// What is left out, and why it is small for the cases the planner decides: attention (linear in the context, a few %
-// of a decode step at short contexts), element-wise ops, the activations' transfers (kilobytes per token) and, for a
-// phased layer's GPU step, the upload of the K/V rows earlier steps wrote (none in a prompt's first step; the same
-// order as the download in later ones).
+// A phased layer's GPU step also moves K/V rows: those it wrote back to host memory (in the play-out, on the compute
+// stream), and those earlier steps wrote up to the device (predict_run: a prompt's chunk k reads the k chunks
+// before it, added to the prompt's time). What is left out, and why it is small for the cases the planner decides:
+// attention (linear in the context, a few % of a decode step at short contexts), element-wise ops and the
+// activations' transfers (kilobytes per token).
 #pragma once
 
 #include <cstdint>
@@ -106,8 +107,13 @@ class RunCosts {
   RunPrediction predict(std::span<const Placement> placements, const ScheduleShape& shape) const;
 
  private:
+  // Seconds the phased layers' GPU steps spend reading K/V rows back from host memory: over the prompt (its later
+  // chunks), or over the generation (only when the threshold is 0, so decode steps run them on the GPU).
+  double kv_read_s(std::span<const Placement> placements, const ScheduleShape& shape, bool generation) const;
+
   const StackProfile* m_stack;
   int64_t m_prompt_tokens, m_generated_tokens, m_full_steps;
+  std::vector<double> m_kv_row_s;           // per layer: seconds per K/V row moved (empty without a GPU or KV rows)
   std::optional<StepCosts> m_full, m_last;  // steps of stack.max_tokens, and the prompt's shorter last one
   StepCosts m_token;
 };

@@ -50,6 +50,10 @@ struct PlanRequest {
   // The workload `auto` optimises for (llama-bench's pp512 + tg128 by default).
   int64_t prompt_tokens = 512;
   int64_t generated_tokens = 128;
+  // `auto` may place layers PHASED. A runner of several sequences (a server) says no: its steps mix prompt chunks
+  // with decode tokens, and each GPU step of a phased layer would move every sequence's cache rows both ways.
+  // Layers forced phased (--phased, a plan file) are honoured either way.
+  bool allow_phased = true;
   std::vector<PlacementOverride> overrides;  // layers forced to a placement; the policy places the rest
   std::optional<PlanFile> plan_file;         // every layer's placement as the file says; policy and overrides unused
 };
