@@ -241,6 +241,7 @@ TEST_CASE("SmolLM2: the CPU and the link at once (phased and streamed layers) gi
   for (size_t i = n / 3; i < n; ++i) split[i] = (i - n / 3) % 2 == 0 ? Placement::PHASED : Placement::STREAMED;
   LlamaRunner phased(c, w, o, split);
   CAPTURE(describe(split));
+  CHECK(phased.placement_summary().find("phased on the CPU in steps of up to 8 tokens") != std::string::npos);
   constexpr int kTokens = 48;
   // Greedy on both; where they part, the resident run's two best logits must be a near-tie (the CPU's 8-bit
   // activations round differently from the GPU's), else the split computes something else.

@@ -279,6 +279,8 @@ std::string LlamaRunner::placement_summary() const {
     first = false;
   }
   s += "; output head: " + std::string(placement_name(p.back()));
+  if (std::find(p.begin(), p.end(), Placement::PHASED) != p.end())
+    s += "; phased on the CPU in steps of up to " + std::to_string(m_options.phased_cpu_max_tokens) + " tokens";
   if (m_asked_step_tokens > 0 && m_options.max_tokens != m_asked_step_tokens)
     s += "; steps of " + std::to_string(m_options.max_tokens) + " tokens (auto, " +
          std::to_string(m_asked_step_tokens) + " asked)";
