@@ -10,7 +10,9 @@
 # The real SmolLM2 file (98 MB) does not fit one call's 64 MiB of carried files: split it in two here (head -c / tail -c
 # into devwork/smol1/part1 and devwork/smol2/part2, .git/info/exclude has /devwork/), carry part 1 with the call that
 # starts the job (copy it to /tmp/ferry-smol/part1) and part 2 with the next, which joins them into
-# /tmp/ferry-smol/SmolLM2-135M-Instruct.Q4_1.gguf; the smollm2 step waits for that file.
+# /tmp/ferry-smol/SmolLM2-135M-Instruct.Q4_1.gguf; the smollm2 step waits for that file (so put it after steps that
+# outlast the first call). Carry .devdeps in every call: a call that does not carry it removes it there, and the
+# steps that reconfigure (repeat, sanitize) need it.
 # Order used on 2026-12-05 (27 minutes of device time, sanitize did not finish): all flux serve smollm2 bench13 repeat
 # sanitize kernels bench8. Put the steps an issue still needs first; after that session: all repeat sanitize upload
 # serve bench13 fluxbench smollm2 ncu kernels bench8 calibrate (docs/results.md from DIR/bench/results.md).
@@ -69,6 +71,7 @@ t_start=$(date +%s)
 log() { echo "$(date +%H:%M:%S) +$(($(date +%s) - t_start))s $*" | tee -a "$progress"; }
 ferry=build-device/ferry
 models=${FERRY_BENCH_MODELS:-/tmp/ferry-bench-models}
+mkdir -p "$models"  # the steps that make their own model (serve, upload, phased) write it here
 export FERRY_BENCH_MODELS=$models
 export LD_LIBRARY_PATH=/opt/ferry-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export FERRY_REQUIRE_GPU=1
