@@ -14,6 +14,7 @@
 #include "ferry/offload/size_parse.hpp"
 #include "ferry/policies/cost_model.hpp"
 #include "ferry/policies/planner.hpp"
+#include "support/planner_inputs.hpp"
 #include "support/rated_profiles.hpp"
 #include "support/seed.hpp"
 
@@ -24,33 +25,12 @@ namespace {
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 constexpr uint64_t kGiB = uint64_t{1} << 30;
 
-// n blocks of `rows` x 4096 Q8_0 (rows * 4352 bytes) and an "output" head, as a llama stack is named.
-StackProfile stack_of(int n, int64_t rows, int64_t max_tokens) {
-  StackProfile s;
-  s.model = "test stack";
-  s.max_tokens = max_tokens;
-  for (int i = 0; i <= n; ++i) {
-    LayerDemand d;
-    d.name = i < n ? "blk." + std::to_string(i) : "output";
-    d.width = 4096;
-    d.matmuls.push_back(QuantMatrixView{GgmlType::Q8_0, nullptr, 4096, rows});
-    d.weight_bytes = static_cast<uint64_t>(rows) * 4352;
-    d.kv_cache_bytes = i < n ? 2 * kMiB : 0;
-    d.workspace_floats_cpu = d.workspace_floats_gpu = 1 << 16;
-    s.layers.push_back(d);
-  }
-  return s;
-}
+StackProfile stack_of(int n, int64_t rows, int64_t max_tokens) { return test::llama_like_stack(n, rows, max_tokens); }
 
 using test::rated_gpu;  // support/rated_profiles.hpp
 
 PlanRequest request(Policy policy, uint64_t budget, int64_t max_tokens, std::vector<PlacementOverride> overrides = {}) {
-  PlanRequest r;
-  r.policy = policy;
-  r.vram_budget = budget;
-  r.options.max_tokens = max_tokens;
-  r.overrides = std::move(overrides);
-  return r;
+  return test::plan_request(policy, budget, max_tokens, std::move(overrides));
 }
 
 std::string error_of(const StackProfile& s, const DeviceProfile& d, const PlanRequest& r, ErrorCategory category) {

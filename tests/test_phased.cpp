@@ -15,6 +15,7 @@
 #include "ferry/error.hpp"
 #include "ferry/policies/cost_model.hpp"
 #include "ferry/policies/planner.hpp"
+#include "support/planner_inputs.hpp"
 #include "support/rated_profiles.hpp"
 
 using namespace ferry;
@@ -23,24 +24,9 @@ namespace {
 
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 
-// n blocks of one Q8_0 matrix of rows x 4096 (rows * 4352 bytes), 2 MiB of KV cache each over 1024 rows, and an
-// "output" head without one, as a llama stack is named.
+// support/planner_inputs.hpp's stack, with 1024 rows in each 2 MiB KV cache (so phased layers' K/V rows are priced).
 StackProfile stack_of(int n, int64_t rows, int64_t max_tokens) {
-  StackProfile s;
-  s.model = "test stack";
-  s.max_tokens = max_tokens;
-  s.kv_cache_rows = 1024;
-  for (int i = 0; i <= n; ++i) {
-    LayerDemand d;
-    d.name = i < n ? "blk." + std::to_string(i) : "output";
-    d.width = 4096;
-    d.matmuls.push_back(QuantMatrixView{GgmlType::Q8_0, nullptr, 4096, rows});
-    d.weight_bytes = static_cast<uint64_t>(rows) * 4352;
-    d.kv_cache_bytes = i < n ? 2 * kMiB : 0;
-    d.workspace_floats_cpu = d.workspace_floats_gpu = 1 << 16;
-    s.layers.push_back(d);
-  }
-  return s;
+  return test::llama_like_stack(n, rows, max_tokens, 1024);
 }
 
 // The CPU reads weights about as fast as the link copies them (2e10 B/s each): the case phased layers are for.
@@ -60,16 +46,19 @@ DeviceProfile fast_link() {
 }
 
 PlanRequest request(Policy policy, uint64_t budget, int64_t max_tokens) {
-  PlanRequest r;
-  r.policy = policy;
-  r.vram_budget = budget;
-  r.options.max_tokens = max_tokens;
-  return r;
+  return test::plan_request(policy, budget, max_tokens);
 }
 
 uint64_t needs(const StackProfile& s, const DeviceProfile& d, const std::vector<Placement>& p,
                const StackOptions& options) {
   return compute_memory_plan(memory_plan_input(s.layers, p, options, d.context_bytes), 1).required_budget;
+}
+
+// The budget that holds the first `resident` layers of `s` resident and streams the rest through two slots.
+uint64_t budget_with_resident(const StackProfile& s, const DeviceProfile& d, size_t resident) {
+  std::vector<Placement> p(s.layers.size(), Placement::STREAMED);
+  for (size_t i = 0; i < resident; ++i) p[i] = Placement::RESIDENT;
+  return needs(s, d, p, request(Policy::AUTO, 0, s.max_tokens).options);
 }
 
 double run_seconds(const StackProfile& s, const DeviceProfile& d, const PlanRequest& r, const Plan& p) {
@@ -155,11 +144,8 @@ TEST_CASE("cost model: an interleaved phased/streamed decode step costs the larg
 TEST_CASE("auto: phased and streamed layers together where the CPU and the link are comparable") {
   const DeviceProfile d = balanced();
   const StackProfile s = stack_of(24, 8192, 64);  // 35.7 MB a block
-  const size_t n = s.layers.size();
   // A budget that holds about a third of the blocks resident, the rest streamed through two slots.
-  std::vector<Placement> third(n, Placement::STREAMED);
-  for (size_t i = 0; i < 8; ++i) third[i] = Placement::RESIDENT;
-  const uint64_t budget = needs(s, d, third, request(Policy::AUTO, 0, 64).options);
+  const uint64_t budget = budget_with_resident(s, d, 8);
   const PlanRequest r = request(Policy::AUTO, budget, 64);
   const Plan a = make_plan(s, d, r);
   MESSAGE("auto: " << a.summary() << ", phased on the CPU up to " << a.phased_cpu_max_tokens << " tokens");
@@ -182,10 +168,7 @@ TEST_CASE("auto: no phased layer for a runner of several sequences, unless force
   // The same case as above, with allow_phased off (a server): auto falls back to its family without phased layers.
   const DeviceProfile d = balanced();
   const StackProfile s = stack_of(24, 8192, 64);
-  const size_t n = s.layers.size();
-  std::vector<Placement> third(n, Placement::STREAMED);
-  for (size_t i = 0; i < 8; ++i) third[i] = Placement::RESIDENT;
-  PlanRequest r = request(Policy::AUTO, needs(s, d, third, request(Policy::AUTO, 0, 64).options), 64);
+  PlanRequest r = request(Policy::AUTO, budget_with_resident(s, d, 8), 64);
   REQUIRE(count(make_plan(s, d, r).placements, Placement::PHASED) > 0);
   r.allow_phased = false;
   const Plan a = make_plan(s, d, r);
@@ -225,10 +208,7 @@ TEST_CASE("cost model: a chunked prompt pays for the K/V rows its phased layers 
 TEST_CASE("auto: no phased layer where the link is far faster than the CPU") {
   const DeviceProfile d = fast_link();
   const StackProfile s = stack_of(24, 8192, 64);
-  const size_t n = s.layers.size();
-  std::vector<Placement> third(n, Placement::STREAMED);
-  for (size_t i = 0; i < 8; ++i) third[i] = Placement::RESIDENT;
-  const PlanRequest r = request(Policy::AUTO, needs(s, d, third, request(Policy::AUTO, 0, 64).options), 64);
+  const PlanRequest r = request(Policy::AUTO, budget_with_resident(s, d, 8), 64);
   const Plan a = make_plan(s, d, r);
   CAPTURE(a.summary());
   CHECK(count(a.placements, Placement::PHASED) == 0);
@@ -275,10 +255,7 @@ TEST_CASE("auto plans an 80-block model, mixing phased and streamed layers") {
   // on 2 cores, 2 s under ASan); `ferry plan` on a real model shows it to a user.
   const DeviceProfile d = balanced();
   const StackProfile s = stack_of(80, 8192, 512);
-  const size_t n = s.layers.size();
-  std::vector<Placement> third(n, Placement::STREAMED);
-  for (size_t i = 0; i < 27; ++i) third[i] = Placement::RESIDENT;
-  const PlanRequest r = request(Policy::AUTO, needs(s, d, third, request(Policy::AUTO, 0, 512).options), 512);
+  const PlanRequest r = request(Policy::AUTO, budget_with_resident(s, d, 27), 512);
   const auto start = std::chrono::steady_clock::now();
   const Plan a = make_plan(s, d, r);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -15,6 +15,7 @@
 #include "ferry/models/model_presets.hpp"
 #include "ferry/offload/size_parse.hpp"
 #include "ferry/policies/planner.hpp"
+#include "support/planner_inputs.hpp"
 #include "support/seed.hpp"
 #include "support/temp_dir.hpp"
 
@@ -85,11 +86,7 @@ StackProfile synthetic_profile(int n, uint64_t layer_bytes, int64_t max_tokens) 
 }
 
 PlanRequest request(Policy policy, uint64_t budget, int64_t max_tokens) {
-  PlanRequest r;
-  r.policy = policy;
-  r.vram_budget = budget;
-  r.options.max_tokens = max_tokens;
-  return r;
+  return test::plan_request(policy, budget, max_tokens);
 }
 
 const DeviceProfile kGpu{"a test GPU", true, 600 * kMiB};
