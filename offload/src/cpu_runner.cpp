@@ -14,6 +14,8 @@ CpuRunner::CpuRunner(const EngineSetup& setup)
     HostBlock kv;
     const Placement placement = setup.placements[i];
     if (placement == Placement::CPU || placement == Placement::PHASED) {
+      // The views forward() takes, made once: the layer's own host bytes unless use_views() replaces them.
+      for (const WeightTensor& t : setup.layers[i]->weights()) m_views[i].push_back(t.view);
       m_workspace_floats = std::max(m_workspace_floats, setup.demands[i].workspace_floats_cpu);
       const uint64_t kv_bytes = setup.layers[i]->kv_cache_bytes();
       // A PHASED layer's GPU steps copy rows of its cache to and from the device on the compute stream: pinned, so
@@ -43,24 +45,7 @@ void CpuRunner::run(size_t index, float* x, const StepContext& step, int64_t ste
                      m_kv[index].data(),
                      last ? output() : nullptr,
                      step.inputs.empty() ? nullptr : step.inputs.data()};
-  std::span<const WeightTensor> tensors = layer.weights();
-  // Host views are the layer's own unless use_views() gave others; QuantMatrixView is what forward takes, so copy
-  // them out once per layer into a small fixed buffer rather than allocating per step.
-  constexpr size_t kInline = 16;
-  QuantMatrixView inline_views[kInline];
-  std::vector<QuantMatrixView> heap_views;
-  QuantMatrixView* views = inline_views;
-  std::span<const QuantMatrixView> given = m_views[index];
-  if (given.empty()) {
-    if (tensors.size() > kInline) {
-      heap_views.resize(tensors.size());
-      views = heap_views.data();
-    }
-    for (size_t t = 0; t < tensors.size(); ++t) views[t] = tensors[t].view;
-  }
-  const std::span<const QuantMatrixView> weights =
-      given.empty() ? std::span<const QuantMatrixView>(views, tensors.size()) : given;
-
+  const std::span<const QuantMatrixView> weights = m_views[index];
   const Clock::time_point begin = Clock::now();
   m_arena.execute([&] { layer.forward(weights, x, step, run); });
   const Clock::time_point end = Clock::now();

@@ -54,8 +54,9 @@ class CpuRunner {
   CpuOps m_ops;
   HostBlock m_workspace;
   size_t m_workspace_floats = 0;
-  std::vector<HostBlock> m_kv;                        // per layer (empty block for GPU layers)
-  std::vector<std::vector<QuantMatrixView>> m_views;  // per layer: use_views()'s, or empty (the layer's own)
+  std::vector<HostBlock> m_kv;  // per layer (empty block for GPU layers)
+  // Per CPU or PHASED layer: the weight views forward() takes (the layer's own, or use_views()'s); empty for others.
+  std::vector<std::vector<QuantMatrixView>> m_views;
   HostBlock m_output;
 };
 

@@ -390,7 +390,7 @@ void GpuEngine::run_phased_on_gpu(size_t index, const StepContext& step, const L
   for (const KvRange& r : m_kv_reads) check(r);
   for (const KvRange& r : m_kv_writes) check(r);
   cudaStream_t compute = m_compute.get();
-  auto* device_kv = static_cast<std::byte*>(m_phased_kv);
+  auto* device_kv = static_cast<std::byte*>(run.kv_cache);  // m_phased_kv, as run_of() gives it
   for (const KvRange& r : m_kv_reads)
     FERRY_CUDA_CHECK(
         cudaMemcpyAsync(device_kv + r.offset, host_kv.data() + r.offset, r.bytes, cudaMemcpyHostToDevice, compute));
