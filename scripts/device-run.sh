@@ -12,7 +12,7 @@
 #   FERRY_SANITIZE=1   runs each selected GPU test executable under compute-sanitizer, once per tool
 #                      (FERRY_SANITIZE_TOOLS, default "memcheck racecheck initcheck"), with FERRY_TEST_QUICK=1 (smaller
 #                      shapes: sanitizers slow kernels 10-100x) and a limit of FERRY_SANITIZE_TIMEOUT seconds per run
-#                      (default 300); one line per (test, tool), the tail of every failing log. racecheck and
+#                      (default 300), FERRY_SANITIZE_JOBS runs at once (default 6); one line per (test, tool), the tail of every failing log. racecheck and
 #                      initcheck check ferry's kernels only (cuBLAS's are closed and report hazards they cannot judge).
 # Other settings: FERRY_CMAKE_ARGS adds CMake arguments (e.g. -DFERRY_BENCH_GIT_SHA=...); FERRY_EXTRA is a command run
 # at the end with RESULTS set to the folder that is packed.
@@ -151,26 +151,43 @@ elif [ -n "$sanitize" ]; then
   else
     note "sanitize: this compute-sanitizer has no kernel filter: racecheck and initcheck also check cuBLAS's kernels"
   fi
+  # One (test, tool) run per job, FERRY_SANITIZE_JOBS at once (default 6): run one after another they take longer
+  # than a device session; each writes its line to its own file, gathered in order afterwards.
+  sanitize_one() {
+    local t=$1 tool=$2 exe=build-device/tests/$1 res=$out/sanitize/$1.$2.result
+    local log=$out/sanitize/$t.$tool.log t0 code secs errors why filter=()
+    t0=$(date +%s)
+    case "$tool" in racecheck | initcheck) filter=("${own_kernels[@]}") ;; esac
+    FERRY_TEST_QUICK=1 FERRY_UNDER_SANITIZER=1 timeout "${FERRY_SANITIZE_TIMEOUT:-300}" "$sanitizer" --tool "$tool" --error-exitcode 1 \
+      "${filter[@]}" "$exe" >"$log" 2>&1
+    code=$?
+    secs=$(($(date +%s) - t0))
+    errors=$(grep -E '^========= (ERROR SUMMARY|RACECHECK SUMMARY)' "$log" | tail -1 | sed 's/^========= //')
+    if [ "$code" -eq 0 ]; then
+      echo "ok sanitize $t $tool: ok ($secs s; ${errors:-no summary}${filter:+; kernels: ${filter[*]}})" >"$res"
+    else
+      why="exit $code"
+      [ "$code" -eq 124 ] && why="timed out after ${FERRY_SANITIZE_TIMEOUT:-300} s"
+      echo "FAILED sanitize $t $tool: FAILED ($why, $secs s; ${errors:-no summary}; log sanitize/$t.$tool.log)" >"$res"
+    fi
+  }
+  jobs_max=${FERRY_SANITIZE_JOBS:-6}
   for t in "${tests[@]}"; do
-    exe=build-device/tests/$t
-    [ -x "$exe" ] || { fail "sanitize $t: FAILED (no executable $exe)"; continue; }
+    [ -x "build-device/tests/$t" ] || { fail "sanitize $t: FAILED (no executable build-device/tests/$t)"; continue; }
     for tool in ${FERRY_SANITIZE_TOOLS:-memcheck racecheck initcheck}; do
-      log=$out/sanitize/$t.$tool.log
-      t0=$(date +%s)
-      filter=()
-      case "$tool" in racecheck | initcheck) filter=("${own_kernels[@]}") ;; esac
-      FERRY_TEST_QUICK=1 FERRY_UNDER_SANITIZER=1 timeout "${FERRY_SANITIZE_TIMEOUT:-300}" "$sanitizer" --tool "$tool" --error-exitcode 1 \
-        "${filter[@]}" "$exe" >"$log" 2>&1
-      code=$?
-      secs=$(($(date +%s) - t0))
-      errors=$(grep -E '^========= (ERROR SUMMARY|RACECHECK SUMMARY)' "$log" | tail -1 | sed 's/^========= //')
-      if [ "$code" -eq 0 ]; then
-        note "sanitize $t $tool: ok ($secs s; ${errors:-no summary}${filter:+; kernels: ${filter[*]}})"
-      else
-        why="exit $code"
-        [ "$code" -eq 124 ] && why="timed out after ${FERRY_SANITIZE_TIMEOUT:-300} s"
-        fail "sanitize $t $tool: FAILED ($why, $secs s; ${errors:-no summary}; log sanitize/$t.$tool.log)"
-        tail -40 "$log"
+      while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
+      sanitize_one "$t" "$tool" &
+    done
+  done
+  wait
+  for t in "${tests[@]}"; do
+    for tool in ${FERRY_SANITIZE_TOOLS:-memcheck racecheck initcheck}; do
+      res=$out/sanitize/$t.$tool.result
+      [ -f "$res" ] || continue
+      line=$(cat "$res")
+      if [[ $line == ok* ]]; then note "${line#ok }"; else
+        fail "${line#FAILED }"
+        tail -40 "$out/sanitize/$t.$tool.log"
       fi
     done
   done

@@ -16,6 +16,7 @@
 #include "ferry/offload/cuda/raii.hpp"
 #include "ferry/offload/scheduler.hpp"
 #include "ferry/offload/trace.hpp"
+#include "support/env_flag.hpp"
 #include "support/seed.hpp"
 #include "support/synthetic_stack.hpp"
 #include "support/temp_dir.hpp"
@@ -108,7 +109,7 @@ TEST_CASE("a paced 256 MiB copy takes bytes / rate within 10% and delivers every
       FERRY_CUDA_CHECK(cudaMemcpy(back.data, device.data, kTransfer, cudaMemcpyDeviceToHost));
       CHECK(std::memcmp(back.data, source.data, kTransfer) == 0);
     }
-    CHECK(best >= gbps * (1 - kTolerance));
+    if (test::timing_checks()) CHECK(best >= gbps * (1 - kTolerance));
   }
 }
 
@@ -155,7 +156,7 @@ TEST_CASE("streaming through a simulated link computes the same, copies at the a
       CHECK(st.copy_gbps() <= gbps * 1.01);
       best = std::max(best, st.copy_gbps());
     }
-    CHECK(best >= gbps * (1 - kTolerance));
+    if (test::timing_checks()) CHECK(best >= gbps * (1 - kTolerance));
   }
   // Compute overlaps the paced copies: a layer's compute runs while the next layer's copy is under way.
   {
@@ -176,6 +177,6 @@ TEST_CASE("streaming through a simulated link computes the same, copies at the a
               copy.start_us < compute.start_us + compute.duration_us &&
               compute.start_us < copy.start_us + copy.duration_us)
             ++overlaps;
-    CHECK(overlaps >= 2);
+    if (test::timing_checks()) CHECK(overlaps >= 2);
   }
 }
