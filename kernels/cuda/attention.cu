@@ -307,22 +307,34 @@ void attention_chunked(const AttentionShape& s, const float* q, const __half* k,
 }
 
 void attention(const AttentionShape& s, const float* q, const __half* k, const __half* v, float* out,
-               const AttentionScratch& scratch, cublasHandle_t cublas, cudaStream_t stream) {
+               const AttentionScratch& scratch, cublasHandle_t cublas, cudaStream_t stream, DevicePosition position) {
   check_args("cuda::attention", s, q, k, v, out);
   if (s.n_q == 0) return;
   // The decode kernel loads q as float2 and K/V as half2; a misaligned view (never the arena's) takes the GEMM path.
   const bool aligned = reinterpret_cast<uintptr_t>(q) % 8 == 0 && reinterpret_cast<uintptr_t>(k) % 4 == 0 &&
                        reinterpret_cast<uintptr_t>(v) % 4 == 0;
   if (attention_uses_decode(s) && aligned) {
-    attention_decode(s, q, k, v, out, scratch, stream);
+    attention_decode(s, q, k, v, out, scratch, stream, position);
     return;
   }
+  if (position.active())
+    fail(ErrorCategory::UNSUPPORTED, "cuda::attention: " + std::to_string(s.n_q) +
+                                         " queries take the chunked path, whose GEMM shapes a replayed step cannot "
+                                         "change (only the decode path reads its position on the device)");
   attention_chunked(s, q, k, v, out, scratch, preferred_chunk(s), cublas, stream);
 }
 
 namespace {
 
-__global__ void store_kv_kernel(const float* k, const float* v, __half* k_dst, __half* v_dst, int64_t n) {
+// Rows pos0 + shift .. of the caches; a replayed step whose rows would pass the cache's end writes nothing (the host
+// checked the captured rows, the engine checks every replay's position against the layers' limits).
+__global__ void store_kv_kernel(const float* k, const float* v, __half* k_cache, __half* v_cache, int64_t n_tokens,
+                                int64_t pos0, int64_t row_width, int64_t capacity, DevicePosition position) {
+  const int64_t first = pos0 + position.shift();
+  if (first < 0 || first > capacity - n_tokens) return;
+  __half* k_dst = k_cache + first * row_width;
+  __half* v_dst = v_cache + first * row_width;
+  const int64_t n = n_tokens * row_width;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     k_dst[i] = __float2half_rn(k[i]);
@@ -333,7 +345,7 @@ __global__ void store_kv_kernel(const float* k, const float* v, __half* k_dst, _
 }  // namespace
 
 void store_kv(const float* k, const float* v, __half* k_cache, __half* v_cache, int64_t n_tokens, int64_t pos0,
-              int64_t row_width, int64_t capacity, cudaStream_t stream) {
+              int64_t row_width, int64_t capacity, cudaStream_t stream, DevicePosition position) {
   if (n_tokens < 0 || pos0 < 0 || row_width < 0 || capacity < 0)
     fail(ErrorCategory::INVALID_ARGUMENT, "cuda::store_kv: n_tokens " + std::to_string(n_tokens) + ", pos0 " +
                                               std::to_string(pos0) + ", row_width " + std::to_string(row_width) +
@@ -347,9 +359,8 @@ void store_kv(const float* k, const float* v, __half* k_cache, __half* v_cache, 
   if (k == nullptr || v == nullptr || k_cache == nullptr || v_cache == nullptr)
     fail(ErrorCategory::INVALID_ARGUMENT,
          "cuda::store_kv: a pointer is null for " + std::to_string(n_tokens) + " tokens");
-  const int64_t offset = pos0 * row_width;
-  store_kv_kernel<<<grid_for(n, kElementThreads), kElementThreads, 0, stream>>>(k, v, k_cache + offset,
-                                                                                v_cache + offset, n);
+  store_kv_kernel<<<grid_for(n, kElementThreads), kElementThreads, 0, stream>>>(k, v, k_cache, v_cache, n_tokens,
+                                                                                pos0, row_width, capacity, position);
   FERRY_CUDA_CHECK_LAUNCH();
 }
 

@@ -53,6 +53,7 @@ struct DecodeArgs {
   int n_head, n_kv_head, head_dim, group, n_tiles, n_splits;
   float scale_log2;  // scale * log2(e)
   bool causal;
+  DevicePosition position;  // a replayed step: n_kv and q_pos0 shifted by its position
 };
 
 // kPairs: half2 pairs per lane (head_dim <= 64 * kPairs); kGroup: query heads per block (the tile's real count ng may
@@ -71,8 +72,10 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const DecodeArgs a) {
   const __half2* kbase = a.k + static_cast<int64_t>(kvh) * half_dim;
   const __half2* vbase = a.v + static_cast<int64_t>(kvh) * half_dim;
 
+  const int64_t shift = a.position.shift();
+  const int64_t n_kv = a.n_kv + shift, q_pos0 = a.q_pos0 + shift;
   for (int64_t i = blockIdx.z; i < a.n_q; i += gridDim.z) {
-    const int64_t visible = a.causal ? min(a.n_kv, a.q_pos0 + i + 1) : a.n_kv;
+    const int64_t visible = a.causal ? min(n_kv, q_pos0 + i + 1) : n_kv;
     const int64_t k_begin = static_cast<int64_t>(split) * a.keys_per_split;
     const int64_t k_end = min(k_begin + a.keys_per_split, visible);
 
@@ -257,7 +260,7 @@ size_t decode_scratch_bytes(const AttentionShape& s, int64_t n_splits) {
 }  // namespace detail
 
 void attention_decode(const AttentionShape& s, const float* q, const __half* k, const __half* v, float* out,
-                      const AttentionScratch& scratch, cudaStream_t stream) {
+                      const AttentionScratch& scratch, cudaStream_t stream, DevicePosition position) {
   ferry::detail::check_attention("cuda::attention_decode", s);
   if (s.n_q == 0) return;
   if (q == nullptr || k == nullptr || v == nullptr || out == nullptr)
@@ -282,8 +285,13 @@ void attention_decode(const AttentionShape& s, const float* q, const __half* k, 
   const int64_t n_tiles = (group + group_tile - 1) / group_tile;
   const int64_t grid_q = std::min<int64_t>(s.n_q, kMaxGridQueries);
 
-  // Split the visible key range until the grid has ~kBlocksPerSm blocks per multiprocessor, within the scratch.
-  const int64_t visible_max = s.causal ? std::min(s.n_kv, s.q_pos0 + s.n_q) : s.n_kv;
+  // Split the visible key range until the grid has ~kBlocksPerSm blocks per multiprocessor, within the scratch. The
+  // range is rounded up to the granule (and, in a step captured for replay, reaches as far as its last replay may), so
+  // every step of a bucket of positions splits alike, replayed or not.
+  const int64_t reach = position.active() ? std::max<int64_t>(position.max - position.captured, 0) : 0;
+  const int64_t visible_max =
+      ((s.causal ? std::min(s.n_kv, s.q_pos0 + s.n_q) : s.n_kv) + reach + kAttentionDecodeSplitGranule - 1) /
+      kAttentionDecodeSplitGranule * kAttentionDecodeSplitGranule;
   const int64_t base_blocks = grid_q * s.n_kv_head * n_tiles;
   int64_t n_splits = (static_cast<int64_t>(kBlocksPerSm) * sm_count() + base_blocks - 1) / base_blocks;
   n_splits = std::min({n_splits, (visible_max + kMinKeysPerSplit - 1) / kMinKeysPerSplit, kAttentionDecodeMaxSplits});
@@ -318,6 +326,7 @@ void attention_decode(const AttentionShape& s, const float* q, const __half* k, 
   a.n_splits = static_cast<int>(n_splits);
   a.scale_log2 = static_cast<float>(static_cast<double>(s.scale) * kLog2e);
   a.causal = s.causal;
+  a.position = position;
 
   const dim3 grid(static_cast<unsigned>(n_splits), static_cast<unsigned>(s.n_kv_head * n_tiles),
                   static_cast<unsigned>(grid_q));

@@ -36,7 +36,9 @@ void CudaOps::layer_norm(const float* x, float* y, int64_t rows, int64_t n, floa
   cuda::layer_norm(x, y, rows, n, eps, m_stream);
 }
 
-void CudaOps::positions(int32_t* dst, int64_t n, int64_t start) { cuda::iota_positions(dst, n, start, m_stream); }
+void CudaOps::positions(int32_t* dst, int64_t n, int64_t start) {
+  cuda::iota_positions(dst, n, start, m_stream, m_position);
+}
 
 void CudaOps::rope(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const int32_t* positions,
                    float freq_base, RopeMode mode) {
@@ -45,13 +47,14 @@ void CudaOps::rope(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim,
 
 void CudaOps::store_kv(const float* k, const float* v, uint16_t* k_cache, uint16_t* v_cache, int64_t n_tokens,
                        int64_t pos0, int64_t row_width, int64_t capacity) {
-  cuda::store_kv(k, v, as_half(k_cache), as_half(v_cache), n_tokens, pos0, row_width, capacity, m_stream);
+  cuda::store_kv(k, v, as_half(k_cache), as_half(v_cache), n_tokens, pos0, row_width, capacity, m_stream,
+                 m_position);
 }
 
 void CudaOps::attention(const AttentionShape& shape, const float* q, const uint16_t* k, const uint16_t* v, float* out,
                         std::span<std::byte> scratch) {
   cuda::attention(shape, q, as_half(k), as_half(v), out, cuda::AttentionScratch{scratch.data(), scratch.size()},
-                  m_cublas, m_stream);
+                  m_cublas, m_stream, m_position);
 }
 
 void CudaOps::silu_mul(const float* gate, const float* up, float* y, int64_t n) {

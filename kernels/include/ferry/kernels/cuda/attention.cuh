@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "ferry/kernels/cuda/step_position.cuh"
 #include "ferry/kernels/device_sizing.hpp"
 #include "ferry/kernels/matrix.hpp"
 
@@ -50,21 +51,30 @@ int64_t attention_max_chunk(const AttentionShape& shape, size_t scratch_bytes);
 // (n_q >= 1024) use at least 4 chunks so the masked triangle is mostly skipped. Throws BUDGET (naming the bytes needed
 // for one row) when the chunked path is taken and the scratch cannot hold one query row. Sets cublas's stream to
 // `stream`.
+// With an active `position` (a step captured for replay) only the decode path is allowed (UNSUPPORTED otherwise).
 void attention(const AttentionShape& shape, const float* q, const __half* k, const __half* v, float* out,
-               const AttentionScratch& scratch, cublasHandle_t cublas, cudaStream_t stream);
+               const AttentionScratch& scratch, cublasHandle_t cublas, cudaStream_t stream,
+               DevicePosition position = {});
 // The chunked (tensor-core) path with at most chunk_rows query rows per chunk; chunk_rows is clamped to
 // attention_max_chunk(shape, scratch.bytes), and BUDGET is thrown if that is 0.
 void attention_chunked(const AttentionShape& shape, const float* q, const __half* k, const __half* v, float* out,
                        const AttentionScratch& scratch, int64_t chunk_rows, cublasHandle_t cublas, cudaStream_t stream);
 // The decode path, for any n_q (efficient for few queries). Throws UNSUPPORTED for an odd head_dim or one above
 // kAttentionDecodeMaxHeadDim.
+// `position` shifts n_kv and q_pos0 by the replayed step's position (step_position.cuh); the KV length is split for
+// the largest key count the step can see (kAttentionDecodeSplitGranule below), the same whether the step is replayed
+// or not, so a replay computes bit for bit what a direct call at its position does.
 void attention_decode(const AttentionShape& shape, const float* q, const __half* k, const __half* v, float* out,
-                      const AttentionScratch& scratch, cudaStream_t stream);
+                      const AttentionScratch& scratch, cudaStream_t stream, DevicePosition position = {});
+// The decode path splits the KV length as if it held the visible key count rounded up to a multiple of this: every
+// step of a 256-position bucket gets the same split layout (those keys beyond the visible ones are never read).
+inline constexpr int64_t kAttentionDecodeSplitGranule = 256;
 
 // KV-cache write: rows pos0 .. pos0 + n_tokens - 1 of k_cache and v_cache ([capacity, row_width] FP16, row_width =
 // n_kv_head * head_dim) become k and v ([n_tokens, row_width] float32), rounded to nearest (values beyond the FP16
 // range become infinities). Rows past `capacity` (the cache's rows) are refused with INVALID_ARGUMENT.
+// `position` shifts pos0 in a replayed step; rows that would then pass the cache's end are not written.
 void store_kv(const float* k, const float* v, __half* k_cache, __half* v_cache, int64_t n_tokens, int64_t pos0,
-              int64_t row_width, int64_t capacity, cudaStream_t stream);
+              int64_t row_width, int64_t capacity, cudaStream_t stream, DevicePosition position = {});
 
 }  // namespace ferry::cuda

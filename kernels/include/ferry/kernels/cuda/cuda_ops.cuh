@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include "ferry/kernels/cuda/matmul.cuh"
+#include "ferry/kernels/cuda/step_position.cuh"
 #include "ferry/kernels/ops.hpp"
 
 namespace ferry {
@@ -17,6 +18,9 @@ class CudaOps final : public Ops {
 
   Device device() const noexcept override { return Device::GPU; }
   cudaStream_t stream() const noexcept { return m_stream; }
+  // While set (a step being captured for replay as a CUDA graph): positions(), store_kv() and attention() read the
+  // step's position from position.value when the work runs, relative to the position they are called with.
+  void set_device_position(const cuda::DevicePosition& position) noexcept { m_position = position; }
   void matmul(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y) override;
   void matmul_batch(std::span<const QuantMatrixView> ws, const float* x, int64_t n_tokens,
                     std::span<float* const> ys) override;
@@ -44,6 +48,7 @@ class CudaOps final : public Ops {
   cudaStream_t m_stream;
   cublasHandle_t m_cublas;
   cuda::GemmScratch m_scratch;
+  cuda::DevicePosition m_position;
 };
 
 }  // namespace ferry
