@@ -35,6 +35,8 @@
 #              for, as text, from bench_kernels_cuda --gemv-only (first launches of each kernel skipped as warm-up)
 #   phased     13B Q4_0 at 4 and 7 GiB: resident-stream plans with part of the streamed blocks phased (CPU in decode,
 #              streamed in the prompt), by-kernel and copy-engine activation upload, against resident-first/-stream
+#   graphs     decode steps as CUDA graphs on and off (FERRY_DECODE_GRAPHS): ferry bench on SmolLM2 (needs the file, as
+#              smollm2) and llama-3-8B Q4_0, all resident
 #   upload     activations up by the copy engine vs by kernel (FERRY_ACTIVATION_UPLOAD): ferry bench on llama-13b
 #              Q4_0 with streamed and CPU layers, each mode in its own run
 # Each step after `all` reuses its build. A step that fails is reported and the next one runs.
@@ -190,6 +192,25 @@ upload_step() {
   return "$status"
 }
 
+# Decode graphs (issue 12): ferry bench with FERRY_DECODE_GRAPHS on and off, the real SmolLM2 model and llama-3-8B
+# shapes Q4_0, all resident at 8 GiB; each mode twice, alternated (one process per mode: the variable is read once).
+graphs_step() {
+  local s=$OUT/step-summary.txt status=0 m8=$models/llama-3-8b-q4_0.gguf
+  local smol=${FERRY_SMOLLM2_GGUF:-/tmp/ferry-smol/SmolLM2-135M-Instruct.Q4_1.gguf}
+  [ -f "$m8" ] || "$ferry" make-model --arch llama --preset llama-3-8b --type q4_0 --seed 1 -o "$m8" >/dev/null || return 1
+  for m in "$smol" "$m8"; do
+    [ -f "$m" ] || { echo "graphs: SKIPPED $m (missing)" >>"$s"; status=1; continue; }
+    local name
+    name=$(basename "$m" .gguf)
+    for run in on-1 off-1 on-2 off-2; do
+      FERRY_DECODE_GRAPHS=${run%-*} timeout 200 "$ferry" bench "$m" --vram 8GiB --policy resident-first -p 512 -n 128 \
+        -r 3 >"$OUT/graphs-$name-$run.md" 2>"$OUT/graphs-$name-$run.log" || status=1
+      grep -E '\| (pp512|tg128) \|' "$OUT/graphs-$name-$run.md" | sed "s/^/    graphs $run $name /" >>"$s"
+    done
+  done
+  return "$status"
+}
+
 # Phased placement (issue 13): the resident-stream plan of each budget with a fraction of its streamed blocks made
 # phased (interleaved: the CPU computes one while the link copies the next), against resident-first and
 # resident-stream in the same session; activations up by the copy engine and by kernel.
@@ -243,6 +264,7 @@ for s in "$@"; do
     calibrate) step calibrate bash scripts/device-figures.sh "$dir/calibrate" calibrate ;;
     upload) step upload upload_step ;;
     phased) step phased phased_step ;;
+    graphs) step graphs graphs_step ;;
     ncu) step ncu ncu_step ;;
     *) log "$s: unknown step" ;;
   esac

@@ -23,6 +23,7 @@
 #include "ferry/text/perplexity.hpp"
 #include "ferry/text/sampler.hpp"
 #include "ferry/text/tokenizer.hpp"
+#include "support/env_flag.hpp"
 #include "support/llama_reference.hpp"
 #include "support/seed.hpp"
 #include "support/temp_dir.hpp"
@@ -139,6 +140,65 @@ TEST_CASE("greedy generation gives the same tokens for every placement") {
       o.vram_budget = parse_budget("4GiB");
       LlamaRunner runner(c, w, o, placements);
       CHECK(greedy(runner, prompt, 16) == expected);
+    }
+  }
+}
+
+TEST_CASE("decode steps replayed as CUDA graphs give bit for bit the logits of steps enqueued kernel by kernel") {
+  // Every placement mix: the runs of resident blocks (and a resident head) replay as graphs in decode steps, the other
+  // layers go as before between them. The decode crosses position buckets (256 positions: a new capture each) and
+  // then steps back to an earlier position (a replay with the position below the captured one), and the outputs must
+  // be those of the runner without graphs, bit for bit: the same kernels with the same split of the KV length.
+  const test::TempDir dir;
+  const bool quick = test::quick_mode();
+  for (const std::string preset : {"tiny", "qwen2-tiny"}) {
+    CAPTURE(preset);
+    const auto path = dir.path() / (preset + "-graphs.gguf");
+    write_llama_model(llama_preset(preset), MakeModelOptions{ModelFileType::Q4_K_M, test::test_seed(31), 32, ""},
+                      path);
+    const GgufFile file = GgufFile::open(path);
+    const LlamaConfig c = LlamaConfig::from_gguf(file);
+    const LlamaWeights w = LlamaWeights::from_gguf(file, c);
+    std::mt19937_64 rng(test::test_seed(32));
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 250; ++i) prompt.push_back(static_cast<int32_t>(3 + rng() % (c.n_vocab - 3)));
+    const int n_decode = quick ? 12 : 270;  // past positions 256 (and 512 in full runs)
+    auto mixes = placement_mixes(static_cast<size_t>(c.n_layer) + 1, test::test_seed(33));
+    if (quick) mixes.resize(4);
+    for (const auto& placements : mixes) {
+      CAPTURE(describe(placements));
+      const bool any_resident = std::count(placements.begin(), placements.end(), Placement::RESIDENT) > 0;
+      LlamaRunnerOptions o;
+      o.n_ctx = 544;
+      o.max_tokens = 64;
+      o.phased_cpu_max_tokens = 4;
+      o.vram_budget = parse_budget("4GiB");
+      o.decode_graphs = SchedulerOptions::DecodeGraphs::ON;
+      LlamaRunner graphs(c, w, o, placements);
+      o.decode_graphs = SchedulerOptions::DecodeGraphs::OFF;
+      LlamaRunner direct(c, w, o, placements);
+      std::vector<float> la(c.n_vocab, NAN), lb(c.n_vocab, NAN);
+      graphs.forward(prompt, 0, la, false);
+      direct.forward(prompt, 0, lb, false);
+      REQUIRE(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)) == 0);
+      Sampler sampler(SamplerConfig{});
+      int64_t replayed_steps = 0;
+      auto step_both = [&](int32_t token, int64_t pos) {
+        const int32_t one[1] = {token};
+        graphs.forward(one, pos, la, false);
+        direct.forward(one, pos, lb, false);
+        CAPTURE(pos);
+        REQUIRE(std::all_of(la.begin(), la.end(), [](float v) { return std::isfinite(v); }));
+        CHECK(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)) == 0);
+        CHECK(direct.scheduler().last_step().replayed_layers == 0);
+        if (graphs.scheduler().last_step().replayed_layers > 0) ++replayed_steps;
+      };
+      for (int i = 0; i < n_decode; ++i) step_both(sampler.sample(la), static_cast<int64_t>(prompt.size()) + i);
+      // Back to an earlier position of the current bucket, and to one of the first bucket (a new capture).
+      step_both(7, static_cast<int64_t>(prompt.size()) + n_decode - 5);
+      step_both(9, 100);
+      // Every decode step replays when a layer is resident, none when none is.
+      CHECK(replayed_steps == (any_resident ? n_decode + 2 : 0));
     }
   }
 }

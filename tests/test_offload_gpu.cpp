@@ -404,27 +404,22 @@ TEST_CASE("activations uploaded by kernel: the same outputs, and compute no long
   CHECK(test::bit_identical(outputs[0], outputs[1]));
 }
 
-TEST_CASE("FERRY_ACTIVATION_UPLOAD other than copy or kernel is refused, naming the variable") {
+TEST_CASE("FERRY_ACTIVATION_UPLOAD and FERRY_DECODE_GRAPHS with other values are refused, naming the variable") {
   const SyntheticStack stack(SyntheticStackConfig{"e", 2, 256, 512, GgmlType::Q8_0, test::test_seed(63), 1e-5f});
   const std::vector<Placement> p(2, Placement::RESIDENT);
-  // Set for this case only, the caller's value restored even when a check throws; DEFAULT is what reads it.
-  struct ScopedUploadEnv {
-    std::optional<std::string> previous;
-    ScopedUploadEnv() {
-      if (const char* v = std::getenv("FERRY_ACTIVATION_UPLOAD")) previous = v;
-      ::setenv("FERRY_ACTIVATION_UPLOAD", "dma", 1);
-    }
-    ~ScopedUploadEnv() {
-      if (previous)
-        ::setenv("FERRY_ACTIVATION_UPLOAD", previous->c_str(), 1);
-      else
-        ::unsetenv("FERRY_ACTIVATION_UPLOAD");
-    }
-  } env;
-  const std::string e = error_of([&] { LayerScheduler s(stack.layers(), p, options_for(8 * kGiB, 1, 4)); },
-                                 ErrorCategory::INVALID_ARGUMENT);
-  CHECK(contains(e, "FERRY_ACTIVATION_UPLOAD='dma'"));
-  CHECK(contains(e, "kernel"));
+  struct Case {
+    const char* variable;
+    const char* value;
+    const char* expected;  // a word of the message's list of accepted values
+  };
+  for (const Case& c : {Case{"FERRY_ACTIVATION_UPLOAD", "dma", "kernel"}, Case{"FERRY_DECODE_GRAPHS", "yes", "off"}}) {
+    CAPTURE(c.variable);
+    const test::ScopedEnv env(c.variable, c.value);  // DEFAULT options are what read it
+    const std::string e = error_of([&] { LayerScheduler s(stack.layers(), p, options_for(8 * kGiB, 1, 4)); },
+                                   ErrorCategory::INVALID_ARGUMENT);
+    CHECK(contains(e, std::string(c.variable) + "='" + c.value + "'"));
+    CHECK(contains(e, c.expected));
+  }
 }
 
 TEST_CASE("1000 steps keep the arena, device memory and host memory flat") {

@@ -105,7 +105,8 @@ MemoryPlanInput memory_plan_input(std::span<const LayerDemand> layers, std::span
   input.fp16_scratch_bytes = align_up(sizing.weight_tile_elems * 2) + align_up(sizing.activation_fp16_elems * 2) +
                              align_up(sizing.fp32_tile_floats * 4);
   input.activation_bytes = align_up(sizing.residual_floats * 4) + align_up(sizing.workspace_floats * 4) +
-                           align_up(sizing.output_floats * 4) + align_up(sizing.step_input_floats * 4);
+                           align_up(sizing.output_floats * 4) + align_up(sizing.step_input_floats * 4) +
+                           align_up(sizing.position_bytes);
   input.cublas_workspace_bytes = options.cublas_workspace_bytes;
   return input;
 }

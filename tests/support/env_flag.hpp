@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstdlib>
+#include <optional>
+#include <string>
 #include <string_view>
 
 namespace ferry::test {
@@ -25,5 +27,27 @@ inline bool timing_checks() {
   static const bool under_sanitizer = env_flag("FERRY_UNDER_SANITIZER");
   return !under_sanitizer;
 }
+
+// Sets an environment variable for a scope (a test case), restoring the caller's value, or its absence, on the way
+// out, also when a check throws.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : m_name(name) {
+    if (const char* v = std::getenv(name)) m_previous = v;
+    ::setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (m_previous)
+      ::setenv(m_name.c_str(), m_previous->c_str(), 1);
+    else
+      ::unsetenv(m_name.c_str());
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string m_name;
+  std::optional<std::string> m_previous;
+};
 
 }  // namespace ferry::test

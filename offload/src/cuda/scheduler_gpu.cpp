@@ -69,8 +69,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 #include "../engine.hpp"
+#include "decode_graphs.hpp"
 #include "ferry/error.hpp"
 #include "ferry/kernels/cuda/check.cuh"
 #include "ferry/kernels/cuda/cuda_ops.cuh"
@@ -95,6 +97,16 @@ SchedulerOptions::ActivationUpload resolve_activation_upload(SchedulerOptions::A
                                             "': expected copy (the copy engine) or kernel (reads over the bus)");
 }
 
+bool resolve_decode_graphs(SchedulerOptions::DecodeGraphs asked) {
+  using Graphs = SchedulerOptions::DecodeGraphs;
+  if (asked != Graphs::DEFAULT) return asked == Graphs::ON;
+  const char* env = std::getenv("FERRY_DECODE_GRAPHS");
+  if (env == nullptr || *env == '\0' || std::strcmp(env, "on") == 0) return true;
+  if (std::strcmp(env, "off") == 0) return false;
+  fail(ErrorCategory::INVALID_ARGUMENT, std::string("FERRY_DECODE_GRAPHS='") + env +
+                                            "': expected on (decode steps replayed as CUDA graphs) or off");
+}
+
 enum Phase : size_t { DECODE = 0, PROMPT = 1 };  // steps of at most / more than phased_cpu_max_tokens tokens
 
 struct GpuLayer {
@@ -106,7 +118,12 @@ struct GpuLayer {
   std::vector<std::vector<QuantMatrixView>> slot_views;  // STREAMED, PHASED: views into each staging slot
   void* kv = nullptr;
   cuda::Event begin, end;  // compute span (timing events)
+  // The layer whose `end` closes this layer's span in the last step: its own index, or the last layer of the graph it
+  // was replayed in (kNoSpan for the other layers of that graph: their time is the first one's).
+  size_t span_end = 0;
+  bool replayed = false;  // in the last step, within a CUDA graph
 };
+constexpr size_t kNoSpan = SIZE_MAX;
 
 struct StreamedCopy {
   size_t layer = 0;
@@ -139,6 +156,10 @@ class GpuEngine final : public Engine {
   void run_streamed(size_t index, const StepContext& step, Phase phase);
   // A PHASED layer's GPU step: its host KV rows in, the layer, the rows it wrote out (compute stream).
   void run_phased_on_gpu(size_t index, const StepContext& step, const LayerRun& run);
+  // The last layer of the run of replayable RESIDENT layers (in a step of n_tokens) that starts at `first`.
+  size_t replayable_run_end(size_t first, int64_t n_tokens) const;
+  // Layers [first, last] as one CUDA graph launch (DecodeGraphs::run); false when the direct path must run them.
+  bool run_replayed(size_t first, size_t last, const StepContext& step);
   void record_anchor();
   void harvest(int64_t step_index, StepStats& stats);
   // Host-to-device on the compute stream from the start of a pinned io block: by kernel when `view` (the block's
@@ -187,6 +208,8 @@ class GpuEngine final : public Engine {
   void* m_weight_scratch = nullptr;
   void* m_activation_scratch = nullptr;
   std::unique_ptr<CudaOps> m_ops;  // every GPU layer's ops: the compute stream, the handle, the scratch above
+  int32_t* m_position = nullptr;   // the step's position, read on the device by replayed steps
+  std::unique_ptr<DecodeGraphs> m_graphs;  // null when decode graphs are off
 };
 
 GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const GpuSizing& sizing)
@@ -225,6 +248,9 @@ GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const Gpu
     scratch.fp32_tile = m_arena.allocate_array<float>(MemoryCategory::FP16_SCRATCH, sizing.fp32_tile_floats,
                                                       "fp32 tile (dequantization via FP32, benchmark)");
   m_ops = std::make_unique<CudaOps>(m_compute.get(), m_cublas.get(), scratch);
+  m_position = static_cast<int32_t*>(m_arena.allocate(MemoryCategory::ACTIVATIONS, sizing.position_bytes, "step position"));
+  if (resolve_decode_graphs(opt.decode_graphs))
+    m_graphs = std::make_unique<DecodeGraphs>(*m_ops, m_compute.get(), m_position, setup.layers.size(), setup.warn);
 
   // Streamed and phased layers: the pinned pool (filled now, from the layers' host bytes) and S slots of the largest
   // one; phased layers' GPU steps borrow one KV buffer of the largest phased cache.
@@ -404,6 +430,35 @@ void GpuEngine::run_phased_on_gpu(size_t index, const StepContext& step, const L
         cudaMemcpyAsync(host_kv.data() + r.offset, device_kv + r.offset, r.bytes, cudaMemcpyDeviceToHost, compute));
 }
 
+size_t GpuEngine::replayable_run_end(size_t first, int64_t n_tokens) const {
+  size_t last = first;
+  while (last + 1 < m_layers.size() &&
+         placement_for_step(m_layers[last + 1].placement, n_tokens, m_setup.options.phased_cpu_max_tokens) ==
+             Placement::RESIDENT &&
+         m_setup.layers[last + 1]->replayable())
+    ++last;
+  return last;
+}
+
+bool GpuEngine::run_replayed(size_t first, size_t last, const StepContext& step) {
+  int64_t limit = std::numeric_limits<int64_t>::max();
+  for (size_t l = first; l <= last; ++l) limit = std::min(limit, m_setup.layers[l]->position_limit());
+  cudaStream_t compute = m_compute.get();
+  FERRY_CUDA_CHECK(cudaEventRecord(m_layers[first].begin.get(), compute));
+  const bool ran = m_graphs->run(first, last, step, limit, [&] {
+    for (size_t l = first; l <= last; ++l)
+      m_setup.layers[l]->forward(m_layers[l].resident_views, m_x, step, run_of(l));
+  });
+  if (!ran) return false;  // the direct path records the begin event again
+  FERRY_CUDA_CHECK(cudaEventRecord(m_layers[last].end.get(), compute));
+  for (size_t l = first; l <= last; ++l) {
+    m_layers[l].ran_on_gpu = true;
+    m_layers[l].replayed = true;
+    m_layers[l].span_end = l == first ? last : kNoSpan;
+  }
+  return true;
+}
+
 void GpuEngine::upload(void* dst, const HostBlock& block, const void* view, size_t bytes) {
   if (view != nullptr)
     cuda::read_host_to_device(dst, view, bytes, m_compute.get());
@@ -454,6 +509,14 @@ void GpuEngine::run_step(float* x, const StepContext& step, int64_t step_index, 
     m_issue_phase = phase;       // of the orders' common prefix are this step's too; the others were wasted
     m_copies_issued = std::min(m_copies_issued, m_common_prefix);
   }
+  // Decode steps replay their runs of resident layers as CUDA graphs; a traced step goes kernel by kernel, so that
+  // the trace keeps one span per layer.
+  const bool replay = m_graphs != nullptr && m_setup.trace == nullptr && m_graphs->applies(step);
+  if (replay) m_graphs->begin_step();
+  for (size_t i = 0; i < m_layers.size(); ++i) {
+    m_layers[i].span_end = i;
+    m_layers[i].replayed = false;
+  }
   for (size_t i = 0; i < m_layers.size(); ++i) {
     GpuLayer& g = m_layers[i];
     const Layer& layer = *m_setup.layers[i];
@@ -464,6 +527,13 @@ void GpuEngine::run_step(float* x, const StepContext& step, int64_t step_index, 
         run_streamed(i, step, phase);
         break;
       case Placement::RESIDENT:
+        if (replay && layer.replayable()) {
+          const size_t last = replayable_run_end(i, n_tokens);
+          if (run_replayed(i, last, step)) {
+            i = last;
+            break;
+          }
+        }
         FERRY_CUDA_CHECK(cudaEventRecord(g.begin.get(), compute));
         layer.forward(g.resident_views, m_x, step, run_of(i));
         FERRY_CUDA_CHECK(cudaEventRecord(g.end.get(), compute));
@@ -521,8 +591,9 @@ void GpuEngine::harvest(int64_t step_index, StepStats& stats) {
   auto at_us = [&](const cuda::Event& e) { return m_anchor_host_us + 1e3 * cuda::elapsed_ms(m_anchor, e); };
   for (size_t i = 0; i < m_layers.size(); ++i) {
     const GpuLayer& g = m_layers[i];
-    if (!g.ran_on_gpu) continue;
-    const double ms = cuda::elapsed_ms(g.begin, g.end);
+    if (g.replayed) ++stats.replayed_layers;
+    if (!g.ran_on_gpu || g.span_end == kNoSpan) continue;
+    const double ms = cuda::elapsed_ms(g.begin, m_layers[g.span_end].end);
     stats.gpu_compute_ms += ms;
     if (trace != nullptr)
       trace->add({m_setup.layers[i]->name(), TraceTrack::COMPUTE, at_us(g.begin), ms * 1e3, step_index,

@@ -25,6 +25,7 @@ SchedulerOptions scheduler_options(const LlamaRunnerOptions& o) {
   s.phased_cpu_max_tokens = o.phased_cpu_max_tokens;
   s.trace_path = o.trace_path;
   s.link_gbps = o.link_gbps;
+  s.decode_graphs = o.decode_graphs;
   return s;
 }
 

@@ -65,6 +65,8 @@ struct GpuSizing {
   size_t workspace_floats = 0;       // the largest GPU layer's workspace at max_tokens
   size_t output_floats = 0;          // the last layer's output, when that layer runs on the GPU
   size_t step_input_floats = 0;      // the device copy of StepContext::inputs
+  // The step's position on the device, read by replayed decode steps (CUDA graphs): one int32, its own aligned piece.
+  size_t position_bytes = sizeof(int32_t);
 };
 GpuSizing gpu_sizing(std::span<const LayerDemand> layers, std::span<const Placement> placements,
                      const StackOptions& options);

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -115,6 +116,15 @@ class Layer {
   // cost model to price each matrix at its own count (a Flux double block multiplies its img stream's matrices with
   // the image tokens and its txt stream's with the text tokens). Default: n_tokens, 1 for vector_matmul_weights().
   virtual std::vector<int64_t> matmul_tokens(int64_t n_tokens) const;
+
+  // True when forward() enqueues the same device work for every step of the same token count, sequence entry and
+  // logits request, and reads the step's position only through Ops::positions, store_kv and attention: the GPU engine
+  // may then capture a decode step of the layer once (a CUDA graph) and replay it at later positions, the kernels
+  // reading the position on the device. Default: false (every step is enqueued anew).
+  virtual bool replayable() const { return false; }
+  // The largest pos0 + n_tokens a step may have (the KV cache's rows): the engine replays no step beyond it, so that
+  // forward() refuses it as it would any step.
+  virtual int64_t position_limit() const { return std::numeric_limits<int64_t>::max(); }
 
   // x: [step.n_tokens, width()] on the device of run.ops, updated in place; weights: weights() re-pointed at memory
   // of that device.

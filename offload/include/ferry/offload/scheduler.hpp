@@ -43,6 +43,13 @@ struct SchedulerOptions : StackOptions {
   // on a GPU. KERNEL falls back to the copy engine for a buffer the device cannot read (pageable fallback).
   enum class ActivationUpload { DEFAULT, COPY_ENGINE, KERNEL };
   ActivationUpload activation_upload = ActivationUpload::DEFAULT;
+  // Decode steps (one token, one sequence, no step inputs, no trace) as CUDA graphs: each run of consecutive RESIDENT
+  // layers that are Layer::replayable() is captured once per bucket of 256 positions and replayed, one launch in
+  // place of ~15 per layer; the outputs are bit for bit those of the steps enqueued one kernel at a time. Streamed,
+  // phased and CPU layers between the runs go as before. DEFAULT: the environment's FERRY_DECODE_GRAPHS (on | off),
+  // else ON.
+  enum class DecodeGraphs { DEFAULT, ON, OFF };
+  DecodeGraphs decode_graphs = DecodeGraphs::DEFAULT;
   WarningSink warn;  // null: default_warning (stderr)
 };
 
@@ -57,6 +64,7 @@ struct StepStats {
   uint64_t copy_bytes = 0;
   double cpu_ms = 0;        // sum over CPU layers (host clock)
   double host_wait_ms = 0;  // the host blocked on the GPU for a CPU layer's input
+  int64_t replayed_layers = 0;  // layers run within CUDA graphs (SchedulerOptions::decode_graphs)
   double copy_gbps() const noexcept { return copy_ms > 0 ? static_cast<double>(copy_bytes) / (copy_ms * 1e6) : 0; }
 };
 

@@ -47,6 +47,8 @@ inline void destroy_stream(cudaStream_t s) noexcept { cudaStreamDestroy(s); }
 inline void destroy_event(cudaEvent_t e) noexcept { cudaEventDestroy(e); }
 inline void destroy_cublas(cublasHandle_t h) noexcept { cublasDestroy(h); }
 inline void free_device(void* p) noexcept { cudaFree(p); }
+inline void destroy_graph(cudaGraph_t g) noexcept { cudaGraphDestroy(g); }
+inline void destroy_graph_exec(cudaGraphExec_t g) noexcept { cudaGraphExecDestroy(g); }
 }  // namespace detail
 
 // A non-blocking stream: it does not synchronize with the legacy default stream.
@@ -96,6 +98,10 @@ class CublasHandle : public UniqueHandle<cublasHandle_t, detail::destroy_cublas>
  private:
   explicit CublasHandle(cublasHandle_t h) : UniqueHandle(h) {}
 };
+
+// A captured stream's work, and its instantiation (what is launched).
+using Graph = UniqueHandle<cudaGraph_t, detail::destroy_graph>;
+using GraphExec = UniqueHandle<cudaGraphExec_t, detail::destroy_graph_exec>;
 
 // Device memory. In a run only DeviceArena allocates one (the one cudaMalloc of a run); everything else sub-allocates
 // from it. `ferry calibrate`, which runs no model, allocates its measuring buffers with it too.

@@ -30,6 +30,9 @@ class LlamaBlockLayer final : public Layer {
   // Per sequence of the step: K and V rows [0, pos0) read, [pos0, pos0 + n_tokens) written.
   void kv_cache_traffic(const StepContext& step, std::vector<KvRange>& reads,
                         std::vector<KvRange>& writes) const override;
+  // The block reads the step's position only through Ops (positions, KV store, attention).
+  bool replayable() const override { return true; }
+  int64_t position_limit() const override { return m_n_ctx; }
   void forward(std::span<const QuantMatrixView> weights, float* x, const StepContext& step,
                const LayerRun& run) const override;
 
@@ -62,6 +65,7 @@ class LlamaHeadLayer final : public Layer {
   size_t output_floats(int64_t n_tokens) const override {
     return static_cast<size_t>((m_all_logits_capacity ? n_tokens : std::min(n_tokens, m_n_seq)) * m_config.n_vocab);
   }
+  bool replayable() const override { return true; }  // the norm and the matmul: nothing positional
   void forward(std::span<const QuantMatrixView> weights, float* x, const StepContext& step,
                const LayerRun& run) const override;
 
