@@ -198,6 +198,16 @@ graphs_step() {
   local s=$OUT/step-summary.txt status=0 m8=$models/llama-3-8b-q4_0.gguf
   local smol=${FERRY_SMOLLM2_GGUF:-/tmp/ferry-smol/SmolLM2-135M-Instruct.Q4_1.gguf}
   [ -f "$m8" ] || "$ferry" make-model --arch llama --preset llama-3-8b --type q4_0 --seed 1 -o "$m8" >/dev/null || return 1
+  for ((i = 0; i < 180; i += 5)); do [ -f "$smol" ] && break; sleep 5; done
+  # The real model's GPU case (phased and streamed layers against the resident run), with graphs on as by default.
+  if [ -f "$smol" ]; then
+    if FERRY_SMOLLM2_GGUF=$smol timeout 200 build-device/tests/test_llama_gpu -tc='SmolLM2*' -s >"$OUT/test-smollm2.log" 2>&1; then
+      echo "graphs smollm2 test: ok; $(grep -E 'greedy tokens (agree|part)' "$OUT/test-smollm2.log" | tr '\n' ' ')" >>"$s"
+    else
+      status=1
+      echo "graphs smollm2 test: FAILED ($(grep -E 'ERROR|greedy' "$OUT/test-smollm2.log" | head -3 | tr '\n' ' '))" >>"$s"
+    fi
+  fi
   for m in "$smol" "$m8"; do
     [ -f "$m" ] || { echo "graphs: SKIPPED $m (missing)" >>"$s"; status=1; continue; }
     local name
