@@ -92,7 +92,7 @@ step() {
   # The summary lines of the step, so progress.txt alone says what happened (bench steps: the bench's own summary).
   local bench_summary=/dev/null
   [[ $name == bench* || $name == fluxbench || $name == smollm2 ]] && bench_summary=$dir/bench/bench-summary.txt
-  grep -h -E "^(build|tests|repeat|sanitize|overall|bench|results.md|flux|plan|decode|gemv|calibrate|llama|smollm2|serve|PPL|ppl|upload|ncu| )" \
+  grep -h -E "^(build|tests|repeat|sanitize|overall|bench|results.md|flux|plan|decode|gemv|calibrate|llama|smollm2|serve|PPL|ppl|upload|ncu|graphs| )" \
     "$dir/$name/summary.txt" "$dir/$name/figures-summary.txt" "$dir/$name/bench-summary.txt" \
     "$dir/$name/step-summary.txt" "$bench_summary" 2>/dev/null | sed 's/^/    /' | tee -a "$progress"
 }
