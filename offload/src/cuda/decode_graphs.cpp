@@ -54,7 +54,14 @@ bool DecodeGraphs::run(size_t first, size_t last, const StepContext& step, int64
 bool DecodeGraphs::capture(Run& r, const Shape& shape, int64_t position, const std::function<void()>& enqueue) {
   // Thread-local mode: only this thread's calls are checked for what a capture cannot hold (the CPU layers' worker
   // threads make no CUDA calls, and the copy stream is driven from this thread outside any capture).
-  FERRY_CUDA_CHECK(cudaStreamBeginCapture(m_stream, cudaStreamCaptureModeThreadLocal));
+  const cudaError_t began = cudaStreamBeginCapture(m_stream, cudaStreamCaptureModeThreadLocal);
+  if (began != cudaSuccess) {
+    cudaGetLastError();
+    m_off = true;
+    m_warn(std::string("decode steps run kernel by kernel (no CUDA graph): a capture could not begin: ") +
+           cudaGetErrorString(began));
+    return false;
+  }
   m_ops.set_device_position(cuda::DevicePosition{m_device_position, position, shape.max_position});
   std::string failure;
   bool layer_error = false;

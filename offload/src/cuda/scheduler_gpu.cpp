@@ -24,6 +24,10 @@
 // - Activations go up on the compute stream: by cudaMemcpyAsync, which shares the host-to-device copy engine with the
 //   weights and so waits behind copies already queued (the trace shows compute starting only after them), or with
 //   SchedulerOptions::activation_upload KERNEL by a kernel reading the pinned buffer, which does not.
+// - Decode steps (one token, one sequence) replay each run of consecutive RESIDENT layers as one CUDA graph, captured
+//   per bucket of 256 positions (decode_graphs.hpp): one launch instead of ~15 per layer, bit for bit the same
+//   outputs. Streamed, phased and CPU layers between the runs keep their events and waits, so a graph never runs
+//   ahead of a copy. A traced step goes kernel by kernel (one span per layer).
 // - At the end of a step (after the output is back), the first S copies of the next step are issued, so streaming
 //   continues across steps (SchedulerOptions::prefetch_across_steps).
 // - PHASED layers stream like STREAMED ones in steps of more than phased_cpu_max_tokens tokens and run like CPU
