@@ -154,8 +154,7 @@ TEST_CASE("decode steps replayed as CUDA graphs give bit for bit the logits of s
   for (const std::string preset : {"tiny", "qwen2-tiny"}) {
     CAPTURE(preset);
     const auto path = dir.path() / (preset + "-graphs.gguf");
-    write_llama_model(llama_preset(preset), MakeModelOptions{ModelFileType::Q4_K_M, test::test_seed(31), 32, ""},
-                      path);
+    write_llama_model(llama_preset(preset), MakeModelOptions{ModelFileType::Q4_K_M, test::test_seed(31), 32, ""}, path);
     const GgufFile file = GgufFile::open(path);
     const LlamaConfig c = LlamaConfig::from_gguf(file);
     const LlamaWeights w = LlamaWeights::from_gguf(file, c);

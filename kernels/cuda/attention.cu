@@ -56,7 +56,9 @@ constexpr double kLog2e = 1.4426950408889634073599246810019;
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 using ChunkLayout = device_sizing::AttentionChunkLayout;
-ChunkLayout chunk_layout(const AttentionShape& s, int64_t chunk) { return device_sizing::attention_chunk_layout(s, chunk); }
+ChunkLayout chunk_layout(const AttentionShape& s, int64_t chunk) {
+  return device_sizing::attention_chunk_layout(s, chunk);
+}
 
 // Rows of C queries, one per (KV head, m): converts q [n_q, n_head, hd] rows q0 .. q0 + c - 1 into Qh.
 __global__ void pack_q_kernel(const float* q, __half* qh, int64_t q0, int64_t c, int n_head, int group, int hd) {
@@ -359,8 +361,8 @@ void store_kv(const float* k, const float* v, __half* k_cache, __half* v_cache, 
   if (k == nullptr || v == nullptr || k_cache == nullptr || v_cache == nullptr)
     fail(ErrorCategory::INVALID_ARGUMENT,
          "cuda::store_kv: a pointer is null for " + std::to_string(n_tokens) + " tokens");
-  store_kv_kernel<<<grid_for(n, kElementThreads), kElementThreads, 0, stream>>>(k, v, k_cache, v_cache, n_tokens,
-                                                                                pos0, row_width, capacity, position);
+  store_kv_kernel<<<grid_for(n, kElementThreads), kElementThreads, 0, stream>>>(k, v, k_cache, v_cache, n_tokens, pos0,
+                                                                                row_width, capacity, position);
   FERRY_CUDA_CHECK_LAUNCH();
 }
 

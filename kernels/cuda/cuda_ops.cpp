@@ -47,8 +47,7 @@ void CudaOps::rope(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim,
 
 void CudaOps::store_kv(const float* k, const float* v, uint16_t* k_cache, uint16_t* v_cache, int64_t n_tokens,
                        int64_t pos0, int64_t row_width, int64_t capacity) {
-  cuda::store_kv(k, v, as_half(k_cache), as_half(v_cache), n_tokens, pos0, row_width, capacity, m_stream,
-                 m_position);
+  cuda::store_kv(k, v, as_half(k_cache), as_half(v_cache), n_tokens, pos0, row_width, capacity, m_stream, m_position);
 }
 
 void CudaOps::attention(const AttentionShape& shape, const float* q, const uint16_t* k, const uint16_t* v, float* out,

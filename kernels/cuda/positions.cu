@@ -20,8 +20,7 @@ __global__ void set_position_kernel(int32_t* dst, int32_t value) { *dst = value;
 void iota_positions(int32_t* dst, int64_t n, int64_t start, cudaStream_t stream, DevicePosition position) {
   if (n <= 0) return;
   constexpr int kThreads = 256;
-  iota_kernel<<<static_cast<unsigned>((n + kThreads - 1) / kThreads), kThreads, 0, stream>>>(dst, n, start,
-                                                                                               position);
+  iota_kernel<<<static_cast<unsigned>((n + kThreads - 1) / kThreads), kThreads, 0, stream>>>(dst, n, start, position);
   FERRY_CUDA_CHECK_LAUNCH();
 }
 

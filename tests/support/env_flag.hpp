@@ -21,8 +21,8 @@ inline bool quick_mode() {
   return quick;
 }
 
-// False under compute-sanitizer (FERRY_UNDER_SANITIZER=1, set by scripts/device-run.sh): the tool serializes kernels and
-// slows them 10-100x, so checks of overlap and rates say nothing there; the checks of results still run.
+// False under compute-sanitizer (FERRY_UNDER_SANITIZER=1, set by scripts/device-run.sh): the tool serializes kernels
+// and slows them 10-100x, so checks of overlap and rates say nothing there; the checks of results still run.
 inline bool timing_checks() {
   static const bool under_sanitizer = env_flag("FERRY_UNDER_SANITIZER");
   return !under_sanitizer;

@@ -107,8 +107,8 @@ bool resolve_decode_graphs(SchedulerOptions::DecodeGraphs asked) {
   const char* env = std::getenv("FERRY_DECODE_GRAPHS");
   if (env == nullptr || *env == '\0' || std::strcmp(env, "on") == 0) return true;
   if (std::strcmp(env, "off") == 0) return false;
-  fail(ErrorCategory::INVALID_ARGUMENT, std::string("FERRY_DECODE_GRAPHS='") + env +
-                                            "': expected on (decode steps replayed as CUDA graphs) or off");
+  fail(ErrorCategory::INVALID_ARGUMENT,
+       std::string("FERRY_DECODE_GRAPHS='") + env + "': expected on (decode steps replayed as CUDA graphs) or off");
 }
 
 enum Phase : size_t { DECODE = 0, PROMPT = 1 };  // steps of at most / more than phased_cpu_max_tokens tokens
@@ -211,8 +211,8 @@ class GpuEngine final : public Engine {
   void* m_cublas_workspace = nullptr;  // shared by cuBLAS (set on the handle) and cuBLASLt (via GemmScratch)
   void* m_weight_scratch = nullptr;
   void* m_activation_scratch = nullptr;
-  std::unique_ptr<CudaOps> m_ops;  // every GPU layer's ops: the compute stream, the handle, the scratch above
-  int32_t* m_position = nullptr;   // the step's position, read on the device by replayed steps
+  std::unique_ptr<CudaOps> m_ops;          // every GPU layer's ops: the compute stream, the handle, the scratch above
+  int32_t* m_position = nullptr;           // the step's position, read on the device by replayed steps
   std::unique_ptr<DecodeGraphs> m_graphs;  // null when decode graphs are off
 };
 
@@ -252,7 +252,8 @@ GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const Gpu
     scratch.fp32_tile = m_arena.allocate_array<float>(MemoryCategory::FP16_SCRATCH, sizing.fp32_tile_floats,
                                                       "fp32 tile (dequantization via FP32, benchmark)");
   m_ops = std::make_unique<CudaOps>(m_compute.get(), m_cublas.get(), scratch);
-  m_position = static_cast<int32_t*>(m_arena.allocate(MemoryCategory::ACTIVATIONS, sizing.position_bytes, "step position"));
+  m_position =
+      static_cast<int32_t*>(m_arena.allocate(MemoryCategory::ACTIVATIONS, sizing.position_bytes, "step position"));
   if (resolve_decode_graphs(opt.decode_graphs))
     m_graphs = std::make_unique<DecodeGraphs>(*m_ops, m_compute.get(), m_position, setup.layers.size(), setup.warn);
 
@@ -450,8 +451,7 @@ bool GpuEngine::run_replayed(size_t first, size_t last, const StepContext& step)
   cudaStream_t compute = m_compute.get();
   FERRY_CUDA_CHECK(cudaEventRecord(m_layers[first].begin.get(), compute));
   const bool ran = m_graphs->run(first, last, step, limit, [&] {
-    for (size_t l = first; l <= last; ++l)
-      m_setup.layers[l]->forward(m_layers[l].resident_views, m_x, step, run_of(l));
+    for (size_t l = first; l <= last; ++l) m_setup.layers[l]->forward(m_layers[l].resident_views, m_x, step, run_of(l));
   });
   if (!ran) return false;  // the direct path records the begin event again
   FERRY_CUDA_CHECK(cudaEventRecord(m_layers[last].end.get(), compute));

@@ -62,8 +62,8 @@ struct StepStats {
   double gpu_compute_ms = 0;  // sum over GPU layers of their compute spans
   double copy_ms = 0;         // sum over streamed layers of their copy spans
   uint64_t copy_bytes = 0;
-  double cpu_ms = 0;        // sum over CPU layers (host clock)
-  double host_wait_ms = 0;  // the host blocked on the GPU for a CPU layer's input
+  double cpu_ms = 0;            // sum over CPU layers (host clock)
+  double host_wait_ms = 0;      // the host blocked on the GPU for a CPU layer's input
   int64_t replayed_layers = 0;  // layers run within CUDA graphs (SchedulerOptions::decode_graphs)
   double copy_gbps() const noexcept { return copy_ms > 0 ? static_cast<double>(copy_bytes) / (copy_ms * 1e6) : 0; }
 };
