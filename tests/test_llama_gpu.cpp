@@ -146,9 +146,10 @@ TEST_CASE("greedy generation gives the same tokens for every placement") {
 
 TEST_CASE("decode steps replayed as CUDA graphs give bit for bit the logits of steps enqueued kernel by kernel") {
   // Every placement mix: the runs of resident blocks (and a resident head) replay as graphs in decode steps, the other
-  // layers go as before between them. The decode crosses position buckets (256 positions: a new capture each) and
-  // then steps back to an earlier position (a replay with the position below the captured one), and the outputs must
-  // be those of the runner without graphs, bit for bit: the same kernels with the same split of the KV length.
+  // layers go as before between them. The decode crosses position buckets (256 positions: a new capture each), ends
+  // at the context's last position (a bucket cut short by the limit), then steps back to earlier positions (a replay
+  // below the captured position, and a new capture in the first bucket); the outputs must be those of the runner
+  // without graphs, bit for bit: the same kernels with the same split of the KV length.
   const test::TempDir dir;
   const bool quick = test::quick_mode();
   for (const std::string preset : {"tiny", "qwen2-tiny"}) {
@@ -162,13 +163,23 @@ TEST_CASE("decode steps replayed as CUDA graphs give bit for bit the logits of s
     std::vector<int32_t> prompt;
     for (int i = 0; i < 250; ++i) prompt.push_back(static_cast<int32_t>(3 + rng() % (c.n_vocab - 3)));
     const int n_decode = quick ? 12 : 270;  // past positions 256 (and 512 in full runs)
-    auto mixes = placement_mixes(static_cast<size_t>(c.n_layer) + 1, test::test_seed(33));
-    if (quick) mixes.resize(4);
+    const auto n_prompt = static_cast<int64_t>(prompt.size());
+    const int64_t n_ctx = n_prompt + n_decode + 2;
+    // Several graph runs in one step first (resident, then CPU or streamed, then resident again), so that the quick
+    // runs keep them.
+    const size_t n = static_cast<size_t>(c.n_layer) + 1;
+    std::vector<Placement> around_cpu(n, Placement::RESIDENT), around_streamed(n, Placement::RESIDENT);
+    around_cpu[n / 2] = Placement::CPU;
+    around_streamed[n / 2] = Placement::STREAMED;
+    std::vector<std::vector<Placement>> mixes = {around_cpu, around_streamed};
+    for (const auto& m : placement_mixes(n, test::test_seed(33))) mixes.push_back(m);
+    if (quick) mixes.resize(5);
     for (const auto& placements : mixes) {
       CAPTURE(describe(placements));
-      const bool any_resident = std::count(placements.begin(), placements.end(), Placement::RESIDENT) > 0;
+      // Phased layers run on the CPU in decode steps: only resident ones replay.
+      const auto resident = static_cast<int64_t>(std::count(placements.begin(), placements.end(), Placement::RESIDENT));
       LlamaRunnerOptions o;
-      o.n_ctx = 544;
+      o.n_ctx = n_ctx;
       o.max_tokens = 64;
       o.phased_cpu_max_tokens = 4;
       o.vram_budget = parse_budget("4GiB");
@@ -181,7 +192,6 @@ TEST_CASE("decode steps replayed as CUDA graphs give bit for bit the logits of s
       direct.forward(prompt, 0, lb, false);
       REQUIRE(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)) == 0);
       Sampler sampler(SamplerConfig{});
-      int64_t replayed_steps = 0;
       auto step_both = [&](int32_t token, int64_t pos) {
         const int32_t one[1] = {token};
         graphs.forward(one, pos, la, false);
@@ -189,17 +199,60 @@ TEST_CASE("decode steps replayed as CUDA graphs give bit for bit the logits of s
         CAPTURE(pos);
         REQUIRE(std::all_of(la.begin(), la.end(), [](float v) { return std::isfinite(v); }));
         CHECK(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)) == 0);
+        CHECK(graphs.scheduler().last_step().replayed_layers == resident);
         CHECK(direct.scheduler().last_step().replayed_layers == 0);
-        if (graphs.scheduler().last_step().replayed_layers > 0) ++replayed_steps;
       };
-      for (int i = 0; i < n_decode; ++i) step_both(sampler.sample(la), static_cast<int64_t>(prompt.size()) + i);
-      // Back to an earlier position of the current bucket, and to one of the first bucket (a new capture).
-      step_both(7, static_cast<int64_t>(prompt.size()) + n_decode - 5);
+      for (int64_t pos = n_prompt; pos < n_ctx; ++pos) step_both(sampler.sample(la), pos);
+      // Past the context: refused alike.
+      const int32_t one[1] = {5};
+      CHECK_THROWS_AS(graphs.forward(one, n_ctx, la, false), Error);
+      CHECK_THROWS_AS(direct.forward(one, n_ctx, lb, false), Error);
+      step_both(7, n_ctx - 5);
       step_both(9, 100);
-      // Every decode step replays when a layer is resident, none when none is.
-      CHECK(replayed_steps == (any_resident ? n_decode + 2 : 0));
     }
   }
+}
+
+TEST_CASE("a server's single-sequence decode steps replay per KV slot, bit for bit") {
+  // Two sequences on their own caches: a step of one sequence (a server with one active request) replays its own
+  // graph, whose captured work addresses that sequence's cache; steps alternating between the slots re-capture, and a
+  // step of both sequences goes kernel by kernel. All against the runner without graphs.
+  const test::TempDir dir;
+  const auto path = dir.path() / "tiny-slots.gguf";
+  write_llama_model(llama_preset("tiny"), MakeModelOptions{ModelFileType::Q4_K_M, test::test_seed(41), 32, ""}, path);
+  const GgufFile file = GgufFile::open(path);
+  const LlamaConfig c = LlamaConfig::from_gguf(file);
+  const LlamaWeights w = LlamaWeights::from_gguf(file, c);
+  const size_t n = static_cast<size_t>(c.n_layer) + 1;
+  LlamaRunnerOptions o;
+  o.n_ctx = 128;
+  o.max_tokens = 32;
+  o.n_seq = 2;
+  o.vram_budget = parse_budget("4GiB");
+  o.decode_graphs = SchedulerOptions::DecodeGraphs::ON;
+  LlamaRunner graphs(c, w, o, std::vector<Placement>(n, Placement::RESIDENT));
+  o.decode_graphs = SchedulerOptions::DecodeGraphs::OFF;
+  LlamaRunner direct(c, w, o, std::vector<Placement>(n, Placement::RESIDENT));
+  const std::vector<int32_t> a = {1, 40, 41, 42, 43, 44}, b = {1, 90, 91};
+  std::vector<float> la(2 * c.n_vocab, NAN), lb(2 * c.n_vocab, NAN);
+  auto run_both = [&](const std::vector<SequenceChunk>& chunks, int64_t expected_replayed) {
+    const size_t rows = chunks.size();
+    graphs.forward_sequences(chunks, std::span<float>(la.data(), rows * c.n_vocab));
+    direct.forward_sequences(chunks, std::span<float>(lb.data(), rows * c.n_vocab));
+    CHECK(std::memcmp(la.data(), lb.data(), rows * c.n_vocab * sizeof(float)) == 0);
+    CHECK(graphs.scheduler().last_step().replayed_layers == expected_replayed);
+  };
+  run_both({SequenceChunk{0, 0, a, true}, SequenceChunk{1, 0, b, true}}, 0);
+  int64_t pos[2] = {static_cast<int64_t>(a.size()), static_cast<int64_t>(b.size())};
+  for (int i = 0; i < 12; ++i) {
+    CAPTURE(i);
+    const int64_t slot = i % 3 == 2 ? 1 : 0;  // slot 0 twice, then slot 1: replays and re-captures
+    const int32_t token[1] = {static_cast<int32_t>(50 + i)};
+    run_both({SequenceChunk{slot, pos[slot], token, true}}, static_cast<int64_t>(n));
+    ++pos[slot];
+  }
+  const int32_t t0[1] = {60}, t1[1] = {61};
+  run_both({SequenceChunk{0, pos[0], t0, true}, SequenceChunk{1, pos[1], t1, true}}, 0);
 }
 
 TEST_CASE("a budget that cannot hold the model's minimum plan is refused with the numbers") {

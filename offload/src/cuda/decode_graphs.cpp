@@ -72,6 +72,8 @@ bool DecodeGraphs::capture(Run& r, const Shape& shape, int64_t position, const s
     layer_error = e.category() != ErrorCategory::CUDA && e.category() != ErrorCategory::UNSUPPORTED;
   } catch (const std::exception& e) {
     failure = e.what();
+  } catch (...) {
+    failure = "an exception of unknown type";
   }
   m_ops.set_device_position({});
   cudaGraph_t raw = nullptr;

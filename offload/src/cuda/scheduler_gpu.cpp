@@ -515,7 +515,7 @@ void GpuEngine::run_step(float* x, const StepContext& step, int64_t step_index, 
   }
   // Decode steps replay their runs of resident layers as CUDA graphs; a traced step goes kernel by kernel, so that
   // the trace keeps one span per layer.
-  const bool replay = m_graphs != nullptr && m_setup.trace == nullptr && m_graphs->applies(step);
+  bool replay = m_graphs != nullptr && m_setup.trace == nullptr && m_graphs->applies(step);
   if (replay) m_graphs->begin_step();
   for (size_t i = 0; i < m_layers.size(); ++i) {
     m_layers[i].span_end = i;
@@ -537,6 +537,7 @@ void GpuEngine::run_step(float* x, const StepContext& step, int64_t step_index, 
             i = last;
             break;
           }
+          replay = false;  // the rest of the step goes kernel by kernel (a layer refusing the step raises it there)
         }
         FERRY_CUDA_CHECK(cudaEventRecord(g.begin.get(), compute));
         layer.forward(g.resident_views, m_x, step, run_of(i));
