@@ -177,6 +177,11 @@ std::string bench_markdown(const BenchReport& r) {
   out += "- build: ferry " + r.env.version + ", git " + r.env.git_sha + (r.env.git_dirty ? " (dirty)" : "") +
          "; started " + r.env.started_at + "\n";
   out += "- method: " + method_text(r) + "\n";
+  if (r.env.gpu)
+    out += std::string("- engine: decode steps ") +
+           (r.env.decode_graphs ? "replayed as CUDA graphs" : "kernel by kernel (FERRY_DECODE_GRAPHS=off)") +
+           ", activations up " +
+           (r.env.activations_by_kernel ? "by kernel (FERRY_ACTIVATION_UPLOAD=kernel)" : "by the copy engine") + "\n";
   if (link)
     out += "- **simulated link**: host-to-device copies of streamed weights paced to " +
            link_rate_text(r.request.link_gbps) +
@@ -227,6 +232,9 @@ Json bench_json(const BenchReport& r) {
               {"architecture", std::string(bench_arch_name(r.request.arch))},
               {"model", model_json(r.model)},
               {"clock", std::string(kBenchClock)},
+              {"engine",
+               {{"decode_graphs", r.env.decode_graphs},
+                {"activation_upload", r.env.activations_by_kernel ? "kernel" : "copy"}}},
               {"parameters",
                {{"vram", std::move(vram)},
                 {"vram_bytes", std::move(vram_bytes)},

@@ -323,6 +323,10 @@ BenchEnvironment bench_environment() {
   env.git_dirty = kBuildGitDirty;
   env.version = kFerryVersion;
   env.started_at = utc_now();
+  // Read once here, before any arm: a bad value is refused before minutes of loading.
+  env.decode_graphs = resolve_decode_graphs(SchedulerOptions::DecodeGraphs::DEFAULT);
+  env.activations_by_kernel = resolve_activation_upload(SchedulerOptions::ActivationUpload::DEFAULT) ==
+                              SchedulerOptions::ActivationUpload::KERNEL;
   return env;
 }
 

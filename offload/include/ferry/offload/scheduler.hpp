@@ -53,6 +53,11 @@ struct SchedulerOptions : StackOptions {
   WarningSink warn;  // null: default_warning (stderr)
 };
 
+// What a DEFAULT setting resolves to: the environment's FERRY_ACTIVATION_UPLOAD (copy | kernel; unset: copy) and
+// FERRY_DECODE_GRAPHS (on | off; unset: on). INVALID_ARGUMENT naming the variable for any other value.
+SchedulerOptions::ActivationUpload resolve_activation_upload(SchedulerOptions::ActivationUpload asked);
+bool resolve_decode_graphs(SchedulerOptions::DecodeGraphs asked);
+
 // Timings of the last step. GPU times come from CUDA events on the stream that did the work.
 struct StepStats {
   int64_t step = -1;
