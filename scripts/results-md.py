@@ -118,6 +118,12 @@ def section(path, r, out_dir):
     else:
         lines.append(f"- method: prompt {p['prompt']} tokens, generation {p['gen']} tokens, {p['reps']} repetitions "
                      f"after {p['warmups']} warm-up, {order}; tokens/s as mean ± sample standard deviation")
+    engine = r.get("engine")  # reports from 2026-12-05 on
+    if engine and r["device"]["gpu"]:
+        lines.append("- engine: decode steps " + ("replayed as CUDA graphs" if engine["decode_graphs"] else
+                                                  "kernel by kernel (FERRY_DECODE_GRAPHS=off)") +
+                     ", activations up " + ("by kernel" if engine["activation_upload"] == "kernel" else
+                                            "by the copy engine"))
     if link:
         lines.append(f"- **simulated link: {link:g} GB/s** (host-to-device copies of streamed layers paced to it; rows "
                      "marked \"simulated\" are figures for that link, not this card's)")
