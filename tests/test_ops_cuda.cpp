@@ -29,6 +29,7 @@
 #include "ferry/kernels/cuda/embedding.cuh"
 #include "ferry/kernels/cuda/host_read.cuh"
 #include "ferry/kernels/cuda/norm.cuh"
+#include "ferry/kernels/cuda/positions.cuh"
 #include "ferry/kernels/cuda/rope.cuh"
 #include "ferry/kernels/ref/ops.hpp"
 #include "support/gelu_check.hpp"
@@ -622,6 +623,79 @@ TEST_CASE("cuda attention decode: q_pos0 > 0, odd groups, head sizes, KV splits"
     const AttentionData d = attention_data(s, seeds.next());
     expect_close(run_attention(gpu, s, d, Path::AUTO, cuda::attention_scratch_bytes(s, 1)), d.ref, kChunkedTolerance);
     CHECK_THROWS_AS(run_attention(gpu, s, d, Path::DECODE, 0), Error);
+  }
+}
+
+TEST_CASE("kernels that read the step's position on the device compute what a direct call at that position does") {
+  // A replayed decode step (cuda::DevicePosition): the host enqueued the work for position c (captured); the device
+  // holds the replay's position p. Token positions, the KV store and decode attention must then give bit for bit
+  // what a direct call at p gives, for p below, at and above c within the bucket the work was sized for, and the KV
+  // store must write nothing for rows past the cache.
+  Seeds seeds(27500);
+  Gpu gpu;
+  const int64_t captured = 300, max_position = 511;  // one 256-position bucket: 256 .. 511
+  for (const int64_t p : {int64_t{260}, captured, int64_t{400}, max_position}) {
+    CAPTURE(p);
+    const GuardedBuffer dpos(std::vector<int32_t>{static_cast<int32_t>(p)});
+    const cuda::DevicePosition position{dpos.get<int32_t>(), captured, max_position};
+    {  // token positions: start = captured + 2 becomes p + 2
+      GuardedBuffer shifted(3 * sizeof(int32_t));
+      cuda::iota_positions(shifted.get<int32_t>(), 3, captured + 2, gpu.stream, position);
+      gpu.sync();
+      CHECK(shifted.download<int32_t>(3) == std::vector<int32_t>{static_cast<int32_t>(p + 2),
+                                                                 static_cast<int32_t>(p + 3),
+                                                                 static_cast<int32_t>(p + 4)});
+      CHECK(shifted.guards_intact());
+    }
+    {  // the KV store: rows at p, nothing else
+      const int64_t row_width = 37, capacity = max_position + 1;
+      const uint64_t seed = seeds.next();
+      const std::vector<float> k = test::random_floats(row_width, seed), v = test::random_floats(row_width, seed + 1);
+      const GuardedBuffer dk(k), dv(v);
+      const size_t cache_bytes = static_cast<size_t>(capacity * row_width) * 2;
+      GuardedBuffer kc(cache_bytes), vc(cache_bytes), kd(cache_bytes), vd(cache_bytes);
+      cuda::store_kv(dk.get<float>(), dv.get<float>(), kc.get<__half>(), vc.get<__half>(), 1, captured, row_width,
+                     capacity, gpu.stream, position);
+      cuda::store_kv(dk.get<float>(), dv.get<float>(), kd.get<__half>(), vd.get<__half>(), 1, p, row_width, capacity,
+                     gpu.stream);
+      gpu.sync();
+      CHECK(kc.download<uint16_t>(cache_bytes / 2) == kd.download<uint16_t>(cache_bytes / 2));
+      CHECK(vc.download<uint16_t>(cache_bytes / 2) == vd.download<uint16_t>(cache_bytes / 2));
+      CHECK(kc.guards_intact());
+      CHECK(vc.guards_intact());
+      // A replay whose rows would pass the end of a smaller cache writes nothing (0xA5 is GuardedBuffer's fill).
+      const int64_t small = captured + 1;
+      GuardedBuffer ks(static_cast<size_t>(small * row_width) * 2), vs(static_cast<size_t>(small * row_width) * 2);
+      cuda::store_kv(dk.get<float>(), dv.get<float>(), ks.get<__half>(), vs.get<__half>(), 1, captured, row_width,
+                     small, gpu.stream, position);
+      gpu.sync();
+      const std::vector<uint16_t> untouched(static_cast<size_t>(small * row_width), 0xA5A5);
+      if (p >= small) {
+        CHECK(ks.download<uint16_t>(untouched.size()) == untouched);
+        CHECK(vs.download<uint16_t>(untouched.size()) == untouched);
+      }
+      CHECK(ks.guards_intact());
+    }
+    {  // decode attention over the first p + 1 keys of a cache of max_position + 1
+      const AttentionShape full = make_shape(1, max_position + 1, 8, 2, 64, true);
+      const AttentionData d = attention_data(full, seeds.next());
+      const size_t scratch_bytes = cuda::attention_scratch_bytes(full, 1);
+      const GuardedBuffer dq(d.q), dk(d.k), dv(d.v);
+      GuardedBuffer replay = nan_output(d.q.size()), direct = nan_output(d.q.size());
+      GuardedBuffer scratch_a(scratch_bytes), scratch_b(scratch_bytes);
+      const AttentionShape at_capture = make_shape(1, captured + 1, 8, 2, 64, true);
+      const AttentionShape at_p = make_shape(1, p + 1, 8, 2, 64, true);
+      cuda::attention_decode(at_capture, dq.get<float>(), dk.get<__half>(), dv.get<__half>(), replay.get<float>(),
+                             cuda::AttentionScratch{scratch_a.get(), scratch_bytes}, gpu.stream, position);
+      cuda::attention_decode(at_p, dq.get<float>(), dk.get<__half>(), dv.get<__half>(), direct.get<float>(),
+                             cuda::AttentionScratch{scratch_b.get(), scratch_bytes}, gpu.stream);
+      gpu.sync();
+      const std::vector<float> a = replay.download<float>(d.q.size()), b = direct.download<float>(d.q.size());
+      REQUIRE(std::all_of(a.begin(), a.end(), [](float x) { return std::isfinite(x); }));
+      CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+      CHECK(replay.guards_intact());
+      CHECK(scratch_a.guards_intact());
+    }
   }
 }
 
