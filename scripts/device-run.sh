@@ -162,17 +162,32 @@ elif [ -n "$sanitize" ]; then
   }
   sanitize_one() {
     local t=$1 tool=$2 exe=build-device/tests/$1 res=$out/sanitize/$1.$2.result
-    local log=$out/sanitize/$t.$tool.log t0 code secs errors why filter=() ours
+    local log=$out/sanitize/$t.$tool.log t0 code secs errors why filter=() ours cases=()
     t0=$(date +%s)
     case "$tool" in
-      racecheck) filter=("${own_kernels[@]}") ;;
+      racecheck)
+        filter=("${own_kernels[@]}")
+        # racecheck fails inside the tool ("failed to handle a hardware exception", then an illegal address) once
+        # cuBLAS's GEMMs have run (H100, 2026-12-05; the one test without them was clean): it checks the kernel
+        # tests' cases that run none (the GEMM, chunked-attention and scratch-sizing cases left out), and not the
+        # stack tests, whose prompt steps run GEMMs.
+        case "$t" in
+          test_dequant_cuda) ;;
+          test_matmul_cuda) cases=("-tce=*dequant_gemm*,*GEMM above*,*other paths*") ;;
+          test_ops_cuda) cases=("-tce=*chunked*,*both paths*,*scratch sizing*") ;;
+          *)
+            echo "ok sanitize $t racecheck: not run (its prompt steps run cuBLAS GEMMs, under which racecheck fails inside the tool)" >"$res"
+            return
+            ;;
+        esac
+        ;;
       # initcheck watches every kernel, so that what cuBLAS's GEMMs write counts as written: with the kernel filter
       # (H100, 2026-12-05) ferry's kernels reading a GEMM's output were reported (GELU, RoPE). Only errors in
       # ferry's own kernels count (initcheck_ferry_errors); cuBLAS's are listed, not judged.
       initcheck) filter=(--print-limit 200000) ;;
     esac
     FERRY_TEST_QUICK=1 FERRY_UNDER_SANITIZER=1 timeout "${FERRY_SANITIZE_TIMEOUT:-300}" "$sanitizer" --tool "$tool" --error-exitcode 1 \
-      "${filter[@]}" "$exe" >"$log" 2>&1
+      "${filter[@]}" "$exe" "${cases[@]}" >"$log" 2>&1
     code=$?
     secs=$(($(date +%s) - t0))
     errors=$(grep -E '^========= (ERROR SUMMARY|RACECHECK SUMMARY)' "$log" | tail -1 | sed 's/^========= //')
