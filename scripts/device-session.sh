@@ -268,7 +268,7 @@ for s in "$@"; do
     smollm2) step smollm2 smollm2_step ;;
     serve) step serve serve_step ;;
     repeat) step repeat env FERRY_REPEAT=20 bash scripts/device-run.sh ;;
-    sanitize) step sanitize env FERRY_SANITIZE=1 FERRY_SANITIZE_TIMEOUT=${FERRY_SANITIZE_TIMEOUT:-120} bash scripts/device-run.sh ;;
+    sanitize) step sanitize env FERRY_SANITIZE=1 FERRY_SANITIZE_TIMEOUT="${FERRY_SANITIZE_TIMEOUT:-120}" bash scripts/device-run.sh ;;
     kernels) step kernels bash scripts/device-figures.sh "$dir/kernels" gemv decode ;;
     bench8) step bench8 env FERRY_BENCH_BUDGET_S=300 bash scripts/device-bench.sh "$dir/bench" llama-8b ;;
     calibrate) step calibrate bash scripts/device-figures.sh "$dir/calibrate" calibrate ;;
