@@ -62,6 +62,13 @@ benches=("$@")
 nvidia-smi --query-gpu=name,memory.total,driver_version,pcie.link.gen.current,pcie.link.width.current \
   --format=csv | tee "$out/gpu.txt"
 cmake_args=$(bash .devdeps/unpack.sh) || { fail "setup: FAILED (.devdeps/unpack.sh)"; exit 1; }
+# The GPU machine's copy of the repository carries the working tree, not an up-to-date .git: the commit the reports
+# name comes from devwork/git-sha when a call carries it ("SHA DIRTY", written here by
+# `echo "$(git rev-parse HEAD) $(git diff --quiet HEAD; echo $?)" > devwork/git-sha`).
+if [ -f devwork/git-sha ]; then
+  read -r git_sha git_dirty <devwork/git-sha
+  [[ $git_sha =~ ^[0-9a-f]{7,40}$ ]] && cmake_args+=" -DFERRY_BENCH_GIT_SHA=$git_sha -DFERRY_BENCH_GIT_DIRTY=$([ "${git_dirty:-0}" = 0 ] && echo 0 || echo 1)"
+fi
 export LD_LIBRARY_PATH=/opt/ferry-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # PCRE2 is found through pkg-config: its .pc files name /usr, so the sysroot points them at the unpacked copy (carry
 # libpcre2-dev and its libraries in .devdeps: fetch-deps.sh .devdeps libpcre2-dev libpcre2-8-0 libpcre2-16-0

@@ -11,7 +11,8 @@
 # into devwork/smol1/part1 and devwork/smol2/part2, .git/info/exclude has /devwork/), carry part 1 with the call that
 # starts the job (copy it to /tmp/ferry-smol/part1) and part 2 with the next, which joins them into
 # /tmp/ferry-smol/SmolLM2-135M-Instruct.Q4_1.gguf; the smollm2 step waits for that file (so put it after steps that
-# outlast the first call). Carry .devdeps in every call: a call that does not carry it removes it there, and the
+# outlast the first call). Write the commit to devwork/git-sha and carry it with the first call, so that the reports
+# name it (device-run.sh says how). Carry .devdeps in every call: a call that does not carry it removes it there, and the
 # steps that reconfigure (repeat, sanitize) need it.
 # Order used on 2026-12-05 (27 minutes of device time, sanitize did not finish): all flux serve smollm2 bench13 repeat
 # sanitize kernels bench8. Put the steps an issue still needs first; after that session: all repeat sanitize upload
