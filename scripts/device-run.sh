@@ -159,8 +159,6 @@ elif [ -n "$sanitize" ]; then
   else
     note "sanitize: this compute-sanitizer has no kernel filter: racecheck and initcheck also check cuBLAS's kernels"
   fi
-  # One (test, tool) run per job, FERRY_SANITIZE_JOBS at once (default 6): run one after another they take longer
-  # than a device session; each writes its line to its own file, gathered in order afterwards.
   # The error reports of an initcheck log whose first frame is one of ferry's kernels (namespace ferry::).
   initcheck_ferry_errors() {
     awk '/^========= [A-Z][a-z]+.* (memory|access)/ { pending = 1; next }
@@ -169,7 +167,7 @@ elif [ -n "$sanitize" ]; then
   }
   sanitize_one() {
     local t=$1 tool=$2 exe=build-device/tests/$1 res=$out/sanitize/$1.$2.result
-    local log=$out/sanitize/$t.$tool.log t0 code secs errors why filter=() ours cases=()
+    local log=$out/sanitize/$t.$tool.log t0 code secs errors why filter=() limit=() ours cases=()
     t0=$(date +%s)
     case "$tool" in
       racecheck)
@@ -191,10 +189,10 @@ elif [ -n "$sanitize" ]; then
       # initcheck watches every kernel, so that what cuBLAS's GEMMs write counts as written: with the kernel filter
       # (H100, 2026-12-05) ferry's kernels reading a GEMM's output were reported (GELU, RoPE). Only errors in
       # ferry's own kernels count (initcheck_ferry_errors); cuBLAS's are listed, not judged.
-      initcheck) filter=(--print-limit 200000) ;;
+      initcheck) limit=(--print-limit 200000) ;;
     esac
     FERRY_TEST_QUICK=1 FERRY_UNDER_SANITIZER=1 timeout "${FERRY_SANITIZE_TIMEOUT:-300}" "$sanitizer" --tool "$tool" --error-exitcode 1 \
-      "${filter[@]}" "$exe" "${cases[@]}" >"$log" 2>&1
+      "${filter[@]}" "${limit[@]}" "$exe" "${cases[@]}" >"$log" 2>&1
     code=$?
     secs=$(($(date +%s) - t0))
     errors=$(grep -E '^========= (ERROR SUMMARY|RACECHECK SUMMARY)' "$log" | tail -1 | sed 's/^========= //')
@@ -216,6 +214,8 @@ elif [ -n "$sanitize" ]; then
       echo "FAILED sanitize $t $tool: FAILED ($why, $secs s; ${errors:-no summary}; log sanitize/$t.$tool.log)" >"$res"
     fi
   }
+  # One (test, tool) run per job, FERRY_SANITIZE_JOBS at once (default 6): run one after another they take longer
+  # than a device session; each writes its line to its own file, gathered in order afterwards.
   jobs_max=${FERRY_SANITIZE_JOBS:-6}
   for t in "${tests[@]}"; do
     [ -x "build-device/tests/$t" ] || { fail "sanitize $t: FAILED (no executable build-device/tests/$t)"; continue; }
