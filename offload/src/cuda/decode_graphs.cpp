@@ -22,8 +22,7 @@ bool DecodeGraphs::applies(const StepContext& step) const {
          (step.sequences.empty() || step.sequences[0].n_tokens == 1);
 }
 
-bool DecodeGraphs::run(size_t first, size_t last, const StepContext& step, int64_t position_limit,
-                       const std::function<void()>& enqueue) {
+bool DecodeGraphs::run(size_t first, size_t last, const StepContext& step, int64_t position_limit, EnqueueRef enqueue) {
   if (!applies(step) || first >= m_runs.size() || last < first || last >= m_runs.size()) return false;
   const bool sequences = !step.sequences.empty();
   const int64_t position = sequences ? step.sequences[0].pos0 : step.pos0;
@@ -51,7 +50,7 @@ bool DecodeGraphs::run(size_t first, size_t last, const StepContext& step, int64
   return true;
 }
 
-bool DecodeGraphs::capture(Run& r, const Shape& shape, int64_t position, const std::function<void()>& enqueue) {
+bool DecodeGraphs::capture(Run& r, const Shape& shape, int64_t position, EnqueueRef enqueue) {
   // Thread-local mode: only this thread's calls are checked for what a capture cannot hold (the CPU layers' worker
   // threads make no CUDA calls, and the copy stream is driven from this thread outside any capture).
   const cudaError_t began = cudaStreamBeginCapture(m_stream, cudaStreamCaptureModeThreadLocal);

@@ -23,7 +23,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <functional>
 #include <vector>
 
 #include "ferry/kernels/cuda/attention.cuh"
@@ -33,6 +32,20 @@
 #include "ferry/offload/layer.hpp"
 
 namespace ferry::detail {
+
+// The work a capture records, passed by reference: a std::function would allocate for a lambda of a few captures, in
+// every decode step, where a step allocates nothing. The callable must outlive the call it is passed to.
+class EnqueueRef {
+ public:
+  template <class F>
+  EnqueueRef(F& f) noexcept  // NOLINT(google-explicit-constructor): a lambda at the call site
+      : m_object(&f), m_call([](void* object) { (*static_cast<F*>(object))(); }) {}
+  void operator()() const { m_call(m_object); }
+
+ private:
+  void* m_object;
+  void (*m_call)(void*);
+};
 
 class DecodeGraphs {
  public:
@@ -49,8 +62,7 @@ class DecodeGraphs {
   // run, shape and bucket; `enqueue` enqueues the layers' work the direct way (called only while capturing). Returns
   // false with nothing enqueued when the step goes past position_limit (the smallest of the layers') or the capture
   // failed: the caller then runs the layers itself.
-  bool run(size_t first, size_t last, const StepContext& step, int64_t position_limit,
-           const std::function<void()>& enqueue);
+  bool run(size_t first, size_t last, const StepContext& step, int64_t position_limit, EnqueueRef enqueue);
 
   int64_t captures() const noexcept { return m_captures; }
 
@@ -69,7 +81,7 @@ class DecodeGraphs {
     Shape shape;
     cuda::GraphExec exec;
   };
-  bool capture(Run& run, const Shape& shape, int64_t position, const std::function<void()>& enqueue);
+  bool capture(Run& run, const Shape& shape, int64_t position, EnqueueRef enqueue);
 
   CudaOps& m_ops;
   cudaStream_t m_stream;

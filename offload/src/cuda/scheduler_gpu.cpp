@@ -71,7 +71,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -430,9 +429,10 @@ bool GpuEngine::run_replayed(size_t first, size_t last, const StepContext& step)
   for (size_t l = first; l <= last; ++l) limit = std::min(limit, m_setup.layers[l]->position_limit());
   cudaStream_t compute = m_compute.get();
   FERRY_CUDA_CHECK(cudaEventRecord(m_layers[first].begin.get(), compute));
-  const bool ran = m_graphs->run(first, last, step, limit, [&] {
+  auto enqueue = [&] {
     for (size_t l = first; l <= last; ++l) m_setup.layers[l]->forward(m_layers[l].resident_views, m_x, step, run_of(l));
-  });
+  };
+  const bool ran = m_graphs->run(first, last, step, limit, enqueue);
   if (!ran) return false;  // the direct path records the begin event again
   FERRY_CUDA_CHECK(cudaEventRecord(m_layers[last].end.get(), compute));
   for (size_t l = first; l <= last; ++l) {
