@@ -38,6 +38,8 @@
 #              streamed in the prompt), by-kernel and copy-engine activation upload, against resident-first/-stream
 #   graphs     decode steps as CUDA graphs on and off (FERRY_DECODE_GRAPHS): ferry bench on SmolLM2 (needs the file, as
 #              smollm2) and llama-3-8B Q4_0, all resident
+#   fused      fused ops on and off (FERRY_FUSED_OPS): the SmolLM2 GPU case and its perplexity with them, then ferry
+#              bench on SmolLM2 and llama-3-8B Q4_0 / Q4_K_M, all resident (graphs on, the default)
 #   upload     activations up by the copy engine vs by kernel (FERRY_ACTIVATION_UPLOAD): ferry bench on llama-13b
 #              Q4_0 with streamed and CPU layers, each mode in its own run
 # Each step after `all` reuses its build. A step that fails is reported and the next one runs.
@@ -93,7 +95,7 @@ step() {
   # The summary lines of the step, so progress.txt alone says what happened (bench steps: the bench's own summary).
   local bench_summary=/dev/null
   [[ $name == bench* || $name == fluxbench || $name == smollm2 ]] && bench_summary=$dir/bench/bench-summary.txt
-  grep -h -E "^(build|tests|repeat|sanitize|overall|bench|results.md|flux|plan|decode|gemv|calibrate|llama|smollm2|serve|PPL|ppl|upload|ncu|graphs| )" \
+  grep -h -E "^(build|tests|repeat|sanitize|overall|bench|results.md|flux|plan|decode|gemv|calibrate|llama|smollm2|serve|PPL|ppl|upload|ncu|graphs|fused| )" \
     "$dir/$name/summary.txt" "$dir/$name/figures-summary.txt" "$dir/$name/bench-summary.txt" \
     "$dir/$name/step-summary.txt" "$bench_summary" 2>/dev/null | sed 's/^/    /' | tee -a "$progress"
 }
@@ -222,6 +224,41 @@ graphs_step() {
   return "$status"
 }
 
+# The fused ops (FERRY_FUSED_OPS, issue 12): correctness on the real model, then decode speed on and off.
+fused_step() {
+  local s=$OUT/step-summary.txt status=0 m8=$models/llama-3-8b-q4_0.gguf m8k=$models/llama-3-8b-q4_k_m.gguf
+  local smol=${FERRY_SMOLLM2_GGUF:-/tmp/ferry-smol/SmolLM2-135M-Instruct.Q4_1.gguf}
+  [ -f "$m8" ] || "$ferry" make-model --arch llama --preset llama-3-8b --type q4_0 --seed 1 -o "$m8" >/dev/null || return 1
+  [ -f "$m8k" ] || "$ferry" make-model --arch llama --preset llama-3-8b --type q4_k_m --seed 1 -o "$m8k" >/dev/null ||
+    return 1
+  for ((i = 0; i < 180; i += 5)); do [ -f "$smol" ] && break; sleep 5; done
+  if [ -f "$smol" ]; then
+    if FERRY_FUSED_OPS=on FERRY_SMOLLM2_GGUF=$smol timeout 200 build-device/tests/test_llama_gpu -tc='SmolLM2*' -s \
+      >"$OUT/test-smollm2-fused.log" 2>&1; then
+      echo "fused smollm2 test: ok; $(grep -E 'greedy tokens (agree|part)' "$OUT/test-smollm2-fused.log" | tr '\n' ' ')" >>"$s"
+    else
+      status=1
+      echo "fused smollm2 test: FAILED ($(grep -E 'ERROR|greedy' "$OUT/test-smollm2-fused.log" | head -3 | tr '\n' ' '))" >>"$s"
+    fi
+    for f in on off; do
+      FERRY_FUSED_OPS=$f timeout 120 "$ferry" perplexity "$smol" -f tests/data/apache-license-2.0.txt -c 512 --vram 8GiB \
+        --policy resident-first >"$OUT/ppl-fused-$f.log" 2>&1 || status=1
+      echo "fused ppl $f: $(grep -E 'PPL =' "$OUT/ppl-fused-$f.log" | tail -1)" >>"$s"
+    done
+  fi
+  for m in "$smol" "$m8" "$m8k"; do
+    [ -f "$m" ] || { echo "fused: SKIPPED $m (missing)" >>"$s"; status=1; continue; }
+    local name
+    name=$(basename "$m" .gguf)
+    for run in on-1 off-1 on-2 off-2; do
+      FERRY_FUSED_OPS=${run%-*} timeout 200 "$ferry" bench "$m" --vram 8GiB --policy resident-first -p 512 -n 128 \
+        -r 3 >"$OUT/fused-$name-$run.md" 2>"$OUT/fused-$name-$run.log" || status=1
+      grep -E '\| (pp512|tg128) \|' "$OUT/fused-$name-$run.md" | sed "s/^/    fused $run $name /" >>"$s"
+    done
+  done
+  return "$status"
+}
+
 # Phased placement (issue 13): the resident-stream plan of each budget with a fraction of its streamed blocks made
 # phased (interleaved: the CPU computes one while the link copies the next), against resident-first and
 # resident-stream in the same session; activations up by the copy engine and by kernel.
@@ -276,6 +313,7 @@ for s in "$@"; do
     upload) step upload upload_step ;;
     phased) step phased phased_step ;;
     graphs) step graphs graphs_step ;;
+    fused) step fused fused_step ;;
     ncu) step ncu ncu_step ;;
     *) log "$s: unknown step" ;;
   esac

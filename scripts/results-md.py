@@ -123,7 +123,8 @@ def section(path, r, out_dir):
         lines.append("- engine: decode steps " + ("replayed as CUDA graphs" if engine["decode_graphs"] else
                                                   "kernel by kernel (FERRY_DECODE_GRAPHS=off)") +
                      ", activations up " + ("by kernel" if engine["activation_upload"] == "kernel" else
-                                            "by the copy engine"))
+                                            "by the copy engine") +
+                     ("" if "fused_ops" not in engine else ", fused ops " + ("on" if engine["fused_ops"] else "off")))
     if link:
         lines.append(f"- **simulated link: {link:g} GB/s** (host-to-device copies of streamed layers paced to it; rows "
                      "marked \"simulated\" are figures for that link, not this card's)")

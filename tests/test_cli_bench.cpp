@@ -281,34 +281,42 @@ TEST_CASE("ferry bench --sequential: each arm runs its repetitions in a row, and
 }
 
 TEST_CASE("ferry bench reports the engine settings it ran with, and refuses a bad one before running") {
-  // FERRY_DECODE_GRAPHS and FERRY_ACTIVATION_UPLOAD change the GPU figures: a report carries them (JSON `engine`; the
-  // markdown says them when a GPU ran), so runs with different settings are not compared unawares.
+  // FERRY_DECODE_GRAPHS, FERRY_ACTIVATION_UPLOAD and FERRY_FUSED_OPS change the GPU figures: a report carries them
+  // (JSON `engine`; the markdown says them when a GPU ran), so runs with different settings are not compared unawares.
   TempDir dir;
   struct Case {
     const char* graphs;  // FERRY_DECODE_GRAPHS, empty: unset
     const char* upload;
+    const char* fused;
     bool expect_graphs;
     const char* expect_upload;
+    bool expect_fused;
   };
-  for (const Case& c :
-       {Case{"", "", true, "copy"}, Case{"off", "kernel", false, "kernel"}, Case{"on", "copy", true, "copy"}}) {
+  for (const Case& c : {Case{"", "", "", true, "copy", false}, Case{"off", "kernel", "on", false, "kernel", true},
+                        Case{"on", "copy", "off", true, "copy", false}}) {
     CAPTURE(c.graphs);
     Environment env = default_model_env(dir.path());
     if (*c.graphs != '\0') env.emplace_back("FERRY_DECODE_GRAPHS", c.graphs);
     if (*c.upload != '\0') env.emplace_back("FERRY_ACTIVATION_UPLOAD", c.upload);
+    if (*c.fused != '\0') env.emplace_back("FERRY_FUSED_OPS", c.fused);
     const Result r = run_ferry({"bench", "-p", "4", "-n", "2", "-r", "1", "--policy", "cpu-all", "-o", "json"},
                                dir.path(), false, env);
     REQUIRE_MESSAGE(r.status == 0, r.err);
     const json report = json::parse(r.out);
     CHECK(report["engine"]["decode_graphs"] == c.expect_graphs);
     CHECK(report["engine"]["activation_upload"] == c.expect_upload);
+    CHECK(report["engine"]["fused_ops"] == c.expect_fused);
   }
-  Environment bad = default_model_env(dir.path());
-  bad.emplace_back("FERRY_DECODE_GRAPHS", "maybe");
-  const Result r = run_ferry({"bench", "-p", "4", "-n", "2", "-r", "1", "--policy", "cpu-all"}, dir.path(), false, bad);
-  CHECK(r.status == 2);
-  CHECK_MESSAGE(contains(r.err, "FERRY_DECODE_GRAPHS='maybe'"), r.err);
-  CHECK(r.out.empty());
+  for (const char* variable : {"FERRY_DECODE_GRAPHS", "FERRY_FUSED_OPS"}) {
+    CAPTURE(variable);
+    Environment bad = default_model_env(dir.path());
+    bad.emplace_back(variable, "maybe");
+    const Result r =
+        run_ferry({"bench", "-p", "4", "-n", "2", "-r", "1", "--policy", "cpu-all"}, dir.path(), false, bad);
+    CHECK(r.status == 2);
+    CHECK_MESSAGE(contains(r.err, std::string(variable) + "='maybe'"), r.err);
+    CHECK(r.out.empty());
+  }
 }
 
 TEST_CASE("ferry bench --link-gbps: every form says the link is simulated, or why it had no effect") {

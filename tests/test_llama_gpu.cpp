@@ -89,31 +89,42 @@ TEST_CASE("GPU forward pass matches the float64 reference under every placement"
       for (int64_t i = 0; i < T; ++i) tokens.push_back(static_cast<int32_t>((i * 131 + T) % c.n_vocab));
       const std::vector<double> expected = test::llama_reference_logits(c, w, tokens);
       // Placements that run the same layers on the CPU run the same kernels everywhere else (resident or streamed
-      // weights are the same bytes), so their logits must agree bit for bit.
-      std::map<std::vector<bool>, std::vector<float>> by_cpu_set;
-      for (const auto& placements : placement_mixes(static_cast<size_t>(c.n_layer) + 1, test::test_seed(100 + T))) {
-        CAPTURE(T);
-        CAPTURE(describe(placements));
-        LlamaRunnerOptions o;
-        o.n_ctx = 64;
-        o.max_tokens = 8;  // T = 13 runs as two steps: GEMV and GEMM paths both
-        // Phased layers stream in the steps of 5 and 8 tokens (the second of T = 13 reads the first's K/V rows back
-        // from host memory) and run on the CPU at T = 1.
-        o.phased_cpu_max_tokens = 4;
-        o.all_logits = true;
-        o.vram_budget = parse_budget("4GiB");
-        LlamaRunner runner(c, w, o, placements);
-        std::vector<float> logits(T * c.n_vocab, NAN);
-        runner.forward(tokens, 0, logits, true);
-        for (float v : logits) REQUIRE(std::isfinite(v));
-        // 3e-2: CPU and GPU layers round activations to 8 bits per block of 32 in their GEMV for Q4_K/Q6_K (see
-        // test_llama_cpu); GPU layers round GEMM operands and K/V to FP16. Measured well below on these shapes.
-        CHECK(relative_error(logits, expected) <= 3e-2);
-        std::vector<bool> cpu_set;
-        for (Placement p : placements) cpu_set.push_back(placement_for_step(p, T, 4) == Placement::CPU);
-        const auto [it, inserted] = by_cpu_set.emplace(cpu_set, logits);
-        if (!inserted) CHECK(std::memcmp(it->second.data(), logits.data(), logits.size() * sizeof(float)) == 0);
-      }
+      // weights are the same bytes), so their logits must agree bit for bit, with fused ops as without.
+      std::map<std::pair<bool, std::vector<bool>>, std::vector<float>> by_cpu_set;
+      std::vector<float> unfused;  // the same placements' logits without fused ops
+      for (const auto& placements : placement_mixes(static_cast<size_t>(c.n_layer) + 1, test::test_seed(100 + T)))
+        for (const bool fused : {false, true}) {
+          CAPTURE(T);
+          CAPTURE(describe(placements));
+          CAPTURE(fused);
+          LlamaRunnerOptions o;
+          o.fused_ops = fused ? SchedulerOptions::FusedOps::ON : SchedulerOptions::FusedOps::OFF;
+          o.n_ctx = 64;
+          o.max_tokens = 8;  // T = 13 runs as two steps: GEMV and GEMM paths both
+          // Phased layers stream in the steps of 5 and 8 tokens (the second of T = 13 reads the first's K/V rows back
+          // from host memory) and run on the CPU at T = 1.
+          o.phased_cpu_max_tokens = 4;
+          o.all_logits = true;
+          o.vram_budget = parse_budget("4GiB");
+          LlamaRunner runner(c, w, o, placements);
+          std::vector<float> logits(T * c.n_vocab, NAN);
+          runner.forward(tokens, 0, logits, true);
+          for (float v : logits) REQUIRE(std::isfinite(v));
+          // 3e-2: CPU and GPU layers round activations to 8 bits per block of 32 in their GEMV for Q4_K/Q6_K (see
+          // test_llama_cpu); GPU layers round GEMM operands and K/V to FP16. Measured well below on these shapes.
+          CHECK(relative_error(logits, expected) <= 3e-2);
+          // Fused ops change only roundings (the norm's 1 / rms applied after the product, the codes of x ⊙ w): against
+          // the unfused run 1e-2, a third of the bound above, where a wrong fused op (a missing residual, an
+          // unnormalised input) moves the logits by O(1).
+          if (!fused)
+            unfused = logits;
+          else
+            CHECK(relative_error(logits, std::vector<double>(unfused.begin(), unfused.end())) <= 1e-2);
+          std::vector<bool> cpu_set;
+          for (Placement p : placements) cpu_set.push_back(placement_for_step(p, T, 4) == Placement::CPU);
+          const auto [it, inserted] = by_cpu_set.emplace(std::pair(fused, cpu_set), logits);
+          if (!inserted) CHECK(std::memcmp(it->second.data(), logits.data(), logits.size() * sizeof(float)) == 0);
+        }
     }
   }
 }
@@ -133,7 +144,11 @@ TEST_CASE("greedy generation gives the same tokens for every placement") {
   for (const auto& placements : placement_mixes(static_cast<size_t>(c.n_layer) + 1, test::test_seed(7))) {
     CAPTURE(describe(placements));
     for (int depth : {1, 3}) {
+      CAPTURE(depth);
       LlamaRunnerOptions o;
+      // F32 weights have no int8 GEMV: with fused ops only RoPE and the KV store fuse here (the GEMV fusions are
+      // checked on Q4_K_M weights above).
+      o.fused_ops = depth == 3 ? SchedulerOptions::FusedOps::ON : SchedulerOptions::FusedOps::OFF;
       o.n_ctx = 64;
       o.max_tokens = 16;
       o.prefetch_depth = depth;
@@ -174,8 +189,11 @@ TEST_CASE("decode steps replayed as CUDA graphs give bit for bit the logits of s
     std::vector<std::vector<Placement>> mixes = {around_cpu, around_streamed};
     for (const auto& m : placement_mixes(n, test::test_seed(33))) mixes.push_back(m);
     if (quick) mixes.resize(5);
-    for (const auto& placements : mixes) {
+    for (size_t m = 0; m < mixes.size(); ++m) {
+      const auto& placements = mixes[m];
       CAPTURE(describe(placements));
+      const bool fused = m % 2 == 1;  // graphs over the fused ops' kernels too
+      CAPTURE(fused);
       // Phased layers run on the CPU in decode steps: only resident ones replay.
       const auto resident = static_cast<int64_t>(std::count(placements.begin(), placements.end(), Placement::RESIDENT));
       LlamaRunnerOptions o;
@@ -183,6 +201,7 @@ TEST_CASE("decode steps replayed as CUDA graphs give bit for bit the logits of s
       o.max_tokens = 64;
       o.phased_cpu_max_tokens = 4;
       o.vram_budget = parse_budget("4GiB");
+      o.fused_ops = fused ? SchedulerOptions::FusedOps::ON : SchedulerOptions::FusedOps::OFF;
       o.decode_graphs = SchedulerOptions::DecodeGraphs::ON;
       LlamaRunner graphs(c, w, o, placements);
       o.decode_graphs = SchedulerOptions::DecodeGraphs::OFF;
@@ -224,35 +243,39 @@ TEST_CASE("a server's single-sequence decode steps replay per KV slot, bit for b
   const LlamaConfig c = LlamaConfig::from_gguf(file);
   const LlamaWeights w = LlamaWeights::from_gguf(file, c);
   const size_t n = static_cast<size_t>(c.n_layer) + 1;
-  LlamaRunnerOptions o;
-  o.n_ctx = 128;
-  o.max_tokens = 32;
-  o.n_seq = 2;
-  o.vram_budget = parse_budget("4GiB");
-  o.decode_graphs = SchedulerOptions::DecodeGraphs::ON;
-  LlamaRunner graphs(c, w, o, std::vector<Placement>(n, Placement::RESIDENT));
-  o.decode_graphs = SchedulerOptions::DecodeGraphs::OFF;
-  LlamaRunner direct(c, w, o, std::vector<Placement>(n, Placement::RESIDENT));
-  const std::vector<int32_t> a = {1, 40, 41, 42, 43, 44}, b = {1, 90, 91};
-  std::vector<float> la(2 * c.n_vocab, NAN), lb(2 * c.n_vocab, NAN);
-  auto run_both = [&](const std::vector<SequenceChunk>& chunks, int64_t expected_replayed) {
-    const size_t rows = chunks.size();
-    graphs.forward_sequences(chunks, std::span<float>(la.data(), rows * c.n_vocab));
-    direct.forward_sequences(chunks, std::span<float>(lb.data(), rows * c.n_vocab));
-    CHECK(std::memcmp(la.data(), lb.data(), rows * c.n_vocab * sizeof(float)) == 0);
-    CHECK(graphs.scheduler().last_step().replayed_layers == expected_replayed);
-  };
-  run_both({SequenceChunk{0, 0, a, true}, SequenceChunk{1, 0, b, true}}, 0);
-  int64_t pos[2] = {static_cast<int64_t>(a.size()), static_cast<int64_t>(b.size())};
-  for (int i = 0; i < 12; ++i) {
-    CAPTURE(i);
-    const int64_t slot = i % 3 == 2 ? 1 : 0;  // slot 0 twice, then slot 1: replays and re-captures
-    const int32_t token[1] = {static_cast<int32_t>(50 + i)};
-    run_both({SequenceChunk{slot, pos[slot], token, true}}, static_cast<int64_t>(n));
-    ++pos[slot];
+  for (const bool fused : {false, true}) {
+    CAPTURE(fused);
+    LlamaRunnerOptions o;
+    o.n_ctx = 128;
+    o.max_tokens = 32;
+    o.n_seq = 2;
+    o.vram_budget = parse_budget("4GiB");
+    o.fused_ops = fused ? SchedulerOptions::FusedOps::ON : SchedulerOptions::FusedOps::OFF;
+    o.decode_graphs = SchedulerOptions::DecodeGraphs::ON;
+    LlamaRunner graphs(c, w, o, std::vector<Placement>(n, Placement::RESIDENT));
+    o.decode_graphs = SchedulerOptions::DecodeGraphs::OFF;
+    LlamaRunner direct(c, w, o, std::vector<Placement>(n, Placement::RESIDENT));
+    const std::vector<int32_t> a = {1, 40, 41, 42, 43, 44}, b = {1, 90, 91};
+    std::vector<float> la(2 * c.n_vocab, NAN), lb(2 * c.n_vocab, NAN);
+    auto run_both = [&](const std::vector<SequenceChunk>& chunks, int64_t expected_replayed) {
+      const size_t rows = chunks.size();
+      graphs.forward_sequences(chunks, std::span<float>(la.data(), rows * c.n_vocab));
+      direct.forward_sequences(chunks, std::span<float>(lb.data(), rows * c.n_vocab));
+      CHECK(std::memcmp(la.data(), lb.data(), rows * c.n_vocab * sizeof(float)) == 0);
+      CHECK(graphs.scheduler().last_step().replayed_layers == expected_replayed);
+    };
+    run_both({SequenceChunk{0, 0, a, true}, SequenceChunk{1, 0, b, true}}, 0);
+    int64_t pos[2] = {static_cast<int64_t>(a.size()), static_cast<int64_t>(b.size())};
+    for (int i = 0; i < 12; ++i) {
+      CAPTURE(i);
+      const int64_t slot = i % 3 == 2 ? 1 : 0;  // slot 0 twice, then slot 1: replays and re-captures
+      const int32_t token[1] = {static_cast<int32_t>(50 + i)};
+      run_both({SequenceChunk{slot, pos[slot], token, true}}, static_cast<int64_t>(n));
+      ++pos[slot];
+    }
+    const int32_t t0[1] = {60}, t1[1] = {61};
+    run_both({SequenceChunk{0, pos[0], t0, true}, SequenceChunk{1, pos[1], t1, true}}, 0);
   }
-  const int32_t t0[1] = {60}, t1[1] = {61};
-  run_both({SequenceChunk{0, pos[0], t0, true}, SequenceChunk{1, pos[1], t1, true}}, 0);
 }
 
 TEST_CASE("a budget that cannot hold the model's minimum plan is refused with the numbers") {
@@ -364,7 +387,8 @@ TEST_CASE("SmolLM2: the CPU and the link at once (phased and streamed layers) gi
   int agreed = 0;
   for (int i = 0; i < kTokens; ++i) {
     CAPTURE(i);
-    // The CPU's GEMV rounds activations to 8 bits per block of 32, the GPU's Q4_1 GEMV does not; over the 10 phased
+    // The CPU's GEMV rounds activations to 8 bits per block of 32, the GPU's Q4_1 GEMV does not (but with
+    // FERRY_FUSED_OPS=on, which takes Q4_1 through the int8 kernel); over the 10 phased
     // blocks and the head that the CPU runs in decode, on a real model's activations, that gave 0 (the prompt step:
     // all on the GPU) and then 0.0055-0.044 on the H100 (2026-12-05, 48 tokens, median ~0.016, every greedy token
     // equal), against 3e-2 on the synthetic models above. A wrong K/V row or layer gives errors of order 1.

@@ -5,7 +5,8 @@
 // - quant_gemv: 1e-8. It decodes the weights in FP32 (fused multiply-adds: within an ulp of the reference values)
 //   and accumulates in FP32 in its own order; for K <= 8192 that is ~K·2^-48 ≈ 1e-11 relative. Any indexing or
 //   decoding mistake gives O(1e-2) or more.
-//   Q4_0, Q8_0, Q4_K and Q6_K take the int8-activation kernel (gemv_i8.cu): x is rounded per 32 elements to
+//   Q4_0, Q8_0, Q4_K and Q6_K take the int8-activation kernel (gemv_i8_kernel.cuh; Q4_1 and Q5_K too, through
+//   quant_gemv_fused only): x is rounded per 32 elements to
 //   d·q, d = max|x| / 127, q = rint(x / d) (half to even), as the CPU GEMV does. Their 1e-8 is checked against the
 //   reference on that rounded x (reference_gemv(), the same rounding on the host), which pins the codes, scales and
 //   indexing exactly; against the exact x they are checked at 2e-4 on the large shapes: the rounding's expected
@@ -51,8 +52,12 @@ const GgmlType kGemvTypes[] = {GgmlType::Q4_0,   GgmlType::Q4_1,   GgmlType::Q5_
                                GgmlType::IQ4_NL, GgmlType::IQ4_XS, GgmlType::F16,  GgmlType::BF16, GgmlType::F32};
 
 bool is_float_type(GgmlType type) { return type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16; }
+// The types quant_gemv sends to the int8-activation kernel, and those quant_gemv_fused takes.
+const GgmlType kInt8GemvTypes[] = {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K};
+const GgmlType kFusedGemvTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0,
+                                    GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
 bool gemv_uses_int8_x(GgmlType type) {
-  return type == GgmlType::Q4_0 || type == GgmlType::Q8_0 || type == GgmlType::Q4_K || type == GgmlType::Q6_K;
+  return std::find(std::begin(kInt8GemvTypes), std::end(kInt8GemvTypes), type) != std::end(kInt8GemvTypes);
 }
 
 // x as the int8-activation GEMV sees it: per 32 elements d·q, d = max|x| / 127, q = nearbyint(x · (127 / max|x|)).
@@ -242,7 +247,7 @@ TEST_CASE("the DIRECT and STAGED GEMV paths agree bit for bit and with the refer
   Stream stream;
   uint64_t seed = test_seed(8300);
   const bool quick = quick_mode();
-  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
+  for (GgmlType type : kInt8GemvTypes) {
     const int64_t qk = type_traits(type).block_size;
     // One block; an odd count of blocks; several 1024-element chunks (the direct path's register pipeline) with a
     // partial last one; K = 8192 at T = 8 (several x segments).
@@ -566,9 +571,183 @@ TEST_CASE("matmul takes the GEMV up to 8 tokens and the GEMM above") {
     const auto direct = t <= cuda::kGemvMaxTokens ? run_gemv(op, stream) : run_gemm(op, op.n, stream, cublas);
     INFO("T = ", t);
     CHECK(std::memcmp(y.data(), direct.data(), y.size() * 4) == 0);
-    const auto ref = op.reference();
+    const auto ref = t <= cuda::kGemvMaxTokens ? op.reference_gemv() : op.reference();
     CHECK(normalized_error(y, ref, ref.size()) <= (t <= cuda::kGemvMaxTokens ? kGemvTolerance : kGemmTolerance));
   }
+}
+
+// The fused GEMV (GemvFusion, CudaOps' fused ops) against the reference on x formed on the host the way the replaced
+// ops form it (ref::rms_norm, or silu(gate) · up) and rounded to int8 blocks. The kernel's codes can differ from the
+// host's where a value sits on a rounding boundary: the kernel quantizes x ⊙ w and applies 1 / rms to the outputs (the
+// same codes in exact arithmetic, not always in float), and device expf may differ from the host's in the last bit.
+// One moved code changes the outputs by about (1/127)² / K normalised (2e-6 at K = 32, 1.5e-8 at K = 4096), a wrong
+// index, scale or token by 1e-2 or more: the tolerance allows a few moved codes at every K. Against the exactly formed
+// x (no int8 rounding) the large shapes are held to the int8 GEMV's 2e-4.
+double fused_tolerance(int64_t k) { return 1e-6 + 4e-4 / static_cast<double>(k); }
+
+struct FusedCase {
+  const char* name;
+  cuda::GemvFusion::Input input;
+  bool accumulate;
+  bool norm_weight;  // RMS_NORM with a weight (else none: 1)
+  int n_matrices;
+};
+
+// x as the fused kernel forms it, on the host.
+std::vector<float> form_fused_input(const FusedCase& fc, const std::vector<float>& x, const std::vector<float>& up,
+                                    const std::vector<float>& norm_weight, int64_t t, int64_t k, float eps) {
+  std::vector<float> out(x.size());
+  if (fc.input == cuda::GemvFusion::Input::RMS_NORM) {
+    ref::rms_norm(x.data(), fc.norm_weight ? norm_weight.data() : nullptr, out.data(), t, k, eps);
+  } else if (fc.input == cuda::GemvFusion::Input::SWIGLU) {
+    for (size_t i = 0; i < x.size(); ++i) out[i] = x[i] / (1.0f + std::exp(-x[i])) * up[i];
+  } else {
+    out = x;
+  }
+  return out;
+}
+
+TEST_CASE("quant_gemv_fused: the RMS norm, SwiGLU and the residual add inside the GEMV match the reference") {
+  Stream stream;
+  uint64_t seed = test_seed(9700);
+  const bool quick = quick_mode();
+  const float eps = 1e-5f;
+  const FusedCase cases[] = {
+      {"plain product (Q4_1 and Q5_K reach the int8 kernel only this way)", cuda::GemvFusion::Input::PLAIN, false,
+       false, 2},
+      {"residual add", cuda::GemvFusion::Input::PLAIN, true, false, 1},
+      {"RMS norm, three matrices (q, k, v)", cuda::GemvFusion::Input::RMS_NORM, false, true, 3},
+      {"RMS norm without a weight", cuda::GemvFusion::Input::RMS_NORM, false, false, 1},
+      {"SwiGLU and the residual add", cuda::GemvFusion::Input::SWIGLU, true, false, 1},
+  };
+  const int64_t rows[] = {45, 13, 70};  // odd: CTAs straddle the matrices' boundaries
+  for (GgmlType type : kFusedGemvTypes) {
+    const int64_t qk = type_traits(type).block_size;
+    // (K, T, x's byte offset): one block; an odd block count at an unaligned x (scalar loads); several 1024-element
+    // chunks; K = 8192 at T = 8 (x cut into segments: the norm must still cover all of K).
+    const int64_t shapes[][3] = {{qk, 1, 0}, {3 * qk, 3, 4}, {quick ? 1024 : 3328, 2, 0}, {8192, 8, 0}};
+    for (const FusedCase& fc : cases) {
+      for (const auto& sh : shapes) {
+        const int64_t k = sh[0], t = sh[1];
+        ++seed;
+        INFO(fc.name, ", type ", type_label(type), ", K = ", k, ", T = ", t, ", x offset ", sh[2], ", seed ", seed);
+        const auto x = random_floats(static_cast<size_t>(t * k), seed);
+        const auto up = random_floats(static_cast<size_t>(t * k), seed + 1);
+        const auto norm_weight = random_floats(static_cast<size_t>(k), seed + 2, 0.5f, 1.5f);
+        GuardedBuffer d_x(x.size() * 4, static_cast<size_t>(sh[2])), d_up(up), d_nw(norm_weight);
+        d_x.upload(x.data(), x.size() * 4);
+        const auto formed = form_fused_input(fc, x, up, norm_weight, t, k, eps);
+        const auto rounded = round_x_to_int8_blocks(formed);
+        cuda::GemvFusion fusion;
+        fusion.input = fc.input;
+        fusion.norm_weight = fc.norm_weight ? d_nw.get<float>() : nullptr;
+        fusion.eps = eps;
+        fusion.up = d_up.get<float>();
+        fusion.accumulate = fc.accumulate;
+        std::vector<std::vector<uint8_t>> w;
+        std::deque<GuardedBuffer> d_w;
+        std::vector<QuantMatrixView> views;
+        std::vector<std::vector<float>> y0;
+        for (int m = 0; m < fc.n_matrices; ++m) {
+          w.push_back(make_weights(type, rows[m], k, seed * 10 + static_cast<uint64_t>(m)));
+          d_w.emplace_back(w.back().size());
+          d_w.back().upload(w.back().data(), w.back().size());
+          views.push_back({type, d_w.back().get(), k, rows[m]});
+          y0.push_back(random_floats(static_cast<size_t>(t * rows[m]), seed * 10 + 5 + static_cast<uint64_t>(m)));
+        }
+        REQUIRE(cuda::gemv_fusable(views, t));
+        auto run = [&](cuda::GemvPath path) {
+          const GemvPathScope scope(path);
+          std::deque<GuardedBuffer> d_y;
+          std::vector<float*> outs;
+          for (int m = 0; m < fc.n_matrices; ++m) {
+            d_y.emplace_back(y0[static_cast<size_t>(m)]);  // what an accumulating product adds to
+            outs.push_back(d_y.back().get<float>());
+          }
+          cuda::quant_gemv_fused(views, d_x.get<float>(), t, outs, fusion, stream);
+          stream.sync();
+          std::vector<std::vector<float>> ys;
+          for (auto& d : d_y) {
+            CHECK(d.guards_intact());
+            ys.push_back(d.download<float>());
+          }
+          return ys;
+        };
+        const auto direct = run(cuda::GemvPath::DIRECT);
+        CHECK(run(cuda::GemvPath::STAGED) == direct);
+        for (int m = 0; m < fc.n_matrices; ++m) {
+          const auto mi = static_cast<size_t>(m);
+          std::vector<float> product = direct[mi];  // the product alone: y minus what it was added to
+          if (fc.accumulate)
+            for (size_t i = 0; i < product.size(); ++i) product[i] -= y0[mi][i];
+          std::vector<float> ref(product.size()), exact(product.size());
+          ref::matmul({type, w[mi].data(), k, rows[m]}, rounded.data(), t, ref.data());
+          INFO("matrix ", m);
+          CHECK(count_nans(direct[mi]) == 0);
+          CHECK(normalized_error(product, ref, ref.size()) <= fused_tolerance(k));
+          if (k >= 3328) {
+            ref::matmul({type, w[mi].data(), k, rows[m]}, formed.data(), t, exact.data());
+            CHECK(normalized_error(product, exact, exact.size()) <= kGemvInt8ExactTolerance);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("quant_gemv_fused: a non-finite input reaches only its token's outputs; what it cannot fuse it refuses") {
+  Stream stream;
+  const int64_t k = 512, n = 37, t = 3;
+  const Operands op(GgmlType::Q4_K, n, k, t, test_seed(9800));
+  // Token 1 holds a NaN: its norm is NaN, so every output of token 1 is NaN; tokens 0 and 2 are untouched by it.
+  auto x = op.x;
+  x[static_cast<size_t>(k + 5)] = std::nanf("");
+  GuardedBuffer d_x(x), d_y(static_cast<size_t>(t * n) * 4);
+  cuda::GemvFusion fusion;
+  fusion.input = cuda::GemvFusion::Input::RMS_NORM;
+  fusion.eps = 1e-6f;
+  const QuantMatrixView view = op.device_view();
+  float* out[1] = {d_y.get<float>()};
+  cuda::quant_gemv_fused(std::span<const QuantMatrixView>(&view, 1), d_x.get<float>(), t, out, fusion, stream);
+  stream.sync();
+  const auto y = d_y.download<float>();
+  for (int64_t tok = 0; tok < t; ++tok) {
+    int64_t nans = 0;
+    for (int64_t r = 0; r < n; ++r) nans += std::isnan(y[static_cast<size_t>(tok * n + r)]);
+    INFO("token ", tok);
+    CHECK(nans == (tok == 1 ? n : 0));
+  }
+
+  // Refusals, before anything runs: a type without the int8 kernel, too many tokens, four matrices, two K, SwiGLU
+  // without its up input, a null output.
+  GuardedBuffer y1(static_cast<size_t>(9 * n) * 4);
+  const Operands f16(GgmlType::F16, n, k, 1, test_seed(9801));
+  const QuantMatrixView f16_view = f16.device_view();
+  const QuantMatrixView four[4] = {view, view, view, view};
+  const QuantMatrixView two_k[2] = {view, {GgmlType::Q4_K, op.d_w.get(), 256, n}};
+  float* outs[4] = {y1.get<float>(), y1.get<float>(), y1.get<float>(), y1.get<float>()};
+  float* null_out[1] = {nullptr};
+  CHECK_FALSE(cuda::gemv_fusable(std::span<const QuantMatrixView>(&f16_view, 1), 1));
+  CHECK_FALSE(cuda::gemv_fusable(std::span<const QuantMatrixView>(&view, 1), 9));
+  CHECK_FALSE(cuda::gemv_fusable(four, 1));
+  CHECK_FALSE(cuda::gemv_fusable(two_k, 1));
+  CHECK(cuda::gemv_fusable(std::span<const QuantMatrixView>(four, 3), 8));
+  const cuda::GemvFusion plain;
+  cuda::GemvFusion swiglu_no_up;
+  swiglu_no_up.input = cuda::GemvFusion::Input::SWIGLU;
+  auto refused = [&](auto&& call) { return category_of(call) == ErrorCategory::INVALID_ARGUMENT; };
+  const std::span<const QuantMatrixView> one(&view, 1);
+  CHECK(refused([&] {
+    cuda::quant_gemv_fused(std::span<const QuantMatrixView>(&f16_view, 1), d_x.get<float>(), 1, outs, plain, stream);
+  }));
+  CHECK(refused([&] { cuda::quant_gemv_fused(one, d_x.get<float>(), 9, std::span(outs, 1), plain, stream); }));
+  CHECK(refused([&] { cuda::quant_gemv_fused(four, d_x.get<float>(), 1, outs, plain, stream); }));
+  CHECK(refused([&] { cuda::quant_gemv_fused(two_k, d_x.get<float>(), 1, std::span(outs, 2), plain, stream); }));
+  CHECK(refused([&] { cuda::quant_gemv_fused(one, d_x.get<float>(), 1, std::span(outs, 1), swiglu_no_up, stream); }));
+  CHECK(refused([&] { cuda::quant_gemv_fused(one, d_x.get<float>(), 1, null_out, plain, stream); }));
+  CHECK(refused([&] { cuda::quant_gemv_fused(one, nullptr, 1, std::span(outs, 1), plain, stream); }));
+  stream.sync();
+  CHECK(y1.download<uint8_t>()[0] == GuardedBuffer::kCanary);  // nothing ran
 }
 
 }  // namespace

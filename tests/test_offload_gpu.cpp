@@ -404,7 +404,7 @@ TEST_CASE("activations uploaded by kernel: the same outputs, and compute no long
   CHECK(test::bit_identical(outputs[0], outputs[1]));
 }
 
-TEST_CASE("FERRY_ACTIVATION_UPLOAD and FERRY_DECODE_GRAPHS with other values are refused, naming the variable") {
+TEST_CASE("FERRY_ACTIVATION_UPLOAD, FERRY_DECODE_GRAPHS and FERRY_FUSED_OPS with other values are refused, naming it") {
   const SyntheticStack stack(SyntheticStackConfig{"e", 2, 256, 512, GgmlType::Q8_0, test::test_seed(63), 1e-5f});
   const std::vector<Placement> p(2, Placement::RESIDENT);
   struct Case {
@@ -412,7 +412,8 @@ TEST_CASE("FERRY_ACTIVATION_UPLOAD and FERRY_DECODE_GRAPHS with other values are
     const char* value;
     const char* expected;  // a word of the message's list of accepted values
   };
-  for (const Case& c : {Case{"FERRY_ACTIVATION_UPLOAD", "dma", "kernel"}, Case{"FERRY_DECODE_GRAPHS", "yes", "off"}}) {
+  for (const Case& c : {Case{"FERRY_ACTIVATION_UPLOAD", "dma", "kernel"}, Case{"FERRY_DECODE_GRAPHS", "yes", "off"},
+                        Case{"FERRY_FUSED_OPS", "1", "on"}}) {
     CAPTURE(c.variable);
     const test::ScopedEnv env(c.variable, c.value);  // DEFAULT options are what read it
     const std::string e = error_of([&] { LayerScheduler s(stack.layers(), p, options_for(8 * kGiB, 1, 4)); },

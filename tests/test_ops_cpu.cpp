@@ -26,6 +26,7 @@
 #include "ferry/error.hpp"
 #include "ferry/half.hpp"
 #include "ferry/kernels/block_layouts.hpp"
+#include "ferry/kernels/cpu/cpu_ops.hpp"
 #include "ferry/kernels/cpu/ops.hpp"
 #include "ferry/kernels/ref/ops.hpp"
 #include "ferry/kernels/ref/quants.hpp"
@@ -655,4 +656,80 @@ TEST_CASE("cpu::attention matches ref: causal and not, GQA 1/2/4, decode and pre
 }
 
 }  // namespace
+TEST_CASE("Ops' composite ops are, by default, exactly the sequences they stand for (CpuOps)") {
+  // The CPU runs the composites through Ops' defaults (a GPU with fused ops replaces them): each must give bit for
+  // bit what its sequence of plain ops gives, on random data, at a prompt-sized and a decode-sized step.
+  CpuOps ops;
+  uint64_t seed = test_seed(7700);
+  const int64_t k = 3 * 256, rows[] = {37, 5, 21};
+  for (int64_t t : {1, 3, 17}) {
+    CAPTURE(t);
+    std::vector<std::vector<uint8_t>> w(3);
+    std::vector<QuantMatrixView> views;
+    for (size_t m = 0; m < 3; ++m) {
+      const auto f = test::random_floats(static_cast<size_t>(rows[m] * k), ++seed);
+      w[m].resize(row_bytes(GgmlType::Q4_K, rows[m] * k));
+      ref::quantize(GgmlType::Q4_K, f.data(), w[m].data(), rows[m] * k);
+      views.push_back({GgmlType::Q4_K, w[m].data(), k, rows[m]});
+    }
+    const auto x = test::random_floats(static_cast<size_t>(t * k), ++seed);
+    const auto norm_weight = test::random_floats(static_cast<size_t>(k), ++seed, 0.5f, 1.5f);
+    auto outputs = [&] {
+      std::vector<std::vector<float>> ys;
+      for (int64_t r : rows) ys.emplace_back(static_cast<size_t>(t * r), std::numeric_limits<float>::quiet_NaN());
+      return ys;
+    };
+    auto pointers = [](std::vector<std::vector<float>>& ys) {
+      std::vector<float*> p;
+      for (auto& y : ys) p.push_back(y.data());
+      return p;
+    };
+    {  // rms_norm_matmul_batch
+      auto composite = outputs(), sequence = outputs();
+      std::vector<float> xn(x.size()), xn2(x.size());
+      ops.rms_norm_matmul_batch(x.data(), norm_weight.data(), 1e-5f, views, t, pointers(composite), xn.data());
+      ops.rms_norm(x.data(), norm_weight.data(), xn2.data(), t, k, 1e-5f);
+      ops.matmul_batch(views, xn2.data(), t, pointers(sequence));
+      CHECK(composite == sequence);
+    }
+    {  // matmul_add and swiglu_matmul_add into a residual stream of width 37 (the first matrix's rows)
+      const QuantMatrixView& wo = views[0];
+      const auto residual = test::random_floats(static_cast<size_t>(t * wo.n_rows), ++seed);
+      std::vector<float> a = residual, b = residual, tmp(residual.size()), tmp2(residual.size());
+      ops.matmul_add(wo, x.data(), t, a.data(), tmp.data());
+      ops.matmul(wo, x.data(), t, tmp2.data());
+      ops.add(b.data(), tmp2.data(), b.data(), static_cast<int64_t>(b.size()));
+      CHECK(a == b);
+      const auto up = test::random_floats(x.size(), ++seed);
+      std::vector<float> gate = x, gate2 = x;
+      ops.swiglu_matmul_add(wo, gate.data(), up.data(), t, a.data(), tmp.data());
+      ops.silu_mul(gate2.data(), up.data(), gate2.data(), static_cast<int64_t>(gate2.size()));
+      ops.matmul(wo, gate2.data(), t, tmp2.data());
+      ops.add(b.data(), tmp2.data(), b.data(), static_cast<int64_t>(b.size()));
+      CHECK(a == b);
+    }
+    {  // rope_store_kv: 6 query heads, 2 KV heads of 64, rows 5 .. 5 + t - 1 of a cache of t + 9
+      const int64_t n_head = 6, n_kv = 2, head_dim = 64, row = n_kv * head_dim, pos0 = 5, capacity = t + 9;
+      const auto q = test::random_floats(static_cast<size_t>(t * n_head * head_dim), ++seed);
+      const auto kk = test::random_floats(static_cast<size_t>(t * row), ++seed);
+      const auto v = test::random_floats(static_cast<size_t>(t * row), ++seed);
+      for (RopeMode mode : {RopeMode::ADJACENT, RopeMode::HALF_SPLIT}) {
+        std::vector<float> q1 = q, k1 = kk, q2 = q, k2 = kk;
+        std::vector<uint16_t> kc1(static_cast<size_t>(capacity * row), 0x7e00), vc1 = kc1, kc2 = kc1, vc2 = kc1;
+        std::vector<int32_t> pos1(static_cast<size_t>(t)), pos2(static_cast<size_t>(t));
+        ops.rope_store_kv(q1.data(), k1.data(), v.data(), t, n_head, n_kv, head_dim, pos0, 10000.0f, mode, kc1.data(),
+                          vc1.data(), capacity, pos1.data());
+        ops.positions(pos2.data(), t, pos0);
+        ops.rope(q2.data(), t, n_head, head_dim, pos2.data(), 10000.0f, mode);
+        ops.rope(k2.data(), t, n_kv, head_dim, pos2.data(), 10000.0f, mode);
+        ops.store_kv(k2.data(), v.data(), kc2.data(), vc2.data(), t, pos0, row, capacity);
+        CHECK(q1 == q2);
+        CHECK(kc1 == kc2);
+        CHECK(vc1 == vc2);
+        CHECK(kc1 != std::vector<uint16_t>(kc1.size(), 0x7e00));  // the step's rows were written
+      }
+    }
+  }
+}
+
 }  // namespace ferry

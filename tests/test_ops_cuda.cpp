@@ -699,6 +699,137 @@ TEST_CASE("kernels that read the step's position on the device compute what a di
   }
 }
 
+TEST_CASE("cuda rope_store_kv gives what positions, RoPE of q and k and store_kv give, also in a replayed step") {
+  // The fused op against the four kernels it replaces (CudaOps without fused ops) and against the reference. The
+  // rotation is the same expression in both kernels, so q is held to the float kernels' tolerance and the caches to a
+  // few FP16 values one ulp apart (where the compiler contracts the rotation into a fused multiply-add differently,
+  // the float may land on the other side of a half's rounding: one such value among the 128 of the smallest case is
+  // ~2e-8 normalised; 1e-7 allows a few, an indexing or position error gives 1e-1 or more); cache rows outside the
+  // step's must keep their fill.
+  Seeds seeds(27800);
+  Gpu gpu;
+  struct Heads {
+    int64_t q, kv;
+  };
+  for (int64_t n_tokens : {1, 3, 8}) {
+    for (const Heads heads : {Heads{8, 2}, Heads{5, 5}, Heads{9, 3}}) {
+      for (int64_t head_dim : {64, 80, 128}) {
+        for (RopeMode mode : {RopeMode::ADJACENT, RopeMode::HALF_SPLIT}) {
+          const uint64_t seed = seeds.next();
+          CAPTURE(n_tokens);
+          CAPTURE(heads.q);
+          CAPTURE(heads.kv);
+          CAPTURE(head_dim);
+          CAPTURE(static_cast<int>(mode));
+          CAPTURE(seed);
+          const int64_t row = heads.kv * head_dim, pos0 = static_cast<int64_t>(seed % 3000);
+          const int64_t capacity = pos0 + n_tokens + 5;
+          const auto q = test::random_floats(static_cast<size_t>(n_tokens * heads.q * head_dim), seed);
+          const auto k = test::random_floats(static_cast<size_t>(n_tokens * row), seed + 1);
+          const auto v = test::random_floats(static_cast<size_t>(n_tokens * row), seed + 2, -4.0f, 4.0f);
+          const size_t cache_halves = static_cast<size_t>(capacity * row);
+          // The sequence of four kernels.
+          GuardedBuffer q_seq(q), k_seq(k), v_in(v), positions(static_cast<size_t>(n_tokens) * sizeof(int32_t));
+          GuardedBuffer kc_seq(cache_halves * 2), vc_seq(cache_halves * 2);
+          cuda::iota_positions(positions.get<int32_t>(), n_tokens, pos0, gpu.stream);
+          cuda::rope(q_seq.get<float>(), n_tokens, heads.q, head_dim, positions.get<int32_t>(), 10000.0f, mode,
+                     gpu.stream);
+          cuda::rope(k_seq.get<float>(), n_tokens, heads.kv, head_dim, positions.get<int32_t>(), 10000.0f, mode,
+                     gpu.stream);
+          cuda::store_kv(k_seq.get<float>(), v_in.get<float>(), kc_seq.get<__half>(), vc_seq.get<__half>(), n_tokens,
+                         pos0, row, capacity, gpu.stream);
+          // The fused op.
+          GuardedBuffer q_fused(q), k_fused(k), kc(cache_halves * 2), vc(cache_halves * 2);
+          cuda::rope_store_kv(q_fused.get<float>(), k_fused.get<float>(), v_in.get<float>(), n_tokens, heads.q,
+                              heads.kv, head_dim, pos0, 10000.0f, mode, kc.get<__half>(), vc.get<__half>(), capacity,
+                              gpu.stream);
+          gpu.sync();
+          // q against the sequence and the reference.
+          std::vector<int32_t> pos(static_cast<size_t>(n_tokens));
+          for (int64_t t = 0; t < n_tokens; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(pos0 + t);
+          std::vector<float> q_ref = q, k_ref = k;
+          ref::rope(q_ref.data(), n_tokens, heads.q, head_dim, pos.data(), 10000.0f, mode);
+          ref::rope(k_ref.data(), n_tokens, heads.kv, head_dim, pos.data(), 10000.0f, mode);
+          const auto q_got = q_fused.download<float>(q.size());
+          expect_close(q_got, q_seq.download<float>(q.size()), kFp32Tolerance);
+          expect_close(q_got, q_ref, kFp32Tolerance);
+          CHECK(k_fused.download<float>(k.size()) == k);  // k's buffer is left as it was
+          // The caches: the step's rows against the sequence's and the reference's, every other row its fill.
+          const auto kh = kc.download<uint16_t>(cache_halves), vh = vc.download<uint16_t>(cache_halves);
+          const auto kh_seq = kc_seq.download<uint16_t>(cache_halves), vh_seq = vc_seq.download<uint16_t>(cache_halves);
+          const auto first = static_cast<size_t>(pos0 * row), last = first + k.size();
+          std::vector<float> k_rows, v_rows, k_rows_seq;
+          for (size_t i = 0; i < cache_halves; ++i) {
+            if (i < first || i >= last) {
+              CHECK(kh[i] == 0xA5A5);
+              CHECK(vh[i] == 0xA5A5);
+              continue;
+            }
+            k_rows.push_back(fp16_to_fp32(kh[i]));
+            k_rows_seq.push_back(fp16_to_fp32(kh_seq[i]));
+            v_rows.push_back(fp16_to_fp32(vh[i]));
+            CHECK(vh[i] == vh_seq[i]);  // v is only converted: the same bits
+          }
+          expect_close(k_rows, k_rows_seq, 1e-7);
+          expect_close(k_rows, k_ref, 1e-6);  // FP16 rounding: at most 2^-11 relative per value
+          expect_close(v_rows, v, 1e-6);
+          CHECK(q_fused.guards_intact());
+          CHECK(kc.guards_intact());
+          CHECK(vc.guards_intact());
+        }
+      }
+    }
+  }
+  {  // A replayed step (cuda::DevicePosition): what a direct call at the replay's position gives, bit for bit; rows
+     // that would pass the cache are not written, q is still rotated.
+    const int64_t n_head = 4, n_kv = 2, head_dim = 64, row = n_kv * head_dim, captured = 300, capacity = 512;
+    const uint64_t seed = seeds.next();
+    const auto q = test::random_floats(static_cast<size_t>(n_head * head_dim), seed);
+    const auto k = test::random_floats(static_cast<size_t>(row), seed + 1);
+    const auto v = test::random_floats(static_cast<size_t>(row), seed + 2);
+    const GuardedBuffer dk(k), dv(v);
+    for (const int64_t p : {int64_t{260}, captured, int64_t{511}, int64_t{600}}) {
+      CAPTURE(p);
+      const GuardedBuffer dpos(std::vector<int32_t>{static_cast<int32_t>(p)});
+      const cuda::DevicePosition position{dpos.get<int32_t>(), captured, 1023};
+      GuardedBuffer q_replay(q), q_direct(q);
+      GuardedBuffer kc(static_cast<size_t>(capacity * row) * 2), vc(static_cast<size_t>(capacity * row) * 2);
+      GuardedBuffer kd(static_cast<size_t>(capacity * row) * 2), vd(static_cast<size_t>(capacity * row) * 2);
+      cuda::rope_store_kv(q_replay.get<float>(), dk.get<float>(), dv.get<float>(), 1, n_head, n_kv, head_dim, captured,
+                          10000.0f, RopeMode::HALF_SPLIT, kc.get<__half>(), vc.get<__half>(), capacity, gpu.stream,
+                          position);
+      if (p < capacity) {
+        cuda::rope_store_kv(q_direct.get<float>(), dk.get<float>(), dv.get<float>(), 1, n_head, n_kv, head_dim, p,
+                            10000.0f, RopeMode::HALF_SPLIT, kd.get<__half>(), vd.get<__half>(), capacity, gpu.stream);
+      } else {  // past the cache: the direct q is RoPE's alone at p
+        const GuardedBuffer one_pos(std::vector<int32_t>{static_cast<int32_t>(p)});
+        cuda::rope(q_direct.get<float>(), 1, n_head, head_dim, one_pos.get<int32_t>(), 10000.0f, RopeMode::HALF_SPLIT,
+                   gpu.stream);
+      }
+      gpu.sync();
+      const auto a = q_replay.download<float>(q.size()), b = q_direct.download<float>(q.size());
+      if (p < capacity)
+        CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+      else
+        expect_close(a, b, kFp32Tolerance);
+      const size_t halves = static_cast<size_t>(capacity * row);
+      CHECK(kc.download<uint16_t>(halves) == kd.download<uint16_t>(halves));  // p >= capacity: both untouched
+      CHECK(vc.download<uint16_t>(halves) == vd.download<uint16_t>(halves));
+      CHECK(kc.guards_intact());
+      CHECK(vc.guards_intact());
+    }
+  }
+  {  // refused: an odd head_dim, rows past the cache, a null pointer
+    GuardedBuffer buf(4096);
+    float* f = buf.get<float>();
+    __half* h = buf.get<__half>();
+    CHECK_THROWS_AS(cuda::rope_store_kv(f, f, f, 1, 1, 1, 7, 0, 1e4f, RopeMode::ADJACENT, h, h, 4, gpu.stream), Error);
+    CHECK_THROWS_AS(cuda::rope_store_kv(f, f, f, 2, 1, 1, 8, 3, 1e4f, RopeMode::ADJACENT, h, h, 4, gpu.stream), Error);
+    CHECK_THROWS_AS(cuda::rope_store_kv(f, f, f, 1, 1, 1, 8, 0, 1e4f, RopeMode::ADJACENT, nullptr, h, 4, gpu.stream),
+                    Error);
+  }
+}
+
 TEST_CASE("cuda attention chunked path: odd shapes") {
   Seeds seeds(30000);
   Gpu gpu;

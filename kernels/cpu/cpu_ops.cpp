@@ -9,14 +9,6 @@
 
 namespace ferry {
 
-void Ops::matmul_batch(std::span<const QuantMatrixView> ws, const float* x, int64_t n_tokens,
-                       std::span<float* const> ys) {
-  if (ws.size() != ys.size())
-    fail(ErrorCategory::INVALID_ARGUMENT,
-         "matmul_batch: " + std::to_string(ws.size()) + " matrices but " + std::to_string(ys.size()) + " outputs");
-  for (size_t i = 0; i < ws.size(); ++i) matmul(ws[i], x, n_tokens, ys[i]);
-}
-
 void CpuOps::matmul(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y) {
   cpu::matmul(w, x, n_tokens, y);
 }

@@ -87,4 +87,45 @@ void CudaOps::copy_rows(const float* src, int64_t src_stride, float* dst, int64_
       static_cast<size_t>(n) * sizeof(float), static_cast<size_t>(rows), cudaMemcpyDeviceToDevice, m_stream));
 }
 
+void CudaOps::rms_norm_matmul_batch(const float* x, const float* norm_weight, float eps,
+                                    std::span<const QuantMatrixView> ws, int64_t n_tokens, std::span<float* const> ys,
+                                    float* xn) {
+  if (!m_fused || !cuda::gemv_fusable(ws, n_tokens))
+    return Ops::rms_norm_matmul_batch(x, norm_weight, eps, ws, n_tokens, ys, xn);
+  cuda::GemvFusion fusion;
+  fusion.input = cuda::GemvFusion::Input::RMS_NORM;
+  fusion.norm_weight = norm_weight;
+  fusion.eps = eps;
+  cuda::quant_gemv_fused(ws, x, n_tokens, ys, fusion, m_stream);
+}
+
+void CudaOps::matmul_add(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, float* tmp) {
+  const std::span<const QuantMatrixView> ws(&w, 1);
+  if (!m_fused || !cuda::gemv_fusable(ws, n_tokens)) return Ops::matmul_add(w, x, n_tokens, y, tmp);
+  cuda::GemvFusion fusion;
+  fusion.accumulate = true;
+  cuda::quant_gemv_fused(ws, x, n_tokens, std::span<float* const>(&y, 1), fusion, m_stream);
+}
+
+void CudaOps::swiglu_matmul_add(const QuantMatrixView& w, float* gate, const float* up, int64_t n_tokens, float* y,
+                                float* tmp) {
+  const std::span<const QuantMatrixView> ws(&w, 1);
+  if (!m_fused || !cuda::gemv_fusable(ws, n_tokens)) return Ops::swiglu_matmul_add(w, gate, up, n_tokens, y, tmp);
+  cuda::GemvFusion fusion;
+  fusion.input = cuda::GemvFusion::Input::SWIGLU;
+  fusion.up = up;
+  fusion.accumulate = true;
+  cuda::quant_gemv_fused(ws, gate, n_tokens, std::span<float* const>(&y, 1), fusion, m_stream);
+}
+
+void CudaOps::rope_store_kv(float* q, float* k, const float* v, int64_t n_tokens, int64_t n_head, int64_t n_head_kv,
+                            int64_t head_dim, int64_t pos0, float freq_base, RopeMode mode, uint16_t* k_cache,
+                            uint16_t* v_cache, int64_t capacity, int32_t* position_scratch) {
+  if (!m_fused)
+    return Ops::rope_store_kv(q, k, v, n_tokens, n_head, n_head_kv, head_dim, pos0, freq_base, mode, k_cache, v_cache,
+                              capacity, position_scratch);
+  cuda::rope_store_kv(q, k, v, n_tokens, n_head, n_head_kv, head_dim, pos0, freq_base, mode, as_half(k_cache),
+                      as_half(v_cache), capacity, m_stream, m_position);
+}
+
 }  // namespace ferry

@@ -23,14 +23,14 @@
 //   registers); one warp-shuffle reduction per row and token ends it.
 // - F16 / BF16 / F32 weights take a simpler kernel (gemv_float.cu): each lane reads 16-byte vectors of its rows
 //   straight from global memory.
-// - Q4_0, Q8_0, Q4_K and Q6_K (the common types) take the int8-activation variant (gemv_i8.cu, units in
-//   gemv_i8_units.cuh): same CTA shape and cp.async ring, but each CTA quantizes its x segment into shared memory as
-//   int8 codes with one float scale per 32 elements (d = max|x| / 127, round half to even, exactly as the CPU GEMV's
-//   quantize_activations), and lanes multiply 4 weight codes by 4 codes per __dp4a, applying d_w·d_x once per run of
-//   8-16 weights and any offset/min term as m·d_x·Σq_x per group. Precision: x carries a rounding error of up to
-//   d_x / 2, so the output's normalised error is ~E[d_x²] / (12 E[x²]) ≈ 1.5e-5 for uniform x, against ~1e-14 for
-//   the FP32 path; the weights are used exactly. Llama.cpp and ferry's CPU GEMV accept the same. Other quantized
-//   types keep the FP32 decode below.
+// - Q4_0, Q8_0, Q4_K and Q6_K (the common types) take the int8-activation variant (gemv_i8_kernel.cuh, units in
+//   gemv_i8_units.cuh; Q4_1 and Q5_K through quant_gemv_fused only, until they have run on a GPU): same CTA shape and
+//   cp.async ring, but each CTA quantizes its x segment into shared memory as int8 codes with one float scale per 32
+//   elements (d = max|x| / 127, round half to even, exactly as the CPU GEMV's quantize_activations), and lanes multiply
+//   4 weight codes by 4 codes per __dp4a, applying d_w·d_x once per run of 8-16 weights and any offset/min term as
+//   m·d_x·Σq_x per group. Precision: x carries a rounding error of up to d_x / 2, so the output's normalised error is
+//   ~E[d_x²] / (12 E[x²]) ≈ 1.5e-5 for uniform x, against ~1e-14 for the FP32 path; the weights are used exactly.
+//   Llama.cpp and ferry's CPU GEMV accept the same. Other quantized types keep the FP32 decode below.
 // - quant_gemv_batch runs the matrices that share x (q, k, v; gate, up) in one launch: a 1024-row matrix alone is 64
 //   CTAs, too few to fill a 132-SM GPU.
 //
@@ -43,6 +43,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "ferry/error.hpp"
 #include "ferry/kernels/cuda/dequant.cuh"
@@ -138,6 +139,54 @@ void quant_gemv_batch(std::span<const QuantMatrixView> ws, const float* x, int64
   }
   if (fusable && detail::launch_gemv_i8_batch(ws, row_bytes, x, static_cast<int>(n_tokens), ys, stream)) return;
   for (size_t i = 0; i < ws.size(); ++i) quant_gemv(ws[i], x, n_tokens, ys[i], stream);
+}
+
+bool gemv_fusable(std::span<const QuantMatrixView> ws, int64_t n_tokens) noexcept {
+  if (ws.empty() || ws.size() > static_cast<size_t>(detail::kGemvBatchMax) || n_tokens < 1 || n_tokens > kGemvMaxTokens)
+    return false;
+  for (const QuantMatrixView& w : ws)
+    if (w.type != ws[0].type || w.n_cols != ws[0].n_cols) return false;
+  return detail::gemv_i8_supported(ws[0].type);
+}
+
+void quant_gemv_fused(std::span<const QuantMatrixView> ws, const float* x, int64_t n_tokens, std::span<float* const> ys,
+                      const GemvFusion& fusion, cudaStream_t stream) {
+  if (!gemv_fusable(ws, n_tokens))
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         "quant_gemv_fused: " + std::to_string(ws.size()) + " matrices at " + std::to_string(n_tokens) +
+             " tokens; expected 1 to 3 matrices of one type with an int8-activation kernel and one K, 1 to " +
+             std::to_string(kGemvMaxTokens) + " tokens");
+  if (ys.size() != ws.size())
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         "quant_gemv_fused: " + std::to_string(ws.size()) + " matrices but " + std::to_string(ys.size()) + " outputs");
+  const int64_t row_bytes = checked_gemv_row_bytes(ws[0], n_tokens);
+  for (size_t i = 0; i < ws.size(); ++i) {
+    checked_gemv_row_bytes(ws[i], n_tokens);
+    if (ws[i].n_rows > 0 && ys[i] == nullptr)
+      fail(ErrorCategory::INVALID_ARGUMENT, "quant_gemv_fused: output " + std::to_string(i) + " is null");
+  }
+  if (x == nullptr) fail(ErrorCategory::INVALID_ARGUMENT, "quant_gemv_fused: the input is null");
+  if (fusion.input == GemvFusion::Input::SWIGLU && fusion.up == nullptr)
+    fail(ErrorCategory::INVALID_ARGUMENT, "quant_gemv_fused: SwiGLU without its up input");
+  // Every CTA reads all of x (and up) while others already store: an output overlapping an input would be read after
+  // it was written.
+  using Range = std::pair<uintptr_t, uintptr_t>;
+  const auto bytes_of = [](const float* p, int64_t n) {
+    const auto b = reinterpret_cast<uintptr_t>(p);
+    return Range{b, b + static_cast<uintptr_t>(n) * sizeof(float)};
+  };
+  const auto overlap = [](Range a, Range b) { return a.first < b.second && b.first < a.second; };
+  const int64_t n_in = n_tokens * ws[0].n_cols;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const Range out = bytes_of(ys[i], n_tokens * ws[i].n_rows);
+    const bool on_up = fusion.input == GemvFusion::Input::SWIGLU && overlap(out, bytes_of(fusion.up, n_in));
+    if (ws[i].n_rows > 0 && (overlap(out, bytes_of(x, n_in)) || on_up))
+      fail(ErrorCategory::INVALID_ARGUMENT,
+           "quant_gemv_fused: output " + std::to_string(i) + " overlaps the input it is computed from");
+  }
+  if (!detail::launch_gemv_i8_fused(ws, row_bytes, x, static_cast<int>(n_tokens), ys, fusion, stream))
+    fail(ErrorCategory::INTERNAL,
+         "quant_gemv_fused: no int8-activation kernel for " + std::string(type_name(ws[0].type)));
 }
 
 }  // namespace ferry::cuda

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <span>
 
+#include "ferry/kernels/cuda/matmul.cuh"
 #include "ferry/kernels/matrix.hpp"
 
 namespace ferry::cuda::detail {
@@ -15,6 +16,7 @@ inline constexpr int kGemvWarps = 8;        // warps per CTA
 inline constexpr int kGemvRowsPerWarp = 2;  // rows a warp computes together, sharing every x load
 inline constexpr int kGemvThreads = 32 * kGemvWarps;
 inline constexpr int kGemvRowsPerCta = kGemvWarps * kGemvRowsPerWarp;
+inline constexpr int kGemvBatchMax = 3;  // matrices one batched launch takes (q, k, v)
 
 // Float4 index swizzle of the staged x: XOR bit 2 with bit 3. Lanes of the 32-element types read float4 s and 4 + s
 // of blocks b and b + 1 (quarter-warp = two blocks); without the swizzle both blocks' reads hit the same 16 banks.
@@ -39,10 +41,12 @@ __device__ __forceinline__ void stage_x(float4* xs, const float* __restrict__ x,
   }
 }
 
-// Warp-shuffle sum of acc[r][t] and the store of y[t, row0 + r].
+// Warp-shuffle sum of acc[r][t] and the store of y[t, row0 + r]: scaled by token_scale[t] when given (the fused RMS
+// norm's 1 / rms), added to what y holds with `accumulate` (the value a separate add of the product would give).
 template <int kRW, int kT>
 __device__ __forceinline__ void gemv_reduce_store(float (&acc)[kRW][kT], const bool* valid, int64_t row0, int n_tok,
-                                                  int64_t n_rows, float* __restrict__ y) {
+                                                  int64_t n_rows, float* __restrict__ y, bool accumulate = false,
+                                                  const float* token_scale = nullptr) {
   const int lane = threadIdx.x % 32;
 #pragma unroll
   for (int r = 0; r < kRW; ++r) {
@@ -51,7 +55,11 @@ __device__ __forceinline__ void gemv_reduce_store(float (&acc)[kRW][kT], const b
       float v = acc[r][t];
 #pragma unroll
       for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0 && valid[r] && t < n_tok) y[t * n_rows + row0 + r] = v;
+      if (lane == 0 && valid[r] && t < n_tok) {
+        if (token_scale != nullptr) v *= token_scale[t];
+        float* out = y + t * n_rows + row0 + r;
+        *out = accumulate ? *out + v : v;
+      }
     }
   }
 }
@@ -64,6 +72,11 @@ bool launch_gemv_i8(const QuantMatrixView& w, int64_t row_bytes, const float* x,
 // one grid): returns false when the type has no int8-activation kernel. row_bytes is the common row size.
 bool launch_gemv_i8_batch(std::span<const QuantMatrixView> ws, int64_t row_bytes, const float* x, int n_tok,
                           std::span<float* const> ys, cudaStream_t stream);
+// The types the int8-activation kernel has units for (launch_gemv_i8's, Q4_1 and Q5_K), and its batch launch with a
+// fusion (GemvFusion); false outside those types or for 0 or more than kGemvBatchMax matrices.
+bool gemv_i8_supported(GgmlType type) noexcept;
+bool launch_gemv_i8_fused(std::span<const QuantMatrixView> ws, int64_t row_bytes, const float* x, int n_tok,
+                          std::span<float* const> ys, const GemvFusion& fusion, cudaStream_t stream);
 bool launch_gemv_q32(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,
                      cudaStream_t stream);
 bool launch_gemv_k(const QuantMatrixView& w, int64_t row_bytes, const float* x, int n_tok, float* y,

@@ -1,4 +1,5 @@
-// Per-type units of the int8-activation GEMV (gemv_i8.cuh; design note: gemv.cu) for Q4_0, Q8_0, Q4_K and Q6_K.
+// Per-type units of the int8-activation GEMV (gemv_i8_kernel.cuh; design note: gemv.cu) for Q4_0, Q4_1, Q8_0, Q4_K,
+// Q5_K and Q6_K.
 // A unit is the part of one block that one lane handles per step, as in gemv_units.cuh, but its quants stay packed
 // as 4 int8 codes per 32-bit word so __dp4a multiplies them with 4 int8 activations at once.
 //
@@ -53,6 +54,36 @@ struct GemvI8Unit<GgmlType::Q4_0> {
   static __device__ __forceinline__ int x_group(int, int) { return 0; }
 };
 
+// Q4_1: one lane per block, codes as Q4_0's. w = d·q + m: the m·Σx term (m·d_x·Σq_x over the block's one group) is
+// split over the two runs.
+template <>
+struct GemvI8Unit<GgmlType::Q4_1> {
+  static constexpr int kQK = kQK4, kBytes = 20, kParts = 1, kAlign = 2, kChunk = 1024, kRuns = 2, kRunLen = 4;
+  static constexpr bool kHasMin = true;
+  struct Raw {
+    uint32_t d, m, qs[4];
+  };
+  static __device__ __forceinline__ Raw load(const uint8_t* b, int, bool) {
+    Raw r;
+    r.d = ld_u16(b);
+    r.m = ld_u16(b + 2);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) r.qs[i] = ld_u32_a2(b + 4 + 4 * i);
+    return r;
+  }
+  static __device__ __forceinline__ void decode(const Raw& r, int, int (&q)[2][4], float* d, float* m) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      q[0][i] = static_cast<int>(r.qs[i] & 0x0f0f0f0fu);
+      q[1][i] = static_cast<int>((r.qs[i] >> 4) & 0x0f0f0f0fu);
+    }
+    d[0] = d[1] = half_bits_to_float(r.d);
+    m[0] = m[1] = 0.5f * half_bits_to_float(r.m);
+  }
+  static __device__ __forceinline__ int x_word(int, int j) { return 4 * j; }
+  static __device__ __forceinline__ int x_group(int, int) { return 0; }
+};
+
 // Q8_0: two lanes per block, part p holds qs[16p .. 16p + 15] (x words 4p .. 4p + 3).
 template <>
 struct GemvI8Unit<GgmlType::Q8_0> {
@@ -102,6 +133,41 @@ struct GemvI8Unit<GgmlType::Q4_K> {
     for (int i = 0; i < 4; ++i) {
       q[0][i] = static_cast<int>(r.qs[i] & 0x0f0f0f0fu);
       q[1][i] = static_cast<int>((r.qs[i] >> 4) & 0x0f0f0f0fu);
+    }
+  }
+  static __device__ __forceinline__ int x_word(int p, int j) { return 16 * (p / 2) + 8 * j + 4 * (p % 2); }
+  static __device__ __forceinline__ int x_group(int p, int j) { return 2 * (p / 2) + j; }
+};
+
+// Q5_K: Q4_K's lanes, groups and scales, each code with its fifth bit: part p = 2c + h also holds qh[16h .. 16h + 15]
+// (the bytes of the same l = 16h + 0..15 in every 64-element chunk); bit 2c of qh[l] tops the low nibble (group 2c),
+// bit 2c + 1 the high one. Codes 0..31.
+template <>
+struct GemvI8Unit<GgmlType::Q5_K> {
+  static constexpr int kQK = kQKK, kBytes = 176, kParts = 8, kAlign = 16, kChunk = 1024, kRuns = 2, kRunLen = 4;
+  static constexpr bool kHasMin = true;
+  struct Raw {
+    uint32_t h[4], qh[4], qs[4];
+  };
+  static __device__ __forceinline__ Raw load(const uint8_t* b, int p, bool aligned) {
+    Raw r;
+    lds_16bytes(b, aligned, r.h);
+    lds_16bytes(b + 16 + 16 * (p % 2), aligned, r.qh);
+    lds_16bytes(b + 48 + 16 * p, aligned, r.qs);
+    return r;
+  }
+  static __device__ __forceinline__ void decode(const Raw& r, int p, int (&q)[2][4], float* d, float* m) {
+    const int c = p / 2;
+    float ml0, ml1;
+    k4_group_pair(r.h, c, d[0], ml0, d[1], ml1);
+    m[0] = -0.5f * ml0;
+    m[1] = -0.5f * ml1;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t lo_bit = ((r.qh[i] >> (2 * c)) & 0x01010101u) << 4;
+      const uint32_t hi_bit = ((r.qh[i] >> (2 * c + 1)) & 0x01010101u) << 4;
+      q[0][i] = static_cast<int>((r.qs[i] & 0x0f0f0f0fu) | lo_bit);
+      q[1][i] = static_cast<int>(((r.qs[i] >> 4) & 0x0f0f0f0fu) | hi_bit);
     }
   }
   static __device__ __forceinline__ int x_word(int p, int j) { return 16 * (p / 2) + 8 * j + 4 * (p % 2); }

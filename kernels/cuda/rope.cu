@@ -10,6 +10,7 @@
 #include "ferry/kernels/cuda/rope.cuh"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <string>
 
@@ -64,6 +65,57 @@ __global__ void rope_kernel(float* x, int64_t n_tokens, int n_head, int head_dim
   }
 }
 
+// rope_kernel's rotation of q and k for one sequence at positions first + t, first = pos0 + the replay's shift; k's
+// rotated values and v go to the caches' rows first + t as FP16 instead of back to k. One block per token.
+__global__ void rope_store_kv_kernel(float* q, const float* k, const float* v, int64_t n_tokens, int n_head,
+                                     int n_head_kv, int head_dim, int64_t pos0, int pair_stride, int pair_step,
+                                     const RopeTable table, __half* k_cache, __half* v_cache, int64_t capacity,
+                                     DevicePosition position) {
+  __shared__ float2 cos_sin[kMaxPairs];
+  const int n_pairs = head_dim / 2;
+  constexpr double kTwoPi = 6.283185307179586476925286766559;
+  const int64_t first = pos0 + position.shift();
+  const bool store = first >= 0 && first <= capacity - n_tokens;
+  const int64_t row = static_cast<int64_t>(n_head_kv) * head_dim;
+  for (int64_t t = blockIdx.x; t < n_tokens; t += gridDim.x) {
+    // The position as the int32 token-position buffer would hold it (what rope_kernel reads).
+    const auto pos = static_cast<double>(static_cast<int32_t>(first + t));
+    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) {
+      double angle = pos * table.inv_freq[p];
+      angle -= kTwoPi * rint(angle / kTwoPi);
+      float s, c;
+      sincosf(static_cast<float>(angle), &s, &c);
+      cos_sin[p] = make_float2(c, s);
+    }
+    __syncthreads();
+    float* qt = q + t * static_cast<int64_t>(n_head) * head_dim;
+    for (int idx = threadIdx.x; idx < n_head * n_pairs; idx += blockDim.x) {
+      const int h = idx / n_pairs, p = idx % n_pairs;
+      float* e = qt + static_cast<int64_t>(h) * head_dim + p * pair_step;
+      const float2 cs = cos_sin[p];
+      const float a = e[0], b = e[pair_stride];
+      e[0] = a * cs.x - b * cs.y;
+      e[pair_stride] = a * cs.y + b * cs.x;
+    }
+    if (store) {
+      const float* kt = k + t * row;
+      __half* kc = k_cache + (first + t) * row;
+      for (int idx = threadIdx.x; idx < n_head_kv * n_pairs; idx += blockDim.x) {
+        const int h = idx / n_pairs, p = idx % n_pairs;
+        const int64_t at = static_cast<int64_t>(h) * head_dim + p * pair_step;
+        const float2 cs = cos_sin[p];
+        const float a = kt[at], b = kt[at + pair_stride];
+        kc[at] = __float2half_rn(a * cs.x - b * cs.y);
+        kc[at + pair_stride] = __float2half_rn(a * cs.y + b * cs.x);
+      }
+      const float* vt = v + t * row;
+      __half* vc = v_cache + (first + t) * row;
+      for (int64_t i = threadIdx.x; i < row; i += blockDim.x) vc[i] = __float2half_rn(vt[i]);
+    }
+    __syncthreads();  // cos_sin is rewritten for the next token
+  }
+}
+
 void check_common(const char* op, const float* x, const void* positions, int64_t n_tokens, int64_t n_head,
                   int64_t head_dim) {
   if (head_dim > kRopeMaxHeadDim)
@@ -93,6 +145,39 @@ void rope(float* x, int64_t n_tokens, int64_t n_head, int64_t head_dim, const in
   rope_kernel<false><<<token_grid(n_tokens), kThreads, 0, stream>>>(
       x, n_tokens, static_cast<int>(n_head), static_cast<int>(head_dim), positions, nullptr, 1,
       adjacent ? 1 : static_cast<int>(n_pairs), adjacent ? 2 : 1, table);
+  FERRY_CUDA_CHECK_LAUNCH();
+}
+
+void rope_store_kv(float* q, const float* k, const float* v, int64_t n_tokens, int64_t n_head, int64_t n_head_kv,
+                   int64_t head_dim, int64_t pos0, float freq_base, RopeMode mode, __half* k_cache, __half* v_cache,
+                   int64_t capacity, cudaStream_t stream, DevicePosition position) {
+  ferry::detail::check_rope("cuda::rope_store_kv", n_tokens, n_head, head_dim);
+  ferry::detail::check_rope("cuda::rope_store_kv", n_tokens, n_head_kv, head_dim);
+  if (head_dim > kRopeMaxHeadDim)
+    fail(ErrorCategory::UNSUPPORTED, "cuda::rope_store_kv: head_dim " + std::to_string(head_dim) +
+                                         " is above the supported maximum " + std::to_string(kRopeMaxHeadDim));
+  if (n_head > (int64_t{1} << 20) || n_head_kv > (int64_t{1} << 20))
+    fail(ErrorCategory::INVALID_ARGUMENT, "cuda::rope_store_kv: " + std::to_string(n_head) + " query heads, " +
+                                              std::to_string(n_head_kv) + " KV heads is implausible");
+  if (pos0 < 0 || capacity < 0 || pos0 > capacity - n_tokens)  // pos0 + n_tokens > capacity, without overflow
+    fail(ErrorCategory::INVALID_ARGUMENT, "cuda::rope_store_kv: rows " + std::to_string(pos0) + " .. +" +
+                                              std::to_string(n_tokens) + " exceed the cache's " +
+                                              std::to_string(capacity) + " rows");
+  if (pos0 + n_tokens > int64_t{INT32_MAX})
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         "cuda::rope_store_kv: position " + std::to_string(pos0 + n_tokens) + " does not fit int32");
+  if (n_tokens == 0 || (n_head == 0 && n_head_kv == 0)) return;
+  if (q == nullptr || k == nullptr || v == nullptr || k_cache == nullptr || v_cache == nullptr)
+    fail(ErrorCategory::INVALID_ARGUMENT,
+         "cuda::rope_store_kv: a pointer is null for " + std::to_string(n_tokens) + " tokens");
+  RopeTable table{};
+  const int64_t n_pairs = head_dim / 2;
+  for (int64_t i = 0; i < n_pairs; ++i)
+    table.inv_freq[i] = std::pow(static_cast<double>(freq_base), -2.0 * static_cast<double>(i) / head_dim);
+  const bool adjacent = mode == RopeMode::ADJACENT;
+  rope_store_kv_kernel<<<token_grid(n_tokens), kThreads, 0, stream>>>(
+      q, k, v, n_tokens, static_cast<int>(n_head), static_cast<int>(n_head_kv), static_cast<int>(head_dim), pos0,
+      adjacent ? 1 : static_cast<int>(n_pairs), adjacent ? 2 : 1, table, k_cache, v_cache, capacity, position);
   FERRY_CUDA_CHECK_LAUNCH();
 }
 

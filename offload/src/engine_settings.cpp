@@ -1,4 +1,5 @@
-// The GPU engine's settings that default to the environment (SchedulerOptions::activation_upload, decode_graphs):
+// The GPU engine's settings that default to the environment (SchedulerOptions::activation_upload, decode_graphs,
+// fused_ops):
 // one place that reads the variables, for the engine and for what `ferry bench` reports. CUDA-free.
 #include <cstdlib>
 #include <cstring>
@@ -27,6 +28,17 @@ bool resolve_decode_graphs(SchedulerOptions::DecodeGraphs asked) {
   if (std::strcmp(env, "off") == 0) return false;
   fail(ErrorCategory::INVALID_ARGUMENT,
        std::string("FERRY_DECODE_GRAPHS='") + env + "': expected on (decode steps replayed as CUDA graphs) or off");
+}
+
+bool resolve_fused_ops(SchedulerOptions::FusedOps asked) {
+  using Fused = SchedulerOptions::FusedOps;
+  if (asked != Fused::DEFAULT) return asked == Fused::ON;
+  const char* env = std::getenv("FERRY_FUSED_OPS");
+  if (env == nullptr || *env == '\0' || std::strcmp(env, "off") == 0) return false;
+  if (std::strcmp(env, "on") == 0) return true;
+  fail(ErrorCategory::INVALID_ARGUMENT, std::string("FERRY_FUSED_OPS='") + env +
+                                            "': expected on (norm, SwiGLU and residual add inside the GPU's GEMV; "
+                                            "RoPE with the KV store) or off");
 }
 
 }  // namespace ferry

@@ -181,7 +181,8 @@ std::string bench_markdown(const BenchReport& r) {
     out += std::string("- engine: decode steps ") +
            (r.env.decode_graphs ? "replayed as CUDA graphs" : "kernel by kernel (FERRY_DECODE_GRAPHS=off)") +
            ", activations up " +
-           (r.env.activations_by_kernel ? "by kernel (FERRY_ACTIVATION_UPLOAD=kernel)" : "by the copy engine") + "\n";
+           (r.env.activations_by_kernel ? "by kernel (FERRY_ACTIVATION_UPLOAD=kernel)" : "by the copy engine") +
+           ", fused ops " + (r.env.fused_ops ? "on (FERRY_FUSED_OPS=on)" : "off") + "\n";
   if (link)
     out += "- **simulated link**: host-to-device copies of streamed weights paced to " +
            link_rate_text(r.request.link_gbps) +
@@ -234,7 +235,8 @@ Json bench_json(const BenchReport& r) {
               {"clock", std::string(kBenchClock)},
               {"engine",
                {{"decode_graphs", r.env.decode_graphs},
-                {"activation_upload", r.env.activations_by_kernel ? "kernel" : "copy"}}},
+                {"activation_upload", r.env.activations_by_kernel ? "kernel" : "copy"},
+                {"fused_ops", r.env.fused_ops}}},
               {"parameters",
                {{"vram", std::move(vram)},
                 {"vram_bytes", std::move(vram_bytes)},

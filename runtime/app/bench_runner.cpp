@@ -327,6 +327,7 @@ BenchEnvironment bench_environment() {
   env.decode_graphs = resolve_decode_graphs(SchedulerOptions::DecodeGraphs::DEFAULT);
   env.activations_by_kernel = resolve_activation_upload(SchedulerOptions::ActivationUpload::DEFAULT) ==
                               SchedulerOptions::ActivationUpload::KERNEL;
+  env.fused_ops = resolve_fused_ops(SchedulerOptions::FusedOps::DEFAULT);
   return env;
 }
 

@@ -141,10 +141,11 @@ struct BenchEnvironment {
   bool git_dirty = false;
   std::string version;
   std::string started_at;  // UTC, ISO 8601
-  // The GPU engine's settings from the environment (resolve_decode_graphs, resolve_activation_upload), reported so
-  // that runs with different ones are not compared unawares.
+  // The GPU engine's settings from the environment (resolve_decode_graphs, resolve_activation_upload,
+  // resolve_fused_ops), reported so that runs with different ones are not compared unawares.
   bool decode_graphs = true;
   bool activations_by_kernel = false;
+  bool fused_ops = false;
 };
 
 struct BenchReport {

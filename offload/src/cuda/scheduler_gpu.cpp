@@ -231,6 +231,7 @@ GpuEngine::GpuEngine(const EngineSetup& setup, const MemoryPlan& plan, const Gpu
     scratch.fp32_tile = m_arena.allocate_array<float>(MemoryCategory::FP16_SCRATCH, sizing.fp32_tile_floats,
                                                       "fp32 tile (dequantization via FP32, benchmark)");
   m_ops = std::make_unique<CudaOps>(m_compute.get(), m_cublas.get(), scratch);
+  m_ops->set_fused_ops(resolve_fused_ops(opt.fused_ops));
   m_position =
       static_cast<int32_t*>(m_arena.allocate(MemoryCategory::ACTIVATIONS, sizing.position_bytes, "step position"));
   if (resolve_decode_graphs(opt.decode_graphs))

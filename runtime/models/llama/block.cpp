@@ -84,7 +84,7 @@ void llama_block_forward(Ops& ops, const LlamaConfig& c, const LlamaLayerWeights
 void llama_block_forward_sequences(Ops& ops, const LlamaConfig& c, const LlamaLayerWeights& w,
                                    std::span<const LlamaKvView> caches, const LlamaBlockBuffers& b, float* x,
                                    int64_t n_tokens, std::span<const StepSequence> sequences) {
-  const int64_t n_embd = c.n_embd, q_width = c.n_embd_q(), kv_width = c.n_embd_kv(), T = n_tokens;
+  const int64_t q_width = c.n_embd_q(), kv_width = c.n_embd_kv(), T = n_tokens;
   const LlamaArchTraits traits = c.traits();
   int64_t covered = 0;
   for (const StepSequence& s : sequences) {
@@ -96,17 +96,15 @@ void llama_block_forward_sequences(Ops& ops, const LlamaConfig& c, const LlamaLa
     if (s.pos0 < 0 || s.pos0 + s.n_tokens > kv.n_ctx)
       fail(ErrorCategory::INVALID_ARGUMENT, "llama block: positions up to " + std::to_string(s.pos0 + s.n_tokens) +
                                                 " exceed the KV cache of " + std::to_string(kv.n_ctx));
-    ops.positions(b.positions + covered, s.n_tokens, s.pos0);
     covered += s.n_tokens;
   }
   if (covered != T)
     fail(ErrorCategory::INVALID_ARGUMENT,
          "llama block: the step's entries hold " + std::to_string(covered) + " tokens, the step " + std::to_string(T));
-  ops.rms_norm(x, w.attn_norm, b.xn, T, n_embd, c.rms_eps);
-  {  // q, k and v share xn: one launch for the three where the backend fuses them (the GPU's decode GEMV)
+  {  // q, k and v share the normalised x: one launch for the three where the backend fuses them (the GPU's GEMV)
     const QuantMatrixView qkv[] = {w.wq, w.wk, w.wv};
     float* const qkv_out[] = {b.q, b.k, b.v};
-    ops.matmul_batch(qkv, b.xn, T, qkv_out);
+    ops.rms_norm_matmul_batch(x, w.attn_norm, c.rms_eps, qkv, T, qkv_out, b.xn);
   }
   if (traits.qkv_bias) {
     ops.add_bias(b.q, w.bq, b.q, T, q_width);
@@ -117,34 +115,44 @@ void llama_block_forward_sequences(Ops& ops, const LlamaConfig& c, const LlamaLa
     ops.rms_norm(b.q, w.q_norm, b.q, T * c.n_head, c.head_dim(), c.rms_eps);
     ops.rms_norm(b.k, w.k_norm, b.k, T * c.n_head_kv, c.head_dim(), c.rms_eps);
   }
-  ops.rope(b.q, T, c.n_head, c.head_dim(), b.positions, c.rope_freq_base, traits.rope);
-  ops.rope(b.k, T, c.n_head_kv, c.head_dim(), b.positions, c.rope_freq_base, traits.rope);
-  int64_t t0 = 0;
-  for (const StepSequence& s : sequences) {
+  if (sequences.size() == 1) {  // one sequence (a prompt, single-user decode): RoPE and the KV store as one op
+    const StepSequence& s = sequences[0];
     const LlamaKvView& kv = caches[static_cast<size_t>(s.slot)];
-    ops.store_kv(b.k + t0 * kv_width, b.v + t0 * kv_width, kv.k, kv.v, s.n_tokens, s.pos0, kv_width, kv.n_ctx);
-    ops.attention(attention_shape(c, s.n_tokens, s.pos0 + s.n_tokens, s.pos0), b.q + t0 * q_width, kv.k, kv.v,
-                  b.attn + t0 * q_width, b.attention);
-    t0 += s.n_tokens;
+    ops.rope_store_kv(b.q, b.k, b.v, T, c.n_head, c.n_head_kv, c.head_dim(), s.pos0, c.rope_freq_base, traits.rope,
+                      kv.k, kv.v, kv.n_ctx, b.positions);
+    ops.attention(attention_shape(c, T, s.pos0 + T, s.pos0), b.q, kv.k, kv.v, b.attn, b.attention);
+  } else {
+    int64_t t0 = 0;
+    for (const StepSequence& s : sequences) {
+      ops.positions(b.positions + t0, s.n_tokens, s.pos0);
+      t0 += s.n_tokens;
+    }
+    ops.rope(b.q, T, c.n_head, c.head_dim(), b.positions, c.rope_freq_base, traits.rope);
+    ops.rope(b.k, T, c.n_head_kv, c.head_dim(), b.positions, c.rope_freq_base, traits.rope);
+    t0 = 0;
+    for (const StepSequence& s : sequences) {
+      const LlamaKvView& kv = caches[static_cast<size_t>(s.slot)];
+      ops.store_kv(b.k + t0 * kv_width, b.v + t0 * kv_width, kv.k, kv.v, s.n_tokens, s.pos0, kv_width, kv.n_ctx);
+      ops.attention(attention_shape(c, s.n_tokens, s.pos0 + s.n_tokens, s.pos0), b.q + t0 * q_width, kv.k, kv.v,
+                    b.attn + t0 * q_width, b.attention);
+      t0 += s.n_tokens;
+    }
   }
-  ops.matmul(w.wo, b.attn, T, b.proj);
-  ops.add(x, b.proj, x, T * n_embd);
+  ops.matmul_add(w.wo, b.attn, T, x, b.proj);  // x += attention output · woᵀ
 
-  ops.rms_norm(x, w.ffn_norm, b.xn, T, n_embd, c.rms_eps);
   {
     const QuantMatrixView gate_up[] = {w.w_gate, w.w_up};
     float* const gate_up_out[] = {b.gate, b.up};
-    ops.matmul_batch(gate_up, b.xn, T, gate_up_out);
+    ops.rms_norm_matmul_batch(x, w.ffn_norm, c.rms_eps, gate_up, T, gate_up_out, b.xn);
   }
-  ops.silu_mul(b.gate, b.up, b.gate, T * c.n_ff);
-  ops.matmul(w.w_down, b.gate, T, b.proj);
-  ops.add(x, b.proj, x, T * n_embd);
+  ops.swiglu_matmul_add(w.w_down, b.gate, b.up, T, x, b.proj);  // x += (silu(gate) ⊙ up) · downᵀ
 }
 
 void llama_head_forward(Ops& ops, const LlamaConfig& c, const float* output_norm, const QuantMatrixView& output,
                         const float* x, int64_t n_tokens, int64_t rows, float* normed, float* logits) {
-  ops.rms_norm(x + (n_tokens - rows) * c.n_embd, output_norm, normed, rows, c.n_embd, c.rms_eps);
-  ops.matmul(output, normed, rows, logits);
+  float* const out[] = {logits};
+  ops.rms_norm_matmul_batch(x + (n_tokens - rows) * c.n_embd, output_norm, c.rms_eps,
+                            std::span<const QuantMatrixView>(&output, 1), rows, out, normed);
 }
 
 void check_forward_arguments(const LlamaConfig& c, int64_t n_ctx, std::span<const int32_t> tokens, int64_t pos0,

@@ -26,6 +26,7 @@ SchedulerOptions scheduler_options(const LlamaRunnerOptions& o) {
   s.trace_path = o.trace_path;
   s.link_gbps = o.link_gbps;
   s.decode_graphs = o.decode_graphs;
+  s.fused_ops = o.fused_ops;
   return s;
 }
 

@@ -56,6 +56,30 @@ class Ops {
   // layer splits or joins (Flux's img_in input columns, the [attention | MLP] input of linear2). Must not overlap.
   virtual void copy_rows(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
                          int64_t n) = 0;
+
+  // Fused forms of sequences a block runs every step. A backend that can do one in fewer kernels and fewer passes
+  // through memory overrides it (the GPU's decode GEMV: the norm, the SwiGLU product or the residual add done inside
+  // the matrix product); the defaults here run the sequence spelled out in each comment, so every backend supports
+  // them. Results equal the sequence's up to rounding. Scratch arguments are where the sequence keeps its
+  // intermediate; a fused override need not write them, and they hold nothing afterwards.
+
+  // ys[i] = rms_norm(x, norm_weight) · ws[i]ᵀ. xn [T, K]: scratch for the normalised x.
+  virtual void rms_norm_matmul_batch(const float* x, const float* norm_weight, float eps,
+                                     std::span<const QuantMatrixView> ws, int64_t n_tokens, std::span<float* const> ys,
+                                     float* xn);
+  // y += x · wᵀ (y [T, rows]: a residual stream). tmp [T, rows]: scratch for the product.
+  virtual void matmul_add(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, float* tmp);
+  // y += (silu(gate) ⊙ up) · wᵀ. gate [T, K] is scratch too (the sequence writes the product there); tmp as
+  // matmul_add.
+  virtual void swiglu_matmul_add(const QuantMatrixView& w, float* gate, const float* up, int64_t n_tokens, float* y,
+                                 float* tmp);
+  // One sequence's RoPE and KV-cache store: token t is at position pos0 + t; q [T, n_head, head_dim] and
+  // k [T, n_head_kv, head_dim] are rotated (q in place: attention reads it next; k's buffer is scratch afterwards),
+  // then rows pos0 .. pos0 + T - 1 of the caches ([capacity, n_head_kv · head_dim] FP16) become the rotated k and v.
+  // position_scratch [T]: scratch for the token positions.
+  virtual void rope_store_kv(float* q, float* k, const float* v, int64_t n_tokens, int64_t n_head, int64_t n_head_kv,
+                             int64_t head_dim, int64_t pos0, float freq_base, RopeMode mode, uint16_t* k_cache,
+                             uint16_t* v_cache, int64_t capacity, int32_t* position_scratch);
 };
 
 }  // namespace ferry

@@ -33,6 +33,8 @@ struct LlamaRunnerOptions {
   double link_gbps = 0;  // > 0: streamed layers' copies paced to this rate (SchedulerOptions::link_gbps)
   // Decode steps of resident blocks replayed as CUDA graphs (SchedulerOptions::decode_graphs).
   SchedulerOptions::DecodeGraphs decode_graphs = SchedulerOptions::DecodeGraphs::DEFAULT;
+  // The GPU layers' fused ops (SchedulerOptions::fused_ops).
+  SchedulerOptions::FusedOps fused_ops = SchedulerOptions::FusedOps::DEFAULT;
   // forward(..., all_logits = true) allowed: the head's output holds max_tokens rows of logits. Off, it holds one row
   // (the last token's), which is all sampling needs: 0.5 MB instead of 256 MB of VRAM for a 128k vocabulary at 512
   // tokens, and no copy of the unused rows back to the host.
