@@ -91,6 +91,18 @@ class Timer {
   cudaEvent_t m_start{}, m_stop{};
 };
 
+// The device's copy rate: device-to-device cudaMemcpy of 1 GiB, bytes read + written per second (the measurable
+// stand-in for the memory bound that the kernels' rates are compared with).
+inline double measure_copy_rate(Timer& timer, cudaStream_t stream, int runs, Stats* out) {
+  const size_t bytes = size_t{1} << 30;
+  DeviceMemory a(bytes), b(bytes);
+  a.fill(0x5a);
+  const Stats s = timer.time(
+      runs, [&](int) { FERRY_CUDA_CHECK(cudaMemcpyAsync(b.as(), a.as(), bytes, cudaMemcpyDeviceToDevice, stream)); });
+  *out = s;
+  return 2.0 * static_cast<double>(bytes) / s.median;
+}
+
 // Polls cudaMemGetInfo on its own thread and keeps the lowest free memory seen, so transient peaks inside a run (not
 // only the state before and after it) count against the budget.
 class FreeMemorySampler {

@@ -7,7 +7,8 @@
 // - Dequantization of 2^26 elements of every type to FP16 and BF16: GB/s of bytes in + bytes out and % of the copy
 //   rate; and the old path (FP32 temporary, then a cast) for comparison: time ratio and the 4 B/weight temporary it
 //   needs. Inputs and outputs (>= 128 MB) are larger than L2.
-// - GEMV at T = 1 on Llama/Mistral shapes for Q4_0, Q4_K, Q6_K, Q8_0 (+ every other type on one shape, + T = 8):
+// - GEMV at T = 1 on Llama/Mistral shapes for Q4_0, Q4_K, Q6_K, Q8_0 (+ every other type on one shape, Q4_1 and Q5_K
+//   also through the fused entry, + T = 8):
 //   GB/s of quantized weight bytes read and % of the copy rate. Each run reads the next of several weight copies
 //   (>= 256 MB in all), so no run finds its weights in L2 (50 MB).
 // - dequant_gemm (Q4_0) against cuBLAS on pre-dequantized FP16 weights (cublasGemmEx, same layouts) at T = 512 and
@@ -34,10 +35,12 @@
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "bench_cuda_common.hpp"
+#include "bench_random_blocks.hpp"
 #include "ferry/error.hpp"
 #include "ferry/ggml_type.hpp"
 #include "ferry/half.hpp"
@@ -55,61 +58,6 @@ using namespace ferry::bench;
 
 json to_json(const Stats& s) { return {{"median_s", s.median}, {"min_s", s.min}, {"max_s", s.max}}; }
 
-// Random blocks: random quant bytes, finite half scales of random magnitude (2^-12 .. 2^-4); float types hold
-// Gaussian-ish values. Timing does not depend on the values, validity does (no Inf/NaN to propagate).
-std::vector<uint8_t> random_tensor(GgmlType type, int64_t n_elems, uint64_t seed) {
-  const ferry::TypeTraits& t = ferry::type_traits(type);
-  std::vector<uint8_t> v(ferry::row_bytes(type, n_elems));
-  Lcg rng(seed);
-  for (size_t i = 0; i + 8 <= v.size(); i += 8) {
-    const uint64_t r = rng.next();
-    std::memcpy(v.data() + i, &r, 8);
-  }
-  auto put16 = [&](size_t off, uint16_t h) { std::memcpy(v.data() + off, &h, 2); };
-  auto scale = [&] { return std::ldexp(rng.uniform(1.0f, 2.0f), -4 - static_cast<int>(rng.next() % 9)); };
-  switch (type) {
-    case GgmlType::F32:
-      for (int64_t i = 0; i < n_elems; ++i) {
-        const float f = rng.uniform(-1.0f, 1.0f);
-        std::memcpy(v.data() + 4 * i, &f, 4);
-      }
-      return v;
-    case GgmlType::F16:
-    case GgmlType::BF16:
-      for (int64_t i = 0; i < n_elems; ++i) {
-        const float f = rng.uniform(-1.0f, 1.0f);
-        put16(2 * i, type == GgmlType::F16 ? ferry::fp32_to_fp16(f) : ferry::fp32_to_bf16(f));
-      }
-      return v;
-    default:
-      break;
-  }
-  std::vector<int> offs;
-  switch (type) {
-    case GgmlType::Q4_1:
-    case GgmlType::Q5_1:
-    case GgmlType::Q4_K:
-    case GgmlType::Q5_K:
-      offs = {0, 2};
-      break;
-    case GgmlType::Q2_K:
-      offs = {80, 82};
-      break;
-    case GgmlType::Q3_K:
-      offs = {108};
-      break;
-    case GgmlType::Q6_K:
-      offs = {208};
-      break;
-    default:
-      offs = {0};
-      break;
-  }
-  for (size_t b = 0; b < v.size() / t.type_size; ++b)
-    for (int o : offs) put16(b * t.type_size + o, ferry::fp32_to_fp16((rng.next() & 1) ? scale() : -scale()));
-  return v;
-}
-
 std::string name(GgmlType t) { return std::string(ferry::type_name(t)); }
 
 struct Context {
@@ -120,17 +68,6 @@ struct Context {
 };
 
 // ---- limits --------------------------------------------------------------------------------------------------
-double measure_copy(Context& c, Stats* out) {
-  const size_t bytes = size_t{1} << 30;
-  DeviceMemory a(bytes), b(bytes);
-  a.fill(0x5a);
-  const Stats s = c.timer->time(c.runs, [&](int) {
-    FERRY_CUDA_CHECK(cudaMemcpyAsync(b.as(), a.as(), bytes, cudaMemcpyDeviceToDevice, c.stream));
-  });
-  *out = s;
-  return 2.0 * static_cast<double>(bytes) / s.median;
-}
-
 // cublasGemmEx FP16 x FP16 -> FP32 with the layout dequant_gemm uses: y[T, N] = x[T, K] W[N, K]^T.
 void cublas_gemm(cublasHandle_t h, int64_t n, int64_t t, int64_t k, const __half* w, const __half* x, float* y) {
   const float alpha = 1.0f, beta = 0.0f;
@@ -153,7 +90,7 @@ double measure_cublas_peak(Context& c, cublasHandle_t h, Stats* out) {
 
 // ---- dequantization -------------------------------------------------------------------------------------------
 json bench_dequant(Context& c, GgmlType type, int64_t n, std::vector<std::string>& rows) {
-  const auto host = random_tensor(type, n, 11 + static_cast<uint64_t>(type));
+  const auto host = random_quant_tensor(type, n, 11 + static_cast<uint64_t>(type));
   DeviceMemory src(host.size()), h(n * 2), b(n * 2), tmp(n * 4), cast(n * 2);
   src.upload(host.data(), host.size());
 
@@ -199,12 +136,14 @@ json bench_dequant(Context& c, GgmlType type, int64_t n, std::vector<std::string
 }
 
 // ---- GEMV ----------------------------------------------------------------------------------------------------
+// fused_entry: through quant_gemv_fused with no fusion, the only way Q4_1 and Q5_K reach the int8-activation kernel
+// until it has run on a GPU (quant_gemv keeps their FP32 decode).
 json bench_gemv(Context& c, GgmlType type, int64_t n, int64_t k, int64_t t, std::vector<std::string>& rows,
-                ferry::cuda::GemvPath path = ferry::cuda::GemvPath::STAGED) {
+                ferry::cuda::GemvPath path = ferry::cuda::GemvPath::STAGED, bool fused_entry = false) {
   ferry::cuda::set_gemv_path(path);
   const size_t wbytes = ferry::row_bytes(type, k) * static_cast<size_t>(n);
   const int copies = static_cast<int>(std::max<size_t>(2, ((size_t{256} << 20) + wbytes - 1) / wbytes));
-  const auto host = random_tensor(type, n * k, 21 + static_cast<uint64_t>(type) + static_cast<uint64_t>(n + k));
+  const auto host = random_quant_tensor(type, n * k, 21 + static_cast<uint64_t>(type) + static_cast<uint64_t>(n + k));
   DeviceMemory w(wbytes * copies), x(t * k * 4), y(t * n * 4);
   for (int i = 0; i < copies; ++i) w.upload(host.data(), wbytes, i * wbytes);
   Lcg rng(99);
@@ -212,26 +151,31 @@ json bench_gemv(Context& c, GgmlType type, int64_t n, int64_t k, int64_t t, std:
   for (auto& f : hx) f = rng.uniform(-1.0f, 1.0f);
   x.upload(hx.data(), hx.size() * 4);
   auto view = [&](int i) { return ferry::QuantMatrixView{type, w.as<uint8_t>() + (i % copies) * wbytes, k, n}; };
+  auto run = [&](int i) {
+    if (!fused_entry) return ferry::cuda::quant_gemv(view(i), x.as<float>(), t, y.as<float>(), c.stream);
+    const ferry::QuantMatrixView v = view(i);
+    float* out = y.as<float>();
+    ferry::cuda::quant_gemv_fused(std::span(&v, 1), x.as<float>(), t, std::span(&out, 1), {}, c.stream);
+  };
 
-  ferry::cuda::quant_gemv(view(0), x.as<float>(), t, y.as<float>(), c.stream);
+  run(0);
   FERRY_CUDA_CHECK(cudaStreamSynchronize(c.stream));
   std::vector<float> got(t * n), ref(t * n);
   FERRY_CUDA_CHECK(cudaMemcpy(got.data(), y.as(), got.size() * 4, cudaMemcpyDeviceToHost));
   ferry::ref::matmul({type, host.data(), k, n}, hx.data(), t, ref.data());
   const double err = normalized_error(got, ref);
 
-  const Stats s = c.timer->time(
-      c.runs, [&](int r) { ferry::cuda::quant_gemv(view(r), x.as<float>(), t, y.as<float>(), c.stream); });
+  const Stats s = c.timer->time(c.runs, run);
   const double rate = static_cast<double>(wbytes) / s.median;
   char line[512];
+  const std::string path_name = std::string(ferry::cuda::gemv_path_name(path)) + (fused_entry ? ", fused entry" : "");
   std::snprintf(line, sizeof line, "| %lld x %lld | %s | %s | %lld | %.1f | %.1f | %.0f | %.0f%% | %.1f | %.1e |",
-                static_cast<long long>(n), static_cast<long long>(k), name(type).c_str(),
-                ferry::cuda::gemv_path_name(path), static_cast<long long>(t),
-                wbytes / 1e6, s.median * 1e6, rate / 1e9, 100 * rate / c.copy_rate, (s.max - s.min) / s.median * 100,
-                err);
+                static_cast<long long>(n), static_cast<long long>(k), name(type).c_str(), path_name.c_str(),
+                static_cast<long long>(t), wbytes / 1e6, s.median * 1e6, rate / 1e9, 100 * rate / c.copy_rate,
+                (s.max - s.min) / s.median * 100, err);
   rows.push_back(line);
   return {{"type", name(type)},
-          {"path", ferry::cuda::gemv_path_name(path)},
+          {"path", path_name},
           {"n", n},
           {"k", k},
           {"tokens", t},
@@ -246,7 +190,7 @@ json bench_gemv(Context& c, GgmlType type, int64_t n, int64_t k, int64_t t, std:
 // ---- dequant + GEMM ------------------------------------------------------------------------------------------
 json bench_gemm(Context& c, cublasHandle_t cublas, GgmlType type, int64_t n, int64_t k, int64_t t,
                 std::vector<std::string>& rows) {
-  const auto host = random_tensor(type, n * k, 31 + static_cast<uint64_t>(n * 7 + k));
+  const auto host = random_quant_tensor(type, n * k, 31 + static_cast<uint64_t>(n * 7 + k));
   DeviceMemory w(host.size()), w16(n * k * 2), x(t * k * 4), x16(t * k * 2), y_ref(t * n * 4), y(t * n * 4);
   DeviceMemory scratch_w(n * k * 2), scratch_x(t * k * 2), workspace(ferry::cuda::kGemmWorkspaceBytes);
   w.upload(host.data(), host.size());
@@ -346,7 +290,7 @@ int main(int argc, char** argv) {
     Context c{stream, &timer, runs, 0.0};
 
     Stats copy_stats, gemm_stats;
-    c.copy_rate = measure_copy(c, &copy_stats);
+    c.copy_rate = measure_copy_rate(timer, stream, runs, &copy_stats);
     const double peak = measure_cublas_peak(c, cublas, &gemm_stats);
     const std::string build = std::string(FERRY_GIT_SHA) + dirty_suffix();
 
@@ -400,6 +344,10 @@ int main(int argc, char** argv) {
       if (std::find(std::begin(main_types), std::end(main_types), t) != std::end(main_types)) continue;
       j["gemv"].push_back(bench_gemv(c, t, 14336, 4096, 1, rows));
     }
+    // Q4_1 and Q5_K on the int8-activation kernel (fused entry, DIRECT) beside their FP32 decode above.
+    for (GgmlType t : {GgmlType::Q4_1, GgmlType::Q5_K})
+      for (const auto& s : {shapes[0], shapes[1]})
+        j["gemv"].push_back(bench_gemv(c, t, s[0], s[1], 1, rows, GemvPath::DIRECT, true));
     for (GgmlType t : main_types)
       for (int64_t tokens : {2, 8})
         for (GemvPath p : {GemvPath::STAGED, GemvPath::DIRECT})

@@ -38,8 +38,9 @@
 #              streamed in the prompt), by-kernel and copy-engine activation upload, against resident-first/-stream
 #   graphs     decode steps as CUDA graphs on and off (FERRY_DECODE_GRAPHS): ferry bench on SmolLM2 (needs the file, as
 #              smollm2) and llama-3-8B Q4_0, all resident
-#   fused      fused ops on and off (FERRY_FUSED_OPS): the SmolLM2 GPU case and its perplexity with them, then ferry
-#              bench on SmolLM2 and llama-3-8B Q4_0 / Q4_K_M, all resident (graphs on, the default)
+#   fused      fused ops on and off (FERRY_FUSED_OPS): bench_decode_step_cuda (one block's step as graphs), the SmolLM2
+#              GPU case and its perplexity with them, then ferry bench on SmolLM2 and llama-3-8B Q4_0 / Q4_K_M, all
+#              resident (graphs on, the default)
 #   upload     activations up by the copy engine vs by kernel (FERRY_ACTIVATION_UPLOAD): ferry bench on llama-13b
 #              Q4_0 with streamed and CPU layers, each mode in its own run
 # Each step after `all` reuses its build. A step that fails is reported and the next one runs.
@@ -231,6 +232,13 @@ fused_step() {
   [ -f "$m8" ] || "$ferry" make-model --arch llama --preset llama-3-8b --type q4_0 --seed 1 -o "$m8" >/dev/null || return 1
   [ -f "$m8k" ] || "$ferry" make-model --arch llama --preset llama-3-8b --type q4_k_m --seed 1 -o "$m8k" >/dev/null ||
     return 1
+  # One block's decode step, fused and not, as CUDA graphs (kernel level, before the end-to-end runs below)
+  if timeout 120 build-device/bench/bench_decode_step_cuda -o "$OUT/decode-step.json" >"$OUT/decode-step.md" 2>&1; then
+    grep -E '^\| (SmolLM2|Llama)' "$OUT/decode-step.md" | sed 's/^/    decode-step /' >>"$s"
+  else
+    status=1
+    echo "fused decode-step bench: FAILED ($(tail -1 "$OUT/decode-step.md"))" >>"$s"
+  fi
   for ((i = 0; i < 180; i += 5)); do [ -f "$smol" ] && break; sleep 5; done
   if [ -f "$smol" ]; then
     if FERRY_FUSED_OPS=on FERRY_SMOLLM2_GGUF=$smol timeout 200 build-device/tests/test_llama_gpu -tc='SmolLM2*' -s \
