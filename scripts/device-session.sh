@@ -198,6 +198,24 @@ upload_step() {
 
 # Decode graphs (issue 12): ferry bench with FERRY_DECODE_GRAPHS on and off, the real SmolLM2 model and llama-3-8B
 # shapes Q4_0, all resident at 8 GiB; each mode twice, alternated (one process per mode: the variable is read once).
+# ferry bench with an engine setting on and off in alternating processes, twice, all resident at 8 GiB:
+# bench_on_off VARIABLE LABEL MODEL... (pp512 / tg128 rows into the step summary under LABEL).
+bench_on_off() {
+  local variable=$1 label=$2 s=$OUT/step-summary.txt status=0
+  shift 2
+  for m in "$@"; do
+    [ -f "$m" ] || { echo "$label: SKIPPED $m (missing)" >>"$s"; status=1; continue; }
+    local name
+    name=$(basename "$m" .gguf)
+    for run in on-1 off-1 on-2 off-2; do
+      env "$variable=${run%-*}" timeout 200 "$ferry" bench "$m" --vram 8GiB --policy resident-first -p 512 -n 128 \
+        -r 3 >"$OUT/$label-$name-$run.md" 2>"$OUT/$label-$name-$run.log" || status=1
+      grep -E '\| (pp512|tg128) \|' "$OUT/$label-$name-$run.md" | sed "s/^/    $label $run $name /" >>"$s"
+    done
+  done
+  return "$status"
+}
+
 graphs_step() {
   local s=$OUT/step-summary.txt status=0 m8=$models/llama-3-8b-q4_0.gguf
   local smol=${FERRY_SMOLLM2_GGUF:-/tmp/ferry-smol/SmolLM2-135M-Instruct.Q4_1.gguf}
@@ -212,16 +230,7 @@ graphs_step() {
       echo "graphs smollm2 test: FAILED ($(grep -E 'ERROR|greedy' "$OUT/test-smollm2.log" | head -3 | tr '\n' ' '))" >>"$s"
     fi
   fi
-  for m in "$smol" "$m8"; do
-    [ -f "$m" ] || { echo "graphs: SKIPPED $m (missing)" >>"$s"; status=1; continue; }
-    local name
-    name=$(basename "$m" .gguf)
-    for run in on-1 off-1 on-2 off-2; do
-      FERRY_DECODE_GRAPHS=${run%-*} timeout 200 "$ferry" bench "$m" --vram 8GiB --policy resident-first -p 512 -n 128 \
-        -r 3 >"$OUT/graphs-$name-$run.md" 2>"$OUT/graphs-$name-$run.log" || status=1
-      grep -E '\| (pp512|tg128) \|' "$OUT/graphs-$name-$run.md" | sed "s/^/    graphs $run $name /" >>"$s"
-    done
-  done
+  bench_on_off FERRY_DECODE_GRAPHS graphs "$smol" "$m8" || status=1
   return "$status"
 }
 
@@ -254,16 +263,7 @@ fused_step() {
       echo "fused ppl $f: $(grep -E 'PPL =' "$OUT/ppl-fused-$f.log" | tail -1)" >>"$s"
     done
   fi
-  for m in "$smol" "$m8" "$m8k"; do
-    [ -f "$m" ] || { echo "fused: SKIPPED $m (missing)" >>"$s"; status=1; continue; }
-    local name
-    name=$(basename "$m" .gguf)
-    for run in on-1 off-1 on-2 off-2; do
-      FERRY_FUSED_OPS=${run%-*} timeout 200 "$ferry" bench "$m" --vram 8GiB --policy resident-first -p 512 -n 128 \
-        -r 3 >"$OUT/fused-$name-$run.md" 2>"$OUT/fused-$name-$run.log" || status=1
-      grep -E '\| (pp512|tg128) \|' "$OUT/fused-$name-$run.md" | sed "s/^/    fused $run $name /" >>"$s"
-    done
-  done
+  bench_on_off FERRY_FUSED_OPS fused "$smol" "$m8" "$m8k" || status=1
   return "$status"
 }
 

@@ -7,6 +7,8 @@
 // pos * inv_freq is formed and reduced modulo 2*pi in double (positions reach 10^5 in long contexts, where a float
 // angle would be off by ~10^-2 rad), and only the reduced angle goes through sincosf. The doubles cost a handful of
 // FP64 operations per (token, pair), negligible even on consumer cards with 1/64-rate FP64.
+// rope_store_kv (CudaOps' fused op): the same rotation of one sequence's q and k in one kernel, the rotated k going
+// straight to the FP16 KV cache with v, instead of positions + rope + rope + store_kv.
 #include "ferry/kernels/cuda/rope.cuh"
 
 #include <algorithm>
@@ -32,6 +34,34 @@ struct RopeTable {
   uint8_t axis[kMaxPairs];
 };
 
+// (cos, sin) of pos · inv_freq, the angle reduced modulo 2π in double (see the note at the top).
+__device__ __forceinline__ float2 rope_cos_sin(double pos, double inv_freq) {
+  constexpr double kTwoPi = 6.283185307179586476925286766559;
+  double angle = pos * inv_freq;
+  angle -= kTwoPi * rint(angle / kTwoPi);
+  float s, c;
+  sincosf(static_cast<float>(angle), &s, &c);
+  return make_float2(c, s);
+}
+
+// The pair (a, b) rotated by cs: the one expression of every kernel here, so that they round alike.
+__device__ __forceinline__ float2 rotate_pair(float a, float b, float2 cs) {
+  return make_float2(a * cs.x - b * cs.y, a * cs.y + b * cs.x);
+}
+
+// Rotates in place the n_head heads of one token's row xt, pair p by cos_sin[p] (block-stride over the pairs).
+__device__ __forceinline__ void rotate_heads(float* xt, int n_head, int head_dim, int pair_stride, int pair_step,
+                                             const float2* cos_sin) {
+  const int n_pairs = head_dim / 2;
+  for (int idx = threadIdx.x; idx < n_head * n_pairs; idx += blockDim.x) {
+    const int h = idx / n_pairs, p = idx % n_pairs;
+    float* v = xt + static_cast<int64_t>(h) * head_dim + p * pair_step;
+    const float2 r = rotate_pair(v[0], v[pair_stride], cos_sin[p]);
+    v[0] = r.x;
+    v[pair_stride] = r.y;
+  }
+}
+
 // kMulti: positions are float [T, n_axes] (Flux); otherwise int32 [T]. pair_stride: distance between the two elements
 // of a pair (1 for ADJACENT, head_dim / 2 for HALF_SPLIT); pair_step: distance between consecutive pairs' first
 // elements (2 for ADJACENT, 1 for HALF_SPLIT).
@@ -40,27 +70,14 @@ __global__ void rope_kernel(float* x, int64_t n_tokens, int n_head, int head_dim
                             const float* pos_f, int n_axes, int pair_stride, int pair_step, const RopeTable table) {
   __shared__ float2 cos_sin[kMaxPairs];
   const int n_pairs = head_dim / 2;
-  constexpr double kTwoPi = 6.283185307179586476925286766559;
   for (int64_t t = blockIdx.x; t < n_tokens; t += gridDim.x) {
     for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) {
       const double pos =
           kMulti ? static_cast<double>(pos_f[t * n_axes + table.axis[p]]) : static_cast<double>(pos_i[t]);
-      double angle = pos * table.inv_freq[p];
-      angle -= kTwoPi * rint(angle / kTwoPi);
-      float s, c;
-      sincosf(static_cast<float>(angle), &s, &c);
-      cos_sin[p] = make_float2(c, s);
+      cos_sin[p] = rope_cos_sin(pos, table.inv_freq[p]);
     }
     __syncthreads();
-    float* xt = x + t * static_cast<int64_t>(n_head) * head_dim;
-    for (int idx = threadIdx.x; idx < n_head * n_pairs; idx += blockDim.x) {
-      const int h = idx / n_pairs, p = idx % n_pairs;
-      float* v = xt + static_cast<int64_t>(h) * head_dim + p * pair_step;
-      const float2 cs = cos_sin[p];
-      const float a = v[0], b = v[pair_stride];
-      v[0] = a * cs.x - b * cs.y;
-      v[pair_stride] = a * cs.y + b * cs.x;
-    }
+    rotate_heads(x + t * static_cast<int64_t>(n_head) * head_dim, n_head, head_dim, pair_stride, pair_step, cos_sin);
     __syncthreads();  // cos_sin is rewritten for the next token
   }
 }
@@ -73,40 +90,24 @@ __global__ void rope_store_kv_kernel(float* q, const float* k, const float* v, i
                                      DevicePosition position) {
   __shared__ float2 cos_sin[kMaxPairs];
   const int n_pairs = head_dim / 2;
-  constexpr double kTwoPi = 6.283185307179586476925286766559;
   const int64_t first = pos0 + position.shift();
   const bool store = first >= 0 && first <= capacity - n_tokens;
   const int64_t row = static_cast<int64_t>(n_head_kv) * head_dim;
   for (int64_t t = blockIdx.x; t < n_tokens; t += gridDim.x) {
     // The position as the int32 token-position buffer would hold it (what rope_kernel reads).
     const auto pos = static_cast<double>(static_cast<int32_t>(first + t));
-    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) {
-      double angle = pos * table.inv_freq[p];
-      angle -= kTwoPi * rint(angle / kTwoPi);
-      float s, c;
-      sincosf(static_cast<float>(angle), &s, &c);
-      cos_sin[p] = make_float2(c, s);
-    }
+    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) cos_sin[p] = rope_cos_sin(pos, table.inv_freq[p]);
     __syncthreads();
-    float* qt = q + t * static_cast<int64_t>(n_head) * head_dim;
-    for (int idx = threadIdx.x; idx < n_head * n_pairs; idx += blockDim.x) {
-      const int h = idx / n_pairs, p = idx % n_pairs;
-      float* e = qt + static_cast<int64_t>(h) * head_dim + p * pair_step;
-      const float2 cs = cos_sin[p];
-      const float a = e[0], b = e[pair_stride];
-      e[0] = a * cs.x - b * cs.y;
-      e[pair_stride] = a * cs.y + b * cs.x;
-    }
+    rotate_heads(q + t * static_cast<int64_t>(n_head) * head_dim, n_head, head_dim, pair_stride, pair_step, cos_sin);
     if (store) {
       const float* kt = k + t * row;
       __half* kc = k_cache + (first + t) * row;
       for (int idx = threadIdx.x; idx < n_head_kv * n_pairs; idx += blockDim.x) {
         const int h = idx / n_pairs, p = idx % n_pairs;
         const int64_t at = static_cast<int64_t>(h) * head_dim + p * pair_step;
-        const float2 cs = cos_sin[p];
-        const float a = kt[at], b = kt[at + pair_stride];
-        kc[at] = __float2half_rn(a * cs.x - b * cs.y);
-        kc[at + pair_stride] = __float2half_rn(a * cs.y + b * cs.x);
+        const float2 r = rotate_pair(kt[at], kt[at + pair_stride], cos_sin[p]);
+        kc[at] = __float2half_rn(r.x);
+        kc[at + pair_stride] = __float2half_rn(r.y);
       }
       const float* vt = v + t * row;
       __half* vc = v_cache + (first + t) * row;
