@@ -2,6 +2,8 @@
 
 #include <cuda_fp16.h>
 
+#include <algorithm>
+
 #include "ferry/error.hpp"
 #include "ferry/kernels/cuda/attention.cuh"
 #include "ferry/kernels/cuda/check.cuh"
@@ -90,13 +92,22 @@ void CudaOps::copy_rows(const float* src, int64_t src_stride, float* dst, int64_
 void CudaOps::rms_norm_matmul_batch(const float* x, const float* norm_weight, float eps,
                                     std::span<const QuantMatrixView> ws, int64_t n_tokens, std::span<float* const> ys,
                                     float* xn) {
-  if (!m_fused || !cuda::gemv_fusable(ws, n_tokens))
+  const auto alone = [&](const QuantMatrixView& w) { return cuda::gemv_fusable(std::span(&w, 1), n_tokens); };
+  if (!m_fused || ws.size() != ys.size() || !std::all_of(ws.begin(), ws.end(), alone))
     return Ops::rms_norm_matmul_batch(x, norm_weight, eps, ws, n_tokens, ys, xn);
   cuda::GemvFusion fusion;
   fusion.input = cuda::GemvFusion::Input::RMS_NORM;
   fusion.norm_weight = norm_weight;
   fusion.eps = eps;
-  cuda::quant_gemv_fused(ws, x, n_tokens, ys, fusion, m_stream);
+  // One launch per run of matrices that share type and K (all of them, usually; Q4_K_M files keep v in Q6_K beside
+  // q and k in Q4_K): each launch normalises x itself, so no run needs the normalised x in memory.
+  for (size_t first = 0; first < ws.size();) {
+    size_t end = first + 1;
+    while (end < ws.size() && cuda::gemv_fusable(ws.subspan(first, end + 1 - first), n_tokens)) ++end;
+    cuda::quant_gemv_fused(ws.subspan(first, end - first), x, n_tokens, ys.subspan(first, end - first), fusion,
+                           m_stream);
+    first = end;
+  }
 }
 
 void CudaOps::matmul_add(const QuantMatrixView& w, const float* x, int64_t n_tokens, float* y, float* tmp) {
