@@ -196,16 +196,13 @@ upload_step() {
   return "$status"
 }
 
-# Decode graphs (issue 12): ferry bench with FERRY_DECODE_GRAPHS on and off, the real SmolLM2 model and llama-3-8B
-# shapes Q4_0, all resident at 8 GiB; each mode twice, alternated (one process per mode: the variable is read once).
-# ferry bench with an engine setting on and off in alternating processes, twice, all resident at 8 GiB:
-# bench_on_off VARIABLE LABEL MODEL... (pp512 / tg128 rows into the step summary under LABEL).
+# ferry bench with an engine setting on and off in alternating processes (the variable is read once per process),
+# twice, all resident at 8 GiB: bench_on_off VARIABLE LABEL MODEL... (pp512 / tg128 rows into the step summary).
 bench_on_off() {
-  local variable=$1 label=$2 s=$OUT/step-summary.txt status=0
+  local variable=$1 label=$2 s=$OUT/step-summary.txt status=0 m run name
   shift 2
   for m in "$@"; do
     [ -f "$m" ] || { echo "$label: SKIPPED $m (missing)" >>"$s"; status=1; continue; }
-    local name
     name=$(basename "$m" .gguf)
     for run in on-1 off-1 on-2 off-2; do
       env "$variable=${run%-*}" timeout 200 "$ferry" bench "$m" --vram 8GiB --policy resident-first -p 512 -n 128 \
@@ -216,6 +213,7 @@ bench_on_off() {
   return "$status"
 }
 
+# Decode graphs (issue 12): FERRY_DECODE_GRAPHS on and off on the real SmolLM2 model and llama-3-8B shapes Q4_0.
 graphs_step() {
   local s=$OUT/step-summary.txt status=0 m8=$models/llama-3-8b-q4_0.gguf
   local smol=${FERRY_SMOLLM2_GGUF:-/tmp/ferry-smol/SmolLM2-135M-Instruct.Q4_1.gguf}

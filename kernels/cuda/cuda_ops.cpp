@@ -92,7 +92,9 @@ void CudaOps::copy_rows(const float* src, int64_t src_stride, float* dst, int64_
 void CudaOps::rms_norm_matmul_batch(const float* x, const float* norm_weight, float eps,
                                     std::span<const QuantMatrixView> ws, int64_t n_tokens, std::span<float* const> ys,
                                     float* xn) {
-  const auto alone = [&](const QuantMatrixView& w) { return cuda::gemv_fusable(std::span(&w, 1), n_tokens); };
+  const auto alone = [&](const QuantMatrixView& w) {
+    return w.n_cols == ws[0].n_cols && cuda::gemv_fusable(std::span(&w, 1), n_tokens);
+  };
   if (!m_fused || ws.size() != ys.size() || !std::all_of(ws.begin(), ws.end(), alone))
     return Ops::rms_norm_matmul_batch(x, norm_weight, eps, ws, n_tokens, ys, xn);
   cuda::GemvFusion fusion;
