@@ -13,6 +13,16 @@
 
 using namespace ferry::test;
 
+#if !FERRY_TEST_HAVE_HTTP
+// A build without cpp-httplib (an optional dependency) has no HTTP server: `ferry serve` must say so and what to
+// install, instead of the refusals below, which need the server's flags.
+TEST_CASE("ferry serve in a build without an HTTP library says so and names the package") {
+  TempDir dir;
+  const Result r = run_ferry({"serve", "missing.gguf", "--port", "8080"}, dir.path());
+  CHECK(r.status == 1);
+  CHECK_MESSAGE(contains(r.err, "libcpp-httplib-dev"), r.err);
+}
+#else
 TEST_CASE("ferry serve: flags out of range are refused before the model is loaded") {
   TempDir dir;
   const Result port = run_ferry({"serve", "missing.gguf", "--port", "70000"}, dir.path());
@@ -47,3 +57,4 @@ TEST_CASE("ferry serve: a --parallel whose KV caches do not fit is refused namin
   CHECK(largest >= 32);
   CHECK(largest <= 48);
 }
+#endif

@@ -55,7 +55,7 @@ struct GemvI8Input {
 // the end, and ss[t] += this thread's sum of x² of token t), to int8 codes q = rint(x · 127 / max|x|) (round half to
 // even, as the CPU GEMV's quantize_activations) in xq, and (d = max|x| / 127, d · Σq) per 32-element group in xd. One
 // thread per group, no shuffles. A group holding Inf or NaN gets d = NaN, so every output it feeds is NaN.
-template <int kT>
+template <int kT, bool kFused>
 __device__ __forceinline__ void stage_x_i8(int* xq, float2* xd, const float* __restrict__ x, int n_tok, int64_t n_cols,
                                            int64_t s0, int len, int64_t xq_row, int64_t xd_row, bool x_vec,
                                            const GemvI8Input& in, float (&ss)[kT]) {
@@ -76,7 +76,7 @@ __device__ __forceinline__ void stage_x_i8(int* xq, float2* xd, const float* __r
     }
     // The values the replaced op would have written, up to RMS_NORM's per-token factor (SiluMul's expression from
     // elementwise.cu).
-    if (in.kind == GemvFusion::Input::RMS_NORM) {
+    if (kFused && in.kind == GemvFusion::Input::RMS_NORM) {
       float sq = 0.0f;
 #pragma unroll
       for (int k = 0; k < 32; ++k) sq += v[k] * v[k];
@@ -88,7 +88,7 @@ __device__ __forceinline__ void stage_x_i8(int* xq, float2* xd, const float* __r
 #pragma unroll
         for (int k = 0; k < 32; ++k) v[k] *= __ldg(nw + k);
       }
-    } else if (in.kind == GemvFusion::Input::SWIGLU) {
+    } else if (kFused && in.kind == GemvFusion::Input::SWIGLU) {
       const float* u = in.up + t * n_cols + s0 + 32 * g;
 #pragma unroll
       for (int k = 0; k < 32; ++k) v[k] = v[k] / (1.0f + expf(-v[k])) * __ldg(u + k);
@@ -149,7 +149,9 @@ struct GemvI8Batch {
 // quant_gemv_kernel. kDirect (GemvPath::DIRECT): no shared-memory ring; the units read their bytes straight from global
 // memory into registers, and each warp loads chunk c + 1 of its rows while it computes chunk c (software pipelining
 // by registers), so its loads stay in flight without a barrier, a slot or the piece bookkeeping of the ring.
-template <GgmlType kType, int kT, bool kDirect>
+// kFused: the kernel takes GemvFusion's input forms and accumulate; without it they compile away, so the plain
+// GEMV's registers and instructions are what they were before fusion existed.
+template <GgmlType kType, int kT, bool kDirect, bool kFused>
 __global__ void __launch_bounds__(kGemvThreads, 2)
     quant_gemv_i8_kernel(GemvI8Batch batch, int64_t row_bytes, int64_t n_cols, const float* __restrict__ x, int n_tok,
                          int64_t seg_len, bool w_aligned, bool x_vec, GemvI8Input in, float eps, bool accumulate) {
@@ -242,14 +244,14 @@ __global__ void __launch_bounds__(kGemvThreads, 2)
 
     __syncthreads();  // every warp is done with the previous segment's x
     for (int c = 0; c < kS - 1; ++c) issue(c);
-    // DIRECT: the first chunk's weights are requested before x is staged, so their DRAM latency passes while the CTA
-    // quantizes x instead of after it (the ring's first chunks are issued just above for the same reason).
+    stage_x_i8<kT, kFused>(xq, xd, x, n_tok, n_cols, s0, len, xq_row, xd_row, x_vec, in, ss);
+    __syncthreads();  // x is staged
+    // (Requesting DIRECT's first chunk before staging x made the 8B's decode 7% slower on the H100: its registers
+    // stay live through the staging.)
     Raws next;
     if constexpr (kDirect) {
       if (valid[0] && n_chunks > 0) load_chunk(0, next);
     }
-    stage_x_i8<kT>(xq, xd, x, n_tok, n_cols, s0, len, xq_row, xd_row, x_vec, in, ss);
-    __syncthreads();  // x is staged
 
     for (int c = 0; c < n_chunks; ++c) {
       if constexpr (!kDirect) {
@@ -307,7 +309,7 @@ __global__ void __launch_bounds__(kGemvThreads, 2)
   // RMS_NORM: every thread took part above (invalid rows only skip the products), so the CTA sums the squares here,
   // in a fixed order (bit for bit the same on every run and path), and scales each token's outputs by 1 / rms.
   __shared__ float norm_inv[kT];
-  const bool rms = in.kind == GemvFusion::Input::RMS_NORM;
+  const bool rms = kFused && in.kind == GemvFusion::Input::RMS_NORM;
   if (rms) {
     __shared__ float partial[kGemvWarps][kT];
 #pragma unroll
@@ -324,7 +326,7 @@ __global__ void __launch_bounds__(kGemvThreads, 2)
     }
     __syncthreads();
   }
-  gemv_reduce_store<kRW, kT>(acc, valid, row0, n_tok, n_rows, y, accumulate, rms ? norm_inv : nullptr);
+  gemv_reduce_store<kRW, kT>(acc, valid, row0, n_tok, n_rows, y, kFused && accumulate, rms ? norm_inv : nullptr);
 }
 
 // A launch's fusion as the kernel takes it, and whether x can be read as float4.
@@ -335,7 +337,7 @@ struct GemvI8Launch {
   bool x_vec;
 };
 
-template <GgmlType kType, int kT, bool kDirect>
+template <GgmlType kType, int kT, bool kDirect, bool kFused>
 void launch_i8_path(const GemvI8Batch& batch, int64_t row_bytes, int64_t n_cols, bool w_aligned, const float* x,
                     int n_tok, const GemvI8Launch& f, cudaStream_t stream) {
   using U = GemvI8Unit<kType>;
@@ -346,14 +348,14 @@ void launch_i8_path(const GemvI8Batch& batch, int64_t row_bytes, int64_t n_cols,
   constexpr size_t kRingBytes = kDirect ? 0 : static_cast<size_t>(kGemvStages) * G::kStageBytes;
   const size_t smem = static_cast<size_t>(i8_x_bytes(n_tok, seg_len)) + kRingBytes;
   static const bool configured = [] {
-    FERRY_CUDA_CHECK(cudaFuncSetAttribute(quant_gemv_i8_kernel<kType, kT, kDirect>,
+    FERRY_CUDA_CHECK(cudaFuncSetAttribute(quant_gemv_i8_kernel<kType, kT, kDirect, kFused>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           static_cast<int>(kGemvI8XBytes + 1024 + kRingBytes)));
     return true;
   }();
   (void)configured;
   const int64_t grid = batch.group_end[batch.count - 1];
-  quant_gemv_i8_kernel<kType, kT, kDirect><<<static_cast<unsigned>(grid), kGemvThreads, smem, stream>>>(
+  quant_gemv_i8_kernel<kType, kT, kDirect, kFused><<<static_cast<unsigned>(grid), kGemvThreads, smem, stream>>>(
       batch, row_bytes, n_cols, x, n_tok, seg_len, w_aligned, f.x_vec, f.in, f.eps, f.accumulate);
   FERRY_CUDA_CHECK_LAUNCH();
 }
@@ -361,9 +363,13 @@ void launch_i8_path(const GemvI8Batch& batch, int64_t row_bytes, int64_t n_cols,
 template <GgmlType kType, int kT>
 void launch_i8_t(const GemvI8Batch& batch, int64_t row_bytes, int64_t n_cols, bool w_aligned, const float* x, int n_tok,
                  const GemvI8Launch& f, cudaStream_t stream) {
-  if (gemv_path() == GemvPath::DIRECT)
-    return launch_i8_path<kType, kT, true>(batch, row_bytes, n_cols, w_aligned, x, n_tok, f, stream);
-  launch_i8_path<kType, kT, false>(batch, row_bytes, n_cols, w_aligned, x, n_tok, f, stream);
+  const bool fused = f.in.kind != GemvFusion::Input::PLAIN || f.accumulate;
+  if (gemv_path() == GemvPath::DIRECT) {
+    if (fused) return launch_i8_path<kType, kT, true, true>(batch, row_bytes, n_cols, w_aligned, x, n_tok, f, stream);
+    return launch_i8_path<kType, kT, true, false>(batch, row_bytes, n_cols, w_aligned, x, n_tok, f, stream);
+  }
+  if (fused) return launch_i8_path<kType, kT, false, true>(batch, row_bytes, n_cols, w_aligned, x, n_tok, f, stream);
+  launch_i8_path<kType, kT, false, false>(batch, row_bytes, n_cols, w_aligned, x, n_tok, f, stream);
 }
 
 template <GgmlType kType>
