@@ -246,8 +246,8 @@ __global__ void __launch_bounds__(kGemvThreads, 2)
     for (int c = 0; c < kS - 1; ++c) issue(c);
     stage_x_i8<kT, kFused>(xq, xd, x, n_tok, n_cols, s0, len, xq_row, xd_row, x_vec, in, ss);
     __syncthreads();  // x is staged
-    // (Requesting DIRECT's first chunk before staging x made the 8B's decode 7% slower on the H100: its registers
-    // stay live through the staging.)
+    // (A build that requested DIRECT's first chunk before staging x, and compiled the fusion into every kernel,
+    // decoded the 8B 7% slower on the H100; both were undone together, so which one cost it is not known.)
     Raws next;
     if constexpr (kDirect) {
       if (valid[0] && n_chunks > 0) load_chunk(0, next);
