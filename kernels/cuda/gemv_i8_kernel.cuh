@@ -53,73 +53,81 @@ struct GemvI8Input {
 
 // x[0:T, s0 : s0 + len] (len a multiple of 32), formed as `in` says (RMS_NORM: x ⊙ norm_weight, the 1 / rms comes at
 // the end, and ss[t] += this thread's sum of x² of token t), to int8 codes q = rint(x · 127 / max|x|) (round half to
-// even, as the CPU GEMV's quantize_activations) in xq, and (d = max|x| / 127, d · Σq) per 32-element group in xd. One
-// thread per group, no shuffles. A group holding Inf or NaN gets d = NaN, so every output it feeds is NaN.
+// even, as the CPU GEMV's quantize_activations) in xq, and (d = max|x| / 127, d · Σq) per 32-element group in xd. Two
+// neighbouring lanes per group, 16 elements each, joined by two shuffles (the group's max and its code sum): one
+// thread per group held 32 values plus 32 loads of the norm weight or `up` in flight, which made the fused kernels
+// spill or run two CTAs per SM where the plain one runs three. A group holding Inf or NaN gets d = NaN, so every
+// output it feeds is NaN.
 template <int kT, bool kFused>
 __device__ __forceinline__ void stage_x_i8(int* xq, float2* xd, const float* __restrict__ x, int n_tok, int64_t n_cols,
                                            int64_t s0, int len, int64_t xq_row, int64_t xd_row, bool x_vec,
                                            const GemvI8Input& in, float (&ss)[kT]) {
+  static_assert(kGemvThreads % 2 == 0, "lanes pair up");
   const int groups = len / 32;
-  for (int i = threadIdx.x; i < n_tok * groups; i += blockDim.x) {
-    const int t = i / groups, g = i % groups;
-    const float* src = x + t * n_cols + s0 + 32 * g;
-    float v[32];
+  // Both lanes of a pair take every iteration together (blockDim.x and the half count are even), so the pair's
+  // shuffles always find their partner.
+  const unsigned pair_mask = 3u << (threadIdx.x % 32 & ~1u);
+  for (int i = threadIdx.x; i < 2 * n_tok * groups; i += blockDim.x) {
+    const int half = i % 2, t = i / 2 / groups, g = i / 2 % groups;
+    const int64_t e0 = s0 + 32 * g + 16 * half;  // this lane's first element
+    const float* src = x + t * n_cols + e0;
+    float v[16];
     if (x_vec) {
 #pragma unroll
-      for (int k = 0; k < 8; ++k) {
+      for (int k = 0; k < 4; ++k) {
         const float4 f = __ldg(reinterpret_cast<const float4*>(src) + k);
         v[4 * k] = f.x, v[4 * k + 1] = f.y, v[4 * k + 2] = f.z, v[4 * k + 3] = f.w;
       }
     } else {
 #pragma unroll
-      for (int k = 0; k < 32; ++k) v[k] = __ldg(src + k);
+      for (int k = 0; k < 16; ++k) v[k] = __ldg(src + k);
     }
     // The values the replaced op would have written, up to RMS_NORM's per-token factor (SiluMul's expression from
     // elementwise.cu).
     if (kFused && in.kind == GemvFusion::Input::RMS_NORM) {
       float sq = 0.0f;
 #pragma unroll
-      for (int k = 0; k < 32; ++k) sq += v[k] * v[k];
+      for (int k = 0; k < 16; ++k) sq += v[k] * v[k];
 #pragma unroll
       for (int tt = 0; tt < kT; ++tt)  // static indices: ss stays in registers
         if (tt == t) ss[tt] += sq;
       if (in.norm_weight != nullptr) {
-        const float* nw = in.norm_weight + s0 + 32 * g;
+        const float* nw = in.norm_weight + e0;
 #pragma unroll
-        for (int k = 0; k < 32; ++k) v[k] *= __ldg(nw + k);
+        for (int k = 0; k < 16; ++k) v[k] *= __ldg(nw + k);
       }
     } else if (kFused && in.kind == GemvFusion::Input::SWIGLU) {
-      const float* u = in.up + t * n_cols + s0 + 32 * g;
+      const float* u = in.up + t * n_cols + e0;
 #pragma unroll
-      for (int k = 0; k < 32; ++k) v[k] = v[k] / (1.0f + expf(-v[k])) * __ldg(u + k);
+      for (int k = 0; k < 16; ++k) v[k] = v[k] / (1.0f + expf(-v[k])) * __ldg(u + k);
     }
     // |x| as integers orders like floats, with Inf and NaN above every finite value.
     uint32_t amax_bits = 0;
 #pragma unroll
-    for (int k = 0; k < 32; ++k) amax_bits = max(amax_bits, __float_as_uint(v[k]) & 0x7fffffffu);
+    for (int k = 0; k < 16; ++k) amax_bits = max(amax_bits, __float_as_uint(v[k]) & 0x7fffffffu);
+    amax_bits = max(amax_bits, __shfl_xor_sync(pair_mask, amax_bits, 1));
     const bool bad = amax_bits >= 0x7f800000u;
     const float amax = bad ? 0.0f : __uint_as_float(amax_bits);
     const float d = amax / 127.0f;
     // A group so small that 127 / amax overflows is zero to int8 precision: all codes 0 (as the CPU GEMV).
     const float inv = amax > 0.0f && 127.0f / amax <= 3.402823466e38f ? 127.0f / amax : 0.0f;
-    int words[8];
+    int words[4];
     int sum = 0;
 #pragma unroll
-    for (int w = 0; w < 8; ++w) {
+    for (int w = 0; w < 4; ++w) {
       // fl(x · inv) + 1.5·2^23 rounds to an integer (half to even) whose low byte is the code in two's complement;
       // __fmul_rn keeps the product rounded on its own, as the CPU's nearbyint(x * inv) sees it.
       uint32_t b[4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) b[i] = __float_as_uint(__fmul_rn(v[4 * w + i], inv) + 12582912.0f);
+      for (int k = 0; k < 4; ++k) b[k] = __float_as_uint(__fmul_rn(v[4 * w + k], inv) + 12582912.0f);
       const uint32_t word = __byte_perm(__byte_perm(b[0], b[1], 0x0040u), __byte_perm(b[2], b[3], 0x0040u), 0x5410u);
       words[w] = static_cast<int>(word);
       sum = __dp4a(words[w], 0x01010101, sum);
     }
-    int4* dst = reinterpret_cast<int4*>(xq + t * xq_row + 8 * g);
-    dst[0] = make_int4(words[0], words[1], words[2], words[3]);
-    dst[1] = make_int4(words[4], words[5], words[6], words[7]);
+    sum += __shfl_xor_sync(pair_mask, sum, 1);
+    reinterpret_cast<int4*>(xq + t * xq_row + 8 * g)[half] = make_int4(words[0], words[1], words[2], words[3]);
     const float nan = __int_as_float(0x7fc00000);
-    xd[t * xd_row + g] = bad ? make_float2(nan, nan) : make_float2(d, d * static_cast<float>(sum));
+    if (half == 0) xd[t * xd_row + g] = bad ? make_float2(nan, nan) : make_float2(d, d * static_cast<float>(sum));
   }
 }
 
@@ -151,8 +159,11 @@ struct GemvI8Batch {
 // by registers), so its loads stay in flight without a barrier, a slot or the piece bookkeeping of the ring.
 // kFused: the kernel takes GemvFusion's input forms and accumulate; without it they compile away, so the plain
 // GEMV's registers and instructions are what they were before fusion existed.
+// Decode (T <= 2) asks for at least three CTAs per SM (at most 85 registers): the fused T = 1 kernels had grown to
+// 98-100 registers, two CTAs per SM against the plain ones' three at 80, when the 8B's fused block measured 22% slower
+// on the H100. With the two-lane staging above no T <= 2 instance spills at this bound (sm_90, ptxas -v).
 template <GgmlType kType, int kT, bool kDirect, bool kFused>
-__global__ void __launch_bounds__(kGemvThreads, 2)
+__global__ void __launch_bounds__(kGemvThreads, kT <= 2 ? 3 : 2)
     quant_gemv_i8_kernel(GemvI8Batch batch, int64_t row_bytes, int64_t n_cols, const float* __restrict__ x, int n_tok,
                          int64_t seg_len, bool w_aligned, bool x_vec, GemvI8Input in, float eps, bool accumulate) {
   // This CTA's matrix, picked with static indices only (a dynamic index into the parameters would go through local
