@@ -17,9 +17,13 @@
 # Order used on 2026-12-05 (27 minutes of device time, sanitize did not finish): all flux serve smollm2 bench13 repeat
 # sanitize kernels bench8. Put the steps an issue still needs first; after that session: all repeat sanitize upload
 # serve bench13 fluxbench smollm2 ncu kernels bench8 calibrate (docs/results.md from DIR/bench/results.md).
+# 2026-12-06 (H100; ~14 of 30 minutes went to failed starts): all serve fused fluxbench sanitize repeat ran, bench13
+# did not finish. Next: all fusedsuite sanitize bench13 smollm2 phased kernels.
 #
 # STEP (run in the order given, each into DIR/STEP/, one line each in DIR/progress.txt):
 #   all        build (scripts/device-run.sh) and run the whole test suite, GPU tests required to run
+#   fusedsuite the GPU tests with FERRY_FUSED_OPS=on (the SmolLM2 cases with the file, as smollm2): what turning fused
+#              ops on by default needs
 #   flux       Flux figures (device-figures.sh flux: no budget, 8/4/2 GiB, F16 floor, FP32-cast comparison)
 #   bench13    ferry bench on llama-13b Q4_0, with the simulated 12 GB/s link too (device-bench.sh)
 #   fluxbench  ferry bench on the flux-1-dev layout Q4_0 at 8/4/2 GiB, and over the simulated 12 GB/s link
@@ -306,6 +310,9 @@ nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width
 for s in "$@"; do
   case "$s" in
     all) step all bash scripts/device-run.sh . ;;
+    fusedsuite) step fusedsuite env FERRY_FUSED_OPS=on \
+      FERRY_SMOLLM2_GGUF="${FERRY_SMOLLM2_GGUF:-/tmp/ferry-smol/SmolLM2-135M-Instruct.Q4_1.gguf}" \
+      bash scripts/device-run.sh 'cuda|gpu' ;;
     flux) step flux bash scripts/device-figures.sh "$dir/flux" flux ;;
     bench13) step bench13 env FERRY_BENCH_BUDGET_S=420 bash scripts/device-bench.sh "$dir/bench" llama-13b llama-13b-link12 ;;
     fluxbench) step fluxbench env FERRY_BENCH_BUDGET_S=300 bash scripts/device-bench.sh "$dir/bench" flux ;;

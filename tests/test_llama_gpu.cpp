@@ -391,8 +391,11 @@ TEST_CASE("SmolLM2: the CPU and the link at once (phased and streamed layers) gi
     // FERRY_FUSED_OPS=on, which takes Q4_1 through the int8 kernel); over the 10 phased
     // blocks and the head that the CPU runs in decode, on a real model's activations, that gave 0 (the prompt step:
     // all on the GPU) and then 0.0055-0.044 on the H100 (2026-12-05, 48 tokens, median ~0.016, every greedy token
-    // equal), against 3e-2 on the synthetic models above. A wrong K/V row or layer gives errors of order 1.
-    CHECK(relative_error(lb, std::vector<double>(la.begin(), la.end())) <= 0.1);
+    // equal), against 3e-2 on the synthetic models above. With fused ops both runs round to 8 bits, each in its own
+    // places, and the errors were larger: median 0.030, max 0.105 over the 14 tokens before the runs parted at a
+    // near-tie (H100, 2026-12-06). A wrong K/V row or layer gives errors of order 1.
+    const double bound = resolve_fused_ops(SchedulerOptions::FusedOps::DEFAULT) ? 0.2 : 0.1;
+    CHECK(relative_error(lb, std::vector<double>(la.begin(), la.end())) <= bound);
     const int32_t a = sampler.sample(la), b = sampler.sample(lb);
     if (a != b) {
       std::vector<float> sorted = la;

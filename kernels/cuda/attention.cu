@@ -41,6 +41,7 @@
 #include "ferry/kernels/cuda/check.cuh"
 #include "ferry/kernels/device_sizing.hpp"
 #include "reduce.cuh"
+#include "tool_marks.hpp"
 
 namespace ferry::cuda {
 namespace {
@@ -296,12 +297,16 @@ void attention_chunked(const AttentionShape& s, const float* q, const __half* k,
         cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n_kv_eff), static_cast<int>(m_rows), hd, &alpha_scores, k,
         CUDA_R_16F, kv_row, hd, qh, CUDA_R_16F, hd, m_rows * hd, &zero, scores, CUDA_R_32F, static_cast<int>(ld),
         m_rows * ld, static_cast<int>(s.n_kv_head), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    // For initcheck (tool_marks.hpp): the scores as one range, the rows' padding up to ld included, which the GEMM
+    // does not write and the softmax never reads (it reads the visible keys only).
+    detail::mark_written_for_tools(scores, static_cast<size_t>(s.n_kv_head * m_rows * ld) * sizeof(float), stream);
     launch_softmax(scores, inv_sum, s.n_kv_head * m_rows, m_rows, group, n_kv_eff, ld, s.q_pos0 + q0, s.causal, stream);
     // Oᵀ [hd x m_rows] = V [hd x n_kv] · Pᵀ [n_kv_eff x m_rows]; P's rows are 2 * ld halves apart (FP32 overlay).
     FERRY_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
         cublas, CUBLAS_OP_N, CUBLAS_OP_N, hd, static_cast<int>(m_rows), static_cast<int>(n_kv_eff), &one, v, CUDA_R_16F,
         kv_row, hd, scores, CUDA_R_16F, static_cast<int>(2 * ld), m_rows * 2 * ld, &zero, o, CUDA_R_32F, hd,
         m_rows * hd, static_cast<int>(s.n_kv_head), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    detail::mark_written_for_tools(o, static_cast<size_t>(s.n_kv_head * m_rows * hd) * sizeof(float), stream);
     unpack_o_kernel<<<grid_for(elems, kElementThreads), kElementThreads, 0, stream>>>(
         o, inv_sum, out, q0, c, static_cast<int>(s.n_head), group, hd);
     FERRY_CUDA_CHECK_LAUNCH();

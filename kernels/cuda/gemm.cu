@@ -34,7 +34,6 @@
 //
 // Measurements against cuBLAS on FP16 weights and what would come next: docs/kernels/gemm-notes.md.
 #include <cublasLt.h>
-#include <nvtx3/nvToolsExtMemCudaRt.h>
 
 #include "ferry/kernels/device_sizing.hpp"
 
@@ -50,6 +49,7 @@
 #include "ferry/kernels/cuda/check.cuh"
 #include "ferry/kernels/cuda/dequant.cuh"
 #include "ferry/kernels/cuda/matmul.cuh"
+#include "tool_marks.hpp"
 
 namespace ferry::cuda {
 
@@ -183,23 +183,6 @@ AlgoCache& algo_cache() {
 
 int64_t min_tile_rows(const QuantMatrixView& w) { return std::min<int64_t>(w.n_rows, kGemmTileRowMultiple); }
 
-// Tells compute-sanitizer's initcheck that `bytes` at `p` are written by the work enqueued on `stream` so far. Its
-// view of cuBLASLt's stores is incomplete on Hopper: on the H100 (2026-12-05) every ferry kernel that read a GEMM's
-// output was reported as reading uninitialized memory (RoPE, the KV store, SiLU·mul, the residual add), while the same
-// kernels reading a GEMV's output were not, and memcheck was clean. Without a tool attached this is NVTX's no-op.
-void mark_written_for_tools(const void* p, size_t bytes, cudaStream_t stream) {
-  static const nvtxDomainHandle_t domain = nvtxDomainCreateA("ferry");
-  const nvtxMemVirtualRangeDesc_t range{bytes, p};
-  nvtxMemMarkInitializedBatch_t batch{};
-  batch.extCompatID = NVTX_EXT_COMPATID_MEM;
-  batch.structSize = sizeof(batch);
-  batch.regionType = NVTX_MEM_TYPE_VIRTUAL_ADDRESS;
-  batch.regionDescCount = 1;
-  batch.regionDescElementSize = sizeof(range);
-  batch.regionDescElements = &range;
-  nvtxMemCudaMarkInitialized(domain, stream, 0, &batch);
-}
-
 }  // namespace
 
 size_t gemm_min_weight_scratch(const QuantMatrixView& w) noexcept { return device_sizing::gemm_min_weight_scratch(w); }
@@ -267,13 +250,16 @@ void dequant_gemm(const QuantMatrixView& w, const float* x, int64_t n_tokens, fl
       key.tc = tc;
       key.align_c = alignment_of(out);
       const cublasLtMatmulAlgo_t algo = algo_cache().get(key, desc.get(), layouts);
+      // A split-K algorithm's reduce kernel reads the partial sums its GEMM kernel left in the workspace: stores
+      // initcheck does not see (test_offload_gpu: 200000 reports inside cuBLASLt's splitKreduce_kernel).
+      detail::mark_written_for_tools(scratch.workspace, scratch.workspace_bytes, stream);
       FERRY_CUBLAS_CHECK(cublasLtMatmul(lt, desc.get(), &alpha, scratch.weight, layouts.a.get(), scratch.activations,
                                         layouts.b.get(), &beta, out, layouts.c.get(), out, layouts.c.get(), &algo,
                                         scratch.workspace, scratch.workspace_bytes, stream));
     }
   }
   // The tiles and token chunks above cover y[0:T, 0:N] exactly once.
-  mark_written_for_tools(y, static_cast<size_t>(t * n) * sizeof(float), stream);
+  detail::mark_written_for_tools(y, static_cast<size_t>(t * n) * sizeof(float), stream);
 }
 
 bool matmul_uses_gemv(const QuantMatrixView& w, int64_t n_tokens) noexcept {

@@ -160,8 +160,9 @@ struct GemvI8Batch {
 // kFused: the kernel takes GemvFusion's input forms and accumulate; without it they compile away, so the plain
 // GEMV's registers and instructions are what they were before fusion existed.
 // Decode (T <= 2) asks for at least three CTAs per SM (at most 85 registers): the fused T = 1 kernels had grown to
-// 98-100 registers, two CTAs per SM against the plain ones' three at 80, when the 8B's fused block measured 22% slower
-// on the H100. With the two-lane staging above no T <= 2 instance spills at this bound (sm_90, ptxas -v).
+// 98-100 registers, two CTAs per SM against the plain ones' three at 80, and the 8B's fused block was 22% slower than
+// the plain one on the H100; with the two-lane staging above and this bound (no T <= 2 instance spills: sm_90,
+// ptxas -v) it is within 3% (docs/kernels/gemv-notes.md).
 template <GgmlType kType, int kT, bool kDirect, bool kFused>
 __global__ void __launch_bounds__(kGemvThreads, kT <= 2 ? 3 : 2)
     quant_gemv_i8_kernel(GemvI8Batch batch, int64_t row_bytes, int64_t n_cols, const float* __restrict__ x, int n_tok,
