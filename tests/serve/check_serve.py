@@ -19,6 +19,9 @@ float summation order only, so greedy answers are the same token for token) serv
    resident memory (/proc/PID/status VmRSS) after them within MEMORY_SLACK of what it was after a warm-up round.
 8. SIGTERM during a streamed answer: the answer is delivered to its end ([DONE]) and the server exits 0; before it,
    every thread of the server but the one waiting for the signal blocks SIGTERM and SIGINT.
+9. the real default model, SmolLM2-135M-Instruct (tests/pysupport/smollm2_file.py finds or fetches it; skipped when it
+   cannot be had), with the ChatML template from its file: a question with one right answer, plain and streamed, and
+   a completion.
 
 Exits 1 on any failure, 77 when `openai` cannot be imported (1 under FERRY_REQUIRE_ORACLE=1, set by CI and
 scripts/test.sh, which install it).
@@ -35,6 +38,9 @@ import subprocess
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pysupport"))
+from smollm2_file import find_smollm2  # noqa: E402
 
 try:
     import openai
@@ -63,9 +69,10 @@ def check(condition, what):
 class Server:
     """`ferry serve` on a free loopback port; its stderr is collected by a thread."""
 
-    def __init__(self, ferry, model, extra):
-        args = [ferry, "serve", model, "--port", "0", "--policy", "cpu-all", "--chat-format", "llama2",
-                "--api-key", KEY] + extra
+    def __init__(self, ferry, model, extra, chat_format="llama2"):
+        args = [ferry, "serve", model, "--port", "0", "--policy", "cpu-all", "--api-key", KEY] + extra
+        if chat_format:
+            args += ["--chat-format", chat_format]
         self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         self.lines = []
         self.port = None
@@ -126,6 +133,41 @@ class Server:
 def chat(client, text, max_tokens, **kw):
     return client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": text}],
                                           max_tokens=max_tokens, temperature=0, **kw)
+
+
+def test_real_model(ferry, workdir):
+    """The real default model (SmolLM2-135M-Instruct, its own ChatML template from the file): a question with one
+    right answer, plain and streamed, and a raw completion. Skipped when the file cannot be had."""
+    path = find_smollm2(workdir)
+    if path is None:
+        print("SKIP: SmolLM2-135M-Instruct cannot be had (set FERRY_SMOLLM2_GGUF); the real-model checks did not run")
+        return
+    server = Server(ferry, path, ["--parallel", "2", "--ctx", "512"], chat_format=None)
+    try:
+        client = server.client()
+        ids = [m.id for m in client.models.list().data]
+        check(ids == [os.path.basename(path)], f"real model: /v1/models lists {ids}")
+        check(any("chat format chatml" in line for line in server.lines),
+              "real model: the server did not take the file's ChatML template")
+        # Greedy, on the CPU (fixed weights, fixed activation rounding): SmolLM2-135M-Instruct answers "The answer is
+        # 4." and ends its turn (<|im_end|>, finish_reason "stop"). A wrong template, BOS or tokenizer gives neither.
+        plain = chat(client, "What is 2 + 2?", 32)
+        text = plain.choices[0].message.content
+        check("4" in text and plain.choices[0].finish_reason == "stop",
+              f"real model: {text!r}, finish_reason {plain.choices[0].finish_reason} (expected a 4 and 'stop')")
+        check(0 < plain.usage.completion_tokens < 32 and plain.usage.prompt_tokens > 20, f"real model: {plain.usage}")
+        s_text, s_finish, s_usage = streamed_chat(client, "What is 2 + 2?", 32)
+        check(s_text == text and s_finish == "stop", f"real model: streamed {s_text!r} ({s_finish}) != plain {text!r}")
+        check(s_usage is not None and s_usage.completion_tokens == plain.usage.completion_tokens,
+              "real model: streamed usage")
+        comp = client.completions.create(model="m", prompt="The capital of France is", max_tokens=8, temperature=0)
+        check(comp.choices[0].finish_reason in ("stop", "length") and comp.usage.completion_tokens > 0,
+              f"real model: completion {comp.choices[0].text!r}, {comp.choices[0].finish_reason}")
+        check(server.proc.poll() is None, "real model: the server died")
+    finally:
+        server.stop()
+    if failures:
+        print("real model server log:\n" + "".join(server.lines[-20:]))
 
 
 def streamed_chat(client, text, max_tokens, **kw):
@@ -373,6 +415,11 @@ def main():
         server.stop()
     print("== test_sigterm", flush=True)
     test_sigterm(args.ferry, model)
+    print("== test_real_model", flush=True)
+    try:
+        test_real_model(args.ferry, args.workdir)
+    except Exception as e:  # noqa: BLE001
+        check(False, f"test_real_model: {type(e).__name__}: {e}")
     if failures:
         print(f"{len(failures)} failures; server log:\n" + "".join(server.lines[-40:]))
         sys.exit(1)
