@@ -13,8 +13,9 @@
 #                      (FERRY_SANITIZE_TOOLS, default "memcheck racecheck initcheck"), with FERRY_TEST_QUICK=1 (smaller
 #                      shapes: sanitizers slow kernels 10-100x) and a limit of FERRY_SANITIZE_TIMEOUT seconds per run
 #                      (default 300), FERRY_SANITIZE_JOBS runs at once (default 6); one line per (test, tool), the
-#                      tail of every failing log. racecheck checks ferry's kernels only (cuBLAS's are closed and report
-#                      hazards it cannot judge); initcheck watches every kernel and judges ferry's only.
+#                      tail of every failing log. racecheck checks ferry's kernels only in the kernel tests (cuBLAS's
+#                      are closed and report hazards it cannot judge) and watches every kernel in the stack tests;
+#                      there and in initcheck, only reports in ferry's kernels count (and the test must pass).
 # Other settings: FERRY_CMAKE_ARGS adds CMake arguments (e.g. -DFERRY_BENCH_GIT_SHA=...); FERRY_EXTRA is a command run
 # at the end with RESULTS set to the folder that is packed.
 #
@@ -165,24 +166,34 @@ elif [ -n "$sanitize" ]; then
          pending && /^=========     at / { if ($0 ~ /ferry::/) n++; pending = 0 }
          END { print n + 0 }' "$1"
   }
+  # The hazard reports of a racecheck log with an access in one of ferry's kernels: a report is its "Error:" or
+  # "Warning:" line and the lines up to the next one (the second access, the hazard count).
+  racecheck_ferry_hazards() {
+    awk '/^========= (Error|Warning):/ { if (hit) n++; hit = 0; inside = 1 }
+         /^========= (RACECHECK|ERROR) SUMMARY/ { inside = 0 }
+         inside && /ferry::/ { hit = 1 }
+         END { if (hit) n++; print n + 0 }' "$1"
+  }
   sanitize_one() {
     local t=$1 tool=$2 exe=build-device/tests/$1 res=$out/sanitize/$1.$2.result
-    local log=$out/sanitize/$t.$tool.log t0 code secs errors why filter=() limit=() ours cases=()
+    local log=$out/sanitize/$t.$tool.log t0 code secs errors why filter=() limit=() ours cases=() judged=
     t0=$(date +%s)
     case "$tool" in
       racecheck)
         filter=("${own_kernels[@]}")
-        # racecheck fails inside the tool ("failed to handle a hardware exception", then an illegal address) once
-        # cuBLAS's GEMMs have run (H100, 2026-12-05; the one test without them was clean): it checks the kernel
-        # tests' cases that run none (the GEMM, chunked-attention and scratch-sizing cases left out), and not the
-        # stack tests, whose prompt steps run GEMMs.
+        # With the kernel filter, racecheck fails inside the tool ("failed to handle a hardware exception", then an
+        # illegal address) once cuBLAS's GEMMs have run (H100, 2026-12-05; the one test without them was clean): the
+        # kernel tests' filtered runs leave out their cases that run a GEMM (the GEMM, chunked-attention and
+        # scratch-sizing cases). The stack tests' prompt steps all run GEMMs, so they run unfiltered, as initcheck
+        # does (one at a time on the H100, 2026-12-04, such runs finished and reported hazards inside cuBLAS's
+        # kernels): only hazards with an access in one of ferry's kernels count (racecheck_ferry_hazards).
         case "$t" in
           test_dequant_cuda) ;;
           test_matmul_cuda) cases=("-tce=*dequant_gemm*,*GEMM above*,*other paths*") ;;
           test_ops_cuda) cases=("-tce=*chunked*,*both paths*,*scratch sizing*") ;;
           *)
-            echo "ok sanitize $t racecheck: not run (its prompt steps run cuBLAS GEMMs, under which racecheck fails inside the tool)" >"$res"
-            return
+            filter=()
+            judged=ferry
             ;;
         esac
         ;;
@@ -198,9 +209,20 @@ elif [ -n "$sanitize" ]; then
     code=$?
     secs=$(($(date +%s) - t0))
     errors=$(grep -E '^========= (ERROR SUMMARY|RACECHECK SUMMARY)' "$log" | tail -1 | sed 's/^========= //')
+    if [ "$judged" = ferry ] && [ "$code" -ne 124 ] && grep -q '^========= RACECHECK SUMMARY' "$log"; then
+      ours=$(racecheck_ferry_hazards "$log")
+      if [ "$ours" -eq 0 ] && ! grep -q 'Internal Sanitizer Error' "$log" && grep -q 'Status: SUCCESS' "$log"; then
+        [ "$code" -ne 0 ] && errors="$errors, none in ferry's kernels"
+        code=0
+      else
+        errors="$errors; $ours with an access in ferry's kernels"
+        code=1
+      fi
+    fi
     if [ "$tool" = initcheck ] && [ "$code" -ne 124 ] && grep -q '^========= ERROR SUMMARY' "$log"; then
       ours=$(initcheck_ferry_errors "$log")
-      if [ "$ours" -eq 0 ] && ! grep -q 'errors were not printed' "$log" && ! grep -q 'Internal Sanitizer Error' "$log"; then
+      if [ "$ours" -eq 0 ] && ! grep -q 'errors were not printed' "$log" && ! grep -q 'Internal Sanitizer Error' "$log" &&
+        grep -q 'Status: SUCCESS' "$log"; then
         [ "$code" -ne 0 ] && errors="$errors, none in ferry's kernels"
         code=0
       else
