@@ -185,7 +185,7 @@ elif [ -n "$sanitize" ]; then
         # illegal address) once cuBLAS's GEMMs have run (H100, 2026-12-05; the one test without them was clean): the
         # kernel tests' filtered runs leave out their cases that run a GEMM (the GEMM, chunked-attention and
         # scratch-sizing cases). The stack tests' prompt steps all run GEMMs, so they run unfiltered, as initcheck
-        # does (one at a time on the H100, 2026-12-04, such runs finished and reported hazards inside cuBLAS's
+        # does (an earlier session's runs, one test at a time, finished and reported hazards inside cuBLAS's
         # kernels): only hazards with an access in one of ferry's kernels count (racecheck_ferry_hazards).
         case "$t" in
           test_dequant_cuda) ;;
