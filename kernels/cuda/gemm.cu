@@ -235,6 +235,9 @@ void dequant_gemm(const QuantMatrixView& w, const float* x, int64_t n_tokens, fl
               alignment_of(y)};
   const float alpha = 1.0f, beta = 0.0f;
   const auto* wbytes = static_cast<const uint8_t*>(w.data);
+  // A split-K algorithm's reduce kernel reads the partial sums its GEMM kernel left in the workspace: stores initcheck
+  // does not see (test_offload_gpu: 200000 reports inside cuBLASLt's splitKreduce_kernel). Once marked, it stays so.
+  detail::mark_written_for_tools(scratch.workspace, scratch.workspace_bytes, stream);
   for (int64_t r0 = 0; r0 < n; r0 += tile) {
     const int64_t m = std::min(tile, n - r0);
     if (scratch.fp32_tile != nullptr)
@@ -250,9 +253,6 @@ void dequant_gemm(const QuantMatrixView& w, const float* x, int64_t n_tokens, fl
       key.tc = tc;
       key.align_c = alignment_of(out);
       const cublasLtMatmulAlgo_t algo = algo_cache().get(key, desc.get(), layouts);
-      // A split-K algorithm's reduce kernel reads the partial sums its GEMM kernel left in the workspace: stores
-      // initcheck does not see (test_offload_gpu: 200000 reports inside cuBLASLt's splitKreduce_kernel).
-      detail::mark_written_for_tools(scratch.workspace, scratch.workspace_bytes, stream);
       FERRY_CUBLAS_CHECK(cublasLtMatmul(lt, desc.get(), &alpha, scratch.weight, layouts.a.get(), scratch.activations,
                                         layouts.b.get(), &beta, out, layouts.c.get(), out, layouts.c.get(), &algo,
                                         scratch.workspace, scratch.workspace_bytes, stream));
