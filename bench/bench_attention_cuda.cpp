@@ -3,12 +3,13 @@
 //
 // What it measures (CUDA events on the working stream, 2 warm-ups, median and spread of --runs runs):
 // - Flux block: n_q = n_kv = 4608 (4096 image + 512 text tokens), 24 heads, head_dim 128, no mask. The chunked
-//   (tensor-core) path at several chunk sizes, i.e. scratch budgets, plus what attention() picks with a scratch for the
-//   whole sequence; and the two cuBLAS GEMMs of a one-chunk run alone, which shows how much of the time is the
-//   softmax and the score traffic. Reported as TFLOP/s (4 * n_q * n_kv * head_dim * heads) and as a fraction of the
-//   cuBLAS FP16 GEMM rate.
-// - llama prefill (causal; FLOPs counted for the visible keys only) and decode (one query over the KV cache; GB/s of
-//   K and V read against the device copy rate, with and without the KV-split scratch).
+//   (tensor-core) path at several chunk sizes, i.e. scratch budgets, what attention() picks with a scratch for the
+//   whole sequence, the flash kernel (no scratch); and the two cuBLAS GEMMs of a one-chunk run alone, which shows how
+//   much of the time is the softmax and the score traffic. Reported as TFLOP/s (4 * n_q * n_kv * head_dim * heads) and
+//   as a fraction of the cuBLAS FP16 GEMM rate.
+// - llama prefill (causal; FLOPs counted for the visible keys only; chunked and flash, SmolLM2's head_dim 64 too) and
+//   decode (one query over the KV cache; GB/s of K and V read against the device copy rate, with and without the
+//   KV-split scratch).
 // Limits measured here: cuBLAS FP16 GEMM 4096 x 3072 x 12288 (FP32 accumulate), device-to-device copy of 1 GiB (bytes
 // read + written). Every variant's output is compared with a reference variant of the same shape before it is timed
 // (normalised error; "ok" below 1e-6).
@@ -102,14 +103,17 @@ class AttentionCase {
 
   // Runs `variant` once for validation, then times it. chunk > 0: attention_chunked with that many rows of scratch;
   // chunk == 0: attention_decode with split scratch if `split`; chunk < 0: attention() with a whole-sequence scratch.
-  Result run(const std::string& name, int64_t chunk, bool split, int runs, cudaStream_t stream, cublasHandle_t cublas) {
+  // `flash`: attention_flash (no scratch; chunk is then ignored).
+  Result run(const std::string& name, int64_t chunk, bool split, int runs, cudaStream_t stream, cublasHandle_t cublas,
+             bool flash = false) {
     Result r;
     r.name = name;
     r.shape = m_shape;
-    r.chunk = chunk;
-    const bool decode = chunk == 0;
-    r.scratch_bytes = decode ? (split ? ferry::cuda::attention_scratch_bytes(m_shape, 1) : 0)
-                             : ferry::cuda::attention_scratch_bytes(m_shape, chunk > 0 ? chunk : m_shape.n_q);
+    r.chunk = flash ? -1 : chunk;
+    const bool decode = !flash && chunk == 0;
+    r.scratch_bytes = flash    ? 0
+                      : decode ? (split ? ferry::cuda::attention_scratch_bytes(m_shape, 1) : 0)
+                               : ferry::cuda::attention_scratch_bytes(m_shape, chunk > 0 ? chunk : m_shape.n_q);
     if (decode && !ferry::cuda::attention_uses_decode(m_shape) && split)
       r.scratch_bytes = 0;  // attention_scratch_bytes sized the chunked path; the decode bench runs unsplit
     DeviceMemory scratch_mem(r.scratch_bytes);
@@ -120,7 +124,10 @@ class AttentionCase {
     float* out = m_out.as<float>();
     const AttentionShape sh = m_shape;
     std::function<void()> fn;
-    if (decode) {
+    if (flash) {
+      r.variant = "flash (fused kernel)";
+      fn = [=] { ferry::cuda::attention_flash(sh, q, k, v, out, stream); };
+    } else if (decode) {
       r.variant = split ? "decode, KV-split scratch" : "decode, no scratch";
       fn = [=] { ferry::cuda::attention_decode(sh, q, k, v, out, scratch, stream); };
     } else if (chunk > 0) {
@@ -214,6 +221,7 @@ int main(int argc, char** argv) {
       for (int64_t chunk : {2304, 1152, 512, 256, 128, 64})
         results.push_back(flux.run("flux-block", chunk, false, runs, stream, cublas));
       results.push_back(flux.run("flux-block", -1, false, runs, stream, cublas));
+      results.push_back(flux.run("flux-block", 0, false, runs, stream, cublas, true));
 
       // The two GEMMs of a one-chunk run alone (same shapes and layouts as attention_chunked issues them).
       const AttentionShape& s = flux.shape();
@@ -248,11 +256,18 @@ int main(int argc, char** argv) {
       for (int64_t chunk : {1024, 256})
         results.push_back(llama8.run("llama-3-8b prefill 4096", chunk, false, runs, stream, cublas));
       results.push_back(llama8.run("llama-3-8b prefill 4096", -1, false, runs, stream, cublas));
+      results.push_back(llama8.run("llama-3-8b prefill 4096", 0, false, runs, stream, cublas, true));
     }
     {
       AttentionCase llama13(shape(512, 512, 40, 40, 128, true), 4);
       results.push_back(llama13.run("llama-2-13b prefill 512", 512, false, runs, stream, cublas));
       results.push_back(llama13.run("llama-2-13b prefill 512", -1, false, runs, stream, cublas));
+      results.push_back(llama13.run("llama-2-13b prefill 512", 0, false, runs, stream, cublas, true));
+    }
+    {
+      AttentionCase smol(shape(512, 512, 9, 3, 64, true), 6);
+      results.push_back(smol.run("smollm2-135m prefill 512", 512, false, runs, stream, cublas));
+      results.push_back(smol.run("smollm2-135m prefill 512", 0, false, runs, stream, cublas, true));
     }
     for (const auto& [name, s] :
          {std::pair{std::string("llama-3-8b decode, 4096 cached"), shape(1, 4096, 32, 8, 128, true)},

@@ -46,6 +46,8 @@
 #   fused      fused ops on and off (FERRY_FUSED_OPS): bench_decode_step_cuda (one block's step as graphs), the SmolLM2
 #              GPU case and its perplexity with them, then ferry bench on SmolLM2 and llama-3-8B Q4_0 / Q4_K_M, all
 #              resident (graphs on, the default)
+#   attention  flash attention against the chunked path: bench_attention_cuda, then Flux 1024x1024 steps and the
+#              prompts of SmolLM2 (as smollm2, if the file is there) and llama-3-8B, with FERRY_ATTENTION_PATH flash/chunked
 #   upload     activations up by the copy engine vs by kernel (FERRY_ACTIVATION_UPLOAD): ferry bench on llama-13b
 #              Q4_0 with streamed and CPU layers, each mode in its own run
 # Each step after `all` reuses its build. A step that fails is reported and the next one runs.
@@ -108,7 +110,7 @@ step() {
   # The summary lines of the step, so progress.txt alone says what happened (bench steps: the bench's own summary).
   local bench_summary=/dev/null
   [[ $name == bench* || $name == fluxbench || $name == fluxcpu || $name == smollm2 ]] && bench_summary=$dir/bench/bench-summary.txt
-  grep -h -E "^(build|tests|repeat|sanitize|overall|bench|results.md|flux|plan|decode|gemv|calibrate|llama|smollm2|serve|PPL|ppl|upload|ncu|graphs|fused| )" \
+  grep -h -E "^(build|tests|repeat|sanitize|overall|bench|results.md|flux|plan|decode|gemv|calibrate|llama|smollm2|serve|PPL|ppl|upload|ncu|graphs|fused|attention| )" \
     "$dir/$name/summary.txt" "$dir/$name/figures-summary.txt" "$dir/$name/bench-summary.txt" \
     "$dir/$name/step-summary.txt" "$bench_summary" 2>/dev/null | sed 's/^/    /' | tee -a "$progress"
 }
@@ -272,6 +274,39 @@ fused_step() {
   return "$status"
 }
 
+# Flash attention (issue 14): the kernels alone (bench_attention_cuda: flash against the chunked cuBLAS path and the
+# GEMM rate), then end to end with FERRY_ATTENTION_PATH=flash and =chunked in alternating processes: a Flux step of
+# 1024x1024 at 8 and 2 GiB, and the prompts (pp512, pp2048) of SmolLM2 and llama-3-8B Q4_0, all resident.
+attention_step() {
+  local s=$OUT/step-summary.txt status=0 flux=$models/flux-1-dev-q4_0.gguf m8=$models/llama-3-8b-q4_0.gguf run path m
+  if timeout 300 build-device/bench/bench_attention_cuda -o "$OUT/attention.json" >"$OUT/attention.md" 2>&1; then
+    grep -E '^\| [a-z].*\| (flash|attention\(\) auto|chunked \| (4608|4096|512)) ' "$OUT/attention.md" |
+      sed 's/^/    attention /' >>"$s"
+  else
+    status=1
+    echo "attention bench: FAILED ($(tail -1 "$OUT/attention.md"))" >>"$s"
+  fi
+  [ -f "$flux" ] || "$ferry" make-model --arch flux --preset flux-1-dev --type q4_0 --seed 1 -o "$flux" >/dev/null ||
+    return 1
+  [ -f "$m8" ] || "$ferry" make-model --arch llama --preset llama-3-8b --type q4_0 --seed 1 -o "$m8" >/dev/null || return 1
+  for run in flash-1 chunked-1 flash-2 chunked-2; do
+    path=${run%-*}
+    FERRY_ATTENTION_PATH=$path timeout 200 "$ferry" bench "$flux" --vram 8GiB,2GiB --policy auto --image 1024x1024 \
+      --txt 512 -r 3 >"$OUT/flux-$run.md" 2>"$OUT/flux-$run.log" || status=1
+    grep -E '\| step \|' "$OUT/flux-$run.md" | sed "s/^/    attention $run flux /" >>"$s"
+    for m in "$smol" "$m8"; do
+      [ -f "$m" ] || continue
+      FERRY_ATTENTION_PATH=$path timeout 200 "$ferry" bench "$m" --vram 8GiB --policy resident-first -p 512 -n 0 -r 3 \
+        >"$OUT/pp512-$(basename "$m" .gguf)-$run.md" 2>&1 || status=1
+      FERRY_ATTENTION_PATH=$path timeout 200 "$ferry" bench "$m" --vram 8GiB --policy resident-first -p 2048 -n 0 -r 3 \
+        >"$OUT/pp2048-$(basename "$m" .gguf)-$run.md" 2>&1 || status=1
+      grep -hE '\| pp[0-9]+ \|' "$OUT/pp512-$(basename "$m" .gguf)-$run.md" "$OUT/pp2048-$(basename "$m" .gguf)-$run.md" |
+        sed "s/^/    attention $run $(basename "$m" .gguf) /" >>"$s"
+    done
+  done
+  return "$status"
+}
+
 # Phased placement (issue 13): the resident-stream plan of each budget with a fraction of its streamed blocks made
 # phased (interleaved: the CPU computes one while the link copies the next), against resident-first and
 # resident-stream in the same session; activations up by the copy engine and by kernel.
@@ -331,6 +366,7 @@ for s in "$@"; do
     calibrate) step calibrate bash scripts/device-figures.sh "$dir/calibrate" calibrate ;;
     upload) step upload upload_step ;;
     phased) step phased phased_step ;;
+    attention) step attention attention_step ;;
     graphs) step graphs graphs_step ;;
     fused) step fused fused_step ;;
     ncu) step ncu ncu_step ;;

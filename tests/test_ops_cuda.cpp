@@ -70,6 +70,13 @@ struct Gpu {
   void sync() { stream.sync(); }
 };
 
+int compute_capability_major() {
+  int device = 0, major = 0;
+  FERRY_CUDA_CHECK(cudaGetDevice(&device));
+  FERRY_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major;
+}
+
 size_t count_non_finite(const std::vector<float>& v) {
   size_t n = 0;
   for (float x : v) n += std::isfinite(x) ? 0 : 1;
@@ -505,7 +512,7 @@ TEST_CASE("cuda store_kv writes FP16 rows at pos0 and nothing else") {
 
 namespace {
 
-enum class Path { AUTO, CHUNKED, DECODE };
+enum class Path { AUTO, CHUNKED, DECODE, FLASH };
 
 struct AttentionData {
   std::vector<float> q;
@@ -551,6 +558,9 @@ std::vector<float> run_attention(Gpu& gpu, const AttentionShape& s, const Attent
     case Path::DECODE:
       cuda::attention_decode(s, dq.get<float>(), k, v, dout.get<float>(), scratch, gpu.stream);
       break;
+    case Path::FLASH:
+      cuda::attention_flash(s, dq.get<float>(), k, v, dout.get<float>(), gpu.stream);
+      break;
   }
   gpu.sync();
   CHECK(dout.guards_intact());
@@ -580,8 +590,9 @@ TEST_CASE("cuda attention matches the reference: GQA, causal, both paths") {
       const AttentionData d = attention_data(s, seed);
       CHECK_FALSE(cuda::attention_uses_decode(s));
       const size_t bytes = cuda::attention_scratch_bytes(s, s.n_q);
-      expect_close(run_attention(gpu, s, d, Path::AUTO, bytes), d.ref, kChunkedTolerance);  // chunked
-      expect_close(run_attention(gpu, s, d, Path::DECODE, 0), d.ref, kDecodeTolerance);     // decode kernel forced
+      expect_close(run_attention(gpu, s, d, Path::AUTO, bytes), d.ref, kChunkedTolerance);  // flash where supported
+      expect_close(run_attention(gpu, s, d, Path::CHUNKED, bytes), d.ref, kChunkedTolerance);
+      expect_close(run_attention(gpu, s, d, Path::DECODE, 0), d.ref, kDecodeTolerance);  // decode kernel forced
     }
   }
 }
@@ -886,13 +897,84 @@ TEST_CASE("cuda attention long chunked case: >= 4 chunks equal one chunk and the
     CHECK((s.n_q + max_chunk - 1) / max_chunk >= 4);
     // The whole score matrix is never allocated: the chunked scratch is well under n_q x n_kv floats per head.
     CHECK(small < static_cast<size_t>(s.n_q * s.n_kv * s.n_head * 4) / 3);
-    const std::vector<float> chunked = run_attention(gpu, s, d, Path::AUTO, small);
-    const std::vector<float> single = run_attention(gpu, s, d, Path::AUTO, cuda::attention_scratch_bytes(s, s.n_q));
+    const std::vector<float> chunked = run_attention(gpu, s, d, Path::CHUNKED, small);
+    const std::vector<float> single = run_attention(gpu, s, d, Path::CHUNKED, cuda::attention_scratch_bytes(s, s.n_q));
     expect_close(chunked, d.ref, kChunkedTolerance);
     expect_close(single, d.ref, kChunkedTolerance);
     // Both round the same q and P; only the GEMMs' summation order can differ (a flipped FP16 rounding of one P moves
     // it by 2^-11), so chunked and single-chunk agree far more closely than either agrees with the reference.
     expect_close(chunked, single, 1e-8);
+  }
+}
+
+TEST_CASE("cuda flash attention: odd shapes, GQA, causal with a cached past, both head sizes") {
+  Seeds seeds(33000);
+  Gpu gpu;
+  if (compute_capability_major() < 8) {
+    MESSAGE("flash attention needs compute capability 8.0; this device takes the chunked path");
+    return;
+  }
+  struct Case {
+    int64_t n_q, n_kv, n_head, n_kv_head, head_dim;
+    bool causal;
+  };
+  // Query counts around the 64-row tile (9, 64, 65, 130), key counts off the 64-key tile, a causal run with a long
+  // cached past (q_pos0 = 600), Flux's joint non-causal form with n_kv != n_q, and a long causal run of many tiles.
+  const int64_t long_n = test::quick_mode() ? 300 : 1100;
+  const Case cases[] = {
+      {9, 9, 1, 1, 64, true},           {13, 37, 4, 2, 64, false},
+      {64, 64, 2, 2, 128, true},        {65, 65, 2, 1, 128, true},
+      {100, 700, 8, 2, 128, true},      {130, 130, 3, 3, 64, false},
+      {200, 333, 6, 2, 128, false},     {33, 1000, 4, 1, 64, false},
+      {long_n, long_n, 4, 2, 64, true}, {long_n, long_n, 2, 2, 128, false},
+  };
+  for (const Case& c : cases) {
+    const uint64_t seed = seeds.next();
+    CAPTURE(c.n_q);
+    CAPTURE(c.n_kv);
+    CAPTURE(c.n_head);
+    CAPTURE(c.n_kv_head);
+    CAPTURE(c.head_dim);
+    CAPTURE(c.causal);
+    CAPTURE(seed);
+    const AttentionShape s = make_shape(c.n_q, c.n_kv, c.n_head, c.n_kv_head, c.head_dim, c.causal);
+    const AttentionData d = attention_data(s, seed);
+    const std::vector<float> flash = run_attention(gpu, s, d, Path::FLASH, 0);
+    expect_close(flash, d.ref, kChunkedTolerance);
+    // attention() takes it with no scratch at all (the chunked path would refuse: BUDGET).
+    const std::vector<float> auto_path = run_attention(gpu, s, d, Path::AUTO, 0);
+    CHECK(std::memcmp(flash.data(), auto_path.data(), flash.size() * sizeof(float)) == 0);
+    // Same q and P rounding as the chunked path, another summation order: far closer to it than to the reference.
+    expect_close(flash, run_attention(gpu, s, d, Path::CHUNKED, cuda::attention_scratch_bytes(s, s.n_q)), 1e-8);
+  }
+  {  // a NaN in one query row reaches that row's outputs only
+    const AttentionShape s = make_shape(70, 200, 4, 2, 128, true);
+    AttentionData d = attention_data(s, seeds.next());
+    const int64_t bad_row = 37, row_width = s.n_head * s.head_dim;
+    d.q[static_cast<size_t>(bad_row * row_width + 5)] = std::nanf("");  // head 0, element 5
+    const std::vector<float> got = run_attention(gpu, s, d, Path::FLASH, 0);
+    int64_t nan_in_row = 0, nan_elsewhere = 0;
+    for (int64_t i = 0; i < static_cast<int64_t>(got.size()); ++i) {
+      const bool in_bad = i / row_width == bad_row && i % row_width < s.head_dim;
+      if (std::isnan(got[static_cast<size_t>(i)])) ++(in_bad ? nan_in_row : nan_elsewhere);
+    }
+    CHECK(nan_in_row == s.head_dim);
+    CHECK(nan_elsewhere == 0);
+  }
+  {  // what the kernel does not take: refused by attention_flash, served by attention() on the chunked path
+    const AttentionShape s = make_shape(70, 70, 4, 2, 80, true);
+    const AttentionData d = attention_data(s, seeds.next());
+    CHECK_THROWS_AS(run_attention(gpu, s, d, Path::FLASH, 0), Error);
+    expect_close(run_attention(gpu, s, d, Path::AUTO, cuda::attention_scratch_bytes(s, s.n_q)), d.ref,
+                 kChunkedTolerance);
+    GuardedBuffer buf(size_t{4096});
+    const auto* base = buf.get<unsigned char>();
+    const auto* f = reinterpret_cast<const float*>(base);
+    const auto* h = reinterpret_cast<const __half*>(base);
+    const AttentionShape ok = make_shape(70, 70, 4, 2, 128, true);
+    CHECK(cuda::attention_flash_supported(ok, f, h, h, f));
+    CHECK_FALSE(cuda::attention_flash_supported(ok, f, h + 1, h, f));     // k 2 bytes off 16
+    CHECK_FALSE(cuda::attention_flash_supported(ok, base + 4, h, h, f));  // q 4 bytes off 8
   }
 }
 

@@ -31,6 +31,8 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <string>
 
@@ -223,6 +225,21 @@ int64_t preferred_chunk(const AttentionShape& s) {
   return (s.n_q + kCausalChunks - 1) / kCausalChunks;
 }
 
+// FERRY_ATTENTION_PATH: unset, empty or "flash" lets attention() take the flash path; "chunked" keeps it on the
+// cuBLAS path (to compare the two end to end). Anything else is refused, not silently ignored.
+bool read_flash_allowed() {
+  const char* env = std::getenv("FERRY_ATTENTION_PATH");
+  if (env == nullptr || *env == '\0' || std::strcmp(env, "flash") == 0) return true;
+  if (std::strcmp(env, "chunked") == 0) return false;
+  fail(ErrorCategory::INVALID_ARGUMENT,
+       std::string("FERRY_ATTENTION_PATH='") + env + "': expected flash (fused kernel) or chunked (cuBLAS GEMMs)");
+}
+
+bool flash_allowed() {
+  static const bool allowed = read_flash_allowed();
+  return allowed;
+}
+
 }  // namespace
 
 bool attention_uses_decode(const AttentionShape& s) noexcept { return device_sizing::attention_uses_decode(s); }
@@ -326,8 +343,12 @@ void attention(const AttentionShape& s, const float* q, const __half* k, const _
   }
   if (position.active())
     fail(ErrorCategory::UNSUPPORTED, "cuda::attention: " + std::to_string(s.n_q) +
-                                         " queries take the chunked path, whose GEMM shapes a replayed step cannot "
-                                         "change (only the decode path reads its position on the device)");
+                                         " queries take the flash or chunked path, which a replayed step cannot "
+                                         "move (only the decode path reads its position on the device)");
+  if (flash_allowed() && attention_flash_supported(s, q, k, v, out)) {
+    attention_flash(s, q, k, v, out, stream);
+    return;
+  }
   attention_chunked(s, q, k, v, out, scratch, preferred_chunk(s), cublas, stream);
 }
 

@@ -1,12 +1,13 @@
 // Softmax attention over an FP16 KV cache on the GPU, and the helper that writes the cache.
 // Shapes as ferry::AttentionShape (ferry/kernels/matrix.hpp): q float32 [n_q, n_head, head_dim], k and v FP16
 // [n_kv, n_kv_head, head_dim], out float32 [n_q, n_head, head_dim]; all device pointers.
-// Two paths (design note and rooflines at the top of kernels/cuda/attention.cu):
+// Three paths (design notes and rooflines at the top of kernels/cuda/attention*.cu):
+// - flash: one fused tensor-core kernel; scores live in registers only, no scratch (head_dim 64 or 128).
 // - chunked: query rows in chunks sized from a caller-given scratch; per chunk S = Q Kᵀ and O = P V as cuBLAS
 //   strided-batched FP16 GEMMs on tensor cores with a softmax kernel in between. Scores exist for one chunk only.
 // - decode: a bandwidth-bound kernel over the cache (online softmax, FP32 accumulation), split over the KV length when
 //   the cache is long and the scratch allows.
-// attention() picks the path; the other two entry points let tests and benchmarks force one.
+// attention() picks the path; the other entry points let tests and benchmarks force one.
 #pragma once
 
 #include <cublas_v2.h>
@@ -47,10 +48,11 @@ size_t attention_scratch_bytes(const AttentionShape& shape, int64_t chunk_rows);
 // The largest chunk (query rows, at most n_q) whose chunked-path scratch fits in scratch_bytes; 0 if not even one row.
 int64_t attention_max_chunk(const AttentionShape& shape, size_t scratch_bytes);
 
-// Picks the path. On the chunked path it takes the largest chunk the scratch holds, except that long causal runs
-// (n_q >= 1024) use at least 4 chunks so the masked triangle is mostly skipped. Throws BUDGET (naming the bytes needed
-// for one row) when the chunked path is taken and the scratch cannot hold one query row. Sets cublas's stream to
-// `stream`.
+// Picks the path: decode for few queries, else flash where attention_flash_supported (unless the environment has
+// FERRY_ATTENTION_PATH=chunked, read once per process, for comparisons), else chunked. On the chunked path it takes
+// the largest chunk the scratch holds, except that long causal runs (n_q >= 1024) use at least 4 chunks so the masked
+// triangle is mostly skipped. Throws BUDGET (naming the bytes needed for one row) when the chunked path is taken and
+// the scratch cannot hold one query row. Sets cublas's stream to `stream`.
 // With an active `position` (a step captured for replay) only the decode path is allowed (UNSUPPORTED otherwise).
 void attention(const AttentionShape& shape, const float* q, const __half* k, const __half* v, float* out,
                const AttentionScratch& scratch, cublasHandle_t cublas, cudaStream_t stream,
@@ -59,6 +61,13 @@ void attention(const AttentionShape& shape, const float* q, const __half* k, con
 // attention_max_chunk(shape, scratch.bytes), and BUDGET is thrown if that is 0.
 void attention_chunked(const AttentionShape& shape, const float* q, const __half* k, const __half* v, float* out,
                        const AttentionScratch& scratch, int64_t chunk_rows, cublasHandle_t cublas, cudaStream_t stream);
+// The flash path: needs no scratch. Throws UNSUPPORTED where attention_flash_supported is false.
+void attention_flash(const AttentionShape& shape, const float* q, const __half* k, const __half* v, float* out,
+                     cudaStream_t stream);
+// head_dim 64 or 128, q and out 8-byte aligned, k and v 16-byte aligned, at most 65535 heads, a device of compute
+// capability 8.0 or above (the current one).
+bool attention_flash_supported(const AttentionShape& shape, const void* q, const void* k, const void* v,
+                               const void* out) noexcept;
 // The decode path, for any n_q (efficient for few queries). Throws UNSUPPORTED for an odd head_dim or one above
 // kAttentionDecodeMaxHeadDim.
 // `position` shifts n_kv and q_pos0 by the replayed step's position (step_position.cuh); the KV length is split for
