@@ -944,8 +944,10 @@ TEST_CASE("cuda flash attention: odd shapes, GQA, causal with a cached past, bot
     // attention() takes it with no scratch at all (the chunked path would refuse: BUDGET).
     const std::vector<float> auto_path = run_attention(gpu, s, d, Path::AUTO, 0);
     CHECK(std::memcmp(flash.data(), auto_path.data(), flash.size() * sizeof(float)) == 0);
-    // Same q and P rounding as the chunked path, another summation order: far closer to it than to the reference.
-    expect_close(flash, run_attention(gpu, s, d, Path::CHUNKED, cuda::attention_scratch_bytes(s, s.n_q)), 1e-8);
+    // The chunked path rounds P relative to the row's final max, flash relative to the running one: the FP16
+    // roundings differ element by element, so the two agree only as closely as each agrees with the reference.
+    expect_close(flash, run_attention(gpu, s, d, Path::CHUNKED, cuda::attention_scratch_bytes(s, s.n_q)),
+                 kChunkedTolerance);
   }
   {  // a NaN in one query row reaches that row's outputs only
     const AttentionShape s = make_shape(70, 200, 4, 2, 128, true);
