@@ -292,7 +292,7 @@ TEST_CASE("ferry bench reports the engine settings it ran with, and refuses a ba
     const char* expect_upload;
     bool expect_fused;
   };
-  for (const Case& c : {Case{"", "", "", true, "copy", false}, Case{"off", "kernel", "on", false, "kernel", true},
+  for (const Case& c : {Case{"", "", "", true, "copy", true}, Case{"off", "kernel", "on", false, "kernel", true},
                         Case{"on", "copy", "off", true, "copy", false}}) {
     CAPTURE(c.graphs);
     Environment env = default_model_env(dir.path());

@@ -387,8 +387,8 @@ TEST_CASE("SmolLM2: the CPU and the link at once (phased and streamed layers) gi
   int agreed = 0;
   for (int i = 0; i < kTokens; ++i) {
     CAPTURE(i);
-    // The CPU's GEMV rounds activations to 8 bits per block of 32, the GPU's Q4_1 GEMV does not (but with
-    // FERRY_FUSED_OPS=on, which takes Q4_1 through the int8 kernel); over the 10 phased
+    // The CPU's GEMV rounds activations to 8 bits per block of 32, the GPU's Q4_1 GEMV does not (but with fused
+    // ops, the default since 2026-12-06, which take Q4_1 through the int8 kernel); over the 10 phased
     // blocks and the head that the CPU runs in decode, on a real model's activations, that gave 0 (the prompt step:
     // all on the GPU) and then 0.0055-0.044 on the H100 (2026-12-05, 48 tokens, median ~0.016, every greedy token
     // equal), against 3e-2 on the synthetic models above. With fused ops both runs round to 8 bits, each in its own
@@ -398,11 +398,17 @@ TEST_CASE("SmolLM2: the CPU and the link at once (phased and streamed layers) gi
     CHECK(relative_error(lb, std::vector<double>(la.begin(), la.end())) <= bound);
     const int32_t a = sampler.sample(la), b = sampler.sample(lb);
     if (a != b) {
+      // A near-tie: the resident run's top-2 margin within the noise the split adds at this step (4x the RMS change
+      // of a logit). Partings seen on the H100: margins 0.033-0.070 (fused ops, flash attention in the prompt), with
+      // RMS changes of the order of the relative errors above times the logits' RMS.
       std::vector<float> sorted = la;
       std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
+      double sq = 0;
+      for (size_t j = 0; j < la.size(); ++j) sq += (static_cast<double>(lb[j]) - la[j]) * (lb[j] - la[j]);
+      const double rms_change = std::sqrt(sq / static_cast<double>(la.size()));
       MESSAGE("greedy tokens part at " << i << " (" << a << " vs " << b << "), resident top-2 margin "
-                                       << sorted[0] - sorted[1]);
-      CHECK(sorted[0] - sorted[1] < 0.05f);
+                                       << sorted[0] - sorted[1] << ", RMS logit change " << rms_change);
+      CHECK(sorted[0] - sorted[1] < 4 * rms_change);
       break;
     }
     ++agreed;

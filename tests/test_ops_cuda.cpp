@@ -907,28 +907,40 @@ TEST_CASE("cuda attention long chunked case: >= 4 chunks equal one chunk and the
   }
 }
 
-TEST_CASE("cuda flash attention: odd shapes, GQA, causal with a cached past, both head sizes") {
-  Seeds seeds(33000);
-  Gpu gpu;
-  if (compute_capability_major() < 8) {
-    MESSAGE("flash attention needs compute capability 8.0; this device takes the chunked path");
-    return;
-  }
-  struct Case {
-    int64_t n_q, n_kv, n_head, n_kv_head, head_dim;
-    bool causal;
-  };
-  // Query counts around the 64-row tile (9, 64, 65, 130), key counts off the 64-key tile, a causal run with a long
-  // cached past (q_pos0 = 600), Flux's joint non-causal form with n_kv != n_q, and a long causal run of many tiles.
+namespace {
+
+struct FlashCase {
+  int64_t n_q, n_kv, n_head, n_kv_head, head_dim;
+  bool causal;
+};
+
+// Query counts around the 64-row tile (9, 64, 65, 130), key counts off the 64-key tile, a causal run with a long
+// cached past (q_pos0 = 600), Flux's joint non-causal form with n_kv != n_q, and long runs of many tiles.
+std::vector<FlashCase> flash_cases() {
   const int64_t long_n = test::quick_mode() ? 300 : 1100;
-  const Case cases[] = {
+  return {
       {9, 9, 1, 1, 64, true},           {13, 37, 4, 2, 64, false},
       {64, 64, 2, 2, 128, true},        {65, 65, 2, 1, 128, true},
       {100, 700, 8, 2, 128, true},      {130, 130, 3, 3, 64, false},
       {200, 333, 6, 2, 128, false},     {33, 1000, 4, 1, 64, false},
       {long_n, long_n, 4, 2, 64, true}, {long_n, long_n, 2, 2, 128, false},
   };
-  for (const Case& c : cases) {
+}
+
+bool flash_runs_here() {
+  if (compute_capability_major() >= 8) return true;
+  MESSAGE("flash attention needs compute capability 8.0; this device takes the chunked path");
+  return false;
+}
+
+}  // namespace
+
+// No cuBLAS call in this case: the sanitizer's racecheck runs it (device-run.sh leaves out the chunked cases).
+TEST_CASE("cuda flash attention: odd shapes, GQA, causal with a cached past, both head sizes") {
+  Seeds seeds(33000);
+  Gpu gpu;
+  if (!flash_runs_here()) return;
+  for (const FlashCase& c : flash_cases()) {
     const uint64_t seed = seeds.next();
     CAPTURE(c.n_q);
     CAPTURE(c.n_kv);
@@ -941,13 +953,9 @@ TEST_CASE("cuda flash attention: odd shapes, GQA, causal with a cached past, bot
     const AttentionData d = attention_data(s, seed);
     const std::vector<float> flash = run_attention(gpu, s, d, Path::FLASH, 0);
     expect_close(flash, d.ref, kChunkedTolerance);
-    // attention() takes it with no scratch at all (the chunked path would refuse: BUDGET).
+    // attention() takes it with no scratch at all (the chunked path would refuse: BUDGET), bit for bit.
     const std::vector<float> auto_path = run_attention(gpu, s, d, Path::AUTO, 0);
     CHECK(std::memcmp(flash.data(), auto_path.data(), flash.size() * sizeof(float)) == 0);
-    // The chunked path rounds P relative to the row's final max, flash relative to the running one: the FP16
-    // roundings differ element by element, so the two agree only as closely as each agrees with the reference.
-    expect_close(flash, run_attention(gpu, s, d, Path::CHUNKED, cuda::attention_scratch_bytes(s, s.n_q)),
-                 kChunkedTolerance);
   }
   {  // a NaN in one query row reaches that row's outputs only
     const AttentionShape s = make_shape(70, 200, 4, 2, 128, true);
@@ -963,12 +971,10 @@ TEST_CASE("cuda flash attention: odd shapes, GQA, causal with a cached past, bot
     CHECK(nan_in_row == s.head_dim);
     CHECK(nan_elsewhere == 0);
   }
-  {  // what the kernel does not take: refused by attention_flash, served by attention() on the chunked path
+  {  // what the kernel does not take
     const AttentionShape s = make_shape(70, 70, 4, 2, 80, true);
     const AttentionData d = attention_data(s, seeds.next());
     CHECK_THROWS_AS(run_attention(gpu, s, d, Path::FLASH, 0), Error);
-    expect_close(run_attention(gpu, s, d, Path::AUTO, cuda::attention_scratch_bytes(s, s.n_q)), d.ref,
-                 kChunkedTolerance);
     GuardedBuffer buf(size_t{4096});
     const auto* base = buf.get<unsigned char>();
     const auto* f = reinterpret_cast<const float*>(base);
@@ -977,6 +983,36 @@ TEST_CASE("cuda flash attention: odd shapes, GQA, causal with a cached past, bot
     CHECK(cuda::attention_flash_supported(ok, f, h, h, f));
     CHECK_FALSE(cuda::attention_flash_supported(ok, f, h + 1, h, f));     // k 2 bytes off 16
     CHECK_FALSE(cuda::attention_flash_supported(ok, base + 4, h, h, f));  // q 4 bytes off 8
+  }
+}
+
+TEST_CASE("cuda flash attention against the chunked path, which serves the shapes flash does not take") {
+  Seeds seeds(34000);
+  Gpu gpu;
+  if (!flash_runs_here()) return;
+  for (const FlashCase& c : flash_cases()) {
+    const uint64_t seed = seeds.next();
+    CAPTURE(c.n_q);
+    CAPTURE(c.n_kv);
+    CAPTURE(c.head_dim);
+    CAPTURE(c.causal);
+    CAPTURE(seed);
+    const AttentionShape s = make_shape(c.n_q, c.n_kv, c.n_head, c.n_kv_head, c.head_dim, c.causal);
+    const AttentionData d = attention_data(s, seed);
+    // The chunked path rounds P relative to the row's final max, flash relative to the running one: the FP16
+    // roundings differ element by element, so the two agree only as closely as each agrees with the reference.
+    expect_close(run_attention(gpu, s, d, Path::FLASH, 0),
+                 run_attention(gpu, s, d, Path::CHUNKED, cuda::attention_scratch_bytes(s, s.n_q)), kChunkedTolerance);
+  }
+  // head_dim 80: attention() takes the chunked path, and without scratch refuses with BUDGET.
+  const AttentionShape s = make_shape(70, 70, 4, 2, 80, true);
+  const AttentionData d = attention_data(s, seeds.next());
+  expect_close(run_attention(gpu, s, d, Path::AUTO, cuda::attention_scratch_bytes(s, s.n_q)), d.ref, kChunkedTolerance);
+  try {
+    run_attention(gpu, s, d, Path::AUTO, 0);
+    FAIL("no BUDGET error without scratch on the chunked path");
+  } catch (const Error& e) {
+    CHECK(e.category() == ErrorCategory::BUDGET);
   }
 }
 
@@ -998,7 +1034,7 @@ TEST_CASE("cuda attention scratch sizing and budget errors") {
   for (size_t bytes : {size_t{0}, one_row - 1}) {
     CAPTURE(bytes);
     try {
-      run_attention(gpu, s, d, Path::AUTO, bytes);
+      run_attention(gpu, s, d, Path::CHUNKED, bytes);  // attention() would take the flash path: no scratch
       FAIL("no BUDGET error for a scratch below one query row");
     } catch (const Error& e) {
       CHECK(e.category() == ErrorCategory::BUDGET);

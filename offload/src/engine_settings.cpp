@@ -34,8 +34,8 @@ bool resolve_fused_ops(SchedulerOptions::FusedOps asked) {
   using Fused = SchedulerOptions::FusedOps;
   if (asked != Fused::DEFAULT) return asked == Fused::ON;
   const char* env = std::getenv("FERRY_FUSED_OPS");
-  if (env == nullptr || *env == '\0' || std::strcmp(env, "off") == 0) return false;
-  if (std::strcmp(env, "on") == 0) return true;
+  if (env == nullptr || *env == '\0' || std::strcmp(env, "on") == 0) return true;
+  if (std::strcmp(env, "off") == 0) return false;
   fail(ErrorCategory::INVALID_ARGUMENT, std::string("FERRY_FUSED_OPS='") + env +
                                             "': expected on (norm, SwiGLU and residual add inside the GPU's GEMV; "
                                             "RoPE with the KV store) or off");

@@ -54,14 +54,14 @@ struct SchedulerOptions : StackOptions {
   // steps of up to 8 tokens do the norm, the SwiGLU product and the residual add inside the GEMV and RoPE with the
   // KV-cache store in one kernel (a llama block's decode step: 7 kernels instead of 15); OFF runs each op's own kernel.
   // The results agree up to rounding (not bit for bit: the fused norm sums its squares in another order). DEFAULT: the
-  // environment's FERRY_FUSED_OPS (on | off), else OFF until the fused kernels have run on a GPU.
+  // environment's FERRY_FUSED_OPS (on | off), else ON (the whole GPU suite passed with them on, H100, 2026-12-06).
   enum class FusedOps { DEFAULT, ON, OFF };
   FusedOps fused_ops = FusedOps::DEFAULT;
   WarningSink warn;  // null: default_warning (stderr)
 };
 
 // What a DEFAULT setting resolves to: the environment's FERRY_ACTIVATION_UPLOAD (copy | kernel; unset: copy),
-// FERRY_DECODE_GRAPHS (on | off; unset: on) and FERRY_FUSED_OPS (on | off; unset: off). INVALID_ARGUMENT naming the
+// FERRY_DECODE_GRAPHS (on | off; unset: on) and FERRY_FUSED_OPS (on | off; unset: on). INVALID_ARGUMENT naming the
 // variable for any other value.
 SchedulerOptions::ActivationUpload resolve_activation_upload(SchedulerOptions::ActivationUpload asked);
 bool resolve_decode_graphs(SchedulerOptions::DecodeGraphs asked);
