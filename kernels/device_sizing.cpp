@@ -1,6 +1,8 @@
 #include "ferry/kernels/device_sizing.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <string>
 
@@ -126,6 +128,14 @@ AttentionDecodeLayout attention_decode_layout(const AttentionShape& s, int64_t n
   l.acc_offset = *acc_offset;
   l.total = *total;
   return l;
+}
+
+bool attention_flash_allowed() {
+  const char* env = std::getenv("FERRY_ATTENTION_PATH");
+  if (env == nullptr || *env == '\0' || std::strcmp(env, "flash") == 0) return true;
+  if (std::strcmp(env, "chunked") == 0) return false;
+  fail(ErrorCategory::INVALID_ARGUMENT,
+       std::string("FERRY_ATTENTION_PATH='") + env + "': expected flash (fused kernel) or chunked (cuBLAS GEMMs)");
 }
 
 size_t attention_scratch_bytes(const AttentionShape& s, int64_t chunk_rows) {

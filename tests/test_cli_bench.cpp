@@ -281,24 +281,29 @@ TEST_CASE("ferry bench --sequential: each arm runs its repetitions in a row, and
 }
 
 TEST_CASE("ferry bench reports the engine settings it ran with, and refuses a bad one before running") {
-  // FERRY_DECODE_GRAPHS, FERRY_ACTIVATION_UPLOAD and FERRY_FUSED_OPS change the GPU figures: a report carries them
-  // (JSON `engine`; the markdown says them when a GPU ran), so runs with different settings are not compared unawares.
+  // FERRY_DECODE_GRAPHS, FERRY_ACTIVATION_UPLOAD, FERRY_FUSED_OPS and FERRY_ATTENTION_PATH change the GPU figures: a
+  // report carries them (JSON `engine`; the markdown says them when a GPU ran), so runs with different settings are not
+  // compared unawares.
   TempDir dir;
   struct Case {
     const char* graphs;  // FERRY_DECODE_GRAPHS, empty: unset
     const char* upload;
     const char* fused;
+    const char* attention;
     bool expect_graphs;
     const char* expect_upload;
     bool expect_fused;
+    const char* expect_attention;
   };
-  for (const Case& c : {Case{"", "", "", true, "copy", true}, Case{"off", "kernel", "on", false, "kernel", true},
-                        Case{"on", "copy", "off", true, "copy", false}}) {
+  for (const Case& c : {Case{"", "", "", "", true, "copy", true, "flash"},
+                        Case{"off", "kernel", "on", "chunked", false, "kernel", true, "chunked"},
+                        Case{"on", "copy", "off", "flash", true, "copy", false, "flash"}}) {
     CAPTURE(c.graphs);
     Environment env = default_model_env(dir.path());
     if (*c.graphs != '\0') env.emplace_back("FERRY_DECODE_GRAPHS", c.graphs);
     if (*c.upload != '\0') env.emplace_back("FERRY_ACTIVATION_UPLOAD", c.upload);
     if (*c.fused != '\0') env.emplace_back("FERRY_FUSED_OPS", c.fused);
+    if (*c.attention != '\0') env.emplace_back("FERRY_ATTENTION_PATH", c.attention);
     const Result r = run_ferry({"bench", "-p", "4", "-n", "2", "-r", "1", "--policy", "cpu-all", "-o", "json"},
                                dir.path(), false, env);
     REQUIRE_MESSAGE(r.status == 0, r.err);
@@ -306,8 +311,9 @@ TEST_CASE("ferry bench reports the engine settings it ran with, and refuses a ba
     CHECK(report["engine"]["decode_graphs"] == c.expect_graphs);
     CHECK(report["engine"]["activation_upload"] == c.expect_upload);
     CHECK(report["engine"]["fused_ops"] == c.expect_fused);
+    CHECK(report["engine"]["attention_path"] == c.expect_attention);
   }
-  for (const char* variable : {"FERRY_DECODE_GRAPHS", "FERRY_FUSED_OPS"}) {
+  for (const char* variable : {"FERRY_DECODE_GRAPHS", "FERRY_FUSED_OPS", "FERRY_ATTENTION_PATH"}) {
     CAPTURE(variable);
     Environment bad = default_model_env(dir.path());
     bad.emplace_back(variable, "maybe");

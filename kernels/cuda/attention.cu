@@ -31,8 +31,6 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <optional>
 #include <string>
 
@@ -225,18 +223,9 @@ int64_t preferred_chunk(const AttentionShape& s) {
   return (s.n_q + kCausalChunks - 1) / kCausalChunks;
 }
 
-// FERRY_ATTENTION_PATH: unset, empty or "flash" lets attention() take the flash path; "chunked" keeps it on the
-// cuBLAS path (to compare the two end to end). Anything else is refused, not silently ignored.
-bool read_flash_allowed() {
-  const char* env = std::getenv("FERRY_ATTENTION_PATH");
-  if (env == nullptr || *env == '\0' || std::strcmp(env, "flash") == 0) return true;
-  if (std::strcmp(env, "chunked") == 0) return false;
-  fail(ErrorCategory::INVALID_ARGUMENT,
-       std::string("FERRY_ATTENTION_PATH='") + env + "': expected flash (fused kernel) or chunked (cuBLAS GEMMs)");
-}
-
+// FERRY_ATTENTION_PATH (device_sizing::attention_flash_allowed), read once per process.
 bool flash_allowed() {
-  static const bool allowed = read_flash_allowed();
+  static const bool allowed = device_sizing::attention_flash_allowed();
   return allowed;
 }
 

@@ -182,7 +182,8 @@ std::string bench_markdown(const BenchReport& r) {
            (r.env.decode_graphs ? "replayed as CUDA graphs" : "kernel by kernel (FERRY_DECODE_GRAPHS=off)") +
            ", activations up " +
            (r.env.activations_by_kernel ? "by kernel (FERRY_ACTIVATION_UPLOAD=kernel)" : "by the copy engine") +
-           ", fused ops " + (r.env.fused_ops ? "on (FERRY_FUSED_OPS=on)" : "off") + "\n";
+           ", fused ops " + (r.env.fused_ops ? "on" : "off (FERRY_FUSED_OPS=off)") + ", attention " +
+           (r.env.flash_attention ? "flash where the GPU allows" : "chunked (FERRY_ATTENTION_PATH=chunked)") + "\n";
   if (link)
     out += "- **simulated link**: host-to-device copies of streamed weights paced to " +
            link_rate_text(r.request.link_gbps) +
@@ -236,7 +237,8 @@ Json bench_json(const BenchReport& r) {
               {"engine",
                {{"decode_graphs", r.env.decode_graphs},
                 {"activation_upload", r.env.activations_by_kernel ? "kernel" : "copy"},
-                {"fused_ops", r.env.fused_ops}}},
+                {"fused_ops", r.env.fused_ops},
+                {"attention_path", r.env.flash_attention ? "flash" : "chunked"}}},
               {"parameters",
                {{"vram", std::move(vram)},
                 {"vram_bytes", std::move(vram_bytes)},

@@ -12,6 +12,7 @@
 
 #include "bench_arms.hpp"
 #include "ferry/error.hpp"
+#include "ferry/kernels/device_sizing.hpp"
 #include "ferry/models/llama/runner.hpp"
 #include "ferry/offload/gpu.hpp"
 #include "ferry/offload/size_parse.hpp"
@@ -328,6 +329,7 @@ BenchEnvironment bench_environment() {
   env.activations_by_kernel = resolve_activation_upload(SchedulerOptions::ActivationUpload::DEFAULT) ==
                               SchedulerOptions::ActivationUpload::KERNEL;
   env.fused_ops = resolve_fused_ops(SchedulerOptions::FusedOps::DEFAULT);
+  env.flash_attention = device_sizing::attention_flash_allowed();
   return env;
 }
 

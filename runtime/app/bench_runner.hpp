@@ -142,10 +142,11 @@ struct BenchEnvironment {
   std::string version;
   std::string started_at;  // UTC, ISO 8601
   // The GPU engine's settings from the environment (resolve_decode_graphs, resolve_activation_upload,
-  // resolve_fused_ops), reported so that runs with different ones are not compared unawares.
+  // resolve_fused_ops, FERRY_ATTENTION_PATH), reported so that runs with different ones are not compared unawares.
   bool decode_graphs = true;
   bool activations_by_kernel = false;
-  bool fused_ops = false;
+  bool fused_ops = true;
+  bool flash_attention = true;  // FERRY_ATTENTION_PATH (device_sizing::attention_flash_allowed)
 };
 
 struct BenchReport {

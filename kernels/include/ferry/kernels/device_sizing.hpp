@@ -48,6 +48,10 @@ int64_t gemm_token_chunk(int64_t n_tokens, int64_t n_cols, size_t activation_ele
 // wanted: the balanced chunk of the fewest chunks within the cap (never below the kernel's minimum).
 size_t gemm_activation_scratch_capped(const QuantMatrixView& w, int64_t n_tokens, size_t cap_elems) noexcept;
 
+// The environment's FERRY_ATTENTION_PATH: unset, empty or "flash" lets cuda::attention take the flash path (where the
+// device and shape allow it); "chunked" keeps it on the cuBLAS path, to compare the two. INVALID_ARGUMENT naming the
+// variable for any other value. Read on every call (the CUDA side reads it once per process).
+bool attention_flash_allowed();
 // True when cuda::attention takes the decode path for this shape.
 bool attention_uses_decode(const AttentionShape& shape) noexcept;
 bool attention_decode_supported(const AttentionShape& shape) noexcept;
