@@ -19,6 +19,7 @@
 //   that head are served from L2 after the first read.
 // Supported: compute capability 8.0 and up (cp.async, m16n8k16), head_dim 64 or 128, q and out 8-byte aligned, k and
 // v 16-byte aligned (their rows then are too). Anything else takes the chunked path (attention_flash_supported).
+// Measurements and what would come next: docs/kernels/attention-notes.md.
 #include <cuda_fp16.h>
 
 #include <cmath>
