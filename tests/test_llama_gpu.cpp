@@ -317,8 +317,8 @@ TEST_CASE("perplexity is the same for every placement, within the tolerance of t
     const LlamaWeights w = LlamaWeights::from_gguf(file, c);
     std::vector<int32_t> tokens;
     std::mt19937_64 rng(test::test_seed(22));
-    // Three windows of 32 and a partial one; one and a partial under FERRY_TEST_QUICK (sanitizer runs, where the
-    // 1800 steps of the full case took over 300 s under memcheck on an H100).
+    // Three windows of 32 and a partial one; one and a partial under FERRY_TEST_QUICK (sanitizer runs: memcheck was
+    // still in this case, ~1800 steps in all, when it reached its 300-s limit on an H100).
     const int n_tokens = test::quick_mode() ? 32 + 5 : 3 * 32 + 5;
     for (int i = 0; i < n_tokens; ++i) tokens.push_back(static_cast<int32_t>(3 + rng() % (c.n_vocab - 3)));
     PerplexityOptions po;
